@@ -1,0 +1,163 @@
+"""RunConfig: one training run, validated on creation.
+
+Field names are the TOML keys of a sweep spec and the columns of the results tables.
+This module imports no Numba code, so bad input is reported before anything compiles.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, fields
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # hidden layers; output is linear
+INITS = ("he", "xavier", "normal")
+DATASETS = ("encoder",)
+
+
+class ConfigError(ValueError):
+    """A field of a RunConfig has a bad value; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of a small MLP with full-batch or mini-batch SGD.
+
+    Every default in one place; every field is validated on creation and a bad value
+    raises :class:`ConfigError` (a ``ValueError``) naming the field, the rule and the value.
+    """
+
+    layers: tuple[int, ...] = (8, 3, 8)  # widths: input, hidden..., output (>= 3 entries)
+    activation: str = "relu"  # of the hidden layers: relu, tanh, sigmoid, identity
+    bias: bool = True  # False: every b is zero and stays zero
+    lr: float = 1e-3  # SGD learning rate: p <- p - lr * dL/dp
+    steps: int = 50_000  # number of SGD updates
+    seed: int = 0  # seeds numpy.random.default_rng: initial parameters, batch order
+    log_every: int = 100  # the loss is logged after every log_every updates (and at the end)
+    batch_size: int | None = None  # None: full batch; else 1..n_samples
+    init: str = "he"  # he: N(0, 2/fan_in); xavier: U(+-sqrt(6/(fan_in+fan_out))); normal
+    init_scale: float = 0.1  # standard deviation of the weights when init = "normal"
+    dataset: str = "encoder"  # encoder: X = T = identity(layers[0])
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = _CHECKS[f.name](f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+        n_in, n_out = self.layers[0], self.layers[-1]
+        if self.dataset == "encoder" and n_in != n_out:
+            raise ConfigError(
+                "layers",
+                f"layers must have as many outputs as inputs for dataset 'encoder', "
+                f"got {_fmt_layers(self.layers)}",
+            )
+        n = self.n_samples
+        if self.batch_size is not None and not 1 <= self.batch_size <= n:
+            raise ConfigError(
+                "batch_size",
+                f"batch_size must be None or between 1 and n_samples = {n}, got {self.batch_size}",
+            )
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples in the dataset (encoder: layers[0])."""
+        return self.layers[0]
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        """Build from a mapping (e.g. TOML); an unknown key raises ConfigError with a hint."""
+        names = cls.field_names()
+        for key in values:
+            if key not in names:
+                raise ConfigError(key, f"unknown field '{key}'{did_you_mean(key, names)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def did_you_mean(word: str, choices) -> str:
+    """'; did you mean 'x'?' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _fmt_layers(layers) -> str:
+    return "-".join(str(w) for w in layers)
+
+
+def _as_int(name, value, minimum):
+    # bool is an int subclass: True is not a step count. Integral floats (3e5) are accepted.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(name, f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _as_positive_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, f"{name} must be a finite number > 0, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(name, f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _one_of(choices):
+    def check(name, value):
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            hint = did_you_mean(value, choices)
+            raise ConfigError(name, f"{name} must be one of {allowed}, got {value!r}{hint}")
+        return value
+
+    return check
+
+
+def _check_layers(name, value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(name, f"{name} must be a list of widths like [8, 3, 8], got {value!r}")
+    value = tuple(value)
+    if len(value) < 3:
+        raise ConfigError(
+            name,
+            f"{name} must have at least 3 entries (input, hidden..., output), got {list(value)}",
+        )
+    for w in value:
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ConfigError(name, f"{name} widths must be integers >= 1, got {list(value)}")
+    return value
+
+
+def _check_bias(name, value):
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _check_batch_size(name, value):
+    return None if value is None else _as_int(name, value, 1)
+
+
+_CHECKS = {
+    "layers": _check_layers,
+    "activation": _one_of(ACTIVATIONS),
+    "bias": _check_bias,
+    "lr": _as_positive_float,
+    "steps": lambda n, v: _as_int(n, v, 1),
+    "seed": lambda n, v: _as_int(n, v, 0),
+    "log_every": lambda n, v: _as_int(n, v, 1),
+    "batch_size": _check_batch_size,
+    "init": _one_of(INITS),
+    "init_scale": _as_positive_float,
+    "dataset": _one_of(DATASETS),
+}

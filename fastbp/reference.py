@@ -1,0 +1,115 @@
+"""The readable NumPy implementation: backpropagation written out by hand, as in the report.
+
+It is the oracle the compiled engine is tested against and the baseline the benchmarks
+measure. Full batch only; same semantics as :func:`fastbp.train`.
+"""
+
+import time
+
+import numpy as np
+
+from fastbp.config import RunConfig
+from fastbp.data import make_dataset
+from fastbp.params import check_params, init_params
+from fastbp.train import RunResult, logged_steps
+
+# name -> (activation, its derivative written in terms of the activation's output)
+ACTIVATIONS = {
+    "relu": (lambda z: np.maximum(z, 0.0), lambda h: (h > 0).astype(float)),
+    "tanh": (np.tanh, lambda h: 1.0 - h**2),
+    "sigmoid": (lambda z: 1.0 / (1.0 + np.exp(-z)), lambda h: h * (1.0 - h)),
+    "identity": (lambda z: z, lambda h: np.ones_like(h)),
+}
+
+
+class Layer:
+    """A fully-connected layer holding its weights W (n_in, n_out) and biases b (n_out,)."""
+
+    def __init__(self, W, b):
+        self.W = W.copy()
+        self.b = b.copy()
+
+    def forward(self, X):
+        self.X = X  # kept for the backward pass
+        return X @ self.W + self.b
+
+    def backward(self, dZ):
+        """Store dL/dW and dL/db; return dL/dX."""
+        self.dW = self.X.T @ dZ
+        self.db = dZ.sum(axis=0)
+        return dZ @ self.W.T
+
+    def sgd_step(self, lr, bias=True):
+        self.W -= lr * self.dW
+        if bias:
+            self.b -= lr * self.db
+
+
+def mse(Y, T):
+    return np.mean((Y - T) ** 2)
+
+
+def mse_grad(Y, T):
+    return 2.0 * (Y - T) / Y.size
+
+
+def forward(layers, X, act):
+    """Return the output and the hidden activations (needed by backward)."""
+    hidden = []
+    H = X
+    for layer in layers[:-1]:
+        H = act(layer.forward(H))
+        hidden.append(H)
+    return layers[-1].forward(H), hidden
+
+
+def predict(params, X, activation: str):
+    """Network outputs Y (n_samples, n_out) for inputs X with parameters [(W, b), ...]."""
+    Y, _ = forward([Layer(W, b) for W, b in params], X, ACTIVATIONS[activation][0])
+    return Y
+
+
+def backward(layers, hidden, dY, act_grad):
+    dH = layers[-1].backward(dY)
+    for layer, H in zip(reversed(layers[:-1]), reversed(hidden), strict=True):
+        dH = layer.backward(dH * act_grad(H))
+
+
+def train(config: RunConfig, params=None) -> RunResult:
+    """Full-batch SGD on the MSE loss, one Python loop iteration per update."""
+    if config.batch_size is not None and config.batch_size < config.n_samples:
+        raise ValueError("the reference trains full batch only (batch_size None)")
+    start = time.perf_counter()
+    if params is None:
+        params = init_params(config)
+    layers = [Layer(W, b) for W, b in check_params(params, config)]
+    act, act_grad = ACTIVATIONS[config.activation]
+    X, T = make_dataset(config)
+    steps = logged_steps(config.steps, config.log_every)
+    losses = np.full(len(steps), np.nan)
+    diverged_at = None
+    i_log = 0
+    with np.errstate(all="ignore"):  # a diverging run overflows; it is reported, not warned
+        for step in range(config.steps + 1):
+            Y, hidden = forward(layers, X, act)
+            loss = mse(Y, T)
+            if not np.isfinite(loss):
+                diverged_at = step
+                break
+            if step == steps[i_log]:
+                losses[i_log] = loss
+                i_log += 1
+            if step == config.steps:
+                break
+            backward(layers, hidden, mse_grad(Y, T), act_grad)
+            for layer in layers:
+                layer.sgd_step(config.lr, config.bias)
+    return RunResult(
+        config=config,
+        steps=steps,
+        losses=losses,
+        params=[(layer.W, layer.b) for layer in layers],
+        diverged=diverged_at is not None,
+        diverged_at=diverged_at,
+        wall_s=time.perf_counter() - start,
+    )

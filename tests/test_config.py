@@ -1,0 +1,91 @@
+"""RunConfig: defaults, normalisation, and one test per validation rule."""
+
+import math
+import re
+
+import pytest
+
+from fastbp import ConfigError, RunConfig, kernels
+from fastbp import config as config_module
+
+
+def test_defaults_are_the_report_network():
+    c = RunConfig()
+    assert c.layers == (8, 3, 8)
+    assert (c.activation, c.bias, c.lr, c.steps) == ("relu", True, 1e-3, 50_000)
+    assert (c.seed, c.log_every, c.batch_size, c.init, c.dataset) == (0, 100, None, "he", "encoder")
+
+
+def test_layers_list_is_stored_as_tuple_and_config_is_frozen_and_hashable():
+    c = RunConfig(layers=[8, 4, 4, 8])
+    assert c.layers == (8, 4, 4, 8)
+    assert hash(c) == hash(RunConfig(layers=(8, 4, 4, 8)))
+    with pytest.raises(AttributeError):
+        c.lr = 0.1
+
+
+def test_numbers_are_normalised():
+    c = RunConfig(lr=1, steps=3e5, log_every=1000.0)
+    assert isinstance(c.lr, float) and c.lr == 1.0
+    assert isinstance(c.steps, int) and c.steps == 300_000
+    assert isinstance(c.log_every, int)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("lr", 0.0, "lr must be a finite number > 0, got 0.0"),
+        ("lr", -0.01, "lr must be a finite number > 0, got -0.01"),
+        ("lr", math.inf, "lr must be a finite number > 0, got inf"),
+        ("lr", math.nan, "lr must be a finite number > 0, got nan"),
+        ("lr", "fast", "lr must be a finite number > 0, got 'fast'"),
+        ("steps", 0, "steps must be an integer >= 1, got 0"),
+        ("steps", 2.5, "steps must be an integer >= 1, got 2.5"),
+        ("steps", True, "steps must be an integer >= 1, got True"),
+        ("log_every", 0, "log_every must be an integer >= 1, got 0"),
+        ("seed", -1, "seed must be an integer >= 0, got -1"),
+        ("layers", [8, 8], "layers must have at least 3 entries"),
+        ("layers", [8, 0, 8], "layers widths must be integers >= 1, got [8, 0, 8]"),
+        ("layers", [8, -3, 8], "layers widths must be integers >= 1"),
+        ("layers", [8, 2.5, 8], "layers widths must be integers >= 1"),
+        ("layers", "8-3-8", "layers must be a list of widths"),
+        ("layers", [8, 3, 4], "layers must have as many outputs as inputs for dataset 'encoder'"),
+        ("activation", "rleu", "activation must be one of 'relu', 'tanh', 'sigmoid', 'identity'"),
+        ("init", "glorot", "init must be one of 'he', 'xavier', 'normal', got 'glorot'"),
+        ("init_scale", -1.0, "init_scale must be a finite number > 0, got -1.0"),
+        ("dataset", "mnist", "dataset must be one of 'encoder', got 'mnist'"),
+        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        ("batch_size", 9, "batch_size must be None or between 1 and n_samples = 8, got 9"),
+        ("bias", "yes", "bias must be true or false, got 'yes'"),
+        ("bias", 1, "bias must be true or false, got 1"),
+    ],
+)
+def test_each_invalid_value_names_field_rule_and_value(field, value, expected):
+    with pytest.raises(ConfigError, match="^" + re.escape(expected)) as info:
+        RunConfig(**{field: value})
+    assert isinstance(info.value, ValueError)
+    assert info.value.field == field
+
+
+def test_misspelt_choice_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'relu'"):
+        RunConfig(activation="rleu")
+
+
+def test_from_dict_rejects_unknown_key_with_suggestion():
+    with pytest.raises(ConfigError, match="unknown field 'lerning_rate'") as info:
+        RunConfig.from_dict({"lerning_rate": 0.1})
+    assert info.value.field == "lerning_rate"
+    assert RunConfig.from_dict({"lr": 0.5, "layers": [4, 2, 4]}) == RunConfig(
+        lr=0.5, layers=(4, 2, 4)
+    )
+
+
+def test_to_dict_round_trips():
+    c = RunConfig(layers=(6, 2, 6), activation="tanh", batch_size=3, seed=4)
+    assert RunConfig.from_dict(c.to_dict()) == c
+
+
+def test_kernel_activation_codes_follow_config_order():
+    codes = [kernels.RELU, kernels.TANH, kernels.SIGMOID, kernels.IDENTITY]
+    assert [config_module.ACTIVATIONS[i] for i in codes] == ["relu", "tanh", "sigmoid", "identity"]

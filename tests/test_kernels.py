@@ -1,0 +1,76 @@
+"""The compiled gradients: central finite differences, and the reference's backward pass."""
+
+import numpy as np
+import pytest
+
+from fastbp import RunConfig, reference
+from fastbp.config import ACTIVATIONS
+from fastbp.data import make_dataset
+from fastbp.kernels import loss_and_grad
+from fastbp.params import flatten, init_params, offsets, unflatten
+
+
+def kernel_loss_and_grad(config, theta):
+    X, T = make_dataset(config)
+    w_off, b_off = offsets(config.layers)
+    G = np.zeros_like(theta)
+    sizes = np.array(config.layers, dtype=np.uint64)
+    act = ACTIVATIONS.index(config.activation)
+    loss = loss_and_grad(theta, sizes, w_off, b_off, act, config.bias, X, T, G)
+    return loss, G
+
+
+def random_theta(config, seed=1):
+    """Parameters with non-zero biases, so bias gradients are tested from a generic point."""
+    rng = np.random.default_rng(seed)
+    params = init_params(config, rng)
+    if config.bias:
+        params = [(W, rng.normal(0, 0.3, size=b.shape)) for W, b in params]
+    return flatten(params)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("layers", [(8, 3, 8), (5, 4, 3, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradient_matches_central_finite_differences(activation, layers, bias):
+    config = RunConfig(layers=layers, activation=activation, bias=bias)
+    theta = random_theta(config)
+    _, G = kernel_loss_and_grad(config, theta)
+    eps = 1e-6
+    numeric = np.empty_like(theta)
+    for p in range(theta.size):
+        plus, minus = theta.copy(), theta.copy()
+        plus[p] += eps
+        minus[p] -= eps
+        numeric[p] = (
+            kernel_loss_and_grad(config, plus)[0] - kernel_loss_and_grad(config, minus)[0]
+        ) / (2 * eps)
+    if not bias:  # b is not trained: its gradient is reported as zero
+        for _, db in unflatten(G, layers):
+            assert not db.any()
+        keep = np.concatenate(
+            [
+                np.concatenate([np.ones(W.size), np.zeros(b.size)])
+                for W, b in unflatten(theta, layers)
+            ]
+        ).astype(bool)
+        G, numeric = G[keep], numeric[keep]
+    np.testing.assert_allclose(G, numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_loss_and_gradient_match_the_reference_backward_pass(activation):
+    config = RunConfig(layers=(8, 5, 4, 8), activation=activation)
+    theta = random_theta(config, seed=2)
+    loss, G = kernel_loss_and_grad(config, theta)
+
+    layers = [reference.Layer(W, b) for W, b in unflatten(theta, config.layers)]
+    act, act_grad = reference.ACTIVATIONS[activation]
+    X, T = make_dataset(config)
+    Y, hidden = reference.forward(layers, X, act)
+    reference.backward(layers, hidden, reference.mse_grad(Y, T), act_grad)
+
+    assert loss == pytest.approx(reference.mse(Y, T), rel=1e-13)
+    np.testing.assert_allclose(
+        G, flatten([(layer.dW, layer.db) for layer in layers]), rtol=1e-12, atol=1e-15
+    )

@@ -1,0 +1,38 @@
+"""``python -m fastbp``: one run from the command line; bad values get one line and exit 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fastbp", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_one_run_prints_the_curve_and_the_outputs():
+    out = run("--steps", "2000", "--lr", "1e-2", "--layers", "[8, 3, 8]", "--activation", "tanh")
+    assert out.returncode == 0, out.stderr
+    assert "activation='tanh'" in out.stdout and "lr=0.01" in out.stdout
+    assert "      2000  " in out.stdout  # the last logged step
+    assert "finished in" in out.stdout
+    assert out.stdout.count("\n [") == 7  # an 8 x 8 matrix of outputs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "-1"], "error: --lr: lr must be a finite number > 0, got -1"),
+        (["--layers", "[8, 3]"], "error: --layers: layers must have at least 3 entries"),
+        (["--activation", "rleu"], "did you mean 'relu'?"),
+        (["--batch-size", "0"], "error: --batch-size: batch_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_value_is_one_line_and_exit_2(args, message):
+    out = run(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr
