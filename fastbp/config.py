@@ -7,6 +7,8 @@ This module imports no Numba code, so bad input is reported before anything comp
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 from dataclasses import dataclass, fields
 
@@ -82,11 +84,38 @@ class RunConfig:
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @property
+    def run_id(self) -> str:
+        """A short stable hash of every field: the same config has the same id anywhere."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-def did_you_mean(word: str, choices) -> str:
-    """'; did you mean 'x'?' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+
+# Names people reach for, mapped to fastbp's own, so that hints can point across them.
+ALIASES = {
+    "learning_rate": "lr",
+    "learningrate": "lr",
+    "eta": "lr",
+    "n_steps": "steps",
+    "num_steps": "steps",
+    "iterations": "steps",
+    "epochs": "steps",
+    "batch": "batch_size",
+    "act": "activation",
+    "nonlinearity": "activation",
+    "use_bias": "bias",
+    "hidden": "layers",
+    "sizes": "layers",
+    "random_seed": "seed",
+}
+
+
+def did_you_mean(word, choices) -> str:
+    """'; did you mean 'x'?' for the closest choice (or alias of one), '' if none is close."""
+    choices = list(choices)
+    names = choices + [alias for alias, name in ALIASES.items() if name in choices]
+    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    return f"; did you mean '{ALIASES.get(close[0], close[0])}'?" if close else ""
 
 
 def _fmt_layers(layers) -> str:
@@ -147,6 +176,9 @@ def _check_bias(name, value):
 def _check_batch_size(name, value):
     return None if value is None else _as_int(name, value, 1)
 
+
+# Fields holding integers: values drawn from continuous distributions are rounded for them.
+INTEGER_FIELDS = ("steps", "seed", "log_every", "batch_size")
 
 _CHECKS = {
     "layers": _check_layers,

@@ -114,3 +114,18 @@ def train(config: RunConfig, params: Params | None = None) -> RunResult:
         diverged_at=int(stopped_at) if stopped_at >= 0 else None,
         wall_s=time.perf_counter() - start,
     )
+
+
+def train_chunk(configs: list[RunConfig]) -> list[RunResult | str]:
+    """Train each config in turn: what joblib runs in a worker.
+
+    A run that raises comes back as the error's text instead of a RunResult, so that
+    one failing run never costs the others their results.
+    """
+    outcomes = []
+    for config in configs:
+        try:
+            outcomes.append(train(config))
+        except Exception as err:  # noqa: BLE001 - returned as data, reported by the sweep
+            outcomes.append(f"run {config.run_id}: {type(err).__name__}: {err}")
+    return outcomes

@@ -1,0 +1,256 @@
+"""Results on disk: the parquet schemas, the shard store that keeps finished runs safe, the
+final tables, and :func:`load_results`.
+
+A sweep directory holds ``runs.parquet``, ``curves.parquet`` and ``params.parquet`` (the
+runs of its spec, one row per run) and ``shards/``, where every finished run is written
+as it arrives. A shard is three files written to a temporary name and renamed, its runs
+file last: a run is saved exactly when a complete runs file names it, so a crash at any
+moment loses at most the runs not yet written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fastbp.config import RunConfig
+
+FIELD_TYPES = {
+    "layers": pa.string(),  # "8-3-8"
+    "activation": pa.string(),
+    "bias": pa.bool_(),
+    "lr": pa.float64(),
+    "steps": pa.int64(),
+    "seed": pa.int64(),
+    "log_every": pa.int64(),
+    "batch_size": pa.int64(),  # null: full batch
+    "init": pa.string(),
+    "init_scale": pa.float64(),
+    "dataset": pa.string(),
+}
+assert tuple(FIELD_TYPES) == RunConfig.field_names(), "every RunConfig field needs a column"
+
+RUNS_SCHEMA = pa.schema(
+    [("run_id", pa.string())]
+    + list(FIELD_TYPES.items())
+    + [
+        ("final_loss", pa.float64()),  # NaN for a diverged run
+        ("min_loss", pa.float64()),
+        ("steps_to_threshold", pa.int64()),  # first logged step with loss <= threshold
+        ("diverged", pa.bool_()),
+        ("diverged_at", pa.int64()),  # updates done when the loss became non-finite
+        ("wall_s", pa.float64()),
+        ("fastbp_version", pa.string()),
+    ]
+)
+# Shards store what a run produced; steps_to_threshold depends on the spec's threshold
+# and is derived from the curves when the final tables are written.
+SHARD_RUNS_SCHEMA = RUNS_SCHEMA.remove(RUNS_SCHEMA.get_field_index("steps_to_threshold"))
+CURVES_SCHEMA = pa.schema([("run_id", pa.string()), ("step", pa.int64()), ("loss", pa.float64())])
+PARAMS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("layer", pa.int64()),  # 1 = the weights from the inputs to the first hidden layer
+        ("kind", pa.string()),  # "W" or "b"
+        ("i", pa.int64()),  # input unit of W; null for b
+        ("j", pa.int64()),  # output unit
+        ("value", pa.float64()),
+    ]
+)
+TABLES = {"runs": RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": PARAMS_SCHEMA}
+SHARD_SCHEMAS = {"runs": SHARD_RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": PARAMS_SCHEMA}
+
+
+@dataclass(frozen=True)
+class Results:
+    """The tables of a sweep directory as pandas DataFrames."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    params: pd.DataFrame
+
+
+def load_results(directory) -> Results:
+    """Load ``runs``, ``curves`` and ``params`` of a sweep directory.
+
+    ``runs`` has one row per run: run_id, every RunConfig field (layers as "8-3-8"),
+    final_loss, min_loss, steps_to_threshold, diverged, diverged_at, wall_s,
+    fastbp_version. ``curves`` is long: run_id, step, loss. ``params`` is long: run_id,
+    layer, kind ("W"/"b"), i, j, value.
+    """
+    directory = Path(directory)
+    return Results(*(pd.read_parquet(directory / f"{name}.parquet") for name in TABLES))
+
+
+def layers_text(layers) -> str:
+    return "-".join(str(w) for w in layers)
+
+
+def config_from_row(row) -> RunConfig:
+    """The RunConfig of a row of a runs table."""
+    values = {name: row[name] for name in RunConfig.field_names()}
+    values["layers"] = tuple(int(w) for w in str(values["layers"]).split("-"))
+    values["batch_size"] = None if pd.isna(values["batch_size"]) else int(values["batch_size"])
+    for name in ("steps", "seed", "log_every"):
+        values[name] = int(values[name])
+    values["bias"] = bool(values["bias"])
+    return RunConfig(**values)
+
+
+def shard_tables(results, version: str) -> dict[str, pa.Table]:
+    """The three tables of a shard for a list of RunResults."""
+    runs = {name: [] for name in SHARD_RUNS_SCHEMA.names}
+    curves = {"run_id": [], "step": [], "loss": []}
+    params = {name: [] for name in PARAMS_SCHEMA.names}
+    for result in results:
+        config, run_id = result.config, result.config.run_id
+        for name, value in config.to_dict().items():
+            runs[name].append(layers_text(value) if name == "layers" else value)
+        losses = result.losses
+        runs["run_id"].append(run_id)
+        runs["final_loss"].append(float(losses[-1]))
+        runs["min_loss"].append(float(np.nanmin(losses)) if np.isfinite(losses).any() else np.nan)
+        runs["diverged"].append(result.diverged)
+        runs["diverged_at"].append(result.diverged_at)
+        runs["wall_s"].append(result.wall_s)
+        runs["fastbp_version"].append(version)
+        curves["run_id"].append(np.full(len(losses), run_id, dtype=object))
+        curves["step"].append(result.steps)
+        curves["loss"].append(losses)
+        for layer, (W, b) in enumerate(result.params, start=1):
+            i, j = np.indices(W.shape)
+            n = W.size + b.size
+            params["run_id"].append(np.full(n, run_id, dtype=object))
+            params["layer"].append(np.full(n, layer))
+            params["kind"].append(np.array(["W"] * W.size + ["b"] * b.size, dtype=object))
+            params["i"].append(np.concatenate([i.ravel(), np.full(b.size, -1)]))
+            params["j"].append(np.concatenate([j.ravel(), np.arange(b.size)]))
+            params["value"].append(np.concatenate([W.ravel(), b]))
+    params_i = _concat(params.pop("i"), np.int64)
+    tables = {
+        "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
+        "curves": pa.table({k: _concat(v) for k, v in curves.items()}, schema=CURVES_SCHEMA),
+        "params": pa.table(
+            {
+                **{k: _concat(v) for k, v in params.items()},
+                "i": pa.array(params_i, mask=params_i < 0),  # null for biases
+            },
+            schema=PARAMS_SCHEMA,
+        ),
+    }
+    return tables
+
+
+def _concat(arrays, dtype=None):
+    if not arrays:
+        return np.array([], dtype=dtype or object)
+    return np.concatenate(arrays)
+
+
+class Store:
+    """The shards of a sweep directory: every finished run, whatever spec asked for it."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory) / "shards"
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        """Persist one shard atomically: params and curves first, the runs file last."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = f"part-{time.time_ns():020d}-{os.getpid()}"
+        for name in ("params", "curves", "runs"):
+            _write_atomic(tables[name], self.directory / f"{stem}.{name}.parquet")
+
+    def read(self, warn=print) -> dict[str, pa.Table]:
+        """Every saved run, one row per run_id: the newest shard that holds a run wins.
+
+        A damaged shard is skipped with a one-line warning: its runs count as not done.
+        """
+        shards = []
+        for runs_file in sorted(self.directory.glob("part-*.runs.parquet")):
+            stem = runs_file.name[: -len(".runs.parquet")]
+            try:
+                shard = {
+                    name: pq.read_table(self.directory / f"{stem}.{name}.parquet").cast(schema)
+                    for name, schema in SHARD_SCHEMAS.items()
+                }
+            except (OSError, pa.ArrowException) as err:
+                warn(
+                    f"warning: {self.directory / stem}.*: unreadable shard ({err}); "
+                    "its runs will be trained again"
+                )
+                continue
+            shards.append(shard)
+        owner = {}  # run_id -> index of the newest shard holding it
+        for k, shard in enumerate(shards):
+            owner.update(dict.fromkeys(shard["runs"].column("run_id").to_pylist(), k))
+        parts = {name: [] for name in SHARD_SCHEMAS}
+        for k, shard in enumerate(shards):
+            mine = pa.array([run_id for run_id, owned in owner.items() if owned == k], pa.string())
+            for name, table in shard.items():
+                parts[name].append(table.filter(pc.is_in(table.column("run_id"), mine)))
+        return {
+            name: pa.concat_tables(parts[name]) if parts[name] else schema.empty_table()
+            for name, schema in SHARD_SCHEMAS.items()
+        }
+
+    def compact(self, tables: dict[str, pa.Table]) -> None:
+        """Replace all shards by one holding ``tables`` (what :meth:`read` returned)."""
+        old = sorted(self.directory.glob("part-*"))
+        if len(old) <= 3:
+            return
+        self.write(tables)  # written in full before anything is removed
+        newest = max(p.name.split(".")[0] for p in self.directory.glob("part-*.runs.parquet"))
+        for path in old:
+            if path.name.split(".")[0] != newest:
+                path.unlink(missing_ok=True)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, threshold):
+    """Write the spec's runs (in ``run_ids`` order) as the directory's three parquet tables."""
+    order = {run_id: k for k, run_id in enumerate(run_ids)}
+    runs = tables["runs"].to_pandas()
+    runs = runs[runs["run_id"].isin(order)]
+    runs = runs.sort_values("run_id", key=lambda s: s.map(order), kind="stable")
+    curves = tables["curves"].to_pandas()
+    curves = curves[curves["run_id"].isin(order)]
+    curves = curves.sort_values(
+        ["run_id", "step"], key=lambda s: s.map(order) if s.name == "run_id" else s, kind="stable"
+    )
+    params = tables["params"].to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    params = params[params["run_id"].isin(order)]
+    params = params.sort_values("run_id", key=lambda s: s.map(order), kind="stable")
+    runs.insert(
+        runs.columns.get_loc("min_loss") + 1,
+        "steps_to_threshold",
+        runs["run_id"].map(steps_to_threshold(curves, threshold)).astype("Int64"),
+    )
+    for name in ("batch_size", "diverged_at"):
+        runs[name] = runs[name].astype("Int64")
+    for name, frame in (("runs", runs), ("curves", curves), ("params", params)):
+        table = pa.Table.from_pandas(frame, schema=TABLES[name], preserve_index=False)
+        _write_atomic(table, Path(directory) / f"{name}.parquet")
+    return runs
+
+
+def steps_to_threshold(curves: pd.DataFrame, threshold) -> dict:
+    """run_id -> first logged step whose loss is <= threshold (absent when never reached)."""
+    if threshold is None or curves.empty:
+        return {}
+    reached = curves[curves["loss"] <= threshold]
+    return reached.groupby("run_id", sort=False)["step"].min().to_dict()

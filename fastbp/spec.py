@@ -1,0 +1,263 @@
+"""Sweep specs: a TOML file turned into the list of RunConfigs it describes.
+
+Every problem with a spec becomes one :class:`SpecError` naming the file, the key and
+the problem; values are checked by RunConfig itself. No Numba is imported here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean
+
+SECTIONS = ("sweep", "base", "grid", "random")
+SWEEP_KEYS = ("name", "threshold")
+GENERATORS = ("range", "logspace", "linspace")
+DISTRIBUTIONS = ("loguniform", "uniform", "choice")
+RANDOM_KEYS = ("n", "seed")  # the sampler's own settings; every other key is a field
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class SpecError(Exception):
+    """A spec problem, shown to the user as one line: ``FILE: [section].key: message``."""
+
+    def __init__(self, path, where: str, message: str):
+        self.path, self.where, self.message = str(path), where, message
+        super().__init__(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed sweep: its name, convergence threshold and every run, without duplicates."""
+
+    path: Path
+    name: str
+    threshold: float | None
+    runs: tuple[RunConfig, ...]
+    swept: tuple[str, ...]  # the fields that vary between runs, lr first
+
+    @property
+    def total_steps(self) -> int:
+        return sum(run.steps for run in self.runs)
+
+
+def load_spec(path) -> Spec:
+    """Read and parse a TOML spec file; raises SpecError for anything wrong with it."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise SpecError(path, "", "no such file") from None
+    except IsADirectoryError:
+        raise SpecError(path, "", "is a directory, not a spec file") from None
+    except OSError as err:
+        raise SpecError(path, "", f"cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpecError(path, "", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(path, "", f"invalid TOML: {err}") from None
+    return parse_spec(doc, path)
+
+
+def parse_spec(doc: dict, path="<spec>") -> Spec:
+    """Turn a parsed TOML document into a Spec (see the README for the format)."""
+
+    def fail(where, message):
+        raise SpecError(path, where, message)
+
+    for section in doc:
+        if section not in SECTIONS:
+            fail(f"[{section}]", f"unknown section{did_you_mean(section, SECTIONS)}")
+    sweep = _table(doc, "sweep", fail, required=True)
+    _check_keys(sweep, SWEEP_KEYS, "sweep", fail)
+    name = sweep.get("name")
+    if name is None:
+        fail("[sweep].name", "missing: every sweep needs a name (its output directory)")
+    if not isinstance(name, str) or not _NAME.match(name):
+        fail("[sweep].name", f"must be a name of letters, digits, '.', '_' or '-', got {name!r}")
+    threshold = sweep.get("threshold")
+    if threshold is not None and not _positive_number(threshold):
+        fail("[sweep].threshold", f"must be a finite number > 0, got {threshold!r}")
+
+    base = _table(doc, "base", fail)
+    _check_keys(base, RunConfig.field_names(), "base", fail)
+    origin = {key: f"[base].{key}" for key in base}
+
+    runs, swept = [], []
+    for label, table in _grid_tables(doc, fail):
+        _check_keys(table, RunConfig.field_names(), label, fail)
+        axes = {key: _expand(key, value, f"[{label}].{key}", fail) for key, value in table.items()}
+        swept += [key for key, values in axes.items() if len(values) > 1]
+        where = {**origin, **{key: f"[{label}].{key}" for key in axes}}
+        for combo in itertools.product(*axes.values()):
+            runs.append(_config({**base, **dict(zip(axes, combo, strict=True))}, where, fail))
+    if "random" in doc:
+        random = _table(doc, "random", fail)
+        keys = [key for key in random if key not in RANDOM_KEYS]
+        _check_keys(
+            {k: random[k] for k in keys}, RunConfig.field_names() + RANDOM_KEYS, "random", fail
+        )
+        swept += keys
+        where = {**origin, **{key: f"[random].{key}" for key in keys}}
+        for values in _draw(random, keys, fail):
+            runs.append(_config({**base, **values}, where, fail))
+    if "grid" not in doc and "random" not in doc:
+        runs.append(_config(dict(base), origin, fail))
+
+    unique = list({run.run_id: run for run in reversed(runs)}.values())[::-1]  # first wins
+    swept = sorted(set(swept), key=lambda key: (key != "lr", swept.index(key)))
+    return Spec(
+        Path(path),
+        name,
+        None if threshold is None else float(threshold),
+        tuple(unique),
+        tuple(swept),
+    )
+
+
+def _positive_number(value) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _table(doc, section, fail, required=False) -> dict:
+    if section not in doc:
+        if required:
+            fail(f"[{section}]", "missing section")
+        return {}
+    if not isinstance(doc[section], dict):
+        fail(f"[{section}]", f"must be a table, got {doc[section]!r}")
+    return doc[section]
+
+
+def _check_keys(table, allowed, label, fail):
+    for key in table:
+        if key not in allowed:
+            fail(
+                f"[{label}].{key}", f"unknown key '{key}' in [{label}]{did_you_mean(key, allowed)}"
+            )
+
+
+def _grid_tables(doc, fail):
+    """(label, table) for [grid] or for each [[grid]]; the runs are the union of their products."""
+    grid = doc.get("grid")
+    if grid is None:
+        return []
+    if isinstance(grid, dict):
+        return [("grid", grid)]
+    if isinstance(grid, list) and grid and all(isinstance(t, dict) for t in grid):
+        return [(f"grid #{i}", table) for i, table in enumerate(grid, start=1)]
+    fail("[grid]", "must be a table [grid] or tables [[grid]]")
+
+
+def _expand(key, value, where, fail) -> list:
+    """The values a grid entry stands for: a list, or a range / logspace / linspace table."""
+    if isinstance(value, list):
+        if not value:
+            fail(where, "empty list: give at least one value")
+        if key == "layers" and all(isinstance(v, int) for v in value):
+            fail(where, f"in a grid, layers takes a list of layer lists, e.g. [{value}]")
+        return value
+    if not isinstance(value, dict):
+        fail(
+            where,
+            f"must be a list of values or a table like {{ range = [0, 5] }}, "
+            f"got {value!r} (single values go in [base])",
+        )
+    if len(value) != 1 or next(iter(value)) not in GENERATORS:
+        kind = next(iter(value), "")
+        hint = did_you_mean(kind, GENERATORS) if len(value) == 1 else ""
+        fail(where, f"unknown generator {sorted(value)}{hint}; use one of {', '.join(GENERATORS)}")
+    kind, args = next(iter(value.items()))
+    if kind == "range":
+        if not (
+            isinstance(args, list)
+            and len(args) in (2, 3)
+            and all(isinstance(a, int) and not isinstance(a, bool) for a in args)
+        ):
+            fail(where, f"range takes [start, stop] or [start, stop, step] integers, got {args!r}")
+        if len(args) == 3 and args[2] == 0:
+            fail(where, "range step must not be 0")
+        values = list(range(*args))
+        if not values:
+            fail(where, f"range {args} yields no values (stop is excluded)")
+        return values
+    if not (
+        isinstance(args, list)
+        and len(args) == 3
+        and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+        and all(math.isfinite(a) for a in args)
+        and isinstance(args[2], int)
+        and args[2] >= 1
+    ):
+        fail(where, f"{kind} takes [low, high, count] with count an integer >= 1, got {args!r}")
+    lo, hi, num = args
+    points = np.logspace(lo, hi, num) if kind == "logspace" else np.linspace(lo, hi, num)
+    # 12 significant digits: 1e-5 rather than 9.999999999999999e-06, so a spec that lists
+    # the same values gets the same runs (and run_ids).
+    values = [float(f"{x:.12g}") for x in points]
+    return [int(round(v)) for v in values] if key in INTEGER_FIELDS else values
+
+
+def _draw(random, keys, fail) -> list[dict]:
+    """n reproducible draws of the [random] keys, in the order they are written."""
+    n, seed = random.get("n"), random.get("seed", 0)
+    if n is None:
+        fail("[random].n", "missing: how many configurations to draw")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        fail("[random].n", f"must be an integer >= 1, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("[random].seed", f"must be an integer >= 0, got {seed!r}")
+    samplers = {key: _sampler(key, random[key], f"[random].{key}", fail) for key in keys}
+    rng = np.random.default_rng(seed)
+    return [{key: draw(rng) for key, draw in samplers.items()} for _ in range(n)]
+
+
+def _sampler(key, value, where, fail):
+    if isinstance(value, list):
+        value = {"choice": value}
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        kind = next(iter(value), "") if isinstance(value, dict) and len(value) == 1 else ""
+        fail(
+            where,
+            f"must be a list or one of {{ loguniform | uniform | choice = [...] }}"
+            f"{did_you_mean(kind, DISTRIBUTIONS) if kind else ''}, got {value!r}",
+        )
+    kind, args = next(iter(value.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            fail(where, f"choice takes a non-empty list, got {args!r}")
+        return lambda rng: args[int(rng.integers(len(args)))]
+    if not (isinstance(args, list) and len(args) == 2 and all(map(_finite_number, args))):
+        fail(where, f"{kind} takes [low, high], got {args!r}")
+    lo, hi = args
+    if not lo < hi or (kind == "loguniform" and lo <= 0):
+        rule = "0 < low < high" if kind == "loguniform" else "low < high"
+        fail(where, f"{kind} needs {rule}, got {args!r}")
+    if kind == "loguniform":
+        draw = lambda rng: float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # noqa: E731
+    else:
+        draw = lambda rng: float(rng.uniform(lo, hi))  # noqa: E731
+    return (lambda rng: int(round(draw(rng)))) if key in INTEGER_FIELDS else draw
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _config(values: dict, where: dict, fail) -> RunConfig:
+    try:
+        return RunConfig(**values)
+    except ConfigError as err:
+        fail(where.get(err.field, f"[base].{err.field}"), str(err))

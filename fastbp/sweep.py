@@ -1,0 +1,369 @@
+"""``python -m fastbp.sweep SPEC.toml``: train every run of a spec in parallel, save each
+run as it finishes, resume where a previous sweep stopped, and summarise the results.
+
+Orchestration and the command line only: specs are read by :mod:`fastbp.spec`, runs are
+trained by :func:`fastbp.train.train_chunk` in joblib workers, and results are written by
+:mod:`fastbp.results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastbp.spec import Spec, SpecError, load_spec
+
+# A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
+# overhead (milliseconds) stays negligible next to training; and there should be enough
+# chunks per worker that results stream back steadily and the workers finish together.
+MIN_CHUNK_STEPS = 200_000
+CHUNKS_PER_WORKER = 8
+PREVIEW_RUNS = 5
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: counts, timings, and why it stopped early if it did."""
+
+    total: int = 0
+    reused: int = 0
+    computed: int = 0
+    failed: list[str] = field(default_factory=list)
+    stale: int = 0  # finished runs of another fastbp version, trained again
+    interrupted: bool = False
+    crashed: str | None = None
+    train_s: float = 0.0  # summed over runs, inside the workers
+    parallel_s: float = 0.0  # wall time of the parallel phase
+    n_jobs: int = 1
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("results") / spec.name
+    if out.exists() and not out.is_dir():
+        print(f"error: {out}: --out must be a directory, and this is a file", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        _print_plan(spec, out, args.force)
+        return 0
+    n_jobs = args.n_jobs or _cpu_count()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(spec.path, out / "spec.toml")
+    except OSError as err:
+        print(f"error: {out}: cannot write results there: {err.strerror}", file=sys.stderr)
+        return 2
+    report, runs = run_sweep(spec, out, n_jobs=n_jobs, force=args.force, quiet=args.quiet)
+    if runs is not None and len(runs):
+        print(summarize(runs, spec.swept, spec.threshold))
+    print(_closing_line(report, out))
+    if report.interrupted or report.crashed or report.failed:
+        for line in report.failed[:10]:
+            print(f"error: {line}", file=sys.stderr)
+        if len(report.failed) > 10:
+            print(f"error: ... and {len(report.failed) - 10} more failed runs", file=sys.stderr)
+        if report.crashed:
+            print(f"error: the sweep stopped: {report.crashed}", file=sys.stderr)
+        saved = report.reused + report.computed
+        why = "interrupted" if report.interrupted else "incomplete"
+        argv = _without_force(sys.argv[1:] if argv is None else argv)
+        print(
+            f"{why}: {saved} of {report.total} runs are saved in {out}; resume with: "
+            f"{shlex.join(['python', '-m', 'fastbp.sweep', *argv])}",
+            file=sys.stderr,
+        )
+        return 130 if report.interrupted else 1
+    return 0
+
+
+def run_sweep(spec: Spec, out: Path, n_jobs: int, force=False, quiet=False):
+    """Train the spec's missing runs into ``out``; return (SweepReport, runs DataFrame)."""
+    import fastbp
+    from fastbp import results
+
+    started = datetime.now(UTC)
+    version = fastbp.__version__
+    store = results.Store(out)
+    saved = store.read(warn=lambda line: print(line, file=sys.stderr))
+    saved_versions = dict(
+        zip(
+            saved["runs"].column("run_id").to_pylist(),
+            saved["runs"].column("fastbp_version").to_pylist(),
+            strict=True,
+        )
+    )
+    wanted = {run.run_id for run in spec.runs}
+    done = set() if force else {r for r, v in saved_versions.items() if v == version} & wanted
+    todo = [run for run in spec.runs if run.run_id not in done]
+    report = SweepReport(total=len(spec.runs), reused=len(done), n_jobs=n_jobs)
+    report.stale = sum(
+        1 for run in todo if run.run_id in saved_versions and saved_versions[run.run_id] != version
+    )
+    _print_start(spec, todo, report, out, force)
+
+    if todo:
+        _run_parallel(todo, n_jobs, store, version, report, quiet)
+    tables = store.read(warn=lambda line: print(line, file=sys.stderr))
+    store.compact(tables)
+    runs = results.write_final_tables(out, tables, [r.run_id for r in spec.runs], spec.threshold)
+    _write_meta(out, spec, report, started, version)
+    return report, runs
+
+
+def _run_parallel(todo, n_jobs, store, version, report, quiet):
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    from fastbp import results
+    from fastbp.config import RunConfig
+    from fastbp.train import train, train_chunk
+
+    # Compile (or load) the kernel here first: workers compiling into an empty Numba
+    # cache at the same time can corrupt it.
+    train(RunConfig(steps=1))
+    chunks = plan_chunks(todo, n_jobs)
+    bar = tqdm(
+        total=sum(run.steps for run in todo),
+        unit="step",
+        unit_scale=True,
+        disable=quiet,
+        desc="training",
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    bar.set_postfix_str(f"runs 0/{len(todo)}")
+    start = time.perf_counter()
+    try:
+        tasks = (delayed(train_chunk)(chunk) for chunk in chunks)
+        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+        for outcomes in parallel(tasks):
+            finished = [o for o in outcomes if not isinstance(o, str)]
+            report.failed += [o for o in outcomes if isinstance(o, str)]
+            if finished:
+                store.write(results.shard_tables(finished, version))
+            report.computed += len(finished)
+            report.train_s += sum(r.wall_s for r in finished)
+            bar.update(sum(r.config.steps for r in finished))
+            bar.set_postfix_str(f"runs {report.computed}/{len(todo)}")
+    except KeyboardInterrupt:
+        report.interrupted = True
+    except Exception as err:  # a killed worker, a full disk: keep what is saved, say why
+        report.crashed = f"{type(err).__name__}: {err}".strip()
+    finally:
+        bar.close()
+        report.parallel_s = time.perf_counter() - start
+
+
+def plan_chunks(runs, n_jobs: int) -> list[list]:
+    """Group runs into joblib tasks of similar cost, the most expensive first.
+
+    Cost is taken as steps x samples x weights. Each chunk gets at least
+    MIN_CHUNK_STEPS run-steps where possible, and there are up to CHUNKS_PER_WORKER
+    chunks per worker so that both cores stay busy to the end.
+    """
+
+    def cost(run):
+        weights = sum(a * b for a, b in zip(run.layers[:-1], run.layers[1:], strict=False))
+        return run.steps * run.n_samples * weights
+
+    total_steps = sum(run.steps for run in runs)
+    n_chunks = max(1, min(len(runs), n_jobs * CHUNKS_PER_WORKER, total_steps // MIN_CHUNK_STEPS))
+    n_chunks = max(n_chunks, min(n_jobs, len(runs)))
+    chunks = [[] for _ in range(n_chunks)]
+    loads = [0] * n_chunks
+    for run in sorted(runs, key=cost, reverse=True):  # longest first, onto the lightest chunk
+        k = loads.index(min(loads))
+        chunks[k].append(run)
+        loads[k] += cost(run)
+    return [chunk for _, chunk in sorted(zip(loads, chunks, strict=True), key=lambda p: -p[0])]
+
+
+def summarize(runs, swept, threshold) -> str:
+    """A text summary: for each value of each swept field, the spread of final losses over
+    the runs with that value; then the best configuration (lowest median over seeds)."""
+    import pandas as pd
+
+    keys = [key for key in swept if key != "seed"] or ["lr"]
+    runs = runs.assign(
+        converged=(runs["final_loss"] <= threshold) & ~runs["diverged"] if threshold else pd.NA
+    )
+    lines = []
+    for key in keys:
+        table = runs.groupby(key, dropna=False, sort=True).agg(
+            runs=("run_id", "size"),
+            converged=("converged", "sum") if threshold else ("run_id", lambda s: "-"),
+            diverged=("diverged", "sum"),
+            median_loss=("final_loss", "median"),
+            min_loss=("final_loss", "min"),
+            max_loss=("final_loss", "max"),
+        )
+        if threshold:
+            reached = runs.groupby(key, dropna=False)["steps_to_threshold"].median()
+            table["median_steps_to_threshold"] = reached.round().astype("Int64")
+        table.index = table.index.map(_format_value)
+        lines += ["", f"by {key}:", table.to_string(float_format=lambda x: f"{x:.3g}")]
+    group = [key for key in swept if key != "seed"]
+    finite = runs[~runs["diverged"]]
+    if group and len(finite):
+        medians = finite.groupby(group, dropna=False)["final_loss"].agg(["median", "size"])
+        best_key = medians["median"].idxmin()
+        best_key = best_key if isinstance(best_key, tuple) else (best_key,)
+        described = ", ".join(
+            f"{k}={_format_value(v)}" for k, v in zip(group, best_key, strict=True)
+        )
+        row = medians.loc[best_key if len(best_key) > 1 else best_key[0]]
+        lines += [
+            "",
+            f"best: {described}: median final loss {row['median']:.3g} "
+            f"over {int(row['size'])} run(s)",
+        ]
+    elif len(finite):
+        best = finite.loc[finite["final_loss"].idxmin()]
+        lines += ["", f"best: run {best['run_id']}: final loss {best['final_loss']:.3g}"]
+    return "\n".join(lines).lstrip("\n")
+
+
+def _format_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m fastbp.sweep",
+        description="Train every run of a sweep spec in parallel; rerun to resume.",
+    )
+    parser.add_argument("spec", help="the sweep's TOML file, e.g. sweeps/lr_grid.toml")
+    parser.add_argument("--out", help="output directory (default: results/<name>)")
+    parser.add_argument(
+        "--n-jobs", type=_positive_int, help="worker processes (default: all cores)"
+    )
+    parser.add_argument("--force", action="store_true", help="retrain runs already finished")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the figures")
+    return parser.parse_args(argv)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _without_force(argv):
+    return [a for a in argv if a != "--force"]
+
+
+def _print_plan(spec, out, force):
+    from fastbp import results
+
+    saved = results.Store(out).read(warn=lambda line: print(line, file=sys.stderr))
+    done = set() if force else set(saved["runs"].column("run_id").to_pylist())
+    todo = [run for run in spec.runs if run.run_id not in done]
+    print(f"{spec.name}: {len(spec.runs)} runs, {spec.total_steps:,} training steps in all")
+    print(
+        f"  to train: {len(todo)} runs, {sum(r.steps for r in todo):,} steps; "
+        f"already in {out}: {len(spec.runs) - len(todo)}"
+    )
+    print("  swept: " + (", ".join(spec.swept) or "nothing (a single run)"))
+    first = spec.runs[0].to_dict()
+    shared = {k: v for k, v in first.items() if k not in spec.swept}
+    print("  every run: " + ", ".join(f"{k}={_format_value(v)}" for k, v in shared.items()))
+    for run in spec.runs[:PREVIEW_RUNS]:
+        values = run.to_dict()
+        print(
+            f"  {run.run_id}  " + ", ".join(f"{k}={_format_value(values[k])}" for k in spec.swept)
+        )
+    if len(spec.runs) > PREVIEW_RUNS:
+        print(f"  ... and {len(spec.runs) - PREVIEW_RUNS} more")
+
+
+def _print_start(spec, todo, report, out, force):
+    parts = [f"{spec.name}: {report.total} runs"]
+    if report.reused:
+        parts.append(f"{report.reused} already finished in {out}")
+    if report.stale:
+        parts.append(f"{report.stale} computed by another fastbp version, to train again")
+    if force:
+        parts.append("--force: training every run again")
+    parts.append(f"training {len(todo)} on {report.n_jobs} worker(s)")
+    print("; ".join(parts), file=sys.stderr)
+
+
+def _closing_line(report, out) -> str:
+    busy = report.n_jobs * report.parallel_s
+    share = f", {100 * report.train_s / busy:.0f}% of worker time in training" if busy else ""
+    return (
+        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}; "
+        f"{report.reused} reused; results in {out}"
+    )
+
+
+def _write_meta(out, spec, report, started, version):
+    import numba
+    import numpy
+
+    busy = report.n_jobs * report.parallel_s
+    meta = {
+        "spec": str(spec.path),
+        "name": spec.name,
+        "fastbp_version": version,
+        "numba_version": numba.__version__,
+        "numpy_version": numpy.__version__,
+        "python_version": platform.python_version(),
+        "cpu": _cpu_name(),
+        "n_jobs": report.n_jobs,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs": report.total,
+        "runs_computed": report.computed,
+        "runs_reused": report.reused,
+        "runs_retrained_other_version": report.stale,
+        "runs_failed": len(report.failed),
+        "interrupted": report.interrupted,
+        "parallel_wall_s": round(report.parallel_s, 3),
+        "train_s": round(report.train_s, 3),
+        "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,
+    }
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, out / "meta.json")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

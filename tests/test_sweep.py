@@ -1,0 +1,276 @@
+"""The sweep command end to end: tables, resume after SIGKILL and Ctrl-C, reuse, workers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastbp
+from fastbp import RunConfig, load_results, train
+from fastbp.results import config_from_row
+from fastbp.spec import parse_spec
+from fastbp.sweep import main, plan_chunks
+
+SMALL = """
+[sweep]
+name = "small"
+threshold = 0.15
+
+[base]
+layers = [8, 3, 8]
+steps = 1500
+log_every = 250
+
+[grid]
+lr = [0.05, 0.01]
+bias = [true, false]
+seed = {{ range = [0, {seeds}] }}
+"""
+
+
+def write_spec(path, seeds=2, text=SMALL):
+    path.write_text(text.format(seeds=seeds))
+    return path
+
+
+def sweep(*args):
+    """Run the real CLI in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "fastbp.sweep", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def values(results):
+    """The tables without the columns that measure time."""
+    return (results.runs.drop(columns="wall_s"), results.curves, results.params)
+
+
+def assert_same_tables(a, b):
+    for x, y in zip(values(a), values(b), strict=True):
+        pd.testing.assert_frame_equal(x.reset_index(drop=True), y.reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    spec = write_spec(tmp / "small.toml")
+    out = sweep(spec, "--out", tmp / "out", "--n-jobs", 2, "--no-plots")
+    assert out.returncode == 0, out.stderr
+    return tmp, out
+
+
+def test_tables_have_the_documented_schema_and_one_row_per_run(small_sweep):
+    tmp, _ = small_sweep
+    res = load_results(tmp / "out")
+    assert len(res.runs) == 8 and res.runs["run_id"].is_unique
+    expected = ["run_id", *RunConfig.field_names()]
+    expected += ["final_loss", "min_loss", "steps_to_threshold", "diverged", "diverged_at"]
+    expected += ["wall_s", "fastbp_version"]
+    assert list(res.runs.columns) == expected
+    assert set(res.runs["layers"]) == {"8-3-8"}
+    assert str(res.runs["steps_to_threshold"].dtype) == "Int64"
+    assert (res.runs["fastbp_version"] == fastbp.__version__).all()
+    assert list(res.curves.columns) == ["run_id", "step", "loss"]
+    assert len(res.curves) == 8 * 7  # steps 0, 250, ..., 1500
+    assert list(res.params.columns) == ["run_id", "layer", "kind", "i", "j", "value"]
+    assert len(res.params) == 8 * (8 * 3 + 3 + 3 * 8 + 8)
+    assert res.params.loc[res.params["kind"] == "b", "i"].isna().all()
+    direct = pd.read_parquet(tmp / "out" / "runs.parquet")  # plain pandas works too
+    pd.testing.assert_frame_equal(direct, res.runs)
+
+
+def test_tables_hold_exactly_what_train_returns(small_sweep):
+    tmp, _ = small_sweep
+    res = load_results(tmp / "out")
+    row = res.runs.iloc[5]
+    config = config_from_row(row)
+    assert config.run_id == row["run_id"]
+    direct = train(config)
+    curve = res.curves[res.curves["run_id"] == row["run_id"]]
+    np.testing.assert_array_equal(curve["step"], direct.steps)
+    np.testing.assert_array_equal(curve["loss"], direct.losses)
+    assert row["final_loss"] == direct.losses[-1] and row["min_loss"] == direct.losses.min()
+    params = res.params[res.params["run_id"] == row["run_id"]]
+    W2 = params[(params["layer"] == 2) & (params["kind"] == "W")]
+    np.testing.assert_array_equal(
+        W2.pivot(index="i", columns="j", values="value").to_numpy(), direct.params[1][0]
+    )
+    b1 = params[(params["layer"] == 1) & (params["kind"] == "b")].sort_values("j")
+    np.testing.assert_array_equal(b1["value"], direct.params[0][1])
+    reached = direct.steps[direct.losses <= 0.15]
+    expected = reached[0] if len(reached) else pd.NA
+    assert (
+        row["steps_to_threshold"] is pd.NA
+        and expected is pd.NA
+        or (row["steps_to_threshold"] == expected)
+    )
+
+
+def test_progress_summary_and_meta(small_sweep):
+    tmp, out = small_sweep
+    assert "runs 8/8" in out.stderr  # the progress bar
+    assert "by lr:" in out.stdout and "by bias:" in out.stdout and "best: lr=" in out.stdout
+    assert "8 run(s) trained" in out.stdout
+    meta = json.loads((tmp / "out" / "meta.json").read_text())
+    assert meta["runs"] == 8 and meta["runs_computed"] == 8 and meta["runs_reused"] == 0
+    assert meta["n_jobs"] == 2 and meta["fastbp_version"] == fastbp.__version__
+    assert 0 < meta["training_share_of_worker_time"] <= 1
+    assert (tmp / "out" / "spec.toml").read_text() == (tmp / "small.toml").read_text()
+
+
+def test_rerun_reuses_everything_and_extension_trains_only_new_runs(small_sweep, tmp_path):
+    tmp, _ = small_sweep
+    out_dir = tmp_path / "out"
+    spec = write_spec(tmp_path / "s.toml", seeds=2)
+    assert sweep(spec, "--out", out_dir, "--quiet").returncode == 0
+    before = load_results(out_dir)
+    again = sweep(spec, "--out", out_dir, "--quiet")
+    assert again.returncode == 0 and "0 run(s) trained" in again.stdout
+    assert "8 reused" in again.stdout
+    pd.testing.assert_frame_equal(load_results(out_dir).runs, before.runs)  # wall_s included
+
+    write_spec(spec, seeds=3)  # one more seed: 4 new runs
+    extended = sweep(spec, "--out", out_dir, "--quiet")
+    assert extended.returncode == 0
+    assert "4 run(s) trained" in extended.stdout and "8 reused" in extended.stdout
+    after = load_results(out_dir)
+    assert len(after.runs) == 12
+    old = after.runs[after.runs["run_id"].isin(before.runs["run_id"])]
+    pd.testing.assert_frame_equal(old.reset_index(drop=True), before.runs)
+
+    forced = sweep(spec, "--out", out_dir, "--quiet", "--force")
+    assert forced.returncode == 0 and "12 run(s) trained" in forced.stdout
+    assert_same_tables(load_results(out_dir), after)
+
+
+def test_results_do_not_depend_on_the_number_of_workers(small_sweep, tmp_path):
+    tmp, _ = small_sweep
+    spec = tmp / "small.toml"
+    assert sweep(spec, "--out", tmp_path / "one", "--n-jobs", 1, "--quiet").returncode == 0
+    assert_same_tables(load_results(tmp_path / "one"), load_results(tmp / "out"))
+
+
+def test_runs_of_another_version_are_trained_again(small_sweep, tmp_path, monkeypatch, capsys):
+    tmp, _ = small_sweep
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    out_dir = tmp_path / "out"
+    assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 0
+    monkeypatch.setattr(fastbp, "__version__", "999.0")
+    assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "4 computed by another fastbp version, to train again" in captured.err
+    assert (load_results(out_dir).runs["fastbp_version"] == "999.0").all()
+
+
+def test_dry_run_trains_nothing(small_sweep, tmp_path):
+    tmp, _ = small_sweep
+    out = sweep(tmp / "small.toml", "--out", tmp_path / "dry", "--dry-run")
+    assert out.returncode == 0
+    assert "small: 8 runs, 12,000 training steps in all" in out.stdout
+    assert "swept: lr, bias, seed" in out.stdout
+    assert not (tmp_path / "dry").exists()
+    done = sweep(tmp / "small.toml", "--out", tmp / "out", "--dry-run")
+    assert "to train: 0 runs" in done.stdout
+
+
+BIG = """
+[sweep]
+name = "big"
+[base]
+steps = 100_000
+log_every = 1000
+[grid]
+lr = [0.01, 0.001, 0.0001]
+seed = { range = [0, 16] }
+"""
+
+
+def saved_runs(out_dir):
+    shards = out_dir / "shards"
+    return len(list(shards.glob("*.runs.parquet"))) if shards.exists() else 0
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_an_interrupted_sweep_resumes_to_the_same_tables(how, tmp_path):
+    spec = tmp_path / "big.toml"
+    spec.write_text(BIG)
+    out_dir = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fastbp.sweep", str(spec), "--out", str(out_dir), "--quiet"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while saved_runs(out_dir) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if how == "SIGKILL":
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with no warning
+    else:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    if how == "SIGINT":
+        assert proc.returncode == 130
+        assert "interrupted:" in err and "resume with: python -m fastbp.sweep" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    n_shards = saved_runs(out_dir)
+    assert n_shards >= 1
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    reused = json.loads((out_dir / "meta.json").read_text())["runs_reused"]
+    assert 0 < reused < 48  # killed mid-sweep: some runs kept, the rest trained now
+
+    fresh = sweep(spec, "--out", tmp_path / "fresh", "--quiet")
+    assert fresh.returncode == 0
+    assert_same_tables(load_results(out_dir), load_results(tmp_path / "fresh"))
+
+
+def test_a_damaged_shard_is_retrained_with_a_warning(small_sweep, tmp_path):
+    tmp, _ = small_sweep
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    out_dir = tmp_path / "out"
+    assert sweep(spec, "--out", out_dir, "--quiet").returncode == 0
+    good = load_results(out_dir)
+    (shard,) = (out_dir / "shards").glob("*.curves.parquet")
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated, as by a full disk
+    again = sweep(spec, "--out", out_dir, "--quiet")
+    assert again.returncode == 0
+    assert "unreadable shard" in again.stderr and "4 run(s) trained" in again.stdout
+    assert_same_tables(load_results(out_dir), good)
+
+
+def test_chunks_are_balanced_and_cover_every_run():
+    spec = parse_spec(
+        {
+            "sweep": {"name": "c"},
+            "grid": {"lr": [0.1, 0.01], "steps": [50_000, 300_000], "seed": list(range(25))},
+        }
+    )
+    chunks = plan_chunks(list(spec.runs), n_jobs=2)
+    assert sorted(r.run_id for c in chunks for r in c) == sorted(r.run_id for r in spec.runs)
+    assert len(chunks) == 16
+    loads = [sum(r.steps for r in c) for c in chunks]
+    assert max(loads) <= 1.5 * min(loads)
+    assert loads == sorted(loads, reverse=True)  # the longest first
+    tiny = parse_spec({"sweep": {"name": "t"}, "grid": {"steps": [10], "seed": list(range(50))}})
+    assert len(plan_chunks(list(tiny.runs), n_jobs=2)) == 2  # few steps: few, large tasks
+
+
+def test_bad_out_directory_is_one_line(tmp_path):
+    spec = write_spec(tmp_path / "s.toml")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = sweep(spec, "--out", blocker)
+    assert out.returncode == 2 and "--out must be a directory" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = sweep(spec, "--n-jobs", 0)
+    assert out.returncode == 2 and "--n-jobs: must be an integer >= 1" in out.stderr
