@@ -1,5 +1,6 @@
 """The sweep command end to end: tables, resume after SIGKILL and Ctrl-C, reuse, workers."""
 
+import importlib
 import json
 import os
 import signal
@@ -274,3 +275,27 @@ def test_bad_out_directory_is_one_line(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
     out = sweep(spec, "--n-jobs", 0)
     assert out.returncode == 2 and "--n-jobs: must be an integer >= 1" in out.stderr
+
+
+def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
+    train_module = importlib.import_module("fastbp.train")  # the module, not the function
+    real_train = train_module.train
+
+    def flaky(config):
+        if config.seed == 1 and config.bias:
+            raise MemoryError("simulated")
+        return real_train(config)
+
+    monkeypatch.setattr(train_module, "train", flaky)  # --n-jobs 1 trains in this process
+    spec = write_spec(tmp_path / "s.toml", seeds=2)
+    out_dir = tmp_path / "out"
+    assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("MemoryError: simulated") == 2
+    assert "incomplete: 6 of 8 runs are saved" in err and "resume with:" in err
+    assert len(load_results(out_dir).runs) == 6
+
+    monkeypatch.setattr(train_module, "train", real_train)
+    assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 0
+    assert "2 run(s) trained" in capsys.readouterr().out
+    assert len(load_results(out_dir).runs) == 8
