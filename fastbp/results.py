@@ -10,6 +10,7 @@ moment loses at most the runs not yet written.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -71,11 +72,29 @@ SHARD_SCHEMAS = {"runs": SHARD_RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": P
 
 @dataclass(frozen=True)
 class Results:
-    """The tables of a sweep directory as pandas DataFrames."""
+    """The tables of a sweep directory as pandas DataFrames, and its threshold."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     params: pd.DataFrame
+    threshold: float | None = None
+
+    def run_params(self, run_id: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The final [(W, b), ...] of one run, W of shape (fan_in, fan_out)."""
+        row = self.runs.loc[self.runs["run_id"] == run_id].iloc[0]
+        widths = [int(w) for w in str(row["layers"]).split("-")]
+        mine = self.params[self.params["run_id"] == run_id]
+        params = []
+        for layer, (fan_in, fan_out) in enumerate(zip(widths, widths[1:], strict=False), 1):
+            here = mine[mine["layer"] == layer]
+            W = np.zeros((fan_in, fan_out))
+            weights = here[here["kind"] == "W"]
+            W[weights["i"].to_numpy(int), weights["j"].to_numpy(int)] = weights["value"]
+            b = np.zeros(fan_out)
+            biases = here[here["kind"] == "b"]
+            b[biases["j"].to_numpy(int)] = biases["value"]
+            params.append((W, b))
+        return params
 
 
 def load_results(directory) -> Results:
@@ -84,10 +103,15 @@ def load_results(directory) -> Results:
     ``runs`` has one row per run: run_id, every RunConfig field (layers as "8-3-8"),
     final_loss, min_loss, steps_to_threshold, diverged, diverged_at, wall_s,
     fastbp_version. ``curves`` is long: run_id, step, loss. ``params`` is long: run_id,
-    layer, kind ("W"/"b"), i, j, value.
+    layer, kind ("W"/"b"), i, j, value. ``threshold`` is the spec's, from meta.json.
     """
     directory = Path(directory)
-    return Results(*(pd.read_parquet(directory / f"{name}.parquet") for name in TABLES))
+    tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
+    try:
+        threshold = json.loads((directory / "meta.json").read_text()).get("threshold")
+    except (OSError, ValueError):
+        threshold = None
+    return Results(*tables, threshold=threshold)
 
 
 def layers_text(layers) -> str:

@@ -94,7 +94,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     for label, table in _grid_tables(doc, fail):
         _check_keys(table, RunConfig.field_names(), label, fail)
         axes = {key: _expand(key, value, f"[{label}].{key}", fail) for key, value in table.items()}
-        swept += [key for key, values in axes.items() if len(values) > 1]
+        swept += list(axes)
         where = {**origin, **{key: f"[{label}].{key}" for key in axes}}
         for combo in itertools.product(*axes.values()):
             runs.append(_config({**base, **dict(zip(axes, combo, strict=True))}, where, fail))
@@ -112,7 +112,8 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         runs.append(_config(dict(base), origin, fail))
 
     unique = list({run.run_id: run for run in reversed(runs)}.values())[::-1]  # first wins
-    swept = sorted(set(swept), key=lambda key: (key != "lr", swept.index(key)))
+    varies = [key for key in swept if len({getattr(run, key) for run in unique}) > 1]
+    swept = sorted(set(varies), key=lambda key: (key != "lr", varies.index(key)))
     return Spec(
         Path(path),
         name,

@@ -63,14 +63,17 @@ def main(argv=None) -> int:
     n_jobs = args.n_jobs or _cpu_count()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(spec.path, out / "spec.toml")
+        if not (out / "spec.toml").exists() or not spec.path.samefile(out / "spec.toml"):
+            shutil.copyfile(spec.path, out / "spec.toml")
     except OSError as err:
-        print(f"error: {out}: cannot write results there: {err.strerror}", file=sys.stderr)
+        print(f"error: {out}: cannot write results there: {err.strerror or err}", file=sys.stderr)
         return 2
     report, runs = run_sweep(spec, out, n_jobs=n_jobs, force=args.force, quiet=args.quiet)
     if runs is not None and len(runs):
         print(summarize(runs, spec.swept, spec.threshold))
     print(_closing_line(report, out))
+    if not args.no_plots and runs is not None and len(runs):
+        _draw_plots(out)
     if report.interrupted or report.crashed or report.failed:
         for line in report.failed[:10]:
             print(f"error: {line}", file=sys.stderr)
@@ -332,6 +335,7 @@ def _write_meta(out, spec, report, started, version):
     meta = {
         "spec": str(spec.path),
         "name": spec.name,
+        "threshold": spec.threshold,
         "fastbp_version": version,
         "numba_version": numba.__version__,
         "numpy_version": numpy.__version__,
@@ -353,6 +357,18 @@ def _write_meta(out, spec, report, started, version):
     tmp = out / "meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, out / "meta.json")
+
+
+def _draw_plots(out):
+    """Draw the sweep's figures; a failure here costs a warning, never the results."""
+    from fastbp.plot import draw
+
+    try:
+        draw(out)
+    except Exception as err:  # noqa: BLE001 - the results are already saved
+        print(
+            f"warning: the figures could not be drawn: {type(err).__name__}: {err}", file=sys.stderr
+        )
 
 
 def _cpu_name() -> str:
