@@ -301,6 +301,8 @@ def steps_to_threshold(results, threshold: float | None = None) -> Figure:
     if len(reached):
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
+        low, high = reached["steps_to_threshold"].min(), reached["steps_to_threshold"].max()
+        ax.set_ylim(10 ** np.floor(np.log10(max(low, 1))), high * 1.5)  # a labelled decade
     ax.set_xlim(runs["lr"].min() / 2, runs["lr"].max() * 2)
     top = ax.get_xaxis_transform()
     for lr, part in runs.groupby("lr"):
