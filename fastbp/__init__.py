@@ -1,11 +1,12 @@
 """fastbp: fast, exact sweeps over tiny neural networks trained with hand-written backprop."""
 
+from fastbp import numba_settings  # noqa: F401 - first: before Numba compiles anything
 from fastbp.config import ConfigError, RunConfig
 from fastbp.params import init_params
 from fastbp.results import Results, load_results
 from fastbp.train import RunResult, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "ConfigError",
     "Results",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # hidden layers; output is linear
 INITS = ("he", "xavier", "normal")
 DATASETS = ("encoder",)
+DTYPES = ("float64", "float32")
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,7 @@ class RunConfig:
     init: str = "he"  # he: N(0, 2/fan_in); xavier: U(+-sqrt(6/(fan_in+fan_out))); normal
     init_scale: float = 0.1  # standard deviation of the weights when init = "normal"
     dataset: str = "encoder"  # encoder: X = T = identity(layers[0])
+    dtype: str = "float64"  # or "float32" (parameters, activations; loss sums stay float64)
 
     def __post_init__(self):
         for f in fields(self):
@@ -192,4 +194,5 @@ _CHECKS = {
     "init": _one_of(INITS),
     "init_scale": _as_positive_float,
     "dataset": _one_of(DATASETS),
+    "dtype": _one_of(DTYPES),
 }

@@ -1,7 +1,8 @@
 """Compiled kernels: forward pass, MSE loss, backpropagation and SGD for an MLP of any depth.
 
 Numeric code only: no validation, no I/O, no randomness (the caller passes all of it in).
-Contract for every function: float arrays are float64 and C-contiguous; sizes, offsets
+Contract for every function: float arrays are C-contiguous and all float64 or all float32
+(lr and loss sums stay float64); sizes, offsets
 and sample counts are unsigned (uint64), because indexing with a signed integer costs a
 negative-index check on every access (about 2× the time of these tiny loops here).
 
@@ -71,12 +72,12 @@ def _dense_grads(A, h, D, z, G, w, b, fan_in, fan_out, n, use_bias):
     """dW = H @ dZ.T and db = dZ summed over samples (zero without bias), into G."""
     for k in range(fan_in):
         for j in range(fan_out):
-            s = 0.0
+            s = G.dtype.type(0.0)  # sums in the parameters' own precision
             for i in range(n):
                 s += A[h + k * n + i] * D[z + j * n + i]
             G[w + k * fan_out + j] = s
     for j in range(fan_out):
-        s = 0.0
+        s = G.dtype.type(0.0)
         if use_bias:
             for i in range(n):
                 s += D[z + j * n + i]
@@ -107,12 +108,13 @@ def _backprop_input(theta, w, A, D, h, z, fan_in, fan_out, n, act):
 
 
 @njit(cache=True)
-def workspace(sizes, n_samples):
-    """Offsets a_off (uint64, one more than layers) and zeroed buffers A, D for n_samples."""
+def workspace(sizes, n_samples, theta):
+    """Offsets a_off (uint64, one more than layers) and zeroed buffers A, D for n_samples,
+    of theta's dtype."""
     a_off = np.zeros(sizes.shape[0] + 1, dtype=np.uint64)
     for m in range(sizes.shape[0]):
         a_off[m + 1] = a_off[m] + sizes[m] * n_samples
-    return a_off, np.zeros(a_off[-1]), np.zeros(a_off[-1])
+    return a_off, np.zeros(a_off[-1], dtype=theta.dtype), np.zeros(a_off[-1], dtype=theta.dtype)
 
 
 @njit(cache=True)
@@ -171,9 +173,9 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
     """Full-batch loss of theta on X (n, n_in), T (n, n_out); writes dL/dtheta to G."""
     n = np.uint64(X.shape[0])
     last = sizes.shape[0] - 1
-    a_off, A, D = workspace(sizes, n)
+    a_off, A, D = workspace(sizes, n, theta)
     every = np.arange(X.shape[0])
-    T_t = np.empty(T.size)
+    T_t = np.empty(T.size, dtype=T.dtype)
     _gather_transposed(A, X, every)
     _gather_transposed(T_t, T, every)
     forward(theta, sizes, w_off, b_off, act, a_off, A, n)
@@ -201,11 +203,11 @@ def train_kernel(
     """
     n_samples = np.uint64(X.shape[0])
     y = sizes.shape[0] - 1
-    a_off, A, D = workspace(sizes, n_samples)
+    a_off, A, D = workspace(sizes, n_samples, theta)
     G = np.empty_like(theta)
     every = np.arange(X.shape[0])
-    T_all = np.empty(T.size)  # T transposed, like the output block
-    T_batch = np.empty(T.size)
+    T_all = np.empty(T.size, dtype=T.dtype)  # T transposed, like the output block
+    T_batch = np.empty(T.size, dtype=T.dtype)
     _gather_transposed(T_all, T, every)
     full = batch_size >= X.shape[0]
     per_epoch = (X.shape[0] + batch_size - 1) // batch_size

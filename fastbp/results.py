@@ -36,6 +36,7 @@ FIELD_TYPES = {
     "init": pa.string(),
     "init_scale": pa.float64(),
     "dataset": pa.string(),
+    "dtype": pa.string(),
 }
 assert tuple(FIELD_TYPES) == RunConfig.field_names(), "every RunConfig field needs a column"
 
@@ -148,7 +149,7 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
         runs["fastbp_version"].append(version)
         curves["run_id"].append(np.full(len(losses), run_id, dtype=object))
         curves["step"].append(result.steps)
-        curves["loss"].append(losses)
+        curves["loss"].append(losses.astype(np.float64))
         for layer, (W, b) in enumerate(result.params, start=1):
             i, j = np.indices(W.shape)
             n = W.size + b.size
@@ -157,7 +158,7 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
             params["kind"].append(np.array(["W"] * W.size + ["b"] * b.size, dtype=object))
             params["i"].append(np.concatenate([i.ravel(), np.full(b.size, -1)]))
             params["j"].append(np.concatenate([j.ravel(), np.arange(b.size)]))
-            params["value"].append(np.concatenate([W.ravel(), b]))
+            params["value"].append(np.concatenate([W.ravel(), b]).astype(np.float64))
     params_i = _concat(params.pop("i"), np.int64)
     tables = {
         "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fastbp import codegen
 from fastbp.config import ACTIVATIONS, RunConfig
 from fastbp.data import make_dataset
 from fastbp.kernels import train_kernel
@@ -64,7 +65,7 @@ def batch_order(config: RunConfig, rng: np.random.Generator) -> np.ndarray:
     return rng.permuted(np.tile(np.arange(n, dtype=np.int64), (n_epochs, 1)), axis=1)
 
 
-def train(config: RunConfig, params: Params | None = None) -> RunResult:
+def train(config: RunConfig, params: Params | None = None, engine: str = "auto") -> RunResult:
     """Train the network that ``config`` describes with SGD on the MSE loss.
 
     Parameters
@@ -76,18 +77,29 @@ def train(config: RunConfig, params: Params | None = None) -> RunResult:
         ``numpy.random.default_rng(config.seed)``; the mini-batch order is drawn from
         the same generator afterwards (in both cases, so given params that equal the
         drawn ones reproduce the default run exactly).
+    engine : {"auto", "loops"}
+        "auto" trains full-batch runs with a kernel generated for the architecture
+        (compiled once per architecture, then cached on disk) and mini-batch runs with
+        the loop kernel; "loops" always uses the loop kernel (:mod:`fastbp.kernels`),
+        one compilation for every architecture. Both give the same bits.
 
     Each update is ``p <- p - lr * dL/dp`` for every W, and every b when ``bias`` is
     true, with L the mean over all samples and outputs of (Y - T)².
     """
+    if engine not in ("auto", "loops"):
+        raise ValueError(f"engine must be 'auto' or 'loops', got {engine!r}")
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     drawn = init_params(config, rng)
     initial = drawn if params is None else check_params(params, config)
-    X, T = make_dataset(config)
+    if engine == "auto" and _full_batch(config):
+        (result,) = _train_families([([config], initial)], lanes=1)[0]
+        return result
+    dtype = np.dtype(config.dtype)
+    X, T = (a.astype(dtype) for a in make_dataset(config))
     steps = logged_steps(config.steps, config.log_every)
     losses = np.full(steps.shape, np.nan)
-    theta = flatten(initial)
+    theta = flatten(initial).astype(dtype)
     w_off, b_off = offsets(config.layers)
     stopped_at = train_kernel(
         theta,
@@ -113,6 +125,107 @@ def train(config: RunConfig, params: Params | None = None) -> RunResult:
         diverged=bool(stopped_at >= 0),
         diverged_at=int(stopped_at) if stopped_at >= 0 else None,
         wall_s=time.perf_counter() - start,
+    )
+
+
+def _full_batch(config: RunConfig) -> bool:
+    return config.batch_size is None or config.batch_size >= config.n_samples
+
+
+def kernel_key(config: RunConfig) -> tuple:
+    """What runs must share to be trained side by side in one generated kernel."""
+    return (config.layers, config.activation, config.bias, config.dataset, config.dtype)
+
+
+def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunResult]:
+    """Train many runs, the same results as :func:`train` gives for each, faster.
+
+    Full-batch runs that share an architecture (:func:`kernel_key`) are trained side by
+    side, ``lanes`` at a time (default: two 512-bit vectors' worth), in a kernel
+    generated for that architecture. Runs that differ only in ``steps`` share one
+    trajectory: plain SGD has no schedule, so the run with fewer steps is the start of
+    the longer one; it is trained once, to the largest step count, and each run gets
+    its logged losses and its parameters at its own step count. Mini-batch runs are
+    trained one by one. Results come back in the order of ``configs``.
+    """
+    results: dict[int, RunResult] = {}
+    groups: dict[tuple, dict[RunConfig, list[int]]] = {}
+    for k, config in enumerate(configs):
+        if not _full_batch(config):
+            results[k] = train(config)
+            continue
+        family = replace(config, steps=1)  # the run with its step count left out
+        groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
+    for key, families in groups.items():
+        members = [[configs[k] for k in ks] for ks in families.values()]
+        initial = [init_params(group[0]) for group in members]
+        lanes_ = lanes or codegen.lanes_for(key[-1])
+        trained = _train_families(list(zip(members, initial, strict=True)), lanes_)
+        for ks, runs in zip(families.values(), trained, strict=True):
+            results.update(zip(ks, runs, strict=True))
+    return [results[k] for k in range(len(configs))]
+
+
+def _train_families(families, lanes: int) -> list[list[RunResult]]:
+    """Train (configs, initial params) families, a block of ``lanes`` families at a time;
+    each family's configs differ only in steps. Returns the results per family."""
+    config = families[0][0][0]
+    dtype = np.dtype(config.dtype)
+    kernel = codegen.block_kernel(
+        tuple(config.layers), config.activation, config.bias, config.n_samples, lanes, dtype.name
+    )
+    X, T = (a.astype(dtype) for a in make_dataset(config))
+    T_t = np.ascontiguousarray(T.T).ravel()
+    # Longest first, so that each block's lanes have similar amounts of work.
+    order = sorted(range(len(families)), key=lambda f: -max(c.steps for c in families[f][0]))
+    out = [None] * len(families)
+    for first in range(0, len(order), lanes):
+        block = order[first : first + lanes]
+        padded = block + [block[-1]] * (lanes - len(block))  # spare lanes repeat a family
+        runs = [families[f][0] for f in padded]
+        snaps_at = [sorted({c.steps for c in group}) for group in runs]
+        log_steps = np.unique(
+            np.concatenate([logged_steps(c.steps, c.log_every) for group in runs for c in group])
+        )
+        theta = np.stack([flatten(families[f][1]) for f in padded], axis=1).astype(dtype)
+        n_params = theta.shape[0]
+        snap_steps = np.full((lanes, max(map(len, snaps_at))), -1, dtype=np.int64)
+        for lane, steps in enumerate(snaps_at):
+            snap_steps[lane, : len(steps)] = steps
+        losses = np.full((lanes, len(log_steps)), np.nan)
+        snaps = np.zeros((lanes, snap_steps.shape[1], n_params), dtype=dtype)
+        diverged_at = np.empty(lanes, dtype=np.int64)
+        lr = np.array([group[0].lr for group in runs])
+        start = time.perf_counter()
+        kernel(theta.ravel(), lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at)
+        wall = time.perf_counter() - start
+        total_steps = sum(c.steps for group in runs[: len(block)] for c in group)
+        for lane, f in enumerate(block):
+            out[f] = [
+                _member_result(
+                    c,
+                    log_steps,
+                    losses[lane],
+                    snaps[lane, snaps_at[lane].index(c.steps)],
+                    diverged_at[lane],
+                    wall * c.steps / total_steps,
+                )
+                for c in families[f][0]
+            ]
+    return out
+
+
+def _member_result(config, log_steps, losses, theta, diverged_at, wall_s) -> RunResult:
+    steps = logged_steps(config.steps, config.log_every)
+    diverged = 0 <= diverged_at <= config.steps
+    return RunResult(
+        config=config,
+        steps=steps,
+        losses=losses[np.searchsorted(log_steps, steps)],
+        params=unflatten(theta, config.layers),
+        diverged=bool(diverged),
+        diverged_at=int(diverged_at) if diverged else None,
+        wall_s=wall_s,
     )
 
 

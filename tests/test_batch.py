@@ -1,0 +1,102 @@
+"""Runs trained side by side, or sharing one trajectory, give the bits of runs trained alone."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastbp import RunConfig, reference, train
+from fastbp.params import flatten
+from fastbp.train import train_batch
+
+ARCHITECTURES = [  # few, since each is compiled once per lane count
+    dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float64"),
+    dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float32"),
+    dict(layers=(6, 5, 4, 6), activation="tanh", bias=False, dtype="float64"),
+    dict(layers=(4, 3, 4), activation="sigmoid", bias=True, dtype="float64"),
+]
+
+
+def assert_bits(a, b):
+    """Two RunResults are the same to the bit (timings aside)."""
+    assert a.config == b.config
+    np.testing.assert_array_equal(a.steps, b.steps)
+    assert a.losses.tobytes() == b.losses.tobytes()
+    assert flatten(a.params).tobytes() == flatten(b.params).tobytes()
+    assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)
+
+
+def many_runs(arch):
+    """Several learning rates (one diverging), seeds, step counts and logging intervals."""
+    return [
+        RunConfig(**arch, lr=lr, seed=seed, steps=steps, log_every=log_every)
+        for lr in (0.05, 0.5, 80.0)
+        for seed in (0, 1)
+        for steps, log_every in ((150, 50), (400, 50), (333, 7))
+    ]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: f"{a['activation']}-{a['dtype']}")
+def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
+    configs = many_runs(arch)
+    batched = train_batch(configs)
+    assert any(r.diverged for r in batched) and not all(r.diverged for r in batched)
+    for config, result in zip(configs, batched, strict=True):
+        alone = train(config, engine="loops")  # the loop kernel: the definition of the bits
+        assert_bits(result, alone)
+        assert_bits(train(config), alone)  # the generated single-run kernel
+
+
+def test_results_do_not_depend_on_batch_size_companions_or_order():
+    configs = many_runs(ARCHITECTURES[0])
+    reference_results = train_batch(configs, lanes=16)
+    for lanes in (4, 8):
+        for result, expected in zip(
+            train_batch(configs, lanes=lanes), reference_results, strict=True
+        ):
+            assert_bits(result, expected)
+    shuffled = list(np.random.default_rng(0).permutation(len(configs)))
+    for k, result in zip(shuffled, train_batch([configs[k] for k in shuffled]), strict=True):
+        assert_bits(result, reference_results[k])
+    assert_bits(train_batch(configs[5:6])[0], reference_results[5])
+
+
+def test_runs_that_differ_only_in_steps_share_one_trajectory():
+    family = [RunConfig(lr=0.05, steps=s, log_every=100) for s in (1000, 250, 4000, 333)]
+    results = train_batch(family)
+    for config, result in zip(family, results, strict=True):
+        assert_bits(result, train(config, engine="loops"))
+    longest = results[2]
+    np.testing.assert_array_equal(results[0].losses, longest.losses[: len(results[0].losses)])
+    # the whole family costs one trajectory: per-run times are shares of it
+    assert sum(r.wall_s for r in results) < 10 * max(r.wall_s for r in results)
+
+
+def test_float32_runs_track_the_float64_reference():
+    config = RunConfig(lr=0.05, steps=2000, dtype="float32")
+    result = train(config)
+    assert result.params[0][0].dtype == np.float32
+    expected = reference.train(RunConfig(lr=0.05, steps=2000))
+    np.testing.assert_allclose(result.losses, expected.losses, rtol=1e-4)
+
+
+def test_mini_batch_runs_go_through_the_loop_kernel():
+    config = RunConfig(lr=0.05, steps=300, batch_size=3)
+    (result,) = train_batch([config])
+    assert_bits(result, train(config, engine="loops"))
+
+
+def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
+    code = (
+        "import fastbp; from fastbp.train import train_batch;"
+        "train_batch([fastbp.RunConfig(steps=5, layers=(3, 2, 3))])"
+    )
+    env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+    (tag,) = [p.name for p in tmp_path.iterdir()]
+    assert tag.startswith("slp")
+    sources = list((tmp_path / tag).glob("fastbp_kernel_*.py"))
+    assert len(sources) == 1 and "layers [3, 2, 3]" in sources[0].read_text()
+    assert list((tmp_path / tag / "__pycache__").glob("*.nbi"))  # Numba cached it there
