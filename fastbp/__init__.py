@@ -3,7 +3,6 @@
 from fastbp import numba_settings  # noqa: F401 - first: before Numba compiles anything
 from fastbp.config import ConfigError, RunConfig
 from fastbp.params import init_params
-from fastbp.results import Results, load_results
 from fastbp.train import RunResult, train
 
 __version__ = "0.2.0"
@@ -17,3 +16,12 @@ __all__ = [
     "load_results",
     "train",
 ]
+
+
+def __getattr__(name):
+    # The results tables need pandas, which worker processes never import: load it on use.
+    if name in ("Results", "load_results"):
+        from fastbp import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")

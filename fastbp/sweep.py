@@ -16,7 +16,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -132,12 +132,11 @@ def _run_parallel(todo, n_jobs, store, version, report, quiet):
     from tqdm import tqdm
 
     from fastbp import results
-    from fastbp.config import RunConfig
-    from fastbp.train import train, train_chunk
+    from fastbp.train import train_chunk
 
-    # Compile (or load) the kernel here first: workers compiling into an empty Numba
+    # Compile (or load) every kernel here first: workers compiling into an empty Numba
     # cache at the same time can corrupt it.
-    train(RunConfig(steps=1))
+    warm_up(todo)
     chunks = plan_chunks(todo, n_jobs)
     bar = tqdm(
         total=sum(run.steps for run in todo),
@@ -171,28 +170,62 @@ def _run_parallel(todo, n_jobs, store, version, report, quiet):
         report.parallel_s = time.perf_counter() - start
 
 
+def warm_up(runs) -> None:
+    """Compile or load, in this process, every kernel these runs need."""
+    from fastbp.train import full_batch, kernel_key, train, train_batch
+
+    seen = set()
+    for run in runs:
+        key = kernel_key(run) if full_batch(run) else "loops"
+        if key not in seen:
+            seen.add(key)
+            tiny = replace(run, steps=1, log_every=1)
+            train_batch([tiny]) if full_batch(run) else train(tiny, engine="loops")
+
+
 def plan_chunks(runs, n_jobs: int) -> list[list]:
     """Group runs into joblib tasks of similar cost, the most expensive first.
 
-    Cost is taken as steps x samples x weights. Each chunk gets at least
-    MIN_CHUNK_STEPS run-steps where possible, and there are up to CHUNKS_PER_WORKER
-    chunks per worker so that both cores stay busy to the end.
+    Full-batch runs are trained side by side (:func:`fastbp.train.train_batch`): a task
+    holds whole blocks of families (runs that differ only in steps) of one architecture,
+    so that no block is split between workers. Each task gets at least MIN_CHUNK_STEPS
+    of work where possible, and there are up to CHUNKS_PER_WORKER tasks per worker, so
+    that both cores stay busy to the end and results stream back steadily.
     """
+    from fastbp.codegen import lanes_for
+    from fastbp.train import full_batch, kernel_key
 
-    def cost(run):
-        weights = sum(a * b for a, b in zip(run.layers[:-1], run.layers[1:], strict=False))
-        return run.steps * run.n_samples * weights
-
+    units = []  # (cost, runs): a block of families, or one mini-batch run
+    groups: dict[tuple, dict] = {}
+    for run in runs:
+        if not full_batch(run):
+            units.append((_cost(run), [run]))
+            continue
+        family = replace(run, steps=1)
+        groups.setdefault(kernel_key(run), {}).setdefault(family, []).append(run)
+    for key, families in groups.items():
+        members = sorted(families.values(), key=lambda f: -max(r.steps for r in f))
+        lanes = lanes_for(key[-1])
+        for first in range(0, len(members), lanes):
+            block = members[first : first + lanes]
+            cost = _cost(max((r for f in block for r in f), key=lambda r: r.steps)) * lanes
+            units.append((cost, [r for f in block for r in f]))
     total_steps = sum(run.steps for run in runs)
-    n_chunks = max(1, min(len(runs), n_jobs * CHUNKS_PER_WORKER, total_steps // MIN_CHUNK_STEPS))
-    n_chunks = max(n_chunks, min(n_jobs, len(runs)))
+    n_chunks = min(len(units), n_jobs * CHUNKS_PER_WORKER, total_steps // MIN_CHUNK_STEPS)
+    n_chunks = max(n_chunks, min(n_jobs, len(units)), 1)
     chunks = [[] for _ in range(n_chunks)]
     loads = [0] * n_chunks
-    for run in sorted(runs, key=cost, reverse=True):  # longest first, onto the lightest chunk
+    for cost, unit in sorted(units, key=lambda u: -u[0]):  # longest first, onto the lightest
         k = loads.index(min(loads))
-        chunks[k].append(run)
-        loads[k] += cost(run)
+        chunks[k] += unit
+        loads[k] += cost
     return [chunk for _, chunk in sorted(zip(loads, chunks, strict=True), key=lambda p: -p[0])]
+
+
+def _cost(run) -> int:
+    """Work of one run: steps x samples x weights."""
+    weights = sum(a * b for a, b in zip(run.layers[:-1], run.layers[1:], strict=False))
+    return run.steps * run.n_samples * weights
 
 
 def summarize(runs, swept, threshold) -> str:

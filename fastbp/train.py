@@ -92,7 +92,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     rng = np.random.default_rng(config.seed)
     drawn = init_params(config, rng)
     initial = drawn if params is None else check_params(params, config)
-    if engine == "auto" and _full_batch(config):
+    if engine == "auto" and full_batch(config):
         (result,) = _train_families([([config], initial)], lanes=1)[0]
         return result
     dtype = np.dtype(config.dtype)
@@ -128,7 +128,8 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     )
 
 
-def _full_batch(config: RunConfig) -> bool:
+def full_batch(config: RunConfig) -> bool:
+    """Whether every update uses every sample."""
     return config.batch_size is None or config.batch_size >= config.n_samples
 
 
@@ -151,7 +152,7 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
     results: dict[int, RunResult] = {}
     groups: dict[tuple, dict[RunConfig, list[int]]] = {}
     for k, config in enumerate(configs):
-        if not _full_batch(config):
+        if not full_batch(config):
             results[k] = train(config)
             continue
         family = replace(config, steps=1)  # the run with its step count left out
@@ -230,11 +231,16 @@ def _member_result(config, log_steps, losses, theta, diverged_at, wall_s) -> Run
 
 
 def train_chunk(configs: list[RunConfig]) -> list[RunResult | str]:
-    """Train each config in turn: what joblib runs in a worker.
+    """Train a sweep's task: what joblib runs in a worker.
 
-    A run that raises comes back as the error's text instead of a RunResult, so that
-    one failing run never costs the others their results.
+    The runs are trained together by :func:`train_batch`. Should that fail, each is
+    trained alone, and a run that raises comes back as the error's text instead of a
+    RunResult: one failing run never costs the others their results.
     """
+    try:
+        return train_batch(configs)
+    except Exception:  # noqa: BLE001 - find the culprit run by run
+        pass
     outcomes = []
     for config in configs:
         try:

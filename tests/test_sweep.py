@@ -249,7 +249,7 @@ def test_a_damaged_shard_is_retrained_with_a_warning(small_sweep, tmp_path):
     assert_same_tables(load_results(out_dir), good)
 
 
-def test_chunks_are_balanced_and_cover_every_run():
+def test_chunks_hold_whole_blocks_of_families_and_are_balanced():
     spec = parse_spec(
         {
             "sweep": {"name": "c"},
@@ -258,12 +258,17 @@ def test_chunks_are_balanced_and_cover_every_run():
     )
     chunks = plan_chunks(list(spec.runs), n_jobs=2)
     assert sorted(r.run_id for c in chunks for r in c) == sorted(r.run_id for r in spec.runs)
-    assert len(chunks) == 16
-    loads = [sum(r.steps for r in c) for c in chunks]
-    assert max(loads) <= 1.5 * min(loads)
+    assert len(chunks) == 7  # 50 families (lr x seed; steps shared) in blocks of 8 lanes
+    for chunk in chunks:  # a family's step counts travel together
+        assert len({(r.lr, r.seed) for r in chunk}) * 2 == len(chunk)
+    loads = [max(r.steps for r in c) * len({(r.lr, r.seed) for r in c}) for c in chunks]
     assert loads == sorted(loads, reverse=True)  # the longest first
     tiny = parse_spec({"sweep": {"name": "t"}, "grid": {"steps": [10], "seed": list(range(50))}})
     assert len(plan_chunks(list(tiny.runs), n_jobs=2)) == 2  # few steps: few, large tasks
+    mixed = parse_spec(
+        {"sweep": {"name": "m"}, "grid": {"batch_size": [2, 8], "seed": [0, 1], "steps": [9]}}
+    )
+    assert sorted(len(c) for c in plan_chunks(list(mixed.runs), n_jobs=2)) == [2, 2]
 
 
 def test_bad_out_directory_is_one_line(tmp_path):
@@ -279,14 +284,14 @@ def test_bad_out_directory_is_one_line(tmp_path):
 
 def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
     train_module = importlib.import_module("fastbp.train")  # the module, not the function
-    real_train = train_module.train
+    real = train_module._train_families
 
-    def flaky(config):
-        if config.seed == 1 and config.bias:
+    def flaky(families, lanes):
+        if any(c.seed == 1 and c.bias for configs, _ in families for c in configs):
             raise MemoryError("simulated")
-        return real_train(config)
+        return real(families, lanes)
 
-    monkeypatch.setattr(train_module, "train", flaky)  # --n-jobs 1 trains in this process
+    monkeypatch.setattr(train_module, "_train_families", flaky)  # --n-jobs 1: in this process
     spec = write_spec(tmp_path / "s.toml", seeds=2)
     out_dir = tmp_path / "out"
     assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 1
@@ -295,7 +300,7 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch
     assert "incomplete: 6 of 8 runs are saved" in err and "resume with:" in err
     assert len(load_results(out_dir).runs) == 6
 
-    monkeypatch.setattr(train_module, "train", real_train)
+    monkeypatch.setattr(train_module, "_train_families", real)
     assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 0
     assert "2 run(s) trained" in capsys.readouterr().out
     assert len(load_results(out_dir).runs) == 8
