@@ -100,3 +100,13 @@ def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
     sources = list((tmp_path / tag).glob("fastbp_kernel_*.py"))
     assert len(sources) == 1 and "layers [3, 2, 3]" in sources[0].read_text()
     assert list((tmp_path / tag / "__pycache__").glob("*.nbi"))  # Numba cached it there
+
+
+def test_numba_settings_are_applied_once_and_never_override_the_user():
+    code = "import os, fastbp; print(fastbp.numba_settings.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert ours.stdout.split()[1] == "1" and ours.stdout.startswith("slp1-")
+    env["NUMBA_SLP_VECTORIZE"] = "0"
+    theirs = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert theirs.stdout.split()[1] == "0" and theirs.stdout.startswith("slp0-")

@@ -1,0 +1,280 @@
+"""Nanoseconds per run-step for the 8-3-8 encoder (full-batch SGD), fastbp against the rest.
+
+    python benchmarks/bench_step.py [--repeats N] [--quick]
+
+Every measurement runs in a fresh process with its thread pools at 1 (one core), warms
+up first (compilation, caches), then times at least 5 repeats: the table gives the
+median and the minimum, and each median as a multiple of the speed of the NumPy
+reference measured in the same run. Measured: fastbp single runs (generated kernel, and
+the loop kernel), fastbp batched (64 and 1024 runs, float64 and float32), the NumPy
+reference (fastbp.reference, written like the original report) and, when installed
+(pip install -e '.[bench]'), PyTorch eager with autograd and JAX jit + lax.scan, one run
+and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and steps.
+
+The NumPy reference's process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset:
+where this machine sets them (for old OpenBLAS builds), they slow a current NumPy down.
+Nothing else changes the environment. Results go to benchmarks/results/bench_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+LR = 1e-3
+
+
+# ---------------------------------------------------------------- measurements (children)
+
+
+def timed(fn, repeats):
+    fn()  # warm-up: compilation, caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def configs(runs, steps, layers=(8, 3, 8), dtype="float64"):
+    from fastbp import RunConfig
+
+    return [RunConfig(layers=layers, lr=LR, seed=s, steps=steps, log_every=steps, dtype=dtype)
+            for s in range(runs)]  # fmt: skip
+
+
+def fastbp_single(steps, layers=(8, 3, 8), engine="auto", **_):
+    from fastbp import train
+
+    (config,) = configs(1, steps, layers)
+    return lambda: train(config, engine=engine)
+
+
+def fastbp_batched(steps, runs, layers=(8, 3, 8), dtype="float64", **_):
+    from fastbp.train import train_batch
+
+    batch = configs(runs, steps, layers, dtype)
+    return lambda: train_batch(batch)
+
+
+def numpy_reference(steps, **_):
+    from fastbp import reference
+
+    (config,) = configs(1, steps)
+    return lambda: reference.train(config)
+
+
+def torch_eager(steps, **_):
+    import torch
+
+    torch.set_num_threads(1)
+    X = torch.eye(8, dtype=torch.float64)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 3), torch.nn.ReLU(), torch.nn.Linear(3, 8)
+    ).double()
+    optimiser = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.MSELoss()
+
+    def run():
+        for _ in range(steps):
+            optimiser.zero_grad()
+            loss = loss_fn(model(X), X)
+            loss.backward()
+            optimiser.step()
+
+    return run
+
+
+def _jax_trainer(steps):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    X = jnp.eye(8)
+
+    def loss(params):
+        W1, b1, W2, b2 = params
+        return jnp.mean((jax.nn.relu(X @ W1 + b1) @ W2 + b2 - X) ** 2)
+
+    def train_one(params):
+        def step(p, _):
+            value, grads = jax.value_and_grad(loss)(p)
+            return jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads), value
+
+        return jax.lax.scan(step, params, None, length=steps)
+
+    def params(seed):
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        return (jax.random.normal(k1, (8, 3)) * 0.5, jnp.zeros(3),
+                jax.random.normal(k2, (3, 8)) * 0.8, jnp.zeros(8))  # fmt: skip
+
+    return jax, train_one, params
+
+
+def jax_scan(steps, **_):
+    jax, train_one, params = _jax_trainer(steps)
+    fn, p = jax.jit(train_one), params(0)
+    return lambda: jax.block_until_ready(fn(p))
+
+
+def jax_vmap(steps, runs, **_):
+    jax, train_one, params = _jax_trainer(steps)
+    batch = jax.tree_util.tree_map(lambda *a: jax.numpy.stack(a), *[params(s) for s in range(runs)])
+    fn = jax.jit(jax.vmap(train_one))
+    return lambda: jax.block_until_ready(fn(batch))
+
+
+IMPLEMENTATIONS = {
+    "numpy_reference": numpy_reference,
+    "fastbp_single": fastbp_single,
+    "fastbp_single_loops": lambda steps, **kw: fastbp_single(steps, engine="loops", **kw),
+    "fastbp_batched": fastbp_batched,
+    "torch_eager": torch_eager,
+    "jax_scan": jax_scan,
+    "jax_vmap": jax_vmap,
+}
+
+
+def child(args):
+    kwargs = json.loads(args.kwargs)
+    fn = IMPLEMENTATIONS[args.child](**kwargs)
+    times = timed(fn, args.repeats)
+    per = kwargs["steps"] * kwargs.get("runs", 1)
+    print(json.dumps({"ns": [t / per * 1e9 for t in times]}))
+
+
+# ---------------------------------------------------------------- driver (parent)
+
+
+def measure(name, repeats, env_drop=(), **kwargs):
+    """Run one measurement in a fresh process; None if its library is not installed."""
+    env = {k: v for k, v in os.environ.items() if k not in env_drop}
+    env.update(ONE_THREAD)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--repeats", str(repeats),
+         "--kwargs", json.dumps(kwargs)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if out.returncode != 0:
+        if "ModuleNotFoundError" in out.stderr:
+            return None
+        raise RuntimeError(f"{name} failed:\n{out.stderr}")
+    ns = json.loads(out.stdout.strip().splitlines()[-1])["ns"]
+    return {"median_ns": statistics.median(ns), "min_ns": min(ns), "repeats": len(ns), **kwargs}
+
+
+def machine():
+    import numba
+    import numpy
+
+    cpu = platform.processor()
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__,
+                "numba": numba.__version__}  # fmt: skip
+    for name in ("torch", "jax"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), **versions}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
+    parser.add_argument("--child")
+    parser.add_argument("--kwargs")
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    scale = 10 if args.quick else 1
+    r = max(5, args.repeats)
+    blas = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    rows = {
+        "numpy_reference": measure("numpy_reference", r, env_drop=blas, steps=2000 // scale),
+        "fastbp_single": measure("fastbp_single", r, steps=300_000 // scale),
+        "fastbp_single_loops": measure("fastbp_single_loops", r, steps=300_000 // scale),
+    }
+    for runs in (64, 1024):
+        for dtype in ("float64", "float32"):
+            rows[f"fastbp_batched_{runs}_{dtype}"] = measure(
+                "fastbp_batched",
+                r,
+                runs=runs,
+                dtype=dtype,
+                steps=(20_000 if runs == 64 else 2000) // scale,
+            )
+    rows["torch_eager"] = measure("torch_eager", r, steps=2000 // scale)
+    rows["jax_scan"] = measure("jax_scan", r, steps=100_000 // scale)
+    rows["jax_vmap_64"] = measure("jax_vmap", r, runs=64, steps=20_000 // scale)
+    base = rows["numpy_reference"]["median_ns"]
+    for row in rows.values():
+        if row:
+            row["speedup_vs_numpy"] = base / row["median_ns"]
+
+    scans = {"hidden_width": {}, "depth": {}, "steps": {}}
+    for width in (3, 8, 32, 128):
+        layers = (8, width, 8)
+        scans["hidden_width"][width] = {
+            "single": measure("fastbp_single", 5, steps=50_000 // scale, layers=layers),
+            "batched_64": measure("fastbp_batched", 5, runs=64, steps=5000 // scale, layers=layers),
+        }
+    for hidden in (1, 2, 3):
+        layers = (8, *[8] * hidden, 8)
+        scans["depth"][hidden] = {
+            "single": measure("fastbp_single", 5, steps=50_000 // scale, layers=layers),
+            "batched_64": measure("fastbp_batched", 5, runs=64, steps=5000 // scale, layers=layers),
+        }
+    for steps in (10_000, 30_000, 100_000, 300_000):
+        m = measure("fastbp_single", 5, steps=steps // scale)
+        scans["steps"][steps] = {**m, "seconds_per_run": m["median_ns"] * steps / scale / 1e9}
+
+    report = {"machine": machine(), "per_run_step": rows, "scans": scans,
+              "note": "ns per run-step, one core; NumPy reference with OPENBLAS_CORETYPE/"
+                      "OPENBLAS_L2_SIZE unset"}  # fmt: skip
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "bench_step.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['machine']['cpu']}, one core; median (min) of {r} repeats\n")
+    print(f"{'implementation':<30}{'ns per run-step':>22}{'vs NumPy':>12}")
+    for name, row in rows.items():
+        if row is None:
+            print(f"{name:<30}{'not installed':>22}")
+            continue
+        cell = f"{row['median_ns']:,.0f} ({row['min_ns']:,.0f})"
+        print(f"{name:<30}{cell:>22}{row['speedup_vs_numpy']:>11.0f}x")
+    print("\nfastbp against hidden width / depth (ns per run-step, median):")
+    for scan in ("hidden_width", "depth"):
+        for key, pair in scans[scan].items():
+            print(f"  {scan} {key:<6} single {pair['single']['median_ns']:>8,.0f}"
+                  f"   batched 64 {pair['batched_64']['median_ns']:>8,.0f}")  # fmt: skip
+    print("fastbp single run against steps (seconds per run, median):")
+    for steps, m in scans["steps"].items():
+        print(f"  {steps:>7,} steps  {m['seconds_per_run']:.3f} s  ({m['median_ns']:.0f} ns/step)")
+
+
+if __name__ == "__main__":
+    main()

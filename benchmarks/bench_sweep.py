@@ -1,0 +1,101 @@
+"""sweeps/lr_grid.toml end to end: wall time with a cold and a warm kernel cache, on 1 and 2
+workers, with run-steps per second and the share of worker time spent training.
+
+    python benchmarks/bench_sweep.py [--repeats N]
+
+Each sweep is the real command (`python -m fastbp.sweep ... --no-plots --quiet --force`)
+timed from process start to exit, into a temporary directory. "Cold" points Numba and
+fastbp at empty cache directories (everything compiles); "warm" reuses the caches the
+cold run filled. The environment is otherwise left as it is. Results go to
+benchmarks/results/bench_sweep.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SPEC = HERE.parent / "sweeps" / "lr_grid.toml"
+
+
+def run_sweep(out: Path, n_jobs: int, cache: Path) -> dict:
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache / "numba"),
+        "FASTBP_KERNEL_DIR": str(cache / "kernels"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastbp.sweep",
+        str(SPEC),
+        "--out",
+        str(out),
+        "--n-jobs",
+        str(n_jobs),
+        "--no-plots",
+        "--quiet",
+        "--force",
+    ]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, capture_output=True, cwd=HERE.parent)
+    wall = time.perf_counter() - start
+    meta = json.loads((out / "meta.json").read_text())
+    return {
+        "wall_s": wall,
+        "parallel_s": meta["parallel_wall_s"],
+        "train_s": meta["train_s"],
+        "training_share": meta["training_share_of_worker_time"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from fastbp.spec import load_spec
+
+    run_steps = load_spec(SPEC).total_steps
+    report = {"spec": str(SPEC.relative_to(HERE.parent)), "run_steps": run_steps, "cases": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for n_jobs in (1, 2):
+            cold = run_sweep(tmp / f"cold{n_jobs}", n_jobs, tmp / f"cache{n_jobs}")
+            warm = [
+                run_sweep(tmp / f"warm{n_jobs}", n_jobs, tmp / f"cache{n_jobs}")
+                for _ in range(args.repeats)
+            ]
+            report["cases"][f"cold, {n_jobs} worker(s)"] = cold
+            report["cases"][f"warm, {n_jobs} worker(s)"] = {
+                "wall_s": statistics.median(w["wall_s"] for w in warm),
+                "wall_s_min": min(w["wall_s"] for w in warm),
+                "parallel_s": statistics.median(w["parallel_s"] for w in warm),
+                "train_s": statistics.median(w["train_s"] for w in warm),
+                "training_share": statistics.median(w["training_share"] for w in warm),
+                "repeats": len(warm),
+            }
+    for case in report["cases"].values():
+        case["run_steps_per_s"] = run_steps / case["wall_s"]
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "bench_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"{report['spec']}: {run_steps:,} run-steps (cold: one run; warm: median of {args.repeats})"
+    )
+    print(f"{'case':<22}{'wall s':>8}{'train s':>9}{'run-steps/s':>14}{'training share':>16}")
+    for name, c in report["cases"].items():
+        print(
+            f"{name:<22}{c['wall_s']:>8.2f}{c['train_s']:>9.2f}{c['run_steps_per_s']:>14,.0f}"
+            f"{c['training_share']:>16.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
