@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 4  # bump when the template changes: old generated files are then not reused
+VERSION = 5  # bump when the template changes: old generated files are then not reused
 
 
 def kernel_dir() -> Path:
@@ -120,6 +120,11 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         f'    """Train {L} runs side by side: see fastbp.codegen.block_kernel."""',
         f"    ws = np.zeros(SIZE, dtype=np.{dtype})",
         "    zero = ws.dtype.type(0.0)",
+        "    two = ws.dtype.type(2.0)",
+        f"    n_out = ws.dtype.type({layers[-1] * N})",
+        f"    lr_ = np.empty({L}, dtype=ws.dtype)  # the update in the parameters' dtype",
+        f"    for r in range({L}):",
+        "        lr_[r] = lr[r]",
         "    loss = np.zeros(L_)".replace("L_", str(L)),
         f"    alive = np.ones({L}, dtype=np.bool_)",
         f"    n_alive = {L}",
@@ -174,7 +179,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         for p in range(count):
             body += [
                 f"    d{p} = ws[{y + p * L} + r] - T_t[{p}]",
-                f"    ws[{dy + p * L} + r] = 2.0 * d{p} / np.uint64({count})",
+                f"    ws[{dy + p * L} + r] = two * d{p} / n_out",
             ]
         body += [
             f"    loss[r] = {_sum([f'd{p} * d{p}' for p in range(count)], '0.0')} / np.uint64({count})"
@@ -188,7 +193,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
             f"    for r in range({L}):",
             f"        d = ws[{y} + p * {L} + r] - target",
             "        loss[r] += d * d",
-            f"        ws[{dy} + p * {L} + r] = 2.0 * d / np.uint64({count})",
+            f"        ws[{dy} + p * {L} + r] = two * d / n_out",
             f"for r in range({L}):",
             f"    loss[r] = loss[r] / np.uint64({count})",
         ]
@@ -268,7 +273,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
     body += [
         f"for p in range(N_THETA // {L}):",
         f"    for r in range({L}):",
-        f"        ws[p * {L} + r] -= lr[r] * ws[{g_off} + p * {L} + r]",
+        f"        ws[p * {L} + r] -= lr_[r] * ws[{g_off} + p * {L} + r]",
     ]
     out += ["        " + line for line in body]
     out += [

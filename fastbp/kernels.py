@@ -135,11 +135,12 @@ def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
 def mse_and_output_grad(A, D, y, T, t, count):
     """Return mean((Y - T)²) over the count elements of Y = A[y:] and T[t:], and write
     its gradient 2 (Y - T) / count to D[y:]."""
-    total = 0.0
+    total = 0.0  # the loss is summed in float64 whatever the dtype
+    two, n = D.dtype.type(2.0), D.dtype.type(count)  # the gradient stays in the dtype
     for p in range(count):
         d = A[y + p] - T[t + p]
         total += d * d
-        D[y + p] = 2.0 * d / count
+        D[y + p] = two * d / n
     return total / count
 
 
@@ -212,6 +213,7 @@ def train_kernel(
     full = batch_size >= X.shape[0]
     per_epoch = (X.shape[0] + batch_size - 1) // batch_size
     _gather_transposed(A, X, every)
+    lr_ = theta.dtype.type(lr)  # the update in the parameters' dtype
     i_log = 0
     for t in range(n_steps + 1):
         log_now = t == log_steps[i_log]
@@ -241,5 +243,5 @@ def train_kernel(
                 return t
         backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
         for p in range(theta.shape[0]):
-            theta[p] -= lr * G[p]
+            theta[p] -= lr_ * G[p]
     return -1
