@@ -187,9 +187,21 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
 
 @njit(cache=True)
 def train_kernel(
-    theta, sizes, w_off, b_off, act, use_bias, lr, n_steps, log_steps,
-    X, T, batch_size, order, losses,
-):  # fmt: skip
+    theta,
+    sizes,
+    w_off,
+    b_off,
+    act,
+    use_bias,
+    lr,
+    n_steps,
+    log_steps,
+    X,
+    T,
+    batch_size,
+    order,
+    losses,
+):
     """Run ``n_steps`` SGD updates on theta in place, logging the full-dataset loss.
 
     X : (n_samples, n_in), T : (n_samples, n_out).

@@ -18,7 +18,8 @@ import numpy as np
 from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean
 
 SECTIONS = ("sweep", "base", "grid", "random")
-SWEEP_KEYS = ("name", "threshold")
+SWEEP_KEYS = ("name", "threshold", "backend", "scheduler")
+BACKENDS = ("loky", "dask", "sequential")  # as in fastbp.backends
 GENERATORS = ("range", "logspace", "linspace")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 RANDOM_KEYS = ("n", "seed")  # the sampler's own settings; every other key is a field
@@ -42,6 +43,8 @@ class Spec:
     threshold: float | None
     runs: tuple[RunConfig, ...]
     swept: tuple[str, ...]  # the fields that vary between runs, lr first
+    backend: str = "loky"
+    scheduler: str | None = None
 
     @property
     def total_steps(self) -> int:
@@ -86,6 +89,16 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     if threshold is not None and not _positive_number(threshold):
         fail("[sweep].threshold", f"must be a finite number > 0, got {threshold!r}")
 
+    backend = sweep.get("backend", "loky")
+    if backend not in BACKENDS:
+        fail(
+            "[sweep].backend",
+            f"must be one of {', '.join(BACKENDS)}, got {backend!r}"
+            f"{did_you_mean(backend, BACKENDS)}",
+        )
+    scheduler = sweep.get("scheduler")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler):
+        fail("[sweep].scheduler", f"must be an address like 'tcp://host:8786', got {scheduler!r}")
     base = _table(doc, "base", fail)
     _check_keys(base, RunConfig.field_names(), "base", fail)
     origin = {key: f"[base].{key}" for key in base}
@@ -120,6 +133,8 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         None if threshold is None else float(threshold),
         tuple(unique),
         tuple(swept),
+        backend,
+        scheduler,
     )
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastbp.spec import Spec, SpecError, load_spec
+from fastbp.backends import Backend, BackendError, open_backend
+from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
 # overhead (milliseconds) stays negligible next to training; and there should be enough
@@ -61,14 +62,31 @@ def main(argv=None) -> int:
         _print_plan(spec, out, args.force)
         return 0
     n_jobs = args.n_jobs or _cpu_count()
+    backend_name = args.backend or spec.backend
+    scheduler = args.scheduler or spec.scheduler
     try:
         out.mkdir(parents=True, exist_ok=True)
+        lock = _lock(out)
+        if lock is None:
+            print(
+                f"error: {out}: another sweep is writing to this directory; wait for it to "
+                "finish, or give this one another --out",
+                file=sys.stderr,
+            )
+            return 2
         if not (out / "spec.toml").exists() or not spec.path.samefile(out / "spec.toml"):
             shutil.copyfile(spec.path, out / "spec.toml")
     except OSError as err:
         print(f"error: {out}: cannot write results there: {err.strerror or err}", file=sys.stderr)
         return 2
-    report, runs = run_sweep(spec, out, n_jobs=n_jobs, force=args.force, quiet=args.quiet)
+    try:
+        with open_backend(backend_name, n_jobs, scheduler) as backend:
+            report, runs = run_sweep(spec, out, backend, force=args.force, quiet=args.quiet)
+    except BackendError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        lock.close()  # the lock goes with the file descriptor (also when a sweep is killed)
     if runs is not None and len(runs):
         print(summarize(runs, spec.swept, spec.threshold))
     print(_closing_line(report, out))
@@ -93,8 +111,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_sweep(spec: Spec, out: Path, n_jobs: int, force=False, quiet=False):
+def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False):
     """Train the spec's missing runs into ``out``; return (SweepReport, runs DataFrame)."""
+    n_jobs = backend.n_workers
     import fastbp
     from fastbp import results
 
@@ -119,7 +138,7 @@ def run_sweep(spec: Spec, out: Path, n_jobs: int, force=False, quiet=False):
     _print_start(spec, todo, report, out, force)
 
     if todo:
-        _run_parallel(todo, n_jobs, store, version, report, quiet)
+        _run_parallel(todo, backend, store, version, report, quiet)
     tables = store.read(warn=lambda line: print(line, file=sys.stderr))
     store.compact(tables)
     runs = results.write_final_tables(out, tables, [r.run_id for r in spec.runs], spec.threshold)
@@ -127,17 +146,18 @@ def run_sweep(spec: Spec, out: Path, n_jobs: int, force=False, quiet=False):
     return report, runs
 
 
-def _run_parallel(todo, n_jobs, store, version, report, quiet):
-    from joblib import Parallel, delayed
+def _run_parallel(todo, backend, store, version, report, quiet):
+    from joblib import delayed
     from tqdm import tqdm
 
     from fastbp import results
     from fastbp.train import train_chunk
 
-    # Compile (or load) every kernel here first: workers compiling into an empty Numba
-    # cache at the same time can corrupt it.
+    # Compile (or load) every kernel first, here and then on one worker at a time:
+    # processes compiling into an empty Numba cache at the same time can corrupt it.
     warm_up(todo)
-    chunks = plan_chunks(todo, n_jobs)
+    backend.on_each_worker(warm_up, todo)
+    chunks = plan_chunks(todo, backend.n_workers)
     bar = tqdm(
         total=sum(run.steps for run in todo),
         unit="step",
@@ -151,8 +171,7 @@ def _run_parallel(todo, n_jobs, store, version, report, quiet):
     start = time.perf_counter()
     try:
         tasks = (delayed(train_chunk)(chunk) for chunk in chunks)
-        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-        for outcomes in parallel(tasks):
+        for outcomes in backend.parallel()(tasks):
             finished = [o for o in outcomes if not isinstance(o, str)]
             report.failed += [o for o in outcomes if isinstance(o, str)]
             if finished:
@@ -164,7 +183,7 @@ def _run_parallel(todo, n_jobs, store, version, report, quiet):
     except KeyboardInterrupt:
         report.interrupted = True
     except Exception as err:  # a killed worker, a full disk: keep what is saved, say why
-        report.crashed = f"{type(err).__name__}: {err}".strip()
+        report.crashed = " ".join(f"{type(err).__name__}: {err}".split())  # one line
     finally:
         bar.close()
         report.parallel_s = time.perf_counter() - start
@@ -291,6 +310,18 @@ def _parse_args(argv):
     parser.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the figures")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="where runs train: loky (default: this machine's cores), dask "
+        "(a Dask cluster), sequential (this process, for debugging)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="the Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default "
+        "with --backend dask: a local cluster, started and stopped here)",
+    )
     return parser.parse_args(argv)
 
 
@@ -302,6 +333,24 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
+
+
+def _lock(out: Path):
+    """An exclusive lock on out/.lock, held while the file stays open; None if another
+    process holds it. The system drops it when the holder exits, even when killed."""
+    import fcntl
+
+    handle = open(out / ".lock", "a+")  # noqa: SIM115 - kept open: it is the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _cpu_count() -> int:

@@ -1,0 +1,98 @@
+"""Where a sweep's tasks run: joblib's loky processes on this machine (the default), in
+this process one after the other (``sequential``, for debugging), or on a Dask
+``distributed`` cluster (``dask``), through joblib's Dask backend.
+
+Only orchestration: what runs is :func:`fastbp.train.train_chunk` whichever the backend,
+so the results are the same bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+CONNECT_TIMEOUT_S = 10
+
+
+class BackendError(Exception):
+    """The backend cannot be used as asked; the message says why, in one line."""
+
+
+@dataclass
+class Backend:
+    name: str
+    n_workers: int
+    client: object = None  # a distributed.Client for "dask"
+
+    def parallel(self):
+        """A joblib Parallel that yields each task's result as soon as it is done."""
+        from joblib import Parallel
+
+        if self.name == "sequential":
+            return Parallel(n_jobs=1, backend="sequential", return_as="generator_unordered")
+        if self.name == "dask":
+            from joblib import parallel_config
+
+            with parallel_config(backend="dask"):  # registers joblib's Dask backend
+                return Parallel(n_jobs=-1, return_as="generator_unordered")
+        return Parallel(n_jobs=self.n_workers, backend="loky", return_as="generator_unordered")
+
+    def on_each_worker(self, fn, *args) -> None:
+        """Run fn(*args) on every worker process, one worker after the other (so that
+        workers sharing a disk never compile into an empty Numba cache at once)."""
+        if self.client is None:
+            return  # loky workers start after the parent compiled: they load the cache
+        for address in self.client.scheduler_info()["workers"]:
+            self.client.run(fn, *args, workers=[address])
+
+
+@contextlib.contextmanager
+def open_backend(name: str, n_jobs: int, scheduler: str | None = None):
+    """Yield a :class:`Backend`; a LocalCluster started here is closed on the way out."""
+    if name != "dask":
+        yield Backend(name, 1 if name == "sequential" else n_jobs)
+        return
+    try:
+        import distributed  # noqa: F401 - the optional dependency
+    except ImportError:
+        raise BackendError(
+            "the dask backend needs the 'distributed' package: pip install 'fastbp[dask]'"
+        ) from None
+    from distributed import Client, LocalCluster
+
+    # Dask logs lost connections and dead workers with tracebacks; the sweep reports what
+    # they mean for its runs in one line, so keep its own logs to the fatal.
+    # (distributed sets levels on sub-loggers such as tornado.application: set them all.)
+    for name in ["distributed", "tornado", "asyncio", *logging.root.manager.loggerDict]:
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as err:
+                raise BackendError(
+                    f"cannot reach the Dask scheduler at {scheduler}: {err}".strip()
+                ) from None
+        else:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=n_jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
+            )
+            client = Client(cluster)
+        stack.callback(_close_quietly, client)
+        workers = sum(client.nthreads().values())
+        if workers == 0:
+            raise BackendError(f"the Dask scheduler at {scheduler} has no workers")
+        yield Backend("dask", workers, client)
+
+
+def _close_quietly(client) -> None:
+    with contextlib.suppress(Exception):  # the scheduler may be gone already
+        client.close(timeout=5)

@@ -1,0 +1,290 @@
+"""Sweeps on a Dask cluster: a real scheduler and workers on 127.0.0.1, and their faults."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from distributed import Client
+
+from fastbp import load_results
+from fastbp.sweep import main
+
+SMALL = """
+[sweep]
+name = "d"
+[base]
+steps = 2000
+log_every = 100
+[grid]
+lr = [0.05, 0.01]
+bias = [true, false]
+seed = { range = [0, 3] }
+"""
+# Long enough that a fault lands mid-sweep: 80 runs, 10 blocks of 8 x 300,000 steps.
+LONG = """
+[sweep]
+name = "long"
+[base]
+steps = 300_000
+log_every = 1000
+[grid]
+lr = [0.01, 0.001]
+seed = { range = [0, 40] }
+"""
+
+
+def start(args, log):
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two single-threaded workers, as the README starts them by hand."""
+    procs = []
+    log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115 - closed below
+    try:
+        info = tmp_path / "scheduler.json"
+        procs.append(
+            start(
+                [
+                    "distributed.cli.dask_scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(info),
+                ],
+                log,
+            )
+        )
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)  # let the file be written in full
+        address = json.loads(info.read_text())["address"]
+        for name in ("w1", "w2"):
+            procs.append(
+                start(
+                    [
+                        "distributed.cli.dask_worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        "--name",
+                        name,
+                    ],
+                    log,
+                )
+            )
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield {"address": address, "scheduler": procs[0], "workers": procs[1:]}
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        log.close()
+
+
+def write(tmp_path, text, name="spec.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def sweep(*args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "fastbp.sweep", *map(str, args), "--quiet", "--no-plots"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
+
+
+def assert_same_tables(a, b):
+    a, b = load_results(a), load_results(b)
+    pd.testing.assert_frame_equal(a.runs.drop(columns="wall_s"), b.runs.drop(columns="wall_s"))
+    pd.testing.assert_frame_equal(a.curves, b.curves)
+    pd.testing.assert_frame_equal(a.params, b.params)
+
+
+def saved_shards(out):
+    return len(list((out / "shards").glob("*.runs.parquet"))) if (out / "shards").exists() else 0
+
+
+def wait_for_a_shard(out, proc, limit=120):
+    deadline = time.monotonic() + limit
+    while saved_shards(out) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert saved_shards(out) >= 1, "no run finished"
+
+
+def test_a_cluster_gives_the_tables_of_a_local_run(cluster, tmp_path):
+    spec = write(tmp_path, SMALL)
+    remote = sweep(
+        spec, "--out", tmp_path / "remote", "--backend", "dask", "--scheduler", cluster["address"]
+    )
+    assert remote.returncode == 0, remote.stderr
+    assert "on 2 worker(s)" in remote.stderr
+    assert sweep(spec, "--out", tmp_path / "local").returncode == 0
+    assert_same_tables(tmp_path / "remote", tmp_path / "local")
+    again = sweep(
+        spec, "--out", tmp_path / "remote", "--backend", "dask", "--scheduler", cluster["address"]
+    )
+    assert again.returncode == 0 and "0 run(s) trained in 0.0 s; 12 reused" in again.stdout
+
+
+def test_the_spec_can_name_the_backend_and_the_command_line_wins(cluster, tmp_path):
+    spec = write(
+        tmp_path,
+        SMALL.replace(
+            'name = "d"', f'name = "d"\nbackend = "dask"\nscheduler = "{cluster["address"]}"'
+        ),
+    )
+    out = sweep(spec, "--out", tmp_path / "a")
+    assert out.returncode == 0 and "on 2 worker(s)" in out.stderr
+    local = sweep(spec, "--out", tmp_path / "b", "--backend", "sequential")
+    assert local.returncode == 0 and "on 1 worker(s)" in local.stderr
+    assert_same_tables(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
+    spec = write(tmp_path, LONG)
+    out = tmp_path / "out"
+    cmd = [
+        "fastbp.sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-plots",
+        "--backend",
+        "dask",
+        "--scheduler",
+        cluster["address"],
+    ]
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = start(cmd, log)
+        wait_for_a_shard(out, proc)
+        os.kill(cluster["workers"][0].pid, signal.SIGKILL)
+        code = proc.wait(timeout=600)
+    if code != 0:  # the engine gave up on the lost tasks: a rerun completes the sweep
+        assert "resume with:" in (tmp_path / "sweep.log").read_text()
+        assert sweep(spec, "--out", out).returncode == 0
+    assert len(load_results(out).runs) == 80
+    assert sweep(spec, "--out", tmp_path / "fresh").returncode == 0
+    assert_same_tables(out, tmp_path / "fresh")
+
+
+def test_a_scheduler_stopped_mid_sweep_fails_clearly_and_the_rerun_resumes(cluster, tmp_path):
+    spec = write(tmp_path, LONG)
+    out = tmp_path / "out"
+    cmd = [
+        "fastbp.sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-plots",
+        "--backend",
+        "dask",
+        "--scheduler",
+        cluster["address"],
+    ]
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = start(cmd, log)
+        wait_for_a_shard(out, proc)
+        stop(cluster["scheduler"])
+        code = proc.wait(timeout=300)
+    text = (tmp_path / "sweep.log").read_text()
+    assert code != 0
+    assert "error: the sweep stopped:" in text and "resume with:" in text
+    assert "Traceback" not in text
+    kept = saved_shards(out)
+    assert kept >= 1
+    resumed = sweep(spec, "--out", out)
+    assert resumed.returncode == 0
+    assert json.loads((out / "meta.json").read_text())["runs_reused"] > 0
+    assert len(load_results(out).runs) == 80
+
+
+def test_a_local_dask_cluster_is_started_and_stopped(tmp_path):
+    spec = write(tmp_path, SMALL)
+    out = sweep(spec, "--out", tmp_path / "a", "--backend", "dask", "--n-jobs", "2")
+    assert out.returncode == 0, out.stderr
+    assert sweep(spec, "--out", tmp_path / "b").returncode == 0
+    assert_same_tables(tmp_path / "a", tmp_path / "b")
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    out = sweep(
+        write(tmp_path, SMALL),
+        "--out",
+        tmp_path / "o",
+        "--backend",
+        "dask",
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+    )
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    )
+    assert "Traceback" not in out.stderr
+
+
+def test_without_distributed_the_dask_backend_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    spec = write(tmp_path, SMALL)
+    assert main([str(spec), "--out", str(tmp_path / "o"), "--backend", "dask"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: the dask backend needs the 'distributed' package: pip install 'fastbp[dask]'"
+    )
+
+
+def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
+    spec = write(tmp_path, LONG)
+    out = tmp_path / "out"
+    with open(tmp_path / "first.log", "w") as log:
+        first = start(["fastbp.sweep", str(spec), "--out", str(out), "--quiet", "--no-plots"], log)
+        deadline = time.monotonic() + 60
+        while not (out / ".lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = sweep(spec, "--out", out)
+        assert second.returncode == 2
+        assert "another sweep is writing to this directory" in second.stderr
+        os.killpg(first.pid, signal.SIGKILL)  # a crash: the lock must not outlive it
+        first.wait()
+    third = sweep(write(tmp_path, SMALL, "small.toml"), "--out", out)
+    assert third.returncode == 0, third.stderr
