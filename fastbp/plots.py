@@ -151,17 +151,22 @@ def loss_curves(results) -> Figure:
     return fig
 
 
-def final_loss(results) -> Figure:
-    """Final loss against learning rate, log-log: one line per group of the other swept
-    fields (median over seeds, band min..max), single runs as dots coloured by lr, and
-    diverged runs as crosses along the top edge."""
+def _against_lr(results):
+    """What a figure with learning rate on its x axis starts from: the runs, the other
+    swept fields, the lr colours, and a one-panel figure."""
     runs = results.runs
     if runs["lr"].nunique() < 2:
         raise Skip("needs at least two learning rates")
     keys = [k for k in swept(runs) if k not in ("lr", "seed")]
-    colours = lr_colours(runs)
     fig = Figure(figsize=(WIDTH, 5.2), layout="constrained")
-    ax = fig.subplots()
+    return runs, keys, lr_colours(runs), fig, fig.subplots()
+
+
+def final_loss(results) -> Figure:
+    """Final loss against learning rate, log-log: one line per group of the other swept
+    fields (median over seeds, band min..max), single runs as dots coloured by lr, and
+    diverged runs as crosses along the top edge."""
+    runs, keys, colours, fig, ax = _against_lr(results)
     handles = []
     groups = _groups(runs, keys)
     for n, (values, part) in enumerate(groups):
@@ -271,16 +276,10 @@ def heatmap(results, x: str = "lr", y: str | None = None) -> Figure:
 def steps_to_threshold(results, threshold: float | None = None) -> Figure:
     """Logged step at which each run first reached the threshold, against learning rate;
     runs that never reached it are counted along the top edge."""
-    runs = results.runs
     threshold = threshold if threshold is not None else results.threshold
     if threshold is None:
         raise Skip("the sweep has no threshold ([sweep].threshold)")
-    if runs["lr"].nunique() < 2:
-        raise Skip("needs at least two learning rates")
-    keys = [k for k in swept(runs) if k not in ("lr", "seed")]
-    colours = lr_colours(runs)
-    fig = Figure(figsize=(WIDTH, 5.2), layout="constrained")
-    ax = fig.subplots()
+    runs, keys, colours, fig, ax = _against_lr(results)
     reached = runs[runs["steps_to_threshold"].notna()]
     handles = []
     for n, (values, part) in enumerate(_groups(reached, keys)):

@@ -175,10 +175,9 @@ def test_the_spec_can_name_the_backend_and_the_command_line_wins(cluster, tmp_pa
     assert_same_tables(tmp_path / "a", tmp_path / "b")
 
 
-def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
-    spec = write(tmp_path, LONG)
-    out = tmp_path / "out"
-    cmd = [
+def on_cluster(spec, out, cluster):
+    """The arguments of `python -m` for a sweep of spec into out on the cluster."""
+    return [
         "fastbp.sweep",
         str(spec),
         "--out",
@@ -190,6 +189,12 @@ def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
         "--scheduler",
         cluster["address"],
     ]
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
+    spec = write(tmp_path, LONG)
+    out = tmp_path / "out"
+    cmd = on_cluster(spec, out, cluster)
     with open(tmp_path / "sweep.log", "w") as log:
         proc = start(cmd, log)
         wait_for_a_shard(out, proc)
@@ -206,18 +211,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
 def test_a_scheduler_stopped_mid_sweep_fails_clearly_and_the_rerun_resumes(cluster, tmp_path):
     spec = write(tmp_path, LONG)
     out = tmp_path / "out"
-    cmd = [
-        "fastbp.sweep",
-        str(spec),
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-plots",
-        "--backend",
-        "dask",
-        "--scheduler",
-        cluster["address"],
-    ]
+    cmd = on_cluster(spec, out, cluster)
     with open(tmp_path / "sweep.log", "w") as log:
         proc = start(cmd, log)
         wait_for_a_shard(out, proc)
