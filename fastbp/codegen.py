@@ -21,12 +21,13 @@ import importlib.util
 import os
 import sys
 import tempfile
+import types
 from functools import cache
 from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 5  # bump when the template changes: old generated files are then not reused
+VERSION = 6  # bump when the template changes: old generated files are then not reused
 
 
 def kernel_dir() -> Path:
@@ -70,13 +71,17 @@ def block_kernel(
                 tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
                 tmp.write_text(source)
                 os.replace(tmp, path)
-            break
         except OSError:
             continue  # not writable: try the next place
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # pickling and Numba's cache need to find it
-    spec.loader.exec_module(module)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # pickling and Numba's cache need to find it
+        spec.loader.exec_module(module)
+        return module.train_block
+    # Nowhere to write: compile from memory (cached_njit notes that nothing is cached).
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - our own source
     return module.train_block
 
 
@@ -109,13 +114,14 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "import math",
         "",
         "import numpy as np",
-        "from numba import njit",
+        "",
+        "from fastbp.numba_settings import cached_njit",
         "",
         f"SIZE = {size}",
         f"N_THETA = {n_theta}",
         "",
         "",
-        "@njit(cache=True)",
+        "@cached_njit",
         "def train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at):",
         f'    """Train {L} runs side by side: see fastbp.codegen.block_kernel."""',
         f"    ws = np.zeros(SIZE, dtype=np.{dtype})",

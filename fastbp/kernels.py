@@ -22,21 +22,23 @@ times the slope; the loss sums (Y - T)² in the order of the (n_out, n) block.
 
 ``fastmath`` is off: results stay closest to the NumPy reference, and the NaN/inf checks
 that detect divergence keep working (``fastmath=True`` would compile them to ``False``).
-Every helper lives in this file because Numba's cache does not notice edits to jitted
-functions in other files; the only globals are the activation codes below, which never
+Every jitted helper lives in this file because Numba's cache does not notice edits to
+jitted functions in other files (``cached_njit`` is ``njit(cache=True)``, with a fallback
+for read-only installs); the only globals are the activation codes below, which never
 change (globals are frozen into compiled code).
 """
 
 import math
 
 import numpy as np
-from numba import njit
+
+from fastbp.numba_settings import cached_njit
 
 # Activation codes: positions in fastbp.config.ACTIVATIONS (a test checks they agree).
 RELU, TANH, SIGMOID, IDENTITY = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@cached_njit
 def _dense(theta, w, b, A, h, z, fan_in, fan_out, n):
     """Z = (H.T @ W + b).T: H (fan_in, n) at A[h:], Z (fan_out, n) at A[z:]."""
     for j in range(fan_out):
@@ -52,7 +54,7 @@ def _dense(theta, w, b, A, h, z, fan_in, fan_out, n):
             A[row + i] += b_j
 
 
-@njit(cache=True)
+@cached_njit
 def _activate(A, start, count, act):
     """Apply the activation in place to A[start : start + count]."""
     if act == RELU:
@@ -67,7 +69,7 @@ def _activate(A, start, count, act):
             A[p] = 1.0 / (1.0 + math.exp(-A[p]))
 
 
-@njit(cache=True)
+@cached_njit
 def _dense_grads(A, h, D, z, G, w, b, fan_in, fan_out, n, use_bias):
     """dW = H @ dZ.T and db = dZ summed over samples (zero without bias), into G."""
     for k in range(fan_in):
@@ -84,7 +86,7 @@ def _dense_grads(A, h, D, z, G, w, b, fan_in, fan_out, n, use_bias):
         G[b + j] = s
 
 
-@njit(cache=True)
+@cached_njit
 def _backprop_input(theta, w, A, D, h, z, fan_in, fan_out, n, act):
     """dH = (W @ dZ) * act'(Z_in) into D[h:], the slope written via H = act(Z_in) at A[h:]."""
     for k in range(fan_in):
@@ -107,7 +109,7 @@ def _backprop_input(theta, w, A, D, h, z, fan_in, fan_out, n, act):
             D[p] *= A[p] * (1.0 - A[p])
 
 
-@njit(cache=True)
+@cached_njit
 def workspace(sizes, n_samples, theta):
     """Offsets a_off (uint64, one more than layers) and zeroed buffers A, D for n_samples,
     of theta's dtype."""
@@ -117,7 +119,7 @@ def workspace(sizes, n_samples, theta):
     return a_off, np.zeros(a_off[-1], dtype=theta.dtype), np.zeros(a_off[-1], dtype=theta.dtype)
 
 
-@njit(cache=True)
+@cached_njit
 def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
     """Forward pass for n samples: reads block 0 of A (inputs), writes every later block.
 
@@ -131,7 +133,7 @@ def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
             _activate(A, a_off[l + 1], fan_out * n, act)
 
 
-@njit(cache=True)
+@cached_njit
 def mse_and_output_grad(A, D, y, T, t, count):
     """Return mean((Y - T)²) over the count elements of Y = A[y:] and T[t:], and write
     its gradient 2 (Y - T) / count to D[y:]."""
@@ -144,7 +146,7 @@ def mse_and_output_grad(A, D, y, T, t, count):
     return total / count
 
 
-@njit(cache=True)
+@cached_njit
 def backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G):
     """Backpropagate from dL/dY (the last block of D); write dL/dtheta to G.
 
@@ -160,7 +162,7 @@ def backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G):
             _backprop_input(theta, w_off[l], A, D, h, z, fan_in, fan_out, n, act)
 
 
-@njit(cache=True)
+@cached_njit
 def _gather_transposed(dst, src, rows):
     """dst as a (width, n) block gets dst[k, i] = src[rows[i], k] (n = len(rows))."""
     n = rows.shape[0]
@@ -169,7 +171,7 @@ def _gather_transposed(dst, src, rows):
             dst[k * n + i] = src[rows[i], k]
 
 
-@njit(cache=True)
+@cached_njit
 def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
     """Full-batch loss of theta on X (n, n_in), T (n, n_out); writes dL/dtheta to G."""
     n = np.uint64(X.shape[0])
@@ -185,7 +187,7 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
     return loss
 
 
-@njit(cache=True)
+@cached_njit
 def train_kernel(
     theta,
     sizes,

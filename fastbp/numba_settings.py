@@ -38,3 +38,28 @@ def _apply() -> str:
 
 
 TAG = _apply()
+
+
+_noted = False
+
+
+def cached_njit(fn):
+    """``numba.njit(cache=True)``, or, where Numba finds no place to write its cache (a
+    read-only install with no writable cache directory), an in-memory compilation, with
+    a one-line note the first time: slower to start, never a crash."""
+    from numba import njit
+
+    try:
+        return njit(cache=True)(fn)
+    except RuntimeError as err:  # "cannot cache function ...: no locator available"
+        global _noted
+        if not _noted:
+            _noted = True
+            import sys
+
+            print(
+                f"note: Numba cannot cache fastbp's kernels here ({err}); they are "
+                "compiled in memory in every process",
+                file=sys.stderr,
+            )
+        return njit(fn)

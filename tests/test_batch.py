@@ -110,3 +110,24 @@ def test_numba_settings_are_applied_once_and_never_override_the_user():
     env["NUMBA_SLP_VECTORIZE"] = "0"
     theirs = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert theirs.stdout.split()[1] == "0" and theirs.stdout.startswith("slp0-")
+
+
+def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
+    tmp_path, monkeypatch, capsys
+):
+    from fastbp import codegen, numba_settings
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where a directory should be: nothing can be written
+    monkeypatch.setenv("FASTBP_KERNEL_DIR", str(blocker))
+    monkeypatch.setattr(codegen.tempfile, "gettempdir", lambda: str(blocker))
+    monkeypatch.setattr(numba_settings, "_noted", False)
+    codegen.block_kernel.cache_clear()
+    try:
+        config = RunConfig(layers=(3, 2, 3), steps=50)
+        (result,) = train_batch([config])
+    finally:
+        codegen.block_kernel.cache_clear()
+    assert_bits(result, train(config, engine="loops"))
+    err = capsys.readouterr().err
+    assert err.count("note: Numba cannot cache fastbp's kernels here") == 1
