@@ -5,12 +5,12 @@ Values are read as TOML values (``--layers [8,4,8]``, ``--bias false``); a bad v
 prints one line naming the field and exits with status 2.
 """
 
-import argparse
 import sys
 import tomllib
 
 import numpy as np
 
+from fastbp.cli import Parser
 from fastbp.config import ConfigError, RunConfig
 
 
@@ -22,7 +22,7 @@ def _value(text: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastbp", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m fastbp", description=__doc__.split("\n")[0])
     for name in RunConfig.field_names():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
     args = parser.parse_args(argv)

@@ -1,12 +1,13 @@
 """``python -m fastbp.plot DIR [--out PLOTDIR] [--format png|svg|pdf]``: draw a sweep's figures."""
 
-import argparse
 import sys
 from pathlib import Path
 
+from fastbp.cli import Parser
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m fastbp.plot", description="Draw the comparison figures of a sweep."
     )
     parser.add_argument("dir", help="a sweep's output directory, e.g. results/lr_grid")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastbp.backends import Backend, BackendError, open_backend
+from fastbp.cli import Parser
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
@@ -297,7 +298,7 @@ def _format_value(value) -> str:
 
 
 def _parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m fastbp.sweep",
         description="Train every run of a sweep spec in parallel; rerun to resume.",
     )

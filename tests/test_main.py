@@ -36,3 +36,21 @@ def test_bad_value_is_one_line_and_exit_2(args, message):
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("fastbp", ["--bogus", "1"], "error: unrecognized arguments: --bogus 1"),
+        ("fastbp.sweep", ["x.toml", "--backend", "x"], "error: argument --backend: invalid choice"),
+        ("fastbp.sweep", [], "error: the following arguments are required: spec"),
+        ("fastbp.plot", ["d", "--format", "gif"], "error: argument --format: invalid choice"),
+    ],
+)
+def test_a_bad_command_line_is_one_line_and_exit_2(command, args, message):
+    out = subprocess.run(
+        [sys.executable, "-m", command, *args], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith(message)
+    assert len(out.stderr.strip().splitlines()) == 1
