@@ -191,17 +191,26 @@ def on_cluster(spec, out, cluster):
     ]
 
 
-def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
+def fault_mid_sweep(cluster, tmp_path, fault):
+    """Start the LONG sweep on the cluster, call fault() once a run is saved, and return
+    (spec, out, exit code, what the sweep printed)."""
     spec = write(tmp_path, LONG)
     out = tmp_path / "out"
-    cmd = on_cluster(spec, out, cluster)
     with open(tmp_path / "sweep.log", "w") as log:
-        proc = start(cmd, log)
+        proc = start(on_cluster(spec, out, cluster), log)
         wait_for_a_shard(out, proc)
-        os.kill(cluster["workers"][0].pid, signal.SIGKILL)
+        fault()
         code = proc.wait(timeout=600)
+    return spec, out, code, (tmp_path / "sweep.log").read_text()
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
+    def kill_a_worker():
+        os.kill(cluster["workers"][0].pid, signal.SIGKILL)
+
+    spec, out, code, text = fault_mid_sweep(cluster, tmp_path, kill_a_worker)
     if code != 0:  # the engine gave up on the lost tasks: a rerun completes the sweep
-        assert "resume with:" in (tmp_path / "sweep.log").read_text()
+        assert "resume with:" in text
         assert sweep(spec, "--out", out).returncode == 0
     assert len(load_results(out).runs) == 80
     assert sweep(spec, "--out", tmp_path / "fresh").returncode == 0
@@ -209,15 +218,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
 
 
 def test_a_scheduler_stopped_mid_sweep_fails_clearly_and_the_rerun_resumes(cluster, tmp_path):
-    spec = write(tmp_path, LONG)
-    out = tmp_path / "out"
-    cmd = on_cluster(spec, out, cluster)
-    with open(tmp_path / "sweep.log", "w") as log:
-        proc = start(cmd, log)
-        wait_for_a_shard(out, proc)
-        stop(cluster["scheduler"])
-        code = proc.wait(timeout=300)
-    text = (tmp_path / "sweep.log").read_text()
+    spec, out, code, text = fault_mid_sweep(cluster, tmp_path, lambda: stop(cluster["scheduler"]))
     assert code != 0
     assert "error: the sweep stopped:" in text and "resume with:" in text
     assert "Traceback" not in text
