@@ -226,15 +226,18 @@ def main():
                 r,
                 runs=runs,
                 dtype=dtype,
-                steps=(20_000 if runs == 64 else 2000) // scale,
+                steps=(20_000 if runs == 64 else 10_000) // scale,
             )
     rows["torch_eager"] = measure("torch_eager", r, steps=2000 // scale)
     rows["jax_scan"] = measure("jax_scan", r, steps=100_000 // scale)
     rows["jax_vmap_64"] = measure("jax_vmap", r, runs=64, steps=20_000 // scale)
     base = rows["numpy_reference"]["median_ns"]
-    for row in rows.values():
+    jax_vmap = (rows["jax_vmap_64"] or {}).get("median_ns")
+    for name, row in rows.items():
         if row:
             row["speedup_vs_numpy"] = base / row["median_ns"]
+            if jax_vmap and name.startswith("fastbp_batched"):
+                row["speedup_vs_jax_vmap"] = jax_vmap / row["median_ns"]
 
     scans = {"hidden_width": {}, "depth": {}, "steps": {}}
     for width in (3, 8, 32, 128):
@@ -265,7 +268,10 @@ def main():
             print(f"{name:<30}{'not installed':>22}")
             continue
         cell = f"{row['median_ns']:,.0f} ({row['min_ns']:,.0f})"
-        print(f"{name:<30}{cell:>22}{row['speedup_vs_numpy']:>11.0f}x")
+        vs_jax = (
+            f"{row['speedup_vs_jax_vmap']:>9.1f}x JAX vmap" if "speedup_vs_jax_vmap" in row else ""
+        )
+        print(f"{name:<30}{cell:>22}{row['speedup_vs_numpy']:>11.0f}x{vs_jax}")
     print("\nfastbp against hidden width / depth (ns per run-step, median):")
     for scan in ("hidden_width", "depth"):
         for key, pair in scans[scan].items():

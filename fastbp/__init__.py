@@ -5,7 +5,7 @@ from fastbp.config import ConfigError, RunConfig
 from fastbp.params import init_params
 from fastbp.train import RunResult, train
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     "ConfigError",
     "Results",

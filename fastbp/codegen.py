@@ -3,10 +3,23 @@
 A kernel whose sizes are only known at run time, and whose arrays may overlap as far
 as LLVM can tell, is not vectorised well (measured: 2x at best over the loops of
 :mod:`fastbp.kernels`). Here the source of a kernel is written out for one architecture
-(layer widths, samples, activation, bias, dtype, runs per block): all loops have constant bounds and every
-buffer lives in one workspace array at constant offsets, so LLVM unrolls and vectorises
-the loops over the runs. The generated module is written to a cache directory and
+(layer widths, samples, activation, bias, dtype, runs per block), with constant bounds
+and one workspace array at constant offsets, and the runs of a block are the lanes of
+the vector registers. The generated module is written to a cache directory and
 imported like any file, so Numba's on-disk cache works for it too.
+
+Two forms. The registers form (small networks, the 8-3-8 among them) writes one step
+of one run as straight-line code with every value in a local variable, inside a loop
+over the runs that LLVM vectorises: each local becomes one vector register (or an
+aligned stack slot). The memory form (larger networks, whose straight-line code would
+take minutes to compile) keeps loops over units and samples, every value in the
+workspace. The registers form is 3-4x faster on the 8-3-8 (benchmarks/bench_step.py).
+
+What stops LLVM from vectorising the loop over the runs, found the hard way: a load
+whose address does not move with the run (the data are therefore scalar locals), a
+store to a second array (the loss goes through the workspace, or, in float32, only its
+flags), and a long dependent chain placed after everything else (the loss is added up
+before the backward pass, which runs alongside it).
 
 Bits. The generated code performs, for every run, exactly the operations of
 :func:`fastbp.kernels.train_kernel` in the same order (see that module's docstring), so
@@ -27,7 +40,7 @@ from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 6  # bump when the template changes: old generated files are then not reused
+VERSION = 7  # bump when the template changes: old generated files are then not reused
 
 
 def kernel_dir() -> Path:
@@ -85,125 +98,416 @@ def block_kernel(
     return module.train_block
 
 
-def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
-    L, N = lanes, n_samples
-    n_layers = len(layers) - 1
-    # Workspace layout (constant offsets): parameters, their gradients, then per layer m
-    # the activations A_m and their gradients D_m, each (units, N, L) flattened.
+# Architectures with at most this many products per step (forward, weight gradients and
+# backpropagated errors, over all samples) get the registers form; larger ones the memory
+# form, whose compile time does not grow with the architecture (8-3-8: 1,152; 8-8-8: 3,072).
+REGISTER_LIMIT = 4096
+
+
+def _products(layers, n_samples) -> int:
+    return 3 * n_samples * sum(a * b for a, b in zip(layers[:-1], layers[1:], strict=False))
+
+
+def _layout(layers, N, L, registers, dtype) -> dict:
+    """Workspace offsets. Both forms: the parameters (P * L values, the layout of
+    fastbp.params.flatten with runs innermost), then their gradients. Registers form: the
+    rates (L), X (N * n_in) and T transposed (n_out * N) once, shared by the lanes, and
+    the squared errors of one step (n_out * N * L). Memory form: per layer m the
+    activations A_m and their gradients D_m, each (units, N, L)."""
     w_off, b_off, at = [], [], 0
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
         w_off.append(at)
         at += fan_in * fan_out * L
         b_off.append(at)
         at += fan_out * L
-    n_theta = at
-    g_off = n_theta
-    a_off, d_off = [], []
-    at = 2 * n_theta
-    for width in layers:
-        a_off.append(at)
-        at += width * N * L
-        d_off.append(at)
-        at += width * N * L
-    size = at
+    lay = dict(w=w_off, b=b_off, n_theta=at, g=at)
+    at *= 2
+    if registers:
+        lay["rate"] = at
+        at += L
+        if dtype == "float64":
+            lay["loss"] = at
+            at += L
+        else:
+            lay["bad"], lay["sq"] = at, at + L
+            at += L + N * layers[-1] * L
+    else:
+        lay["a"], lay["d"] = [], []
+        for width in layers:
+            lay["a"].append(at)
+            lay["d"].append(at + width * N * L)
+            at += 2 * width * N * L
+    lay["size"] = at
+    return lay
+
+
+def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
+    L, N = lanes, n_samples
+    registers = _products(layers, N) <= REGISTER_LIMIT
+    form = "single-run" if L == 1 else "registers" if registers else "memory"
+    if form == "single-run":
+        lay = _layout_single(layers, N)
+        data = [
+            "    rate = lr_[0]",
+            f"    for i in range({N}):",
+            f"        for k in range({layers[0]}):",
+            f"            ws[{lay['a'][0]} + k * {N} + i] = X[i, k]",
+            f"            ws[{lay['at'][0]} + i * {layers[0]} + k] = X[i, k]",
+            f"    for p in range({N * layers[-1]}):",
+            f"        ws[{lay['t']} + p] = T_t[p]",
+            f"    for j in range({layers[-1]}):",
+            f"        for i in range({N}):",
+            f"            ws[{lay['tt']} + i * {layers[-1]} + j] = T_t[j * {N} + i]",
+        ]
+        step = _step_single(layers, activation, bias, N, lay)
+    elif registers:
+        lay = _layout(layers, N, L, registers, dtype)
+        # The data as scalar locals: loads from the workspace at addresses that do not
+        # move with the lane would stop LLVM from proving the lanes independent.
+        data = [f"    x{i}_{k} = F(X[{i}, {k}])" for i in range(N) for k in range(layers[0])]
+        data += [f"    y{p} = F(T_t[{p}])" for p in range(N * layers[-1])]
+        step = _step_registers(layers, activation, bias, N, L, lay)
+    else:
+        lay = _layout(layers, N, L, registers, dtype)
+        data = [
+            f"    for i in range({N}):",
+            f"        for k in range({layers[0]}):",
+            f"            for r in range({L}):",
+            f"                ws[{lay['a'][0]} + (k * {N} + i) * {L} + r] = X[i, k]",
+        ]
+        step = _step_memory(layers, activation, bias, N, L, lay)
     out = [
         f'"""Generated by fastbp.codegen (version {VERSION}) for layers {list(layers)}, '
         f"activation {activation}, bias {bias},",
-        f'{N} samples, {L} runs per block, {dtype}. Do not edit: regenerated when needed."""',
+        f"{N} samples, {L} runs per block, {dtype}, {form} form.\n"
+        'Do not edit: regenerated when needed."""',
         "",
         "import math",
         "",
         "import numpy as np",
         "",
+        "from fastbp.intrinsics import fma, fma_chain, stack_align_64",
         "from fastbp.numba_settings import cached_njit",
         "",
-        f"SIZE = {size}",
-        f"N_THETA = {n_theta}",
+        f"F = np.{dtype}",
+        f"SIZE = {lay['size']}",
+        f"N_THETA = {lay['n_theta']}",
         "",
         "",
         "@cached_njit",
         "def train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at):",
         f'    """Train {L} runs side by side: see fastbp.codegen.block_kernel."""',
-        f"    ws = np.zeros(SIZE, dtype=np.{dtype})",
-        "    zero = ws.dtype.type(0.0)",
-        "    two = ws.dtype.type(2.0)",
-        f"    n_out = ws.dtype.type({layers[-1] * N})",
-        f"    lr_ = np.empty({L}, dtype=ws.dtype)  # the update in the parameters' dtype",
+        "    stack_align_64()  # vector registers spilled to the stack: aligned stores",
+        "    # One workspace, aligned to 64 bytes: a cache line, one 512-bit vector.",
+        "    buf = np.zeros(SIZE + 64, dtype=F)",
+        "    first = (64 - buf.ctypes.data % 64) % 64 // buf.itemsize",
+        "    ws = buf[first : first + SIZE]",
+        "    zero = F(0.0)",
+        "    two = F(2.0)",
+        f"    n_out = F({layers[-1] * N})",
+        f"    lr_ = np.empty({L}, dtype=F)  # the update in the parameters' dtype",
         f"    for r in range({L}):",
         "        lr_[r] = lr[r]",
-        "    loss = np.zeros(L_)".replace("L_", str(L)),
+        f"    loss = np.zeros({L})",
         f"    alive = np.ones({L}, dtype=np.bool_)",
         f"    n_alive = {L}",
         "    for p in range(N_THETA):",
         "        ws[p] = theta[p]",
-        f"    for i in range({N}):",
-        f"        for k in range({layers[0]}):",
-        f"            for r in range({L}):",
-        f"                ws[{a_off[0]} + (k * {N} + i) * {L} + r] = X[i, k]",
+        *data,
         f"    for r in range({L}):",
         "        diverged_at[r] = -1",
+        "    next_snap = _next_snap(snap_steps, -1)",
         "    i_log = 0",
         "    n_steps = log_steps[-1]",
         "    for t in range(n_steps + 1):",
+        *["        " + line for line in step],
+        "    for p in range(N_THETA):",
+        "        theta[p] = ws[p]",
+        "",
+        "",
+        "@cached_njit",
+        "def _next_snap(snap_steps, t):",
+        '    """The first step after t at which some lane wants a snapshot (-1: none)."""',
+        "    best = -1",
+        "    for r in range(snap_steps.shape[0]):",
+        "        for s in range(snap_steps.shape[1]):",
+        "            if snap_steps[r, s] > t and (best < 0 or snap_steps[r, s] < best):",
+        "                best = snap_steps[r, s]",
+        "    return best",
+        "",
     ]
-    # Sums are written out term by term (one expression, the accumulator in a register)
-    # for a single run, and as loops over the terms for blocks of runs, where the loops
-    # over the runs vectorise better. Either way the terms are added in the same order.
-    unroll = L == 1
+    return "\n".join(out)
+
+
+def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
+    """One step, register form: per lane, one straight-line body with every parameter,
+    activation, error and gradient sum in a local variable; the loop over the lanes
+    around it is what LLVM vectorises, one vector register per local.
+
+    The body applies the last step's update (deferred, so that the parameters go from
+    the update to the forward pass in registers, and the checks between steps see the
+    parameters of this step; the rates and gradients are zero at step 0), runs the
+    forward pass for all samples, adds up the loss, then runs the backward pass. Sums
+    are written term by term in the order of the loop kernel. The loss is a long chain
+    of dependent additions: placed before the backward pass, it runs alongside it."""
+    n_layers = len(layers) - 1
+    exact_loss_in_body = "loss" in lay
+    body = [f"rate = ws[{lay['rate']} + r]"]
+    for l in range(n_layers):
+        fi, fo = layers[l], layers[l + 1]
+        names = [
+            (f"w{l}_{k}_{j}", lay["w"][l] + (k * fo + j) * L) for k in range(fi) for j in range(fo)
+        ]
+        names += [(f"b{l}_{j}", lay["b"][l] + j * L) for j in range(fo)]
+        for name, at in names:
+            body += [
+                f"{name} = fma(-rate, ws[{lay['g'] + at} + r], ws[{at} + r])",
+                f"ws[{at} + r] = {name}",
+            ]
+    # acts[m][i][u]: unit u of layer m (0: the input) for sample i.
+    acts = [[[f"x{i}_{k}" for k in range(layers[0])] for i in range(N)]]
+    for l in range(n_layers):
+        fi, fo = layers[l], layers[l + 1]
+        hidden = l < n_layers - 1
+        acts.append([[f"a{l + 1}_{i}_{j}" for j in range(fo)] for i in range(N)])
+        for i in range(N):
+            h = acts[l][i]
+            for j in range(fo):
+                v = f"{_dot([(h[k], f'w{l}_{k}_{j}') for k in range(fi)])} + b{l}_{j}"
+                if hidden:
+                    body += [
+                        f"v = {v}",
+                        f"{acts[-1][i][j]} = F({_act('v', activation, True, 'zero')})",
+                    ]
+                else:
+                    body += [f"{acts[-1][i][j]} = {v}"]
+    n_out, count = layers[-1], layers[-1] * N
+    err = [[f"e{n_layers}_{i}_{j}" for j in range(n_out)] for i in range(N)]
+    for j in range(n_out):
+        for i in range(N):
+            body += [
+                f"d{j * N + i} = {acts[-1][i][j]} - y{j * N + i}",
+                f"{err[i][j]} = two * d{j * N + i} / n_out",
+            ]
+    if exact_loss_in_body:  # float64: the loss itself, into the workspace
+        squares = [f"d{p} * d{p}" for p in range(count)]
+        body += [f"ws[{lay['loss']} + r] = {_sum(squares, '0.0')} / np.uint64({count})"]
+        loss = [f"for r in range({L}):", f"    loss[r] = ws[{lay['loss']} + r]"]
+    else:  # the squares, and whether they are all finite (0) or not (NaN)
+        body += [f"q{p} = d{p} * d{p}" for p in range(count)]
+        body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
+        body += [f"ws[{lay['bad']} + r] = {_sum([f'q{p} * zero' for p in range(count)])}"]
+        squares = [f"ws[{lay['sq'] + p * L} + r]" for p in range(count)]
+        loss = [
+            "flags = zero",
+            f"for r in range({L}):",
+            f"    flags += ws[{lay['bad']} + r]",
+            "if t == log_steps[i_log] or not flags == zero:  # some lane's loss is needed",
+            f"    for r in range({L}):",
+            f"        loss[r] = {_sum(squares, '0.0')} / np.uint64({count})",
+            "else:  # all finite, as all their squares are: no need to add them up",
+            f"    for r in range({L}):",
+            "        loss[r] = 0.0",
+        ]
+    for l in range(n_layers - 1, -1, -1):
+        fi, fo = layers[l], layers[l + 1]
+        for k in range(fi):
+            for j in range(fo):
+                terms = [(acts[l][i][k], err[i][j]) for i in range(N)]
+                body += [f"ws[{lay['g'] + lay['w'][l] + (k * fo + j) * L} + r] = {_dot(terms)}"]
+        for j in range(fo):
+            db = _sum([err[i][j] for i in range(N)]) if bias else "zero"
+            body += [f"ws[{lay['g'] + lay['b'][l] + j * L} + r] = {db}"]
+        if l > 0:
+            below = [[f"e{l}_{i}_{k}" for k in range(fi)] for i in range(N)]
+            for i in range(N):
+                for k in range(fi):
+                    v = _dot([(err[i][j], f"w{l}_{k}_{j}") for j in range(fo)])
+                    slope = _slope("v", acts[l][i][k], activation, "zero")
+                    body += [f"v = {v}", f"{below[i][k]} = F({slope})"]
+            err = below
+    return [
+        f"for r in range({L}):",
+        *["    " + line for line in body],
+        *loss,
+        *_checks(L),
+        "if t == 0:  # from now on, every step starts with the last one's update",
+        f"    for r in range({L}):",
+        f"        ws[{lay['rate']} + r] = lr_[r]",
+    ]
+
+
+def _layout_single(layers, N) -> dict:
+    """Workspace offsets for one run: the parameters and their gradients (the layout of
+    fastbp.params.flatten), then per layer m the activations A_m and errors D_m as
+    (units, N), and the same transposed, AT_m and DT_m as (N, units); the targets T
+    as (n_out, N); weight gradients transposed, GT_l as (fan_out, fan_in)."""
+    lay = dict(w=[], b=[], gt=[], a=[], d=[], at=[], dt=[])
+    at = 0
+    for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
+        lay["w"].append(at)
+        lay["b"].append(at + fan_in * fan_out)
+        at += fan_in * fan_out + fan_out
+    lay["n_theta"] = lay["g"] = at
+    at *= 2
+    for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
+        lay["gt"].append(at)
+        at += fan_in * fan_out
+    for width in layers:
+        for name in ("a", "d", "at", "dt"):
+            lay[name].append(at)
+            at += width * N
+    lay["t"], lay["tt"] = at, at + layers[-1] * N
+    lay["size"] = at + 2 * layers[-1] * N
+    return lay
+
+
+def _step_single(layers, activation, bias, N, lay) -> list[str]:
+    """One step of one run, single-run form: the loop kernel's loops with constant
+    bounds, arranged so that every innermost loop runs along contiguous memory, which
+    LLVM turns into vector instructions. Forward and backpropagated errors run along
+    the samples ((units, N) blocks); a weight gradient, a sum over the samples that
+    must be added in order, runs along its wider side instead: along the outputs j
+    (from the errors transposed) or along the inputs k (from the activations
+    transposed, the gradient then kept transposed until the update)."""
+    n_layers = len(layers) - 1
+    g = lay["g"]
     body = []
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
-        h, z, w, b = a_off[l], a_off[l + 1], w_off[l], b_off[l]
-        out_ = f"ws[{z} + (j * {N} + i) * {L} + r]"
-        act = _act("v", activation, l < n_layers - 1)
-        if unroll:
-            terms = [
-                f"ws[{h} + ({k} * {N} + i) * {L} + r] * ws[{w} + ({k} * {fo} + j) * {L} + r]"
-                for k in range(fi)
-            ]
-            inner = [
-                f"        for r in range({L}):",
-                f"            v = {_sum(terms)} + ws[{b} + j * {L} + r]",
-                f"            {out_} = {act}",
-            ]
-        else:
-            inner = [
-                f"        for r in range({L}):",
-                f"            {out_} = 0.0",
-                f"        for k in range({fi}):",
-                f"            for r in range({L}):",
-                f"                {out_} += ws[{h} + (k * {N} + i) * {L} + r] * ws[{w} + (k * {fo} + j) * {L} + r]",
-                f"        for r in range({L}):",
-                f"            v = {out_} + ws[{b} + j * {L} + r]",
-                f"            {out_} = {act}",
-            ]
-        body += [f"for j in range({fo}):", f"    for i in range({N}):", *inner]
-    y, dy, n_out = a_off[-1], d_off[-1], layers[-1]
-    count = n_out * N
-    if unroll:
-        body += [f"for r in range({L}):"]
-        for p in range(count):
-            body += [
-                f"    d{p} = ws[{y + p * L} + r] - T_t[{p}]",
-                f"    ws[{dy + p * L} + r] = two * d{p} / n_out",
-            ]
+        h, z, w, b = lay["a"][l], lay["a"][l + 1], lay["w"][l], lay["b"][l]
+        hidden = l < n_layers - 1
+        zi = f"ws[{z} + j * {N} + i]"
         body += [
-            f"    loss[r] = {_sum([f'd{p} * d{p}' for p in range(count)], '0.0')} / np.uint64({count})"
+            f"for j in range({fo}):",
+            f"    for i in range({N}):",
+            f"        {zi} = zero",
+            f"    for k in range({fi}):",
+            f"        w = ws[{w} + k * {fo} + j]",
+            f"        for i in range({N}):",
+            f"            {zi} = fma(ws[{h} + k * {N} + i], w, {zi})",
+            f"    b = ws[{b} + j]",
+            f"    for i in range({N}):",
+            f"        v = {zi} + b",
+            f"        {zi} = F({_act('v', activation, hidden, 'zero')})",
         ]
-    else:
+        if hidden and fo > layers[l + 2]:  # the next gradient runs along its inputs
+            body += [
+                f"for i in range({N}):",
+                f"    for j in range({fo}):",
+                f"        ws[{lay['at'][l + 1]} + i * {fo} + j] = {zi}",
+            ]
+    y, dy, count = lay["a"][-1], lay["d"][-1], layers[-1] * N
+    fi, fo = layers[-2], layers[-1]
+    if fo >= fi:  # the output errors transposed, straight from a transposed forward pass
+        h, w, b, dyt = lay["a"][-2], lay["w"][-1], lay["b"][-1], lay["dt"][-1]
+        yij = f"ws[{dyt} + i * {fo} + j]"
         body += [
-            f"for r in range({L}):",
-            "    loss[r] = 0.0",
-            f"for p in range({count}):",
-            "    target = T_t[p]",
-            f"    for r in range({L}):",
-            f"        d = ws[{y} + p * {L} + r] - target",
-            "        loss[r] += d * d",
-            f"        ws[{dy} + p * {L} + r] = two * d / n_out",
-            f"for r in range({L}):",
-            f"    loss[r] = loss[r] / np.uint64({count})",
+            f"for i in range({N}):",
+            f"    for j in range({fo}):",
+            f"        {yij} = zero",
+            f"    for k in range({fi}):",
+            f"        h = ws[{h} + k * {N} + i]",
+            f"        for j in range({fo}):",
+            f"            {yij} = fma(h, ws[{w} + k * {fo} + j], {yij})",
+            f"    for j in range({fo}):",
+            f"        {yij} = two * ({yij} + ws[{b} + j] - ws[{lay['tt']} + i * {fo} + j]) / n_out",
         ]
     body += [
+        f"for p in range({count}):",
+        f"    ws[{dy} + p] = ws[{y} + p] - ws[{lay['t']} + p]",
+        "total = 0.0",
+        f"for p in range({count}):",
+        f"    d = ws[{dy} + p]",
+        "    total += d * d",
+        f"loss[0] = total / np.uint64({count})",
+        f"for p in range({count}):",
+        f"    ws[{dy} + p] = two * ws[{dy} + p] / n_out",
+        *_checks(1),
+    ]
+    for l in range(n_layers - 1, -1, -1):
+        fi, fo = layers[l], layers[l + 1]
+        h, dz, gw, gb = lay["a"][l], lay["d"][l + 1], g + lay["w"][l], g + lay["b"][l]
+        along_outputs = fo >= fi
+        have_dt = l == n_layers - 1 and along_outputs  # from the transposed forward pass
+        if (along_outputs or bias) and not have_dt:  # the errors transposed, (N, fo)
+            body += [
+                f"for i in range({N}):",
+                f"    for j in range({fo}):",
+                f"        ws[{lay['dt'][l + 1]} + i * {fo} + j] = ws[{dz} + j * {N} + i]",
+            ]
+        if along_outputs:
+            gkj = f"ws[{gw} + k * {fo} + j]"
+            body += [
+                f"for k in range({fi}):",
+                f"    for j in range({fo}):",
+                f"        {gkj} = zero",
+                f"    for i in range({N}):",
+                f"        h = ws[{h} + k * {N} + i]",
+                f"        for j in range({fo}):",
+                f"            {gkj} = fma(h, ws[{lay['dt'][l + 1]} + i * {fo} + j], {gkj})",
+            ]
+        else:
+            gjk = f"ws[{lay['gt'][l]} + j * {fi} + k]"
+            body += [
+                f"for j in range({fo}):",
+                f"    for k in range({fi}):",
+                f"        {gjk} = zero",
+                f"    for i in range({N}):",
+                f"        e = ws[{dz} + j * {N} + i]",
+                f"        for k in range({fi}):",
+                f"            {gjk} = fma(ws[{lay['at'][l]} + i * {fi} + k], e, {gjk})",
+            ]
+        body += [
+            f"for j in range({fo}):",
+            f"    ws[{gb} + j] = zero",
+        ]
+        if bias:
+            body += [
+                f"for i in range({N}):",
+                f"    for j in range({fo}):",
+                f"        ws[{gb} + j] = ws[{gb} + j] + ws[{lay['dt'][l + 1]} + i * {fo} + j]",
+            ]
+        if l > 0:
+            dh, w = lay["d"][l], lay["w"][l]
+            dki = f"ws[{dh} + k * {N} + i]"
+            slope = _slope("v", f"ws[{h} + k * {N} + i]", activation, "zero")
+            body += [
+                f"for k in range({fi}):",
+                f"    for i in range({N}):",
+                f"        {dki} = zero",
+                f"    for j in range({fo}):",
+                f"        w = ws[{w} + k * {fo} + j]",
+                f"        for i in range({N}):",
+                f"            {dki} = fma(ws[{dz} + j * {N} + i], w, {dki})",
+                f"    for i in range({N}):",
+                f"        v = {dki}",
+                f"        {dki} = F({slope})",
+            ]
+    for l in range(n_layers):
+        fi, fo = layers[l], layers[l + 1]
+        w, b = lay["w"][l], lay["b"][l]
+        grad = (
+            f"ws[{g + w} + p]"
+            if fo >= fi
+            else f"ws[{lay['gt'][l]} + (p % {fo}) * {fi} + p // {fo}]"
+        )
+        body += [
+            f"for p in range({fi * fo}):",
+            f"    ws[{w} + p] = fma(-rate, {grad}, ws[{w} + p])",
+            f"for p in range({fo}):",
+            f"    ws[{b} + p] = fma(-rate, ws[{g + b} + p], ws[{b} + p])",
+        ]
+    return body
+
+
+def _checks(L) -> list[str]:
+    """Between steps: divergence, snapshots, logging, the end (both forms)."""
+    copy = [  # sizes read at run time: LLVM leaves this rare loop rolled up (compiles faster)
+        "for p in range(snaps.shape[2]):",
+        "    snaps[r, s, p] = ws[p * snaps.shape[0] + r]",
+    ]
+    return [
         f"for r in range({L}):",
         "    if alive[r] and not math.isfinite(loss[r]):",
         "        alive[r] = False",
@@ -211,13 +515,13 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "        diverged_at[r] = t",
         "        for s in range(snap_steps.shape[1]):",
         "            if snap_steps[r, s] >= t:",
-        f"                for p in range(N_THETA // {L}):",
-        f"                    snaps[r, s, p] = ws[p * {L} + r]",
-        "    elif alive[r]:",
+        *["                " + line for line in copy],
+        "if t == next_snap:",
+        f"    for r in range({L}):",
         "        for s in range(snap_steps.shape[1]):",
-        "            if snap_steps[r, s] == t:",
-        f"                for p in range(N_THETA // {L}):",
-        f"                    snaps[r, s, p] = ws[p * {L} + r]",
+        "            if alive[r] and snap_steps[r, s] == t:",
+        *["                " + line for line in copy],
+        "    next_snap = _next_snap(snap_steps, t)",
         "if t == log_steps[i_log]:",
         f"    for r in range({L}):",
         "        losses[r, i_log] = loss[r] if alive[r] else np.nan",
@@ -225,25 +529,65 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "if t == n_steps or n_alive == 0:",
         "    break",
     ]
+
+
+def _step_memory(layers, activation, bias, N, L, lay) -> list[str]:
+    """One step, memory form: loops over units and samples around loops over the lanes,
+    every value kept in the workspace. Its compile time does not grow with the network."""
+    n_layers = len(layers) - 1
+    a_off, d_off, g_off = lay["a"], lay["d"], lay["g"]
+    body = []
+    for l in range(n_layers):
+        fi, fo = layers[l], layers[l + 1]
+        h, z, w, b = a_off[l], a_off[l + 1], lay["w"][l], lay["b"][l]
+        out_ = f"ws[{z} + (j * {N} + i) * {L} + r]"
+        act = _act("v", activation, l < n_layers - 1)
+        body += [
+            f"for j in range({fo}):",
+            f"    for i in range({N}):",
+            f"        for r in range({L}):",
+            f"            {out_} = 0.0",
+            f"        for k in range({fi}):",
+            f"            for r in range({L}):",
+            f"                {out_} = fma(ws[{h} + (k * {N} + i) * {L} + r], ws[{w} + (k * {fo} + j) * {L} + r], {out_})",
+            f"        for r in range({L}):",
+            f"            v = {out_} + ws[{b} + j * {L} + r]",
+            f"            {out_} = {act}",
+        ]
+    y, dy = a_off[-1], d_off[-1]
+    count = layers[-1] * N
+    body += [
+        f"for r in range({L}):",
+        "    loss[r] = 0.0",
+        f"for p in range({count}):",
+        "    target = T_t[p]",
+        f"    for r in range({L}):",
+        f"        d = ws[{y} + p * {L} + r] - target",
+        "        loss[r] += d * d",
+        f"        ws[{dy} + p * {L} + r] = two * d / n_out",
+        f"for r in range({L}):",
+        f"    loss[r] = loss[r] / np.uint64({count})",
+        *_checks(L),
+    ]
     for l in range(n_layers - 1, -1, -1):
         fi, fo = layers[l], layers[l + 1]
-        h, dz, gw, gb, w = a_off[l], d_off[l + 1], g_off + w_off[l], g_off + b_off[l], w_off[l]
+        h, dz, gw, gb, w = (
+            a_off[l],
+            d_off[l + 1],
+            g_off + lay["w"][l],
+            g_off + lay["b"][l],
+            lay["w"][l],
+        )
         g_ = f"ws[{gw} + (k * {fo} + j) * {L} + r]"
-        if unroll:
-            terms = [
-                f"ws[{h} + (k * {N} + {i}) * {L} + r] * ws[{dz} + (j * {N} + {i}) * {L} + r]"
-                for i in range(N)
-            ]
-            inner = [f"        for r in range({L}):", f"            {g_} = {_sum(terms)}"]
-        else:
-            inner = [
-                f"        for r in range({L}):",
-                f"            {g_} = 0.0",
-                f"        for i in range({N}):",
-                f"            for r in range({L}):",
-                f"                {g_} += ws[{h} + (k * {N} + i) * {L} + r] * ws[{dz} + (j * {N} + i) * {L} + r]",
-            ]
-        body += [f"for k in range({fi}):", f"    for j in range({fo}):", *inner]
+        body += [
+            f"for k in range({fi}):",
+            f"    for j in range({fo}):",
+            f"        for r in range({L}):",
+            f"            {g_} = 0.0",
+            f"        for i in range({N}):",
+            f"            for r in range({L}):",
+            f"                {g_} = fma(ws[{h} + (k * {N} + i) * {L} + r], ws[{dz} + (j * {N} + i) * {L} + r], {g_})",
+        ]
         db = _sum([f"ws[{dz} + (j * {N} + {i}) * {L} + r]" for i in range(N)]) if bias else "0.0"
         body += [
             f"for j in range({fo}):",
@@ -254,40 +598,30 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
             dh = d_off[l]
             d_ = f"ws[{dh} + (k * {N} + i) * {L} + r]"
             slope = _slope("v", f"ws[{h} + (k * {N} + i) * {L} + r]", activation)
-            if unroll:
-                terms = [
-                    f"ws[{dz} + ({j} * {N} + i) * {L} + r] * ws[{w} + (k * {fo} + {j}) * {L} + r]"
-                    for j in range(fo)
-                ]
-                inner = [
-                    f"        for r in range({L}):",
-                    f"            v = {_sum(terms)}",
-                    f"            {d_} = {slope}",
-                ]
-            else:
-                inner = [
-                    f"        for r in range({L}):",
-                    f"            {d_} = 0.0",
-                    f"        for j in range({fo}):",
-                    f"            for r in range({L}):",
-                    f"                {d_} += ws[{dz} + (j * {N} + i) * {L} + r] * ws[{w} + (k * {fo} + j) * {L} + r]",
-                    f"        for r in range({L}):",
-                    f"            v = {d_}",
-                    f"            {d_} = {slope}",
-                ]
-            body += [f"for k in range({fi}):", f"    for i in range({N}):", *inner]
+            body += [
+                f"for k in range({fi}):",
+                f"    for i in range({N}):",
+                f"        for r in range({L}):",
+                f"            {d_} = 0.0",
+                f"        for j in range({fo}):",
+                f"            for r in range({L}):",
+                f"                {d_} = fma(ws[{dz} + (j * {N} + i) * {L} + r], ws[{w} + (k * {fo} + j) * {L} + r], {d_})",
+                f"        for r in range({L}):",
+                f"            v = {d_}",
+                f"            {d_} = {slope}",
+            ]
     body += [
         f"for p in range(N_THETA // {L}):",
         f"    for r in range({L}):",
-        f"        ws[p * {L} + r] -= lr_[r] * ws[{g_off} + p * {L} + r]",
+        f"        ws[p * {L} + r] = fma(-lr_[r], ws[{g_off} + p * {L} + r], ws[p * {L} + r])",
     ]
-    out += ["        " + line for line in body]
-    out += [
-        "    for p in range(N_THETA):",
-        "        theta[p] = ws[p]",
-        "",
-    ]
-    return "\n".join(out)
+    return body
+
+
+def _dot(pairs, zero="zero") -> str:
+    """The sum of the products a * b over pairs, each added with one rounding, in order,
+    onto a zero: the fused multiply-adds of fastbp.kernels."""
+    return f"fma_chain({zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
 
 
 def _sum(terms, zero="zero") -> str:
@@ -300,21 +634,21 @@ def _sum(terms, zero="zero") -> str:
     return text
 
 
-def _act(v, activation, hidden) -> str:
+def _act(v, activation, hidden, zero="0.0") -> str:
     """The activation of v, written as fastbp.kernels applies it (linear output layer)."""
     if not hidden or activation == "identity":
         return v
     if activation == "relu":
-        return f"0.0 if {v} < 0.0 else {v}"  # NaN passes through
+        return f"{zero} if {v} < 0.0 else {v}"  # NaN passes through
     if activation == "tanh":
         return f"math.tanh({v})"
     return f"1.0 / (1.0 + math.exp(-{v}))"
 
 
-def _slope(v, h, activation) -> str:
+def _slope(v, h, activation, zero="0.0") -> str:
     """v times the activation's slope, written via its output h, as fastbp.kernels does."""
     if activation == "relu":
-        return f"{v} if {h} > 0.0 else 0.0"
+        return f"{v} if {h} > 0.0 else {zero}"
     if activation == "tanh":
         return f"{v} * (1.0 - {h} * {h})"
     if activation == "sigmoid":

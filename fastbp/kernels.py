@@ -15,10 +15,13 @@ contiguous samples. Helpers take (buffer, offset) pairs rather than views: a vie
 reference counting per call, a reshaped view a function call (~60 ns), which on these
 tiny layers is as much as the arithmetic.
 
-Summation order (it fixes the results' bits; a faster kernel must keep it):
-Z[j, i] = (sum over k ascending of H[k, i] * W[k, j]) + b[j]; dW[k, j] and db[j] sum
-over samples i ascending from 0; dH[k, i] = (sum over j ascending of dZ[j, i] * W[k, j])
-times the slope; the loss sums (Y - T)² in the order of the (n_out, n) block.
+Arithmetic (it fixes the results' bits; a faster kernel must keep it). Every sum of
+products is a chain of fused multiply-adds (one rounding each, :func:`fastbp.intrinsics.fma`)
+onto a zero, in a fixed order: Z[j, i] = (sum over k ascending of H[k, i] * W[k, j]) + b[j];
+dW[k, j] sums H[k, i] * dZ[j, i] over samples i ascending; dH[k, i] = (sum over j
+ascending of dZ[j, i] * W[k, j]) times the slope. db[j] adds dZ[j, i] over i ascending.
+The update p - lr * g is one fma too. The loss adds the squares (Y - T)² in float64
+(plain multiplications and additions), in the order of the (n_out, n) block.
 
 ``fastmath`` is off: results stay closest to the NumPy reference, and the NaN/inf checks
 that detect divergence keep working (``fastmath=True`` would compile them to ``False``).
@@ -32,6 +35,7 @@ import math
 
 import numpy as np
 
+from fastbp.intrinsics import fma
 from fastbp.numba_settings import cached_njit
 
 # Activation codes: positions in fastbp.config.ACTIVATIONS (a test checks they agree).
@@ -48,7 +52,7 @@ def _dense(theta, w, b, A, h, z, fan_in, fan_out, n):
         for k in range(fan_in):
             w_kj = theta[w + k * fan_out + j]
             for i in range(n):
-                A[row + i] += A[h + k * n + i] * w_kj
+                A[row + i] = fma(A[h + k * n + i], w_kj, A[row + i])
         b_j = theta[b + j]
         for i in range(n):
             A[row + i] += b_j
@@ -76,7 +80,7 @@ def _dense_grads(A, h, D, z, G, w, b, fan_in, fan_out, n, use_bias):
         for j in range(fan_out):
             s = G.dtype.type(0.0)  # sums in the parameters' own precision
             for i in range(n):
-                s += A[h + k * n + i] * D[z + j * n + i]
+                s = fma(A[h + k * n + i], D[z + j * n + i], s)
             G[w + k * fan_out + j] = s
     for j in range(fan_out):
         s = G.dtype.type(0.0)
@@ -96,7 +100,7 @@ def _backprop_input(theta, w, A, D, h, z, fan_in, fan_out, n, act):
         for j in range(fan_out):
             w_kj = theta[w + k * fan_out + j]
             for i in range(n):
-                D[row + i] += D[z + j * n + i] * w_kj
+                D[row + i] = fma(D[z + j * n + i], w_kj, D[row + i])
     if act == RELU:
         for p in range(h, h + fan_in * n):
             if not A[p] > 0.0:
@@ -257,5 +261,5 @@ def train_kernel(
                 return t
         backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
         for p in range(theta.shape[0]):
-            theta[p] -= lr_ * G[p]
+            theta[p] = fma(-lr_, G[p], theta[p])
     return -1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,7 +49,11 @@ class RunResult:
 
 def logged_steps(steps: int, log_every: int) -> np.ndarray:
     """0, log_every, 2 log_every, ... below steps, then steps itself (int64)."""
-    return np.append(np.arange(0, steps, log_every, dtype=np.int64), np.int64(steps))
+    below = -(-steps // log_every)  # multiples of log_every below steps
+    out = np.empty(below + 1, dtype=np.int64)
+    out[:below] = np.arange(below) * log_every
+    out[below] = steps
+    return out
 
 
 def batch_order(config: RunConfig, rng: np.random.Generator) -> np.ndarray:
@@ -155,7 +159,8 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
         if not full_batch(config):
             results[k] = train(config)
             continue
-        family = replace(config, steps=1)  # the run with its step count left out
+        family = {**vars(config), "steps": None}.values()  # all but the step count
+        family = tuple(family)
         groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
     for key, families in groups.items():
         members = [[configs[k] for k in ks] for ks in families.values()]

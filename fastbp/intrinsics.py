@@ -1,0 +1,63 @@
+"""Two LLVM operations that Numba does not offer, for fastbp's kernels.
+
+``fma(a, b, c)``: a * b + c rounded once (IEEE 754 fusedMultiplyAdd), for floats of one
+type. It is one instruction on CPUs with FMA (x86-64 since 2013, every 64-bit ARM), and
+a correct, slower library call elsewhere; its result is the same bits on every CPU and
+whether or not it is vectorised. Unlike ``fastmath`` contraction, which LLVM may or may
+not apply to each operation, an explicit fma is part of what the kernel computes.
+
+``stack_align_64()``: makes the function that calls it align its stack frame to 64
+bytes. Vector registers that LLVM spills to the stack are then stored aligned; at the
+16-byte alignment Numba's functions otherwise get, a 512-bit spill can straddle two
+cache lines, and the same kernel ran up to 1.7x slower depending on where the stack
+happened to be.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core.extending import intrinsic
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c, rounded once."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def fma_chain(typingctx, acc, *pairs):
+    """fma(a_n, b_n, ... fma(a_1, b_1, fma(a_0, b_0, acc))) for fma_chain(acc, a_0, b_0, a_1,
+    b_1, ...): one call instead of one per term, which Numba types much faster."""
+    if len(pairs) == 1 and isinstance(pairs[0], types.BaseTuple):
+        pairs = tuple(pairs[0])
+    if not (isinstance(acc, types.Float) and len(pairs) % 2 == 0 and all(t == acc for t in pairs)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        total, terms = args
+        terms = [builder.extract_value(terms, i) for i in range(len(pairs))]
+        for a, b in zip(terms[::2], terms[1::2], strict=True):
+            total = builder.fma(a, b, total)
+        return total
+
+    return acc(acc, types.StarArgTuple.from_types(pairs)), codegen
+
+
+@intrinsic
+def stack_align_64(typingctx):
+    """Align the caller's stack frame to 64 bytes (an aligned slot it must keep)."""
+
+    def codegen(context, builder, signature, args):
+        slot = builder.alloca(ir.IntType(64), name="align64")
+        slot.align = 64
+        keep = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [slot.type]), "", "r", side_effect=True)
+        builder.call(keep, [slot])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
