@@ -3,11 +3,12 @@ workers, with run-steps per second and the share of worker time spent training.
 
     python benchmarks/bench_sweep.py [--repeats N]
 
-Each sweep is the real command (`python -m fastbp.sweep ... --no-plots --quiet --force`)
-timed from process start to exit, into a temporary directory. "Cold" points Numba and
-fastbp at empty cache directories (everything compiles); "warm" reuses the caches the
-cold run filled. The environment is otherwise left as it is. Results go to
-benchmarks/results/bench_sweep.json.
+Each sweep is the real command (`python -m fastbp.sweep ... --backend B --no-plots
+--quiet`) timed from process start to exit, into a new temporary directory, with the
+default backend (threads) on 1 and 2 workers and with loky's worker processes on 2.
+"Cold" points Numba and fastbp at empty cache directories (everything compiles); "warm"
+reuses the caches the cold run filled (median and minimum of --repeats). The
+environment is otherwise left as it is. Results go to benchmarks/results/bench_sweep.json.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 SPEC = HERE.parent / "sweeps" / "lr_grid.toml"
 
 
-def run_sweep(out: Path, n_jobs: int, cache: Path) -> dict:
+def run_sweep(out: Path, n_jobs: int, cache: Path, backend: str) -> dict:
     env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(cache / "numba"),
@@ -41,9 +42,10 @@ def run_sweep(out: Path, n_jobs: int, cache: Path) -> dict:
         str(out),
         "--n-jobs",
         str(n_jobs),
+        "--backend",
+        backend,
         "--no-plots",
         "--quiet",
-        "--force",
     ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, capture_output=True, cwd=HERE.parent)
@@ -59,22 +61,30 @@ def run_sweep(out: Path, n_jobs: int, cache: Path) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     from fastbp.spec import load_spec
 
     run_steps = load_spec(SPEC).total_steps
-    report = {"spec": str(SPEC.relative_to(HERE.parent)), "run_steps": run_steps, "cases": {}}
+    from bench_step import machine  # the same machine description as bench_step.py
+
+    report = {
+        "machine": machine(),
+        "spec": str(SPEC.relative_to(HERE.parent)),
+        "run_steps": run_steps,
+        "cases": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for n_jobs in (1, 2):
-            cold = run_sweep(tmp / f"cold{n_jobs}", n_jobs, tmp / f"cache{n_jobs}")
+        for backend, n_jobs in (("threads", 1), ("threads", 2), ("loky", 2)):
+            case = f"{n_jobs} {backend}"
+            cold = run_sweep(tmp / f"cold {case}", n_jobs, tmp / f"cache {case}", backend)
             warm = [
-                run_sweep(tmp / f"warm{n_jobs}", n_jobs, tmp / f"cache{n_jobs}")
-                for _ in range(args.repeats)
+                run_sweep(tmp / f"warm {case} {k}", n_jobs, tmp / f"cache {case}", backend)
+                for k in range(args.repeats)
             ]
-            report["cases"][f"cold, {n_jobs} worker(s)"] = cold
-            report["cases"][f"warm, {n_jobs} worker(s)"] = {
+            report["cases"][f"cold, {case}"] = cold
+            report["cases"][f"warm, {case}"] = {
                 "wall_s": statistics.median(w["wall_s"] for w in warm),
                 "wall_s_min": min(w["wall_s"] for w in warm),
                 "parallel_s": statistics.median(w["parallel_s"] for w in warm),
@@ -87,7 +97,8 @@ def main():
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "bench_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"{report['spec']}: {run_steps:,} run-steps (cold: one run; warm: median of {args.repeats})"
+        f"{report['spec']}: {run_steps:,} run-steps (cold: one run; warm: median of "
+        f"{args.repeats}), {report['machine']['cpu']}, {report['machine']['cores']} cores"
     )
     print(f"{'case':<22}{'wall s':>8}{'train s':>9}{'run-steps/s':>14}{'training share':>16}")
     for name, c in report["cases"].items():

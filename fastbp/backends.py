@@ -1,6 +1,9 @@
-"""Where a sweep's tasks run: joblib's loky processes on this machine (the default), in
-this process one after the other (``sequential``, for debugging), or on a Dask
-``distributed`` cluster (``dask``), through joblib's Dask backend.
+"""Where a sweep's tasks run: threads of this process (``threads``, the default: the
+kernels release the GIL, and a thread starts in no time where a process takes about a
+second to import NumPy, Numba and load its kernels), joblib's loky processes on this
+machine (``loky``), in this process one after the other (``sequential``, for
+debugging), or on a Dask ``distributed`` cluster (``dask``), through joblib's Dask
+backend.
 
 Only orchestration: what runs is :func:`fastbp.train.train_chunk` whichever the backend,
 so the results are the same bits.
@@ -31,18 +34,28 @@ class Backend:
 
         if self.name == "sequential":
             return Parallel(n_jobs=1, backend="sequential", return_as="generator_unordered")
+        if self.name == "threads":
+            return Parallel(
+                n_jobs=self.n_workers, backend="threading", return_as="generator_unordered"
+            )
         if self.name == "dask":
             from joblib import parallel_config
 
             with parallel_config(backend="dask"):  # registers joblib's Dask backend
                 return Parallel(n_jobs=-1, return_as="generator_unordered")
-        return Parallel(n_jobs=self.n_workers, backend="loky", return_as="generator_unordered")
+        return Parallel(
+            n_jobs=self.n_workers,
+            backend="loky",
+            return_as="generator_unordered",
+            max_nbytes=None,  # tasks are small: no memory-mapped temporary folder
+        )
 
     def on_each_worker(self, fn, *args) -> None:
         """Run fn(*args) on every worker process, one worker after the other (so that
         workers sharing a disk never compile into an empty Numba cache at once)."""
         if self.client is None:
-            return  # loky workers start after the parent compiled: they load the cache
+            return  # threads share this process's kernels; loky's workers start after
+            # this process compiled them, and load them from the cache
         for address in self.client.scheduler_info()["workers"]:
             self.client.run(fn, *args, workers=[address])
 

@@ -29,18 +29,21 @@ up (:mod:`fastbp.numba_settings`) change how it is vectorised, never what it com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import tempfile
+import threading
 import types
 from functools import cache
 from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 7  # bump when the template changes: old generated files are then not reused
+VERSION = 9  # bump when the template changes: old generated files are then not reused
 
 
 def kernel_dir() -> Path:
@@ -51,8 +54,18 @@ def kernel_dir() -> Path:
     return Path(base) / "fastbp" / "kernels"
 
 
+_lock = threading.Lock()
+
+
+def block_kernel(*args):
+    """The compiled ``train_block`` function for this architecture: see _block_kernel.
+    Thread-safe: each kernel is generated and imported once per process."""
+    with _lock:
+        return _block_kernel(*args)
+
+
 @cache
-def block_kernel(
+def _block_kernel(
     layers: tuple, activation: str, bias: bool, n_samples: int, lanes: int, dtype: str
 ):
     """The compiled ``train_block`` function for this architecture (generated if needed).
@@ -73,19 +86,9 @@ def block_kernel(
     X : (n_samples, n_in); T_t : (n_out * n_samples,) the targets, transposed.
     """
     source = _source(layers, activation, bias, n_samples, lanes, dtype)
-    key = hashlib.sha256(source.encode()).hexdigest()[:16]
-    name = f"fastbp_kernel_{key}"
-    fallback = Path(tempfile.gettempdir()) / "fastbp-kernels"
-    for directory in (kernel_dir() / numba_settings.TAG, fallback / numba_settings.TAG):
-        path = directory / f"{name}.py"
-        try:
-            if not path.exists() or path.read_text() != source:
-                directory.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(source)
-                os.replace(tmp, path)
-        except OSError:
-            continue  # not writable: try the next place
+    name = _name(source)
+    path = _written(name, source)
+    if path is not None:
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # pickling and Numba's cache need to find it
@@ -98,10 +101,76 @@ def block_kernel(
     return module.train_block
 
 
+def _name(source: str) -> str:
+    return f"fastbp_kernel_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
+def _directories() -> list[Path]:
+    fallback = Path(tempfile.gettempdir()) / "fastbp-kernels"
+    return [kernel_dir() / numba_settings.TAG, fallback / numba_settings.TAG]
+
+
+def _written(name: str, source: str) -> Path | None:
+    """The kernel's source file, written to the first writable kernel directory."""
+    for directory in _directories():
+        path = directory / f"{name}.py"
+        try:
+            if not path.exists() or path.read_text() != source:
+                directory.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(source)
+                os.replace(tmp, path)
+            return path
+        except OSError:
+            continue  # not writable: try the next place
+    return None
+
+
+def _marker(args: tuple) -> Path | None:
+    """Where a process notes that the kernel for ``block_kernel(*args)`` is in Numba's
+    disk cache for this machine and Numba version (a file next to its source)."""
+    name = _name(_source(*args))
+    for directory in _directories():
+        if (directory / f"{name}.py").exists():
+            return directory / f"{name}.{numba_settings.host_key()}.ready"
+    return None
+
+
+_marked: set[tuple] = set()
+
+
+def mark_cached(*args) -> None:
+    """Note that ``block_kernel(*args)`` has been compiled or loaded in this process, so
+    that Numba's disk cache holds it (called after its first call)."""
+    if args in _marked:
+        return
+    _marked.add(args)
+    marker = _marker(args)
+    if marker is not None and not marker.exists():
+        with contextlib.suppress(OSError):
+            marker.touch()
+
+
+def is_cached(*args) -> bool:
+    """Whether some process noted ``block_kernel(*args)`` as cached (:func:`mark_cached`):
+    then many processes may load it at once, with no risk of compiling it at once."""
+    marker = _marker(args)
+    return marker is not None and marker.exists()
+
+
 # Architectures with at most this many products per step (forward, weight gradients and
 # backpropagated errors, over all samples) get the registers form; larger ones the memory
 # form, whose compile time does not grow with the architecture (8-3-8: 1,152; 8-8-8: 3,072).
 REGISTER_LIMIT = 4096
+
+
+def _large(count: int, dtype: str) -> str:
+    """(The source of) a bound such that ``count`` squares below it add up to a finite float64 sum: each
+    below 2**(1023 - ceil(log2(count))), so the sum stays below 2**1023. float32 squares
+    are added in float64, where any finite ones do."""
+    if dtype == "float32":
+        return "np.inf"
+    return repr(2.0 ** (1023 - math.ceil(math.log2(count))))
 
 
 def _products(layers, n_samples) -> int:
@@ -125,12 +194,8 @@ def _layout(layers, N, L, registers, dtype) -> dict:
     if registers:
         lay["rate"] = at
         at += L
-        if dtype == "float64":
-            lay["loss"] = at
-            at += L
-        else:
-            lay["bad"], lay["sq"] = at, at + L
-            at += L + N * layers[-1] * L
+        lay["bad"], lay["sq"] = at, at + L
+        at += L + N * layers[-1] * L
     else:
         lay["a"], lay["d"] = [], []
         for width in layers:
@@ -190,6 +255,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "from fastbp.numba_settings import cached_njit",
         "",
         f"F = np.{dtype}",
+        f"LARGE = F({_large(layers[-1] * N, dtype)})  # see fastbp.codegen._large",
         f"SIZE = {lay['size']}",
         f"N_THETA = {lay['n_theta']}",
         "",
@@ -203,6 +269,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "    first = (64 - buf.ctypes.data % 64) % 64 // buf.itemsize",
         "    ws = buf[first : first + SIZE]",
         "    zero = F(0.0)",
+        "    one = F(1.0)",
         "    two = F(2.0)",
         f"    n_out = F({layers[-1] * N})",
         f"    lr_ = np.empty({L}, dtype=F)  # the update in the parameters' dtype",
@@ -251,7 +318,6 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
     are written term by term in the order of the loop kernel. The loss is a long chain
     of dependent additions: placed before the backward pass, it runs alongside it."""
     n_layers = len(layers) - 1
-    exact_loss_in_body = "loss" in lay
     body = [f"rate = ws[{lay['rate']} + r]"]
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
@@ -289,26 +355,27 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
                 f"d{j * N + i} = {acts[-1][i][j]} - y{j * N + i}",
                 f"{err[i][j]} = two * d{j * N + i} / n_out",
             ]
-    if exact_loss_in_body:  # float64: the loss itself, into the workspace
-        squares = [f"d{p} * d{p}" for p in range(count)]
-        body += [f"ws[{lay['loss']} + r] = {_sum(squares, '0.0')} / np.uint64({count})"]
-        loss = [f"for r in range({L}):", f"    loss[r] = ws[{lay['loss']} + r]"]
-    else:  # the squares, and whether they are all finite (0) or not (NaN)
-        body += [f"q{p} = d{p} * d{p}" for p in range(count)]
-        body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
-        body += [f"ws[{lay['bad']} + r] = {_sum([f'q{p} * zero' for p in range(count)])}"]
-        squares = [f"ws[{lay['sq'] + p * L} + r]" for p in range(count)]
-        loss = [
-            "flags = zero",
-            f"for r in range({L}):",
-            f"    flags += ws[{lay['bad']} + r]",
-            "if t == log_steps[i_log] or not flags == zero:  # some lane's loss is needed",
-            f"    for r in range({L}):",
-            f"        loss[r] = {_sum(squares, '0.0')} / np.uint64({count})",
-            "else:  # all finite, as all their squares are: no need to add them up",
-            f"    for r in range({L}):",
-            "        loss[r] = 0.0",
-        ]
+    # The loss is needed when logged, and to see a run diverge; adding up its squares at
+    # every step, one after the other, would be a long chain of dependent additions. So
+    # each step stores the squares and counts those at or above LARGE (a NaN or an inf
+    # is, too): while none is, the loss is finite (the sum of count squares below LARGE
+    # cannot overflow), and it is added up, in order, only when logged or when some are.
+    body += [f"q{p} = d{p} * d{p}" for p in range(count)]
+    body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
+    flags = [f"(zero if q{p} < LARGE else one)" for p in range(count)]
+    body += [f"ws[{lay['bad']} + r] = {_tree_sum(flags)}"]
+    squares = [f"ws[{lay['sq'] + p * L} + r]" for p in range(count)]
+    loss = [
+        "flags = zero",
+        f"for r in range({L}):",
+        f"    flags += ws[{lay['bad']} + r]",
+        "if t == log_steps[i_log] or flags > zero:  # some lane's loss is needed",
+        f"    for r in range({L}):",
+        f"        loss[r] = {_sum(squares, '0.0')} / np.uint64({count})",
+        "else:  # all finite: no need to add them up",
+        f"    for r in range({L}):",
+        "        loss[r] = 0.0",
+    ]
     for l in range(n_layers - 1, -1, -1):
         fi, fo = layers[l], layers[l + 1]
         for k in range(fi):
@@ -416,11 +483,16 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
     body += [
         f"for p in range({count}):",
         f"    ws[{dy} + p] = ws[{y} + p] - ws[{lay['t']} + p]",
-        "total = 0.0",
+        "n_large = 0  # the loss only when needed, as in the registers form",
         f"for p in range({count}):",
-        f"    d = ws[{dy} + p]",
-        "    total += d * d",
-        f"loss[0] = total / np.uint64({count})",
+        f"    n_large += 0 if ws[{dy} + p] * ws[{dy} + p] < LARGE else 1",
+        "loss[0] = 0.0",
+        "if t == log_steps[i_log] or n_large > 0:",
+        "    total = 0.0",
+        f"    for p in range({count}):",
+        f"        d = ws[{dy} + p]",
+        "        total += d * d",
+        f"    loss[0] = total / np.uint64({count})",
         f"for p in range({count}):",
         f"    ws[{dy} + p] = two * ws[{dy} + p] / n_out",
         *_checks(1),
@@ -622,6 +694,15 @@ def _dot(pairs, zero="zero") -> str:
     """The sum of the products a * b over pairs, each added with one rounding, in order,
     onto a zero: the fused multiply-adds of fastbp.kernels."""
     return f"fma_chain({zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
+
+
+def _tree_sum(terms) -> str:
+    """The sum of terms as a balanced tree of additions (for sums whose order does not
+    matter: small whole numbers)."""
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({_tree_sum(terms[:half])} + {_tree_sum(terms[half:])})"
 
 
 def _sum(terms, zero="zero") -> str:

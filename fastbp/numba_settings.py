@@ -40,17 +40,31 @@ def _apply() -> str:
 TAG = _apply()
 
 
+def host_key() -> str:
+    """What Numba's cache index tells machines apart by (its version, the CPU and its
+    features, as compiled for), as a short hash."""
+    import hashlib
+
+    import llvmlite.binding as llvm
+    import numba
+
+    features = os.environ.get("NUMBA_CPU_FEATURES") or _host_features()
+    host = (numba.__version__, llvm.get_host_cpu_name(), features)
+    return hashlib.sha256(repr(host).encode()).hexdigest()[:12]
+
+
 _noted = False
 
 
 def cached_njit(fn):
-    """``numba.njit(cache=True)``, or, where Numba finds no place to write its cache (a
+    """``numba.njit(cache=True, nogil=True)`` (kernels release the GIL, so that threads
+    train runs in parallel), or, where Numba finds no place to write its cache (a
     read-only install with no writable cache directory), an in-memory compilation, with
     a one-line note the first time: slower to start, never a crash."""
     from numba import njit
 
     try:
-        return njit(cache=True)(fn)
+        return njit(cache=True, nogil=True)(fn)
     except RuntimeError as err:  # "cannot cache function ...: no locator available"
         global _noted
         if not _noted:
@@ -62,4 +76,4 @@ def cached_njit(fn):
                 "compiled in memory in every process",
                 file=sys.stderr,
             )
-        return njit(fn)
+        return njit(nogil=True)(fn)

@@ -185,6 +185,7 @@ class Store:
 
     def __init__(self, directory: Path):
         self.directory = Path(directory) / "shards"
+        self.seen: list[dict[str, pa.Table]] = []  # the shards read and written, in order
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         """Persist one shard atomically: params and curves first, the runs file last."""
@@ -192,6 +193,12 @@ class Store:
         stem = f"part-{time.time_ns():020d}-{os.getpid()}"
         for name in ("params", "curves", "runs"):
             _write_atomic(tables[name], self.directory / f"{stem}.{name}.parquet")
+        self.seen.append(tables)
+
+    def current(self) -> dict[str, pa.Table]:
+        """What :meth:`read` would return now, from the shards this Store read and wrote
+        (when no other process writes to the directory: the sweep holds its lock)."""
+        return _newest_wins(self.seen)
 
     def read(self, warn=print) -> dict[str, pa.Table]:
         """Every saved run, one row per run_id: the newest shard that holds a run wins.
@@ -213,29 +220,41 @@ class Store:
                 )
                 continue
             shards.append(shard)
-        owner = {}  # run_id -> index of the newest shard holding it
-        for k, shard in enumerate(shards):
-            owner.update(dict.fromkeys(shard["runs"].column("run_id").to_pylist(), k))
-        parts = {name: [] for name in SHARD_SCHEMAS}
-        for k, shard in enumerate(shards):
-            mine = pa.array([run_id for run_id, owned in owner.items() if owned == k], pa.string())
-            for name, table in shard.items():
-                parts[name].append(table.filter(pc.is_in(table.column("run_id"), mine)))
-        return {
-            name: pa.concat_tables(parts[name]) if parts[name] else schema.empty_table()
-            for name, schema in SHARD_SCHEMAS.items()
-        }
+        self.seen = shards
+        return _newest_wins(shards)
 
     def compact(self, tables: dict[str, pa.Table]) -> None:
-        """Replace all shards by one holding ``tables`` (what :meth:`read` returned)."""
+        """Replace all shards by one holding ``tables`` (what :meth:`read` returned), once
+        there are more than COMPACT_AFTER of them (each sweep adds a few)."""
         old = sorted(self.directory.glob("part-*"))
-        if len(old) <= 3:
+        if len(old) <= 3 * COMPACT_AFTER:
             return
         self.write(tables)  # written in full before anything is removed
         newest = max(p.name.split(".")[0] for p in self.directory.glob("part-*.runs.parquet"))
         for path in old:
             if path.name.split(".")[0] != newest:
                 path.unlink(missing_ok=True)
+        self.seen = self.seen[-1:]
+
+
+COMPACT_AFTER = 32
+
+
+def _newest_wins(shards) -> dict[str, pa.Table]:
+    """The shards' runs, one row per run_id: the last shard that holds a run wins."""
+    owner = {}  # run_id -> index of the newest shard holding it
+    for k, shard in enumerate(shards):
+        owner.update(dict.fromkeys(shard["runs"].column("run_id").to_pylist(), k))
+    parts = {name: [] for name in SHARD_SCHEMAS}
+    for k, shard in enumerate(shards):
+        mine = pa.array([run_id for run_id, owned in owner.items() if owned == k], pa.string())
+        for name in SHARD_SCHEMAS:
+            table = shard[name]
+            parts[name].append(table.filter(pc.is_in(table.column("run_id"), mine)))
+    return {
+        name: pa.concat_tables(parts[name]) if parts[name] else schema.empty_table()
+        for name, schema in SHARD_SCHEMAS.items()
+    }
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

@@ -19,7 +19,7 @@ from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean
 
 SECTIONS = ("sweep", "base", "grid", "random")
 SWEEP_KEYS = ("name", "threshold", "backend", "scheduler")
-BACKENDS = ("loky", "dask", "sequential")  # as in fastbp.backends
+BACKENDS = ("threads", "loky", "dask", "sequential")  # as in fastbp.backends
 GENERATORS = ("range", "logspace", "linspace")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 RANDOM_KEYS = ("n", "seed")  # the sampler's own settings; every other key is a field
@@ -43,7 +43,7 @@ class Spec:
     threshold: float | None
     runs: tuple[RunConfig, ...]
     swept: tuple[str, ...]  # the fields that vary between runs, lr first
-    backend: str = "loky"
+    backend: str = "threads"
     scheduler: str | None = None
 
     @property
@@ -89,7 +89,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     if threshold is not None and not _positive_number(threshold):
         fail("[sweep].threshold", f"must be a finite number > 0, got {threshold!r}")
 
-    backend = sweep.get("backend", "loky")
+    backend = sweep.get("backend", "threads")
     if backend not in BACKENDS:
         fail(
             "[sweep].backend",

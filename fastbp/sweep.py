@@ -9,6 +9,7 @@ trained by :func:`fastbp.train.train_chunk` in joblib workers, and results are w
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -140,7 +141,7 @@ def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False)
 
     if todo:
         _run_parallel(todo, backend, store, version, report, quiet)
-    tables = store.read(warn=lambda line: print(line, file=sys.stderr))
+    tables = store.current()  # what was read at the start, and the shards written since
     store.compact(tables)
     runs = results.write_final_tables(out, tables, [r.run_id for r in spec.runs], spec.threshold)
     _write_meta(out, spec, report, started, version)
@@ -154,10 +155,12 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     from fastbp import results
     from fastbp.train import train_chunk
 
-    # Compile (or load) every kernel first, here and then on one worker at a time:
-    # processes compiling into an empty Numba cache at the same time can corrupt it.
-    warm_up(todo)
-    backend.on_each_worker(warm_up, todo)
+    # Compile every kernel first, here and then on one worker at a time: processes
+    # compiling into an empty Numba cache at the same time can corrupt it. Kernels
+    # already in the cache are left for the workers to load, all at once.
+    if not all_cached(todo):
+        warm_up(todo)
+        backend.on_each_worker(warm_up, todo)
     chunks = plan_chunks(todo, backend.n_workers)
     bar = tqdm(
         total=sum(run.steps for run in todo),
@@ -201,6 +204,21 @@ def warm_up(runs) -> None:
             seen.add(key)
             tiny = replace(run, steps=1, log_every=1)
             train_batch([tiny]) if full_batch(run) else train(tiny, engine="loops")
+
+
+def all_cached(runs) -> bool:
+    """Whether every kernel these runs need is known to be in Numba's disk cache (the
+    loop kernel, for mini-batch runs, is not tracked: then False)."""
+    from fastbp import codegen
+    from fastbp.train import full_batch, kernel_key
+
+    keys = {kernel_key(run) if full_batch(run) else None for run in runs}
+    if None in keys:
+        return False
+    return all(
+        codegen.is_cached(layers, act, bias, layers[0], codegen.lanes_for(dtype), dtype)
+        for layers, act, bias, dataset, dtype in keys
+    )
 
 
 def plan_chunks(runs, n_jobs: int) -> list[list]:
@@ -304,9 +322,7 @@ def _parse_args(argv):
     )
     parser.add_argument("spec", help="the sweep's TOML file, e.g. sweeps/lr_grid.toml")
     parser.add_argument("--out", help="output directory (default: results/<name>)")
-    parser.add_argument(
-        "--n-jobs", type=_positive_int, help="worker processes (default: all cores)"
-    )
+    parser.add_argument("--n-jobs", type=_positive_int, help="workers (default: all cores)")
     parser.add_argument("--force", action="store_true", help="retrain runs already finished")
     parser.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -314,8 +330,9 @@ def _parse_args(argv):
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="where runs train: loky (default: this machine's cores), dask "
-        "(a Dask cluster), sequential (this process, for debugging)",
+        help="where runs train: threads (default: threads of this process, one per "
+        "core), loky (worker processes), dask (a Dask cluster), sequential (one at a "
+        "time, for debugging)",
     )
     parser.add_argument(
         "--scheduler",
@@ -464,5 +481,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which takes 0.2-0.5 s once Numba,
+    pandas and pyarrow are loaded: every result is written, synced and closed by now.
+    The exit handlers still run; only where joblib's loky processes were used is the
+    normal exit kept, as their clean-up relies on finalizers."""
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if loky is not None and getattr(loky, "_executor", True) is not None:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())

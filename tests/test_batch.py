@@ -134,12 +134,12 @@ def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
     monkeypatch.setenv("FASTBP_KERNEL_DIR", str(blocker))
     monkeypatch.setattr(codegen.tempfile, "gettempdir", lambda: str(blocker))
     monkeypatch.setattr(numba_settings, "_noted", False)
-    codegen.block_kernel.cache_clear()
+    codegen._block_kernel.cache_clear()
     try:
         config = RunConfig(layers=(3, 2, 3), steps=50)
         (result,) = train_batch([config])
     finally:
-        codegen.block_kernel.cache_clear()
+        codegen._block_kernel.cache_clear()
     assert_bits(result, train(config, engine="loops"))
     err = capsys.readouterr().err
     assert err.count("note: Numba cannot cache fastbp's kernels here") == 1

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import fastbp
@@ -153,11 +154,14 @@ def test_rerun_reuses_everything_and_extension_trains_only_new_runs(small_sweep,
     assert_same_tables(load_results(out_dir), after)
 
 
-def test_results_do_not_depend_on_the_number_of_workers(small_sweep, tmp_path):
-    tmp, _ = small_sweep
+def test_results_do_not_depend_on_the_number_of_workers_or_the_backend(small_sweep, tmp_path):
+    tmp, _ = small_sweep  # trained in threads, on every core
     spec = tmp / "small.toml"
     assert sweep(spec, "--out", tmp_path / "one", "--n-jobs", 1, "--quiet").returncode == 0
     assert_same_tables(load_results(tmp_path / "one"), load_results(tmp / "out"))
+    loky = sweep(spec, "--out", tmp_path / "loky", "--backend", "loky", "--quiet")
+    assert loky.returncode == 0 and "Warning" not in loky.stderr
+    assert_same_tables(load_results(tmp_path / "loky"), load_results(tmp / "out"))
 
 
 def test_runs_of_another_version_are_trained_again(small_sweep, tmp_path, monkeypatch, capsys):
@@ -241,12 +245,35 @@ def test_a_damaged_shard_is_retrained_with_a_warning(small_sweep, tmp_path):
     out_dir = tmp_path / "out"
     assert sweep(spec, "--out", out_dir, "--quiet").returncode == 0
     good = load_results(out_dir)
-    (shard,) = (out_dir / "shards").glob("*.curves.parquet")
-    shard.write_bytes(shard.read_bytes()[:100])  # truncated, as by a full disk
+    shards = sorted((out_dir / "shards").glob("*.curves.parquet"))
+    lost = pq.read_table(shards[0]).num_rows and pq.read_table(shards[0].with_name(
+        shards[0].name.replace("curves", "runs"))).num_rows  # fmt: skip
+    shards[0].write_bytes(shards[0].read_bytes()[:100])  # truncated, as by a full disk
     again = sweep(spec, "--out", out_dir, "--quiet")
     assert again.returncode == 0
-    assert "unreadable shard" in again.stderr and "4 run(s) trained" in again.stdout
+    assert "unreadable shard" in again.stderr and f"{lost} run(s) trained" in again.stdout
     assert_same_tables(load_results(out_dir), good)
+
+
+def test_shards_are_compacted_into_one_once_there_are_many(tmp_path, monkeypatch):
+    from fastbp import results
+    from fastbp.train import train_batch
+
+    monkeypatch.setattr(results, "COMPACT_AFTER", 2)
+    runs = train_batch([RunConfig(steps=20, log_every=5, seed=s) for s in range(4)])
+    store = results.Store(tmp_path)
+    store.write(results.shard_tables(runs[:2], "x"))
+    store.write(results.shard_tables(runs[1:3], "x"))  # run 1 twice: the newest wins
+    store.compact(store.current())
+    assert len(list(store.directory.glob("*.parquet"))) == 6  # not yet: 2 shards
+    store.write(results.shard_tables(runs[3:], "x"))
+    expected = store.current()
+    assert expected["runs"].num_rows == 4
+    store.compact(expected)
+    assert len(list(store.directory.glob("*.parquet"))) == 3  # one shard
+    for name, table in results.Store(tmp_path).read().items():
+        assert table.sort_by("run_id").equals(expected[name].sort_by("run_id")), name
+    assert store.current()["runs"].num_rows == 4
 
 
 def test_chunks_hold_whole_blocks_of_families_and_are_balanced():
