@@ -8,18 +8,20 @@ and one workspace array at constant offsets, and the runs of a block are the lan
 the vector registers. The generated module is written to a cache directory and
 imported like any file, so Numba's on-disk cache works for it too.
 
-Two forms. The registers form (small networks, the 8-3-8 among them) writes one step
-of one run as straight-line code with every value in a local variable, inside a loop
-over the runs that LLVM vectorises: each local becomes one vector register (or an
-aligned stack slot). The memory form (larger networks, whose straight-line code would
-take minutes to compile) keeps loops over units and samples, every value in the
-workspace. The registers form is 3-4x faster on the 8-3-8 (benchmarks/bench_step.py).
+Two forms. The single-run form (one run: ``train``, and every run of a network too
+large for the other form) is the loop kernel's loops with constant bounds, arranged so
+that the innermost loops run along contiguous memory, which LLVM vectorises across the
+samples. The registers form (blocks of 8 runs, 16 in float32, of small networks: the
+8-3-8 among them) writes one step of one run as straight-line code with every value in
+a local variable, inside a loop over the runs that LLVM vectorises: each local becomes
+one vector register (or an aligned stack slot). Its code, and its compile time, grow
+with the network: above REGISTER_LIMIT, runs are trained one at a time instead.
 
 What stops LLVM from vectorising the loop over the runs, found the hard way: a load
 whose address does not move with the run (the data are therefore scalar locals), a
-store to a second array (the loss goes through the workspace, or, in float32, only its
-flags), and a long dependent chain placed after everything else (the loss is added up
-before the backward pass, which runs alongside it).
+store to a second array (the loss goes through the workspace as squares and flags),
+and a long chain of dependent additions in every step (the loss is added up only when
+it is logged or may not be finite).
 
 Bits. The generated code performs, for every run, exactly the operations of
 :func:`fastbp.kernels.train_kernel` in the same order (see that module's docstring), so
@@ -43,7 +45,7 @@ from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 9  # bump when the template changes: old generated files are then not reused
+VERSION = 10  # bump when the template changes: old generated files are then not reused
 
 
 def kernel_dir() -> Path:
@@ -159,15 +161,15 @@ def is_cached(*args) -> bool:
 
 
 # Architectures with at most this many products per step (forward, weight gradients and
-# backpropagated errors, over all samples) get the registers form; larger ones the memory
-# form, whose compile time does not grow with the architecture (8-3-8: 1,152; 8-8-8: 3,072).
+# backpropagated errors, over all samples) are trained in blocks, in the registers form
+# (8-3-8: 1,152; 8-8-8: 3,072, 10-20 s to compile); larger ones one run at a time.
 REGISTER_LIMIT = 4096
 
 
 def _large(count: int, dtype: str) -> str:
-    """(The source of) a bound such that ``count`` squares below it add up to a finite float64 sum: each
-    below 2**(1023 - ceil(log2(count))), so the sum stays below 2**1023. float32 squares
-    are added in float64, where any finite ones do."""
+    """(The source of) a bound such that ``count`` squares below it add up to a finite
+    float64 sum: each below 2**(1023 - ceil(log2(count))), so the sum stays below
+    2**1023. float32 squares are added in float64, where any finite ones do."""
     if dtype == "float32":
         return "np.inf"
     return repr(2.0 ** (1023 - math.ceil(math.log2(count))))
@@ -177,12 +179,10 @@ def _products(layers, n_samples) -> int:
     return 3 * n_samples * sum(a * b for a, b in zip(layers[:-1], layers[1:], strict=False))
 
 
-def _layout(layers, N, L, registers, dtype) -> dict:
-    """Workspace offsets. Both forms: the parameters (P * L values, the layout of
-    fastbp.params.flatten with runs innermost), then their gradients. Registers form: the
-    rates (L), X (N * n_in) and T transposed (n_out * N) once, shared by the lanes, and
-    the squared errors of one step (n_out * N * L). Memory form: per layer m the
-    activations A_m and their gradients D_m, each (units, N, L)."""
+def _layout(layers, N, L) -> dict:
+    """Workspace offsets, registers form: the parameters (P * L values, the layout of
+    fastbp.params.flatten with runs innermost), their gradients, the rates (L), the
+    flags of large squares (L) and the squares of one step (n_out * N * L)."""
     w_off, b_off, at = [], [], 0
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
         w_off.append(at)
@@ -191,25 +191,14 @@ def _layout(layers, N, L, registers, dtype) -> dict:
         at += fan_out * L
     lay = dict(w=w_off, b=b_off, n_theta=at, g=at)
     at *= 2
-    if registers:
-        lay["rate"] = at
-        at += L
-        lay["bad"], lay["sq"] = at, at + L
-        at += L + N * layers[-1] * L
-    else:
-        lay["a"], lay["d"] = [], []
-        for width in layers:
-            lay["a"].append(at)
-            lay["d"].append(at + width * N * L)
-            at += 2 * width * N * L
-    lay["size"] = at
+    lay["rate"], lay["bad"], lay["sq"] = at, at + L, at + 2 * L
+    lay["size"] = at + 2 * L + N * layers[-1] * L
     return lay
 
 
 def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
     L, N = lanes, n_samples
-    registers = _products(layers, N) <= REGISTER_LIMIT
-    form = "single-run" if L == 1 else "registers" if registers else "memory"
+    form = "single-run" if L == 1 else "registers"
     if form == "single-run":
         lay = _layout_single(layers, N)
         data = [
@@ -225,22 +214,13 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
             f"            ws[{lay['tt']} + i * {layers[-1]} + j] = T_t[j * {N} + i]",
         ]
         step = _step_single(layers, activation, bias, N, lay)
-    elif registers:
-        lay = _layout(layers, N, L, registers, dtype)
+    else:
+        lay = _layout(layers, N, L)
         # The data as scalar locals: loads from the workspace at addresses that do not
         # move with the lane would stop LLVM from proving the lanes independent.
         data = [f"    x{i}_{k} = F(X[{i}, {k}])" for i in range(N) for k in range(layers[0])]
         data += [f"    y{p} = F(T_t[{p}])" for p in range(N * layers[-1])]
         step = _step_registers(layers, activation, bias, N, L, lay)
-    else:
-        lay = _layout(layers, N, L, registers, dtype)
-        data = [
-            f"    for i in range({N}):",
-            f"        for k in range({layers[0]}):",
-            f"            for r in range({L}):",
-            f"                ws[{lay['a'][0]} + (k * {N} + i) * {L} + r] = X[i, k]",
-        ]
-        step = _step_memory(layers, activation, bias, N, L, lay)
     out = [
         f'"""Generated by fastbp.codegen (version {VERSION}) for layers {list(layers)}, '
         f"activation {activation}, bias {bias},",
@@ -603,93 +583,6 @@ def _checks(L) -> list[str]:
     ]
 
 
-def _step_memory(layers, activation, bias, N, L, lay) -> list[str]:
-    """One step, memory form: loops over units and samples around loops over the lanes,
-    every value kept in the workspace. Its compile time does not grow with the network."""
-    n_layers = len(layers) - 1
-    a_off, d_off, g_off = lay["a"], lay["d"], lay["g"]
-    body = []
-    for l in range(n_layers):
-        fi, fo = layers[l], layers[l + 1]
-        h, z, w, b = a_off[l], a_off[l + 1], lay["w"][l], lay["b"][l]
-        out_ = f"ws[{z} + (j * {N} + i) * {L} + r]"
-        act = _act("v", activation, l < n_layers - 1)
-        body += [
-            f"for j in range({fo}):",
-            f"    for i in range({N}):",
-            f"        for r in range({L}):",
-            f"            {out_} = 0.0",
-            f"        for k in range({fi}):",
-            f"            for r in range({L}):",
-            f"                {out_} = fma(ws[{h} + (k * {N} + i) * {L} + r], ws[{w} + (k * {fo} + j) * {L} + r], {out_})",
-            f"        for r in range({L}):",
-            f"            v = {out_} + ws[{b} + j * {L} + r]",
-            f"            {out_} = {act}",
-        ]
-    y, dy = a_off[-1], d_off[-1]
-    count = layers[-1] * N
-    body += [
-        f"for r in range({L}):",
-        "    loss[r] = 0.0",
-        f"for p in range({count}):",
-        "    target = T_t[p]",
-        f"    for r in range({L}):",
-        f"        d = ws[{y} + p * {L} + r] - target",
-        "        loss[r] += d * d",
-        f"        ws[{dy} + p * {L} + r] = two * d / n_out",
-        f"for r in range({L}):",
-        f"    loss[r] = loss[r] / np.uint64({count})",
-        *_checks(L),
-    ]
-    for l in range(n_layers - 1, -1, -1):
-        fi, fo = layers[l], layers[l + 1]
-        h, dz, gw, gb, w = (
-            a_off[l],
-            d_off[l + 1],
-            g_off + lay["w"][l],
-            g_off + lay["b"][l],
-            lay["w"][l],
-        )
-        g_ = f"ws[{gw} + (k * {fo} + j) * {L} + r]"
-        body += [
-            f"for k in range({fi}):",
-            f"    for j in range({fo}):",
-            f"        for r in range({L}):",
-            f"            {g_} = 0.0",
-            f"        for i in range({N}):",
-            f"            for r in range({L}):",
-            f"                {g_} = fma(ws[{h} + (k * {N} + i) * {L} + r], ws[{dz} + (j * {N} + i) * {L} + r], {g_})",
-        ]
-        db = _sum([f"ws[{dz} + (j * {N} + {i}) * {L} + r]" for i in range(N)]) if bias else "0.0"
-        body += [
-            f"for j in range({fo}):",
-            f"    for r in range({L}):",
-            f"        ws[{gb} + j * {L} + r] = {db}",
-        ]
-        if l > 0:
-            dh = d_off[l]
-            d_ = f"ws[{dh} + (k * {N} + i) * {L} + r]"
-            slope = _slope("v", f"ws[{h} + (k * {N} + i) * {L} + r]", activation)
-            body += [
-                f"for k in range({fi}):",
-                f"    for i in range({N}):",
-                f"        for r in range({L}):",
-                f"            {d_} = 0.0",
-                f"        for j in range({fo}):",
-                f"            for r in range({L}):",
-                f"                {d_} = fma(ws[{dz} + (j * {N} + i) * {L} + r], ws[{w} + (k * {fo} + j) * {L} + r], {d_})",
-                f"        for r in range({L}):",
-                f"            v = {d_}",
-                f"            {d_} = {slope}",
-            ]
-    body += [
-        f"for p in range(N_THETA // {L}):",
-        f"    for r in range({L}):",
-        f"        ws[p * {L} + r] = fma(-lr_[r], ws[{g_off} + p * {L} + r], ws[p * {L} + r])",
-    ]
-    return body
-
-
 def _dot(pairs, zero="zero") -> str:
     """The sum of the products a * b over pairs, each added with one rounding, in order,
     onto a zero: the fused multiply-adds of fastbp.kernels."""
@@ -737,7 +630,11 @@ def _slope(v, h, activation, zero="0.0") -> str:
     return v
 
 
-def lanes_for(dtype: str) -> int:
+def lanes_for(layers, n_samples: int, dtype: str) -> int:
     """Runs per block: one 512-bit vector of the dtype (measured: wider blocks are no
-    faster per run here, and leave more lanes idle in the last block of a sweep)."""
+    faster per run here, and leave more lanes idle in the last block of a sweep). For
+    networks above REGISTER_LIMIT, 1: the single-run form, one run at a time, is then
+    the faster (measured on 8-32-8 and 8-8-8-8: 1.4-1.8x)."""
+    if _products(layers, n_samples) > REGISTER_LIMIT:
+        return 1
     return 8 if dtype == "float64" else 16

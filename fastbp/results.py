@@ -267,18 +267,12 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, threshold):
     """Write the spec's runs (in ``run_ids`` order) as the directory's three parquet tables."""
-    order = {run_id: k for k, run_id in enumerate(run_ids)}
-    runs = tables["runs"].to_pandas()
-    runs = runs[runs["run_id"].isin(order)]
-    runs = runs.sort_values("run_id", key=lambda s: s.map(order), kind="stable")
-    curves = tables["curves"].to_pandas()
-    curves = curves[curves["run_id"].isin(order)]
-    curves = curves.sort_values(
-        ["run_id", "step"], key=lambda s: s.map(order) if s.name == "run_id" else s, kind="stable"
+    wanted = pa.array(list(run_ids), pa.string())
+    runs = _in_order(tables["runs"], wanted).to_pandas()
+    curves = _in_order(tables["curves"], wanted, "step").to_pandas()
+    params = _in_order(tables["params"], wanted).to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get
     )
-    params = tables["params"].to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    params = params[params["run_id"].isin(order)]
-    params = params.sort_values("run_id", key=lambda s: s.map(order), kind="stable")
     runs.insert(
         runs.columns.get_loc("min_loss") + 1,
         "steps_to_threshold",
@@ -290,6 +284,16 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
         table = pa.Table.from_pandas(frame, schema=TABLES[name], preserve_index=False)
         _write_atomic(table, Path(directory) / f"{name}.parquet")
     return runs
+
+
+def _in_order(table: pa.Table, run_ids: pa.Array, then: str | None = None) -> pa.Table:
+    """The rows of the runs in ``run_ids``, in that order (then by ``then``), the order of
+    the table kept otherwise."""
+    position = pc.index_in(table.column("run_id"), value_set=run_ids)
+    table = table.append_column("_position", position).filter(pc.is_valid(position))
+    keys = [("_position", "ascending")] + ([(then, "ascending")] if then else [])
+    order = pc.sort_indices(table, sort_keys=keys)  # a stable sort
+    return table.take(order).drop_columns(["_position"])
 
 
 def steps_to_threshold(curves: pd.DataFrame, threshold) -> dict:

@@ -216,7 +216,9 @@ def all_cached(runs) -> bool:
     if None in keys:
         return False
     return all(
-        codegen.is_cached(layers, act, bias, layers[0], codegen.lanes_for(dtype), dtype)
+        codegen.is_cached(
+            layers, act, bias, layers[0], codegen.lanes_for(layers, layers[0], dtype), dtype
+        )
         for layers, act, bias, dataset, dtype in keys
     )
 
@@ -243,7 +245,7 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
         groups.setdefault(kernel_key(run), {}).setdefault(family, []).append(run)
     for key, families in groups.items():
         members = sorted(families.values(), key=lambda f: -max(r.steps for r in f))
-        lanes = lanes_for(key[-1])
+        lanes = lanes_for(key[0], key[0][0], key[-1])
         for first in range(0, len(members), lanes):
             block = members[first : first + lanes]
             cost = _cost(max((r for f in block for r in f), key=lambda r: r.steps)) * lanes

@@ -146,11 +146,13 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
     """Train many runs, the same results as :func:`train` gives for each, faster.
 
     Full-batch runs that share an architecture (:func:`kernel_key`) are trained side by
-    side, ``lanes`` at a time (default: two 512-bit vectors' worth), in a kernel
-    generated for that architecture. Runs that differ only in ``steps`` share one
-    trajectory: plain SGD has no schedule, so the run with fewer steps is the start of
-    the longer one; it is trained once, to the largest step count, and each run gets
-    its logged losses and its parameters at its own step count. Mini-batch runs are
+    side, ``lanes`` at a time (default: one 512-bit vector's worth, 8 in float64 and 16
+    in float32; one at a time for networks above ``codegen.REGISTER_LIMIT``, where that
+    is faster), in a kernel generated for that architecture. Runs that differ only in
+    ``steps`` share one trajectory: plain SGD has no schedule, so the run with fewer
+    steps is the start of the longer one; it is trained once, to the largest step
+    count, and each run gets its logged losses and its parameters at its own step
+    count. Mini-batch runs are
     trained one by one. Results come back in the order of ``configs``.
     """
     results: dict[int, RunResult] = {}
@@ -165,7 +167,8 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
     for key, families in groups.items():
         members = [[configs[k] for k in ks] for ks in families.values()]
         initial = [init_params(group[0]) for group in members]
-        lanes_ = lanes or codegen.lanes_for(key[-1])
+        layers, dtype = key[0], key[-1]
+        lanes_ = lanes or codegen.lanes_for(layers, layers[0], dtype)
         trained = _train_families(list(zip(members, initial, strict=True)), lanes_)
         for ks, runs in zip(families.values(), trained, strict=True):
             results.update(zip(ks, runs, strict=True))

@@ -16,19 +16,20 @@ ARCHITECTURES = [  # few, since each is compiled once per lane count
     dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float32"),
     dict(layers=(6, 5, 4, 6), activation="tanh", bias=False, dtype="float64"),
     dict(layers=(4, 3, 4), activation="sigmoid", bias=True, dtype="float32"),
-    dict(layers=(6, 30, 6), activation="tanh", bias=True, dtype="float32"),  # memory form
+    dict(layers=(6, 30, 6), activation="tanh", bias=True, dtype="float32"),  # one at a time
 ]
 
 
-def test_small_networks_get_the_registers_form_and_large_ones_the_memory_form():
+def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time():
     from fastbp import codegen
 
-    forms = {
-        layers: codegen._source(layers, "relu", True, layers[0], 8, "float64").split("\n")[1]
-        for layers in [(8, 3, 8), (6, 5, 4, 6), (6, 30, 6), (8, 128, 8)]
-    }
-    assert "registers form" in forms[(8, 3, 8)] and "registers form" in forms[(6, 5, 4, 6)]
-    assert "memory form" in forms[(6, 30, 6)] and "memory form" in forms[(8, 128, 8)]
+    assert codegen.lanes_for((8, 3, 8), 8, "float64") == 8
+    assert codegen.lanes_for((8, 3, 8), 8, "float32") == 16
+    assert codegen.lanes_for((6, 5, 4, 6), 6, "float64") == 8
+    assert codegen.lanes_for((6, 30, 6), 6, "float32") == 1
+    source = codegen._source((8, 3, 8), "relu", True, 8, 8, "float64")
+    assert "registers form" in source.split("\n")[1]
+    assert "single-run form" in codegen._source((8, 3, 8), "relu", True, 8, 1, "float64")
 
 
 def assert_bits(a, b):
