@@ -36,6 +36,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -108,8 +109,22 @@ def _name(source: str) -> str:
 
 
 def _directories() -> list[Path]:
+    """Where kernels may go: per Numba settings (TAG), per template VERSION."""
     fallback = Path(tempfile.gettempdir()) / "fastbp-kernels"
-    return [kernel_dir() / numba_settings.TAG, fallback / numba_settings.TAG]
+    return [base / numba_settings.TAG / f"v{VERSION}" for base in (kernel_dir(), fallback)]
+
+
+def _prune(directory: Path) -> None:
+    """Delete the kernels of older template versions next to ``directory`` (with their
+    compiled code, several MB each): no fastbp of this version will load them again."""
+    for old in directory.parent.iterdir():
+        version = old.name[1:] if old.name.startswith("v") else ""
+        older = version.isdigit() and int(version) < VERSION
+        unversioned = old.name.startswith("fastbp_kernel_") or old.name == "__pycache__"
+        if old.is_dir() and (older or unversioned):
+            shutil.rmtree(old, ignore_errors=True)
+        elif unversioned:  # from before kernels were kept per version
+            old.unlink(missing_ok=True)
 
 
 def _written(name: str, source: str) -> Path | None:
@@ -118,7 +133,10 @@ def _written(name: str, source: str) -> Path | None:
         path = directory / f"{name}.py"
         try:
             if not path.exists() or path.read_text() != source:
-                directory.mkdir(parents=True, exist_ok=True)
+                if not directory.exists():
+                    directory.mkdir(parents=True, exist_ok=True)
+                    with contextlib.suppress(OSError):
+                        _prune(directory)
                 tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
                 tmp.write_text(source)
                 os.replace(tmp, path)

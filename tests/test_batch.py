@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastbp import RunConfig, reference, train
+from fastbp import RunConfig, codegen, numba_settings, reference, train
 from fastbp.params import flatten
 from fastbp.train import train_batch
 
@@ -110,9 +110,30 @@ def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     (tag,) = [p.name for p in tmp_path.iterdir()]
     assert tag.startswith("slp")
-    sources = list((tmp_path / tag).glob("fastbp_kernel_*.py"))
+    here = tmp_path / tag / f"v{codegen.VERSION}"
+    sources = list(here.glob("fastbp_kernel_*.py"))
     assert len(sources) == 1 and "layers [3, 2, 3]" in sources[0].read_text()
-    assert list((tmp_path / tag / "__pycache__").glob("*.nbi"))  # Numba cached it there
+    assert list((here / "__pycache__").glob("*.nbi"))  # Numba cached it there
+
+
+def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp_path):
+    tag = tmp_path / numba_settings.TAG
+    stale = [tag / "v1" / "fastbp_kernel_a.py", tag / "fastbp_kernel_b.py",
+             tag / "__pycache__" / "fastbp_kernel_b.nbi"]  # fmt: skip
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old")
+    newer = tag / f"v{codegen.VERSION + 1}" / "x.py"  # a newer fastbp's: kept
+    newer.parent.mkdir()
+    newer.write_text("new")
+    code = (
+        "import fastbp; from fastbp.train import train_batch;"
+        "train_batch([fastbp.RunConfig(steps=5, layers=(3, 2, 3))])"
+    )
+    env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+    assert not any(path.exists() for path in stale) and newer.exists()
+    assert list((tag / f"v{codegen.VERSION}").glob("fastbp_kernel_*.py"))
 
 
 def test_numba_settings_are_applied_once_and_never_override_the_user():
