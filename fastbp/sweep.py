@@ -210,17 +210,12 @@ def all_cached(runs) -> bool:
     """Whether every kernel these runs need is known to be in Numba's disk cache (the
     loop kernel, for mini-batch runs, is not tracked: then False)."""
     from fastbp import codegen
-    from fastbp.train import full_batch, kernel_key
+    from fastbp.train import block_lanes, full_batch, kernel_args, kernel_key
 
-    keys = {kernel_key(run) if full_batch(run) else None for run in runs}
-    if None in keys:
+    if not all(full_batch(run) for run in runs):
         return False
-    return all(
-        codegen.is_cached(
-            layers, act, bias, layers[0], codegen.lanes_for(layers, layers[0], dtype), dtype
-        )
-        for layers, act, bias, dataset, dtype in keys
-    )
+    one_per_kernel = {kernel_key(run): run for run in runs}.values()
+    return all(codegen.is_cached(*kernel_args(run, block_lanes(run))) for run in one_per_kernel)
 
 
 def plan_chunks(runs, n_jobs: int) -> list[list]:
@@ -232,8 +227,7 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
     of work where possible, and there are up to CHUNKS_PER_WORKER tasks per worker, so
     that both cores stay busy to the end and results stream back steadily.
     """
-    from fastbp.codegen import lanes_for
-    from fastbp.train import full_batch, kernel_key
+    from fastbp.train import block_lanes, full_batch, kernel_key
 
     units = []  # (cost, runs): a block of families, or one mini-batch run
     groups: dict[tuple, dict] = {}
@@ -243,9 +237,9 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
             continue
         family = replace(run, steps=1)
         groups.setdefault(kernel_key(run), {}).setdefault(family, []).append(run)
-    for key, families in groups.items():
+    for families in groups.values():
         members = sorted(families.values(), key=lambda f: -max(r.steps for r in f))
-        lanes = lanes_for(key[0], key[0][0], key[-1])
+        lanes = block_lanes(members[0][0])
         for first in range(0, len(members), lanes):
             block = members[first : first + lanes]
             cost = _cost(max((r for f in block for r in f), key=lambda r: r.steps)) * lanes

@@ -142,6 +142,23 @@ def kernel_key(config: RunConfig) -> tuple:
     return (config.layers, config.activation, config.bias, config.dataset, config.dtype)
 
 
+def block_lanes(config: RunConfig) -> int:
+    """How many runs like this one a block kernel trains at a time by default."""
+    return codegen.lanes_for(config.layers, config.n_samples, config.dtype)
+
+
+def kernel_args(config: RunConfig, lanes: int) -> tuple:
+    """The arguments of :func:`fastbp.codegen.block_kernel` for runs like this one."""
+    return (
+        tuple(config.layers),
+        config.activation,
+        config.bias,
+        config.n_samples,
+        lanes,
+        config.dtype,
+    )
+
+
 def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunResult]:
     """Train many runs, the same results as :func:`train` gives for each, faster.
 
@@ -152,8 +169,8 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
     ``steps`` share one trajectory: plain SGD has no schedule, so the run with fewer
     steps is the start of the longer one; it is trained once, to the largest step
     count, and each run gets its logged losses and its parameters at its own step
-    count. Mini-batch runs are
-    trained one by one. Results come back in the order of ``configs``.
+    count. Mini-batch runs are trained one by one. Results come back in the order of
+    ``configs``.
     """
     results: dict[int, RunResult] = {}
     groups: dict[tuple, dict[RunConfig, list[int]]] = {}
@@ -164,11 +181,10 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
         family = {**vars(config), "steps": None}.values()  # all but the step count
         family = tuple(family)
         groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
-    for key, families in groups.items():
+    for families in groups.values():
         members = [[configs[k] for k in ks] for ks in families.values()]
         initial = [init_params(group[0]) for group in members]
-        layers, dtype = key[0], key[-1]
-        lanes_ = lanes or codegen.lanes_for(layers, layers[0], dtype)
+        lanes_ = lanes or block_lanes(members[0][0])
         trained = _train_families(list(zip(members, initial, strict=True)), lanes_)
         for ks, runs in zip(families.values(), trained, strict=True):
             results.update(zip(ks, runs, strict=True))
@@ -180,15 +196,8 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
     each family's configs differ only in steps. Returns the results per family."""
     config = families[0][0][0]
     dtype = np.dtype(config.dtype)
-    kernel_args = (
-        tuple(config.layers),
-        config.activation,
-        config.bias,
-        config.n_samples,
-        lanes,
-        dtype.name,
-    )
-    kernel = codegen.block_kernel(*kernel_args)
+    args = kernel_args(config, lanes)
+    kernel = codegen.block_kernel(*args)
     X, T = (a.astype(dtype) for a in make_dataset(config))
     T_t = np.ascontiguousarray(T.T).ravel()
     # Longest first, so that each block's lanes have similar amounts of work.
@@ -214,7 +223,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
         start = time.perf_counter()
         kernel(theta.ravel(), lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at)
         wall = time.perf_counter() - start
-        codegen.mark_cached(*kernel_args)
+        codegen.mark_cached(*args)
         total_steps = sum(c.steps for group in runs[: len(block)] for c in group)
         for lane, f in enumerate(block):
             out[f] = [
