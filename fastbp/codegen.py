@@ -8,14 +8,17 @@ and one workspace array at constant offsets, and the runs of a block are the lan
 the vector registers. The generated module is written to a cache directory and
 imported like any file, so Numba's on-disk cache works for it too.
 
-Two forms. The single-run form (one run: ``train``, and every run of a network too
-large for the other form) is the loop kernel's loops with constant bounds, arranged so
-that the innermost loops run along contiguous memory, which LLVM vectorises across the
-samples. The registers form (blocks of 8 runs, 16 in float32, of small networks: the
-8-3-8 among them) writes one step of one run as straight-line code with every value in
-a local variable, inside a loop over the runs that LLVM vectorises: each local becomes
-one vector register (or an aligned stack slot). Its code, and its compile time, grow
-with the network: above REGISTER_LIMIT, runs are trained one at a time instead.
+Three forms. The registers form (blocks of 8 runs, 16 in float32, of small networks:
+the 8-3-8 among them) writes one step of one run as straight-line code with every
+value in a local variable, inside a loop over the runs that LLVM vectorises: each local
+becomes one vector register (or an aligned stack slot). Its code, and its compile time,
+grow with the network: above REGISTER_LIMIT, runs are trained one at a time instead.
+One run at a time (``train``, and every run of those larger networks) is trained by the
+vector form where the samples and every layer fit in one vector register: straight-line
+code on explicit vectors (:mod:`fastbp.vectors`) of samples, or of a layer's units for
+the weight gradients, kept in registers through the whole step. Wider networks get the
+single-run form: the loop kernel's loops with constant bounds, arranged so that the
+innermost loops run along contiguous memory, which LLVM vectorises across the samples.
 
 What stops LLVM from vectorising the loop over the runs, found the hard way: a load
 whose address does not move with the run (the data are therefore scalar locals), a
@@ -46,7 +49,7 @@ from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 10  # bump when the template changes: old generated files are then not reused
+VERSION = 11  # bump when the template changes: old generated files are then not reused
 
 
 def kernel_dir() -> Path:
@@ -216,8 +219,28 @@ def _layout(layers, N, L) -> dict:
 
 def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
     L, N = lanes, n_samples
-    form = "single-run" if L == 1 else "registers"
-    if form == "single-run":
+    W = _vector_width(layers, N, dtype) if L == 1 else None
+    form = "registers" if L > 1 else "vector" if W else "single-run"
+    slot, param, where = "p * snaps.shape[0] + r", "p", None
+    if form == "vector":
+        lay = _layout_vectors(layers, N, W)
+        slot = param = "WHERE[p]"
+        where = lay["where"]
+        data = [
+            "    rate = zero",
+            f"    for i in range({N}):",
+            f"        for k in range({layers[0]}):",
+            f"            ws[{lay['xt']} + k * {W} + i] = X[i, k]",
+            f"            ws[{lay['x']} + i * {W} + k] = X[i, k]",
+            f"        for j in range({layers[-1]}):",
+            f"            ws[{lay['tt']} + j * {W} + i] = T_t[j * {N} + i]",
+        ]
+        step = (
+            _step_vectors(layers, activation, bias, N, W, lay)
+            + _checks(1, slot)
+            + ["rate = lr_[0]  # from now on, every step starts with the last one's update"]
+        )
+    elif form == "single-run":
         lay = _layout_single(layers, N)
         data = [
             "    rate = lr_[0]",
@@ -251,11 +274,18 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "",
         "from fastbp.intrinsics import fma, fma_chain, stack_align_64",
         "from fastbp.numba_settings import cached_njit",
+        "from fastbp.vectors import vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "
+        "vrelu, vstore, vsub, vwhere_positive",
         "",
         f"F = np.{dtype}",
         f"LARGE = F({_large(layers[-1] * N, dtype)})  # see fastbp.codegen._large",
         f"SIZE = {lay['size']}",
-        f"N_THETA = {lay['n_theta']}",
+        f"N_THETA = {lay['n_theta'] if where is None else len(where)}",
+        *(
+            []
+            if where is None
+            else [f"WHERE = np.array({where})  # parameter p lives in ws[WHERE[p]]"]
+        ),
         "",
         "",
         "@cached_njit",
@@ -277,7 +307,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         f"    alive = np.ones({L}, dtype=np.bool_)",
         f"    n_alive = {L}",
         "    for p in range(N_THETA):",
-        "        ws[p] = theta[p]",
+        f"        ws[{param}] = theta[p]",
         *data,
         f"    for r in range({L}):",
         "        diverged_at[r] = -1",
@@ -287,7 +317,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         "    for t in range(n_steps + 1):",
         *["        " + line for line in step],
         "    for p in range(N_THETA):",
-        "        theta[p] = ws[p]",
+        f"        theta[p] = ws[{param}]",
         "",
         "",
         "@cached_njit",
@@ -571,11 +601,149 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
     return body
 
 
-def _checks(L) -> list[str]:
+def _vector_width(layers, N, dtype) -> int | None:
+    """Lanes per vector of the vector form: 8, or 16 in float32 where 8 are too few;
+    None where it does not apply (the samples or some layer wider than that)."""
+    widest = max(N, *layers)
+    for width in (8, 16) if dtype == "float32" else (8,):
+        if widest <= width:
+            return width
+    return None
+
+
+def _layout_vectors(layers, N, W) -> dict:
+    """Workspace offsets, vector form, each block a whole number of W-lane vectors
+    (the lanes past a layer's or the samples' count are zeros): per layer, its weights
+    as vectors along the inputs (layer 0: one per output unit) or along the outputs
+    (later layers: one per input unit), then its biases as one vector; the gradients
+    in the same layout; the data: X transposed (a vector of samples per input), X (a
+    vector per sample), T transposed. ``where[p]``: the slot of parameter p of the
+    layout of fastbp.params.flatten."""
+    lay = dict(w=[], b=[], where=[])
+    at = 0
+    for l, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=False)):
+        lay["w"].append(at)
+        for k in range(fan_in):
+            lay["where"] += [at + (j * W + k if l == 0 else k * W + j) for j in range(fan_out)]
+        at += (fan_out if l == 0 else fan_in) * W
+        lay["b"].append(at)
+        lay["where"] += [at + j for j in range(fan_out)]
+        at += W
+    lay["n_theta"] = lay["g"] = at
+    at *= 2
+    for name, count in (("xt", layers[0]), ("x", N), ("tt", layers[-1])):
+        lay[name] = at
+        at += count * W
+    lay["size"] = at
+    return lay
+
+
+def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
+    """One step of one run, vector form: straight-line code on W-lane vectors held in
+    local variables (tuples: see fastbp.vectors), which stay in vector registers.
+
+    Activations and errors are vectors of samples, one per unit: a{m}_{u} and
+    e{m}_{u} for unit u of layer m; forward and backward passes broadcast each weight
+    from its lane. A weight gradient sums over the samples in order: a chain of fused
+    multiply-adds on vectors along the inputs for layer 0 (X[i, :] times e_j[i]), along
+    the outputs for later layers (A[i, k] times the errors of sample i, er_i: the error
+    vectors transposed, lane by lane). The update is deferred to the next step, as in
+    the registers form. Every operation is that of fastbp.kernels, in the same order."""
+    n_layers = len(layers) - 1
+    g = lay["g"]
+
+    def vec(at):
+        return f"vload(ws, {at}, {W})"
+
+    def weight(l, k, j):
+        return f"w{l}_{j}[{k}]" if l == 0 else f"w{l}_{k}[{j}]"
+
+    def tuple_(values):  # a vector from its lanes, zeros after them
+        return "(" + "".join(f"{v}, " for v in values) + "zero, " * (W - len(values)) + ")"
+
+    lines = ["nrate = -rate  # zero at step 0", f"zv = {tuple_([])}"]
+    for l in range(n_layers):  # the last step's update
+        count = layers[l + 1] if l == 0 else layers[l]  # see _layout_vectors
+        vectors = [(f"w{l}_{v}", lay["w"][l] + v * W) for v in range(count)]
+        if bias:
+            vectors += [(f"b{l}", lay["b"][l])]
+        else:
+            lines += [f"b{l} = {vec(lay['b'][l])}"]
+        for name, at in vectors:
+            lines += [
+                f"{name} = vfma_chain({vec(at)}, nrate, {vec(g + at)})",
+                f"vstore(ws, {at}, {name})",
+            ]
+    lines += [f"a0_{k} = {vec(lay['xt'] + k * W)}" for k in range(layers[0])]
+    for l in range(n_layers):  # forward
+        fi, fo = layers[l], layers[l + 1]
+        for j in range(fo):
+            terms = ", ".join(f"a{l}_{k}, {weight(l, k, j)}" for k in range(fi))
+            lines += [f"z = vadd(vfma_chain(zv, {terms}), b{l}[{j}])"]
+            if l < n_layers - 1:
+                lines += [f"a{l + 1}_{j} = {_vact('z', activation, W)}"]
+            else:
+                lines += [f"d{j} = vsub(z, {vec(lay['tt'] + j * W)})"]
+    n_out = layers[-1]
+    lines += [f"q{j} = vmul(d{j}, d{j})" for j in range(n_out)]
+    lines += [
+        "n_large = " + " + ".join(f"vcount_not_below(q{j}, LARGE)" for j in range(n_out)),
+        "loss[0] = 0.0",
+        "if t == log_steps[i_log] or n_large > 0:  # the loss only when needed",
+        "    total = 0.0",
+        *[f"    total += q{j}[{i}]" for j in range(n_out) for i in range(N)],
+        f"    loss[0] = total / np.uint64({n_out * N})",
+    ]
+    lines += [f"e{n_layers}_{j} = vdiv(vmul(two, d{j}), n_out)" for j in range(n_out)]
+    for l in range(n_layers - 1, -1, -1):  # backward
+        fi, fo = layers[l], layers[l + 1]
+        errors = [[f"e{l + 1}_{j}[{i}]" for i in range(N)] for j in range(fo)]
+        if l == 0:  # dW[:, j] = sum over i of X[i, :] e_j[i]
+            for j in range(fo):
+                terms = ", ".join(f"{errors[j][i]}, {vec(lay['x'] + i * W)}" for i in range(N))
+                lines += [f"vstore(ws, {g + lay['w'][l] + j * W}, vfma_chain(zv, {terms}))"]
+            if bias:
+                lines += [f"vstore(ws, {g + lay['b'][l]}, {tuple_([_sum(e) for e in errors])})"]
+        else:  # dW[k, :] = sum over i of A[i, k] er_i
+            lines += [f"er_{i} = {tuple_([e[i] for e in errors])}" for i in range(N)]
+            for k in range(fi):
+                terms = ", ".join(f"a{l}_{k}[{i}], er_{i}" for i in range(N))
+                lines += [f"vstore(ws, {g + lay['w'][l] + k * W}, vfma_chain(zv, {terms}))"]
+            if bias:
+                total = _sum([f"er_{i}" for i in range(N)], "zv", "vadd")
+                lines += [f"vstore(ws, {g + lay['b'][l]}, {total})"]
+        for k in range(fi if l > 0 else 0):  # the errors of the layer below
+            terms = ", ".join(f"e{l + 1}_{j}, {weight(l, k, j)}" for j in range(fo))
+            lines += [
+                f"v = vfma_chain(zv, {terms})",
+                f"e{l}_{k} = {_vslope('v', f'a{l}_{k}', activation, W)}",
+            ]
+    return lines
+
+
+def _vact(v, activation, W) -> str:
+    if activation == "relu":
+        return f"vrelu({v})"
+    if activation == "identity":
+        return v
+    lanes = ", ".join(f"F({_act(f'{v}[{i}]', activation, True)})" for i in range(W))
+    return f"({lanes},)"
+
+
+def _vslope(v, h, activation, W) -> str:
+    if activation == "relu":
+        return f"vwhere_positive({v}, {h})"
+    if activation == "identity":
+        return v
+    lanes = ", ".join(f"F({_slope(f'{v}[{i}]', f'{h}[{i}]', activation)})" for i in range(W))
+    return f"({lanes},)"
+
+
+def _checks(L, slot="p * snaps.shape[0] + r") -> list[str]:
     """Between steps: divergence, snapshots, logging, the end (both forms)."""
     copy = [  # sizes read at run time: LLVM leaves this rare loop rolled up (compiles faster)
         "for p in range(snaps.shape[2]):",
-        "    snaps[r, s, p] = ws[p * snaps.shape[0] + r]",
+        f"    snaps[r, s, p] = ws[{slot}]",
     ]
     return [
         f"for r in range({L}):",
@@ -616,13 +784,14 @@ def _tree_sum(terms) -> str:
     return f"({_tree_sum(terms[:half])} + {_tree_sum(terms[half:])})"
 
 
-def _sum(terms, zero="zero") -> str:
+def _sum(terms, zero="zero", add=None) -> str:
     """The sum of terms, added left to right onto a zero, exactly as the loops of
     fastbp.kernels accumulate them: onto a zero of the parameters' dtype (``zero``), or
-    onto a float64 0.0 for the loss. (The zero also turns a -0.0 first term into 0.0.)"""
+    onto a float64 0.0 for the loss. (The zero also turns a -0.0 first term into 0.0.)
+    ``add``: the name of a function to add with (vectors), instead of +."""
     text = zero
     for term in terms:
-        text = f"({text} + {term})"
+        text = f"{add}({text}, {term})" if add else f"({text} + {term})"
     return text
 
 
@@ -651,8 +820,9 @@ def _slope(v, h, activation, zero="0.0") -> str:
 def lanes_for(layers, n_samples: int, dtype: str) -> int:
     """Runs per block: one 512-bit vector of the dtype (measured: wider blocks are no
     faster per run here, and leave more lanes idle in the last block of a sweep). For
-    networks above REGISTER_LIMIT, 1: the single-run form, one run at a time, is then
-    the faster (measured on 8-32-8 and 8-8-8-8: 1.4-1.8x)."""
+    networks above REGISTER_LIMIT, 1: one run at a time (the vector or the single-run
+    form) is then the faster (measured with the single-run form on 8-32-8 and 8-8-8-8:
+    1.4-1.8x)."""
     if _products(layers, n_samples) > REGISTER_LIMIT:
         return 1
     return 8 if dtype == "float64" else 16

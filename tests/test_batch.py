@@ -21,6 +21,8 @@ ARCHITECTURES = [  # few, since each is compiled once per lane count
 
 
 def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time():
+    """Blocks: the registers form. One run at a time: the vector form where the samples
+    and every layer fit in one vector, else the single-run form."""
     from fastbp import codegen
 
     assert codegen.lanes_for((8, 3, 8), 8, "float64") == 8
@@ -29,7 +31,9 @@ def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time():
     assert codegen.lanes_for((6, 30, 6), 6, "float32") == 1
     source = codegen._source((8, 3, 8), "relu", True, 8, 8, "float64")
     assert "registers form" in source.split("\n")[1]
-    assert "single-run form" in codegen._source((8, 3, 8), "relu", True, 8, 1, "float64")
+    assert "vector form" in codegen._source((8, 3, 8), "relu", True, 8, 1, "float64").split("\n")[1]
+    wide = codegen._source((6, 30, 6), "tanh", True, 6, 1, "float32")  # wider than a vector
+    assert "single-run form" in wide.split("\n")[1]
 
 
 def assert_bits(a, b):
@@ -65,7 +69,7 @@ def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
 def test_results_do_not_depend_on_batch_size_companions_or_order():
     configs = many_runs(ARCHITECTURES[0])
     reference_results = train_batch(configs, lanes=16)
-    for lanes in (4, 8):
+    for lanes in (1, 4, 8):  # 1: the vector form, with snapshots for steps and divergence
         for result, expected in zip(
             train_batch(configs, lanes=lanes), reference_results, strict=True
         ):
