@@ -722,21 +722,22 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
 
 
 def _vact(v, activation, W) -> str:
-    if activation == "relu":
-        return f"vrelu({v})"
-    if activation == "identity":
-        return v
-    lanes = ", ".join(f"F({_act(f'{v}[{i}]', activation, True)})" for i in range(W))
-    return f"({lanes},)"
+    """The activation of vector v, as _act writes it per lane (ReLU as one instruction)."""
+    if activation in ("relu", "identity"):
+        return f"vrelu({v})" if activation == "relu" else v
+    return _lanes(lambda i: _act(f"{v}[{i}]", activation, True), W)
 
 
 def _vslope(v, h, activation, W) -> str:
-    if activation == "relu":
-        return f"vwhere_positive({v}, {h})"
-    if activation == "identity":
-        return v
-    lanes = ", ".join(f"F({_slope(f'{v}[{i}]', f'{h}[{i}]', activation)})" for i in range(W))
-    return f"({lanes},)"
+    """Vector v times the activation's slope, as _slope writes it per lane."""
+    if activation in ("relu", "identity"):
+        return f"vwhere_positive({v}, {h})" if activation == "relu" else v
+    return _lanes(lambda i: _slope(f"{v}[{i}]", f"{h}[{i}]", activation), W)
+
+
+def _lanes(scalar, W) -> str:
+    """A vector built lane by lane: lane i is F(scalar(i))."""
+    return "(" + "".join(f"F({scalar(i)}), " for i in range(W)) + ")"
 
 
 def _checks(L, slot="p * snaps.shape[0] + r") -> list[str]:
