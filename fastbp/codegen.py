@@ -399,7 +399,7 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
         f"    flags += ws[{lay['bad']} + r]",
         "if t == log_steps[i_log] or flags > zero:  # some lane's loss is needed",
         f"    for r in range({L}):",
-        f"        loss[r] = {_sum(squares, '0.0')} / np.uint64({count})",
+        f"        loss[r] = {_sum([f'float({q})' for q in squares], '0.0')} / np.uint64({count})",
         "else:  # all finite: no need to add them up",
         f"    for r in range({L}):",
         "        loss[r] = 0.0",
@@ -519,7 +519,7 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
         "    total = 0.0",
         f"    for p in range({count}):",
         f"        d = ws[{dy} + p]",
-        "        total += d * d",
+        "        total += float(d * d)",
         f"    loss[0] = total / np.uint64({count})",
         f"for p in range({count}):",
         f"    ws[{dy} + p] = two * ws[{dy} + p] / n_out",
@@ -691,7 +691,7 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
         "loss[0] = 0.0",
         "if t == log_steps[i_log] or n_large > 0:  # the loss only when needed",
         "    total = 0.0",
-        *[f"    total += q{j}[{i}]" for j in range(n_out) for i in range(N)],
+        *[f"    total += float(q{j}[{i}])" for j in range(n_out) for i in range(N)],
         f"    loss[0] = total / np.uint64({n_out * N})",
     ]
     lines += [f"e{n_layers}_{j} = vdiv(vmul(two, d{j}), n_out)" for j in range(n_out)]

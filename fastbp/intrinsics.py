@@ -11,10 +11,19 @@ bytes. Vector registers that LLVM spills to the stack are then stored aligned; a
 16-byte alignment Numba's functions otherwise get, a 512-bit spill can straddle two
 cache lines, and the same kernel ran up to 1.7x slower depending on where the stack
 happened to be.
+
+With ``NUMBA_DISABLE_JIT=1`` (to step through kernels in a debugger), plain Python
+versions take their place: ``fma`` then computes the exact result with fractions and
+rounds it once, so results keep their bits.
 """
 
+import math
+from fractions import Fraction
+
+import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import config
 from numba.core.extending import intrinsic
 
 
@@ -61,3 +70,45 @@ def stack_align_64(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+def _round_once(exact, like):
+    """The float of ``like``'s type nearest to the rational ``exact`` (ties to even)."""
+    try:
+        x = float(exact)  # correctly rounded to float64 (CPython divides integers exactly)
+    except OverflowError:
+        x = math.copysign(math.inf, exact)
+    if not isinstance(like, np.float32):
+        return type(like)(x)
+    y = np.float32(x)  # rounding twice can miss the nearest float32: check its neighbours
+    if not np.isfinite(y) or Fraction(float(y)) == exact:
+        return y
+    toward = np.float32(np.inf if Fraction(float(y)) < exact else -np.inf)
+    lo, hi = sorted([y, np.nextafter(y, toward)])
+    below, above = exact - Fraction(float(lo)), Fraction(float(hi)) - exact
+    if below != above:
+        return lo if below < above else hi
+    return lo if lo.view(np.uint32) % 2 == 0 else hi
+
+
+def _python_fma(a, b, c):
+    """fma in Python: the exact a * b + c, rounded once."""
+    exact = None
+    if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
+        exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    if not exact:  # non-finite, or an exact zero: its sign as IEEE 754 gives it
+        return a * b + c
+    return _round_once(exact, c)
+
+
+def _python_fma_chain(acc, *pairs):
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        acc = _python_fma(a, b, acc)
+    return acc
+
+
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
+    fma, fma_chain = _python_fma, _python_fma_chain
+
+    def stack_align_64():
+        pass

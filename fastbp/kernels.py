@@ -145,7 +145,7 @@ def mse_and_output_grad(A, D, y, T, t, count):
     two, n = D.dtype.type(2.0), D.dtype.type(count)  # the gradient stays in the dtype
     for p in range(count):
         d = A[y + p] - T[t + p]
-        total += d * d
+        total += float(d * d)  # float64 (float(): also in plain Python)
         D[y + p] = two * d / n
     return total / count
 

@@ -9,13 +9,16 @@ away. A float operand where a vector is expected stands for that float in every 
 Lane ``i`` of a vector ``v`` is ``v[i]``, and a vector is built lane by lane as a tuple.
 
 Every operation rounds exactly as its scalar counterpart does, lane by lane: ``vfma``
-is :func:`fastbp.intrinsics.fma` per lane, ``vadd`` is ``+``, and so on.
+is :func:`fastbp.intrinsics.fma` per lane, ``vadd`` is ``+``, and so on. With
+``NUMBA_DISABLE_JIT=1``, plain Python versions on tuples take their place.
 """
 
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.core.extending import intrinsic
+
+from fastbp.intrinsics import fma_chain
 
 
 def _float_of(*tys):
@@ -200,3 +203,41 @@ def vstore(typingctx, arr, start, v):
         return context.get_dummy_value()
 
     return types.none(arr, start, v), codegen
+
+
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
+
+    def _per_lane(operation, *operands):
+        width = max(len(v) for v in operands if isinstance(v, tuple))
+        lanes = [v if isinstance(v, tuple) else (v,) * width for v in operands]
+        return tuple(operation(*lane) for lane in zip(*lanes, strict=True))
+
+    def vadd(a, b):
+        return _per_lane(lambda x, y: x + y, a, b)
+
+    def vsub(a, b):
+        return _per_lane(lambda x, y: x - y, a, b)
+
+    def vmul(a, b):
+        return _per_lane(lambda x, y: x * y, a, b)
+
+    def vdiv(a, b):
+        return _per_lane(lambda x, y: x / y, a, b)
+
+    def vrelu(v):
+        return _per_lane(lambda x: type(x)(0) if x < 0 else x, v)
+
+    def vwhere_positive(v, h):
+        return _per_lane(lambda x, y: x if y > 0 else type(x)(0), v, h)
+
+    def vfma_chain(acc, *pairs):
+        return _per_lane(fma_chain, acc, *pairs)
+
+    def vcount_not_below(v, bound):
+        return sum(not x < bound for x in v)
+
+    def vload(arr, start, width):
+        return tuple(arr[start : start + width])
+
+    def vstore(arr, start, v):
+        arr[start : start + len(v)] = v

@@ -1,5 +1,6 @@
 """train(): the compiled engine against the NumPy reference, and its exact semantics."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -230,3 +231,28 @@ def test_a_new_process_loads_the_kernels_from_the_disk_cache():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert list(map(int, out.stdout.split())) == [1, 1, 0, 0]  # two hits, no compilation
+
+
+def test_kernels_run_in_plain_python_with_numba_disabled_and_keep_their_bits():
+    """NUMBA_DISABLE_JIT=1, for stepping through kernels in a debugger: the loop kernel
+    and all three generated forms run as Python (fma with exact fractions), same bits."""
+    code = (
+        "import sys, fastbp; from fastbp.train import train_batch;"
+        "from fastbp.params import flatten;"
+        "cs = [fastbp.RunConfig(steps=9, lr=0.5, log_every=4, dtype=d, layers=l)"
+        "      for d, l in (('float64', (8, 3, 8)), ('float32', (8, 3, 8)),"
+        "                   ('float64', (3, 17, 3)))];"
+        "rs = [r for c in cs for r in (fastbp.train(c, engine='loops'), fastbp.train(c))];"
+        "rs += train_batch(cs[:2]);"
+        "sys.stdout.write(''.join(r.losses.tobytes().hex() + flatten(r.params).tobytes().hex()"
+        "                         + ',' for r in rs))"
+    )
+    runs = []
+    for disable in ("0", "1"):
+        env = {**os.environ, "NUMBA_DISABLE_JIT": disable}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert out.returncode == 0, out.stderr
+        runs.append(out.stdout.split(","))
+    assert len(runs[0]) == 9 and runs[0] == runs[1]
