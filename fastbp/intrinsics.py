@@ -77,10 +77,11 @@ def _round_once(exact, like):
     try:
         x = float(exact)  # correctly rounded to float64 (CPython divides integers exactly)
     except OverflowError:
-        x = math.copysign(math.inf, exact)
+        x = math.inf if exact > 0 else -math.inf
     if not isinstance(like, np.float32):
         return type(like)(x)
-    y = np.float32(x)  # rounding twice can miss the nearest float32: check its neighbours
+    with np.errstate(over="ignore"):  # too large: inf, as in compiled code
+        y = np.float32(x)  # rounding twice can miss the nearest float32: check neighbours
     if not np.isfinite(y) or Fraction(float(y)) == exact:
         return y
     toward = np.float32(np.inf if Fraction(float(y)) < exact else -np.inf)
@@ -97,7 +98,8 @@ def _python_fma(a, b, c):
     if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
         exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
     if not exact:  # non-finite, or an exact zero: its sign as IEEE 754 gives it
-        return a * b + c
+        with np.errstate(all="ignore"):  # inf * 0 is NaN, as in compiled code
+            return a * b + c
     return _round_once(exact, c)
 
 

@@ -1,5 +1,7 @@
 """The vector operations of generated kernels, lane by lane against scalar arithmetic."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from numba import njit
@@ -60,3 +62,38 @@ def test_vector_operations_round_as_scalar_ones(dtype):
         assert got.tobytes() == np.asarray(want, dtype=dtype).tobytes(), k
     assert count == np.sum(~(a < ws[1]))  # NaN lanes count as not below
     assert np.isnan(out[40 + 2]) and np.signbit(out[40 + 5])
+
+
+@njit
+def compiled_fma(a, b, c, out):
+    for p in range(a.shape[0]):
+        out[p] = fma(a[p], b[p], c[p])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_plain_python_fma_rounds_as_the_compiled_one(dtype):
+    """What NUMBA_DISABLE_JIT=1 runs (fastbp.intrinsics._python_fma), against the CPU's."""
+    from fastbp.intrinsics import _python_fma
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    a, b = (rng.normal(size=n) * 2.0 ** rng.integers(-30, 30, n) for _ in range(2))
+    c = -(a * b) * (1 + rng.normal(size=n) * 1e-7)  # near cancellations
+    c[::3] = rng.normal(size=n)[::3]
+    a[:6], b[:6], c[:6] = [0, -0.0, np.inf, np.nan, 1e30, 3], [5, 2, 0, 1, 1e300, 0], [-0.0] * 6
+    b[4] = 1e10 if dtype == np.float32 else b[4]  # a product that overflows
+    a, b, c = (x.astype(dtype) for x in (a, b, c))
+    out = np.empty_like(a)
+    compiled_fma(a, b, c, out)
+    python = np.array([_python_fma(*abc) for abc in zip(a, b, c, strict=True)], dtype=dtype)
+    assert python.tobytes() == out.tobytes()
+
+
+def test_the_plain_python_fma_rounds_once_where_rounding_twice_would_not():
+    from fastbp.intrinsics import _round_once
+
+    # Just above the midpoint between 1 and the next float32: via float64 it becomes the
+    # midpoint, then rounds to even (1.0); rounded once, it goes up.
+    exact = Fraction(1) + Fraction(1, 2**24) + Fraction(1, 2**80)
+    assert np.float32(float(exact)) == 1
+    assert _round_once(exact, np.float32(0)) == np.nextafter(np.float32(1), np.float32(2))
