@@ -629,7 +629,7 @@ def _layout_vectors(layers, N, W) -> dict:
         lay["b"].append(at)
         lay["where"] += [at + j for j in range(fan_out)]
         at += W
-    lay["n_theta"] = lay["g"] = at
+    lay["g"] = at
     at *= 2
     for name, count in (("xt", layers[0]), ("x", N), ("tt", layers[-1])):
         lay[name] = at

@@ -18,8 +18,6 @@ from numba import types
 from numba.core import cgutils, config
 from numba.core.extending import intrinsic
 
-from fastbp.intrinsics import fma_chain
-
 
 def _float_of(*tys):
     """The float type shared by these tuple and float types (None if there is none), and
@@ -74,25 +72,25 @@ def _elementwise(operation, tys):
 @intrinsic
 def vadd(typingctx, a, b):
     """a + b per lane."""
-    return _elementwise(lambda builder, a, b: builder.fadd(a, b), (a, b))
+    return _elementwise(ir.IRBuilder.fadd, (a, b))
 
 
 @intrinsic
 def vsub(typingctx, a, b):
     """a - b per lane."""
-    return _elementwise(lambda builder, a, b: builder.fsub(a, b), (a, b))
+    return _elementwise(ir.IRBuilder.fsub, (a, b))
 
 
 @intrinsic
 def vmul(typingctx, a, b):
     """a * b per lane."""
-    return _elementwise(lambda builder, a, b: builder.fmul(a, b), (a, b))
+    return _elementwise(ir.IRBuilder.fmul, (a, b))
 
 
 @intrinsic
 def vdiv(typingctx, a, b):
     """a / b per lane."""
-    return _elementwise(lambda builder, a, b: builder.fdiv(a, b), (a, b))
+    return _elementwise(ir.IRBuilder.fdiv, (a, b))
 
 
 def _relu(builder, v):
@@ -206,6 +204,7 @@ def vstore(typingctx, arr, start, v):
 
 
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
+    from fastbp.intrinsics import fma_chain  # its plain-Python version, here
 
     def _per_lane(operation, *operands):
         width = max(len(v) for v in operands if isinstance(v, tuple))
