@@ -1,6 +1,8 @@
-"""``python -m fastbp.plot DIR [--out PLOTDIR] [--format png|svg|pdf]``: draw a sweep's figures."""
+"""``python -m fastbp.plot DIR [--out PLOTDIR] [--format png|svg|pdf]``: draw a sweep's
+figures and its report.html."""
 
 import sys
+import tempfile
 from pathlib import Path
 
 from fastbp.cli import Parser
@@ -24,20 +26,39 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    return draw(directory, Path(args.out) if args.out else None, args.format)
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.exists() and not out.is_dir() or not args.out.strip()):
+        print(f"error: --out {args.out!r}: must be a directory", file=sys.stderr)
+        return 2
+    return draw(directory, out, args.format)
 
 
 def draw(directory: Path, out: Path | None = None, fmt: str = "png") -> int:
-    """Write every figure of a sweep directory; print what was written and skipped."""
+    """Write every figure of a sweep directory and its report.html; print what was
+    written and what was skipped."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: figures go to files
     from fastbp.plots import write_figures
+    from fastbp.report import write_report
     from fastbp.results import load_results
 
     out = out or directory / "plots"
-    written = write_figures(load_results(directory), out, fmt, note=print)
-    print(f"{len(written)} figure(s) in {out}")
+    results = load_results(directory)
+    skipped = []
+
+    def note(line):
+        print(line)
+        skipped.append(line)
+
+    written = write_figures(results, out, fmt, note=note)
+    if fmt == "pdf":  # a page cannot show PDF: the report gets PNG copies
+        with tempfile.TemporaryDirectory() as tmp:
+            pngs = write_figures(results, Path(tmp), "png", note=lambda _: None)
+            report = write_report(directory, results, pngs, out, skipped)
+    else:
+        report = write_report(directory, results, written, out, skipped)
+    print(f"{len(written)} figure(s) and {report.name} in {out}")
     return 0
 
 

@@ -2,416 +2,638 @@
 
 Each function takes a :class:`fastbp.results.Results` and returns a matplotlib Figure
 (made without pyplot, so nothing here needs a display), or raises :class:`Skip` saying
-what the sweep lacks for it. Every figure gives each learning rate the same colour,
-from a colour-blind-safe palette (Okabe & Ito).
+what the sweep lacks for it. What each figure shows follows one rule
+(:mod:`fastbp.layout`): the primary swept field (``lr`` when swept) is the colour, or the
+x axis; the next swept fields make panels; ``seed`` and any fields left over are pooled
+into medians and bands, and the subtitle says so, with the values every run shares.
+Keyword arguments choose the fields by hand.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.colors import LogNorm
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    NullLocator,
+    PercentFormatter,
+)
 
-from fastbp.config import RunConfig
+from fastbp.layout import (
+    TABLE_ROWS,
+    describe,
+    fmt,
+    label,
+    log_spaced,
+    loss_label,
+    panel_groups,
+    roles,
+    scale,
+    subtitle,
+    swept_of,
+)
 
-# Okabe-Ito, ordered so that neighbouring learning rates get clearly different colours.
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#000000", "#CC79A7", "#E69F00", "#56B4E9"]
-LINESTYLES = ["-", "--", ":", "-."]
-MARKERS = ["o", "s", "^", "D", "v", "P"]
-MAX_PANELS = 12
-WIDTH = 11.0  # inches: room for the legend to the right of the data
+# Okabe-Ito, colour-blind safe, for up to 7 values; a 12-colour set for up to 12.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+PALETTE_12 = [colormaps["tab20"](k) for k in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 5)]
+MAX_LEGEND = 12  # more values than this get a colour bar instead of legend entries
+MAX_CURVE_POINTS = 300  # points per drawn curve: more are thinned (the step axis keeps 0)
+BAND_QUANTILES = (0.1, 0.9)  # the band of a series of more than SMALL_GROUP runs
+SMALL_GROUP = 10  # up to this many runs, a band spans them all (min to max)
+NEUTRAL = "0.25"
+WIDTH = 11.0  # inches
 
 
 class Skip(Exception):
     """A figure cannot be drawn from this sweep; the message says why, in one line."""
 
 
-def swept(runs: pd.DataFrame) -> list[str]:
-    """The RunConfig fields that take more than one value in these runs: lr first, seed last."""
-    keys = [k for k in RunConfig.field_names() if runs[k].nunique(dropna=False) > 1]
-    return sorted(keys, key=lambda k: (k != "lr", k == "seed"))
+# --- colours ---
 
 
-def lr_colours(runs: pd.DataFrame) -> dict[float, str]:
-    """One colour per learning rate, largest lr first, the same in every figure."""
-    lrs = sorted(runs["lr"].unique(), reverse=True)
-    if len(lrs) <= len(PALETTE):
-        return dict(zip(lrs, PALETTE, strict=False))
-    cmap = colormaps["viridis"]
-    return {lr: cmap(k / (len(lrs) - 1)) for k, lr in enumerate(lrs)}
+class Colours:
+    """The colour of each run, by the value of one field: a fixed palette for a few values
+    (with a legend), a colour map for many numeric values (with a colour bar)."""
+
+    def __init__(self, runs: pd.DataFrame, field: str | None):
+        self.field = field
+        self.continuous = False
+        if field is None:
+            self.scale, self.colours = None, [to_rgba(NEUTRAL)]
+            return
+        self.scale = scale(runs, field, most=None)  # every value its own category
+        n = len(self.scale)
+        if self.scale.numeric and n > len(PALETTE):
+            self.continuous = True
+            values = self.scale.positions
+            self.norm = (LogNorm if self.scale.log else Normalize)(values.min(), values.max())
+            self.cmap = colormaps["viridis"]
+            self.colours = list(self.cmap(self.norm(values)))
+        elif n <= MAX_LEGEND:
+            palette = PALETTE if n <= len(PALETTE) else PALETTE_12
+            self.colours = [to_rgba(c) for c in palette[:n]]
+        else:  # many categories: a colour bar with one tick per category
+            self.cmap = ListedColormap(colormaps["turbo"](np.linspace(0.05, 0.95, n)))
+            self.norm = BoundaryNorm(np.arange(n + 1) - 0.5, n)
+            self.colours = list(self.cmap(self.norm(np.arange(n))))
+
+    def codes(self, runs: pd.DataFrame) -> np.ndarray:
+        """The colour index of each row of ``runs`` (which must be the runs it was made for,
+        or a subset of their rows with the same index)."""
+        if self.scale is None:
+            return np.zeros(len(runs), dtype=int)
+        return self.scale.codes_of(runs[self.field])
+
+    def key(self, fig, axes, extra=()):
+        """The legend (to the right of ``axes[0]``'s row) or colour bar, and ``extra`` legend
+        entries (below the figure when there is a colour bar)."""
+        extra = list(extra)
+        if self.scale is None:
+            if extra:
+                _legend(axes, extra)
+            return
+        if self.continuous or len(self.scale) > MAX_LEGEND:
+            bar = fig.colorbar(
+                ScalarMappable(self.norm, self.cmap), ax=list(axes), label=label(self.field),
+                shrink=0.9, aspect=30,
+            )  # fmt: skip
+            if not self.continuous:
+                bar.set_ticks(np.arange(len(self.scale)), labels=list(self.scale.labels))
+            elif self.scale.log:
+                _plain_log(bar.ax.yaxis)
+            if extra:
+                fig.legend(handles=extra, loc="outside lower center", ncols=min(4, len(extra)),
+                           frameon=False, fontsize=9)  # fmt: skip
+            return
+        handles = [
+            Line2D([], [], color=c, lw=2.5, label=text)
+            for c, text in zip(self.colours, self.scale.labels, strict=True)
+        ]
+        if extra:
+            handles += [Line2D([], [], ls="", label=""), *extra]
+        _legend(axes, handles, title=label(self.field))
 
 
-def fmt(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{value:g}"
-    return str(value)
+def _legend(axes, handles, title=None):
+    """A legend to the right of the top-right axes: never over the title or the data."""
+    top = [ax for ax in axes if ax.get_subplotspec().rowspan.start == 0]
+    anchor = max(top or axes, key=lambda ax: ax.get_subplotspec().colspan.stop)
+    anchor.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+        frameon=False, fontsize=9, title=title, title_fontsize=9, alignment="left",
+    )  # fmt: skip
 
 
-def describe(keys, values) -> str:
-    return ", ".join(f"{k}={fmt(v)}" for k, v in zip(keys, values, strict=True)) or "all runs"
+# --- axes helpers ---
 
 
-def _groups(runs, keys):
-    """(values, rows) for each combination of ``keys`` present, in sorted order."""
-    if not keys:
-        return [((), runs)]
-    return [
-        (values if isinstance(values, tuple) else (values,), rows)
-        for values, rows in runs.groupby(keys, sort=True, dropna=False)
-    ]
-
-
-def _select(frame, keys, values):
-    """The rows of frame whose ``keys`` hold ``values``."""
-    for k, v in zip(keys, values, strict=True):
-        frame = frame[frame[k] == v]
-    return frame
-
-
-def _title(results, what):
-    keys = [k for k in swept(results.runs) if k != "seed"]
-    seeds = results.runs["seed"].nunique()
-    over = f"{seeds} seeds" if seeds > 1 else "1 seed"
-    return f"{what} — swept: {', '.join(keys) or 'nothing'} ({len(results.runs)} runs, {over})"
-
-
-def _figure(n_panels, height=3.6, max_cols=3, **shared):
+def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, **shared):
     cols = min(max_cols, int(np.ceil(np.sqrt(n_panels))))
     rows = -(-n_panels // cols)
-    fig = Figure(figsize=(WIDTH, 0.6 + height * rows), layout="constrained")
+    fig = Figure(figsize=(width, 1.0 + height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, **shared).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
-    return fig, axes[:n_panels]
+    return fig, list(axes[:n_panels])
 
 
-def _plain_log_ticks(axis):
-    """Label a log axis 0.1, 0.2 ... rather than 1 × 10⁻¹, 2 × 10⁻¹."""
-    label = FuncFormatter(lambda v, _: f"{v:g}")
-    axis.set_major_formatter(label)
-    axis.set_minor_formatter(label)
+def _titles(fig, title, results, pooled):
+    """The title, and a smaller subtitle: what the runs share and what is pooled."""
+    title = "\n".join(textwrap.wrap(title, int(fig.get_figwidth() * 8)))
+    fig.suptitle(title, fontsize=12, fontweight="bold", x=0.01, ha="left")
+    note = subtitle(results, pooled, width=int(fig.get_figwidth() * 12.5))
+    fig.supxlabel(note, fontsize=8.5, color="0.3", x=0.01, ha="left")
 
 
-def _lr_legend(fig, colours, extra=()):
-    handles = [Line2D([], [], color=c, lw=2, label=f"lr = {fmt(lr)}") for lr, c in colours.items()]
-    fig.legend(handles=[*handles, *extra], loc="outside right upper", frameon=False)
+def _plain_log(axis):
+    """Plain labels (0.1, 0.2, 0.5) on a log axis: 1-2-5 ticks when it spans less than
+    three decades, decades otherwise; no minor ticks (each tick is costly to draw)."""
+    lo, hi = sorted(axis.get_view_interval())
+    if lo > 0 and hi / lo < 1000:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
 
 
-def loss_curves(results) -> Figure:
-    """Loss against step, one line per learning rate (median over seeds, band min..max),
-    one panel per combination of the other swept fields."""
-    runs = results.runs
-    if len(results.curves) == 0:
-        raise Skip("no curves in this sweep")
-    keys = [k for k in swept(runs) if k not in ("lr", "seed")]
-    panels = _groups(runs, keys)
-    if len(panels) > MAX_PANELS:
-        raise Skip(
-            f"{len(panels)} combinations of {', '.join(keys)}: more than {MAX_PANELS} panels"
-        )
-    colours = lr_colours(runs)
-    curves = results.curves.merge(runs[["run_id", "lr", *keys]], on="run_id")
-    # A diverging run climbs towards 1e300 before its loss turns NaN: the panels show up to
-    # a few times the initial loss, and such a run leaves them through the top.
-    top = 3 * curves.loc[curves["step"] == 0, "loss"].max()
-    curves["loss"] = curves["loss"].clip(upper=10 * top)
-    positive = curves.loc[curves["step"] > 0, "step"]
-    log_x = len(positive) and positive.max() / positive.min() >= 100
-    fig, axes = _figure(len(panels), sharey=True)
-    for ax, (values, _) in zip(axes, panels, strict=True):
-        here = _select(curves, keys, values)
-        for lr, part in here.groupby("lr", sort=False):
-            stats = part.groupby("step")["loss"].agg(["median", "min", "max"])
-            if log_x:
-                stats = stats[stats.index > 0]
-            ax.plot(stats.index, stats["median"], color=colours[lr], lw=1.6)
-            ax.fill_between(
-                stats.index, stats["min"], stats["max"], color=colours[lr], alpha=0.12, lw=0
-            )
+def _steps_axis(ax, steps):
+    """Steps from 0: linear, or symlog (linear up to the first logged step) when they span
+    two decades or more."""
+    positive = steps[steps > 0]
+    ax.set_xlim(0, max(steps.max(), 1))
+    if len(positive) and positive.max() / positive.min() >= 100:
+        ax.set_xscale("symlog", linthresh=positive.min(), linscale=0.4)
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(_step_text))
+
+
+def _step_text(v, _=None) -> str:
+    if abs(v) >= 1000:
+        return f"{v / 1000:g}k"
+    return f"{v:g}"
+
+
+def _log_y(ax, values) -> bool:
+    finite = values[np.isfinite(values)]
+    if len(finite) and finite.min() > 0:
         ax.set_yscale("log")
-        _plain_log_ticks(ax.yaxis)
-        if log_x:
-            ax.set_xscale("log")
-        title = describe(keys, values)
-        diverged = int(_select(runs, keys, values)["diverged"].sum())
-        ax.set_title(title + (f" ({diverged} diverged)" if diverged else ""), fontsize=10)
+        return True
+    return False
+
+
+class XAxis:
+    """A field along x: numeric at its true values (log where log-spaced), or categories at
+    0, 1, 2 ... with their labels. ``at(runs, k, n)`` is each run's x, series k of n."""
+
+    def __init__(self, runs, field):
+        self.field = field
+        self.cats = scale(runs, field, most=None)
+        self.numeric = self.cats.numeric
+        self.log = self.numeric and log_spaced(runs[field])
+
+    def at(self, runs, k=0, n=1):
+        if self.numeric:
+            return runs[self.field].to_numpy(dtype=float)
+        codes = self.cats.codes_of(runs[self.field])
+        return codes + 0.7 * ((k + 0.5) / n - 0.5)  # series side by side within a slot
+
+    def summary_groups(self, runs):
+        """(x, mask) over ``runs`` for the median line: each value, or bins of values where
+        a numeric field has many values with few runs each."""
+        if self.numeric:
+            many = runs[self.field].nunique() > 2 * TABLE_ROWS
+            s = scale(runs, self.field, most=TABLE_ROWS if many else None)
+            return [(s.positions[c], s.codes == c) for c in range(len(s))]
+        codes = self.cats.codes_of(runs[self.field])
+        return [(c, codes == c) for c in np.unique(codes)]
+
+    def dress(self, ax, runs):
+        """Scale, limits (every run inside, diverged ones too), ticks and label."""
+        if self.numeric:
+            x = runs[self.field].to_numpy(dtype=float)
+            lo, hi = x.min(), x.max()
+            if self.log:
+                ax.set_xscale("log")
+                pad = (hi / lo) ** 0.04
+                ax.set_xlim(lo / pad, hi * pad)
+                _plain_log(ax.xaxis)
+            else:
+                pad = 0.04 * (hi - lo) or 0.5
+                ax.set_xlim(lo - pad, hi + pad)
+        else:
+            ax.set_xticks(range(len(self.cats)), self.cats.labels)
+            ax.set_xlim(-0.6, len(self.cats) - 0.4)
+            if sum(len(t) for t in self.cats.labels) > 60:
+                ax.tick_params(axis="x", labelrotation=30)
+        ax.set_xlabel(label(self.field))
+
+
+def _spread(values: pd.Series | np.ndarray, n_max: int):
+    """(low, high) of a band: min to max for small groups, else the 10-90% quantiles."""
+    if n_max <= SMALL_GROUP:
+        return np.nanmin(values), np.nanmax(values)
+    return tuple(np.nanquantile(values, BAND_QUANTILES))
+
+
+def _band_text(n_max) -> str:
+    if n_max <= SMALL_GROUP:
+        return "band: min to max"
+    lo, hi = BAND_QUANTILES
+    return f"band: {lo:.0%} to {hi:.0%} of runs"
+
+
+def _x_field(results, x):
+    """The field along x: ``x``, or the primary swept field."""
+    fields = [f for f in swept_of(results) if f != "seed"]
+    x = x or next(iter(fields), None)
+    if x is None:
+        raise Skip("nothing is swept besides seed: no field to compare along")
+    if results.runs[x].nunique(dropna=False) < 2:
+        raise Skip(f"{x} takes one value: nothing to compare along it")
+    return x
+
+
+# --- the figures ---
+
+
+def loss_curves(results, colour=None, panels=None) -> Figure:
+    """Loss against step, step 0 included: one median line per value of the colour field
+    (band over seeds and pooled fields) in one axes per panel."""
+    runs, curves = results.runs, results.curves
+    if len(curves) == 0 or len(runs) == 0:
+        raise Skip("no curves in this sweep")
+    r = roles(results, colour, panels)
+    colours = Colours(runs, r.colour)
+    groups = panel_groups(runs, r.panels)
+    panel = np.zeros(len(runs), dtype=int)
+    for p, (_, mask) in enumerate(groups):
+        panel[mask] = p
+    series = colours.codes(runs)
+    row = pd.Index(runs["run_id"]).get_indexer(curves["run_id"])
+    step = curves["step"].to_numpy()
+    keep = _display_steps(step, runs["steps"].to_numpy())
+    loss = curves["loss"].to_numpy(dtype=float)
+    # A diverging run climbs towards 1e300 before its loss turns NaN: the axes show up to
+    # a few times the initial loss, and such a run leaves them through the top.
+    start = loss[(step == 0) & np.isfinite(loss)]
+    top = 3 * start.max() if len(start) else np.nanmax(np.where(np.isfinite(loss), loss, np.nan))
+    frame = pd.DataFrame(
+        {"panel": panel[row], "series": series[row], "step": step, "loss": np.minimum(loss, 10 * top)}
+    )[keep]
+    n_max = int(pd.Series(panel * len(colours.colours) + series).value_counts().max())
+    grouped = frame.groupby(["panel", "series", "step"], sort=True)["loss"]
+    if n_max <= SMALL_GROUP:
+        stats = grouped.agg(["median", "min", "max"])
+    else:
+        lo, hi = BAND_QUANTILES
+        stats = pd.concat(
+            [grouped.median(), grouped.quantile(lo), grouped.quantile(hi)], axis=1,
+            keys=["median", "min", "max"],
+        )  # fmt: skip
+    fig, axes = _figure(len(groups), sharey=True)
+    diverged = runs["diverged"].to_numpy(bool)
+    with_bands = len(colours.colours) <= len(PALETTE)  # more bands than that hide each other
+    for p, (ax, (title, mask)) in enumerate(zip(axes, groups, strict=True)):
+        lines, bands, line_colours = [], [], []
+        if p in stats.index.get_level_values(0):
+            for s, part in stats.loc[p].groupby(level=0):
+                part = part.droplevel(0)
+                part = part[np.isfinite(part["median"])]
+                x = part.index.to_numpy(dtype=float)
+                lines.append(np.column_stack([x, part["median"]]))
+                bands.append(np.concatenate([
+                    np.column_stack([x, part["min"]]), np.column_stack([x, part["max"]])[::-1]
+                ]))  # fmt: skip
+                line_colours.append(colours.colours[s])
+        if with_bands:
+            ax.add_collection(PolyCollection(bands, facecolors=line_colours, alpha=0.14, lw=0))
+        ax.add_collection(LineCollection(lines, colors=line_colours, linewidths=1.6))
+        ax.autoscale_view()
+        _steps_axis(ax, frame.loc[frame["panel"] == p, "step"].to_numpy())
+        n_div = int(diverged[mask].sum())
+        extra = f" ({n_div} of {int(mask.sum())} diverged)" if n_div else ""
+        ax.set_title(title + extra, fontsize=10)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss (MSE)")
         ax.grid(True, which="major", alpha=0.3)
-    low = curves["loss"][curves["loss"] > 0].min()
-    axes[0].set_ylim(low / 1.3, top)
-    fig.suptitle(_title(results, "Loss curves: median over seeds, band = min to max"))
-    _lr_legend(fig, colours)
+    for ax in axes:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(loss_label(runs))
+    finite = stats["min"].to_numpy()
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if len(finite) and _log_y(axes[0], finite):
+        axes[0].set_ylim(finite.min() / 1.3, top)
+        for ax in axes:
+            _plain_log(ax.yaxis)
+    what = f"median, {_band_text(n_max)}" if with_bands else f"median of each {r.colour} value"
+    _titles(fig, f"Loss curves: {what}", results, r.pooled)
+    colours.key(fig, axes)
     return fig
 
 
-def _against_lr(results):
-    """What a figure with learning rate on its x axis starts from: the runs, the other
-    swept fields, the lr colours, and a one-panel figure."""
+def _display_steps(step: np.ndarray, final_steps: np.ndarray) -> np.ndarray:
+    """A mask over logged steps: all of them up to MAX_CURVE_POINTS, else a thinned set
+    spread evenly on the drawn axis, with step 0 and every run's last step kept."""
+    unique = np.unique(step)
+    if len(unique) <= MAX_CURVE_POINTS:
+        return np.ones(len(step), dtype=bool)
+    positive = unique[unique > 0]
+    if positive.max() / positive.min() >= 100:
+        targets = np.geomspace(positive.min(), positive.max(), MAX_CURVE_POINTS)
+    else:
+        targets = np.linspace(positive.min(), positive.max(), MAX_CURVE_POINTS)
+    picks = positive[np.clip(np.searchsorted(positive, targets), 0, len(positive) - 1)]
+    chosen = np.union1d(np.union1d(picks, [0]), np.unique(final_steps))
+    return np.isin(step, chosen)
+
+
+def final_loss(results, x=None, colour=None, panels=None) -> Figure:
+    """Final loss of every run at its own x (the primary field unless ``x``), a median line
+    and a band per value of the colour field; diverged runs as crosses along the top."""
     runs = results.runs
-    if runs["lr"].nunique() < 2:
-        raise Skip("needs at least two learning rates")
-    keys = [k for k in swept(runs) if k not in ("lr", "seed")]
-    fig = Figure(figsize=(WIDTH, 5.2), layout="constrained")
-    return runs, keys, lr_colours(runs), fig, fig.subplots()
-
-
-def final_loss(results) -> Figure:
-    """Final loss against learning rate, log-log: one line per group of the other swept
-    fields (median over seeds, band min..max), single runs as dots coloured by lr, and
-    diverged runs as crosses along the top edge."""
-    runs, keys, colours, fig, ax = _against_lr(results)
-    handles = []
-    groups = _groups(runs, keys)
-    for n, (values, part) in enumerate(groups):
-        # Each group is nudged sideways (by a constant factor, on the log axis) so that
-        # the runs of different groups at the same lr do not hide each other.
-        nudge = 10 ** (0.07 * (n - (len(groups) - 1) / 2))
-        stats = part.groupby("lr")["final_loss"].agg(["median", "min", "max"])
-        style, marker = LINESTYLES[n % len(LINESTYLES)], MARKERS[n % len(MARKERS)]
-        x = stats.index * nudge
-        ax.plot(x, stats["median"], color="0.2", ls=style, lw=1.4)
-        ax.fill_between(x, stats["min"], stats["max"], color="0.5", alpha=0.07, lw=0)
-        finite = part[~part["diverged"]]
-        ax.scatter(
-            finite["lr"] * nudge,
-            finite["final_loss"],
-            c=finite["lr"].map(colours),
-            marker=marker,
-            s=18,
-            zorder=3,
-            edgecolors="white",
-            linewidths=0.4,
-        )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="0.2",
-                ls=style,
-                marker=marker,
-                ms=5,
-                markerfacecolor="0.5",
-                label=describe(keys, values),
-            )
-        )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _plain_log_ticks(ax.yaxis)
-    diverged = runs[runs["diverged"]]
-    if len(diverged):
-        top = ax.get_xaxis_transform()  # x in data, y in axes fraction
-        ax.scatter(
-            diverged["lr"],
-            np.full(len(diverged), 0.97),
-            transform=top,
-            marker="x",
-            c=diverged["lr"].map(colours),
-            s=40,
-            zorder=4,
-            clip_on=False,
-        )
-        handles.append(
-            Line2D([], [], ls="", marker="x", color="k", label=f"diverged ({len(diverged)} runs)")
-        )
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("final loss (MSE)")
-    ax.grid(True, which="major", alpha=0.3)
-    fig.suptitle(_title(results, "Final loss against learning rate"))
-    _lr_legend(fig, colours, extra=[Line2D([], [], ls="", label=""), *handles])
+    x = _x_field(results, x)
+    r = roles(results, colour, panels, exclude=(x,), max_panels=6)
+    colours = Colours(runs, r.colour)
+    xaxis = XAxis(runs, x)
+    groups = panel_groups(runs, r.panels)
+    fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=True)
+    series = colours.codes(runs)
+    n_series = len(colours.colours)
+    n_max = 1
+    for ax, (title, mask) in zip(axes, groups, strict=True):
+        for s in np.unique(series[mask]):
+            part = runs[mask & (series == s)]
+            colour = colours.colours[s]
+            xs = xaxis.at(part, s, n_series)
+            ok = ~part["diverged"].to_numpy(bool) & np.isfinite(part["final_loss"].to_numpy())
+            ax.scatter(xs[ok], part["final_loss"].to_numpy()[ok], s=16, color=colour,
+                       alpha=0.75, edgecolors="none", zorder=3)  # fmt: skip
+            med = []
+            for pos, where in xaxis.summary_groups(part):
+                values = part["final_loss"].to_numpy()[where & ok]
+                n_max = max(n_max, len(values))
+                if len(values):
+                    med.append((pos, np.median(values), *_spread(values, len(values))))
+            if med:
+                pos, mid, lo, hi = np.array(med).T
+                if xaxis.numeric:
+                    ax.plot(pos, mid, color=colour, lw=1.5, zorder=4)
+                    ax.fill_between(pos, lo, hi, color=colour, alpha=0.12, lw=0)
+                else:  # per category: a median tick and a bar over the band, no joining line
+                    pos = pos + 0.7 * ((s + 0.5) / n_series - 0.5)
+                    half = 0.3 / n_series
+                    ax.hlines(mid, pos - half, pos + half, color=colour, lw=2, zorder=4)
+                    ax.vlines(pos, lo, hi, color=colour, lw=5, alpha=0.25, zorder=2)
+            if (~ok).any():
+                ax.scatter(xs[~ok], np.full((~ok).sum(), 0.97), transform=ax.get_xaxis_transform(),
+                           marker="x", s=36, color=colour, clip_on=False, zorder=5)  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        xaxis.dress(ax, runs)
+        ax.grid(True, which="major", alpha=0.3)
+    finite = runs.loc[~runs["diverged"], "final_loss"].to_numpy(dtype=float)
+    if _log_y(axes[0], finite):
+        for ax in axes:
+            _plain_log(ax.yaxis)
+    for ax in axes:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(loss_label(runs, "final loss"))
+    extra = _diverged_handle(runs)
+    _titles(fig, f"Final loss by {label(x)}: every run, median line, {_band_text(n_max)}",
+            results, r.pooled)  # fmt: skip
+    colours.key(fig, axes, extra)
     return fig
 
 
-def heatmap(results, x: str = "lr", y: str | None = None) -> Figure:
-    """Median final loss over two swept fields (default: lr and the field with the most
-    values besides seed), annotated, on a log colour scale."""
+def _diverged_handle(runs) -> list:
+    n = int(runs["diverged"].sum())
+    if not n:
+        return []
+    text = f"diverged: {n} of {len(runs)} runs (at the top)"
+    return [Line2D([], [], ls="", marker="x", color="k", label=text)]
+
+
+def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
+    """Median final loss over two swept fields (default: the first two), with the number
+    of runs per cell when it varies; many numeric values are binned. A cell without runs is
+    blank; a cell says "diverged" only for runs that diverged, with how many of how many."""
     runs = results.runs
-    candidates = [k for k in swept(runs) if k not in (x, "seed")]
+    fields = [f for f in swept_of(results) if f != "seed"]
+    x = x or next(iter(fields), None)
     if y is None:
-        if not candidates:
-            raise Skip(f"needs a second swept field besides {x} and seed")
-        y = max(candidates, key=lambda k: runs[k].nunique())
+        y = next((f for f in fields if f != x), None)
+        if y is None:
+            raise Skip("needs two swept fields besides seed" if x is None else
+                       f"needs a second swept field besides {x} and seed")  # fmt: skip
     for key in (x, y):
-        if key not in runs.columns or runs[key].nunique() < 2:
+        if key not in runs.columns or runs[key].nunique(dropna=False) < 2:
             raise Skip(f"{key} is not swept")
-    table = runs.pivot_table(index=y, columns=x, values="final_loss", aggfunc="median")
-    values = table.to_numpy(dtype=float)
-    finite = values[np.isfinite(values) & (values > 0)]
-    if not len(finite):
-        raise Skip("no finite final loss to show")
-    fig = Figure(
-        figsize=(max(6.0, 1.1 * table.shape[1] + 3), 1.0 + 0.7 * table.shape[0] + 1.2),
-        layout="constrained",
+    sx, sy = scale(runs, x), scale(runs, y)
+    finite = ~runs["diverged"].to_numpy(bool) & np.isfinite(runs["final_loss"].to_numpy())
+    cells = pd.DataFrame({"i": sy.codes, "j": sx.codes, "loss": runs["final_loss"], "ok": finite})
+    table = cells.groupby(["i", "j"]).agg(
+        n=("ok", "size"), ok=("ok", "sum"), median=("loss", lambda v: np.nan)
     )
+    table["median"] = cells[cells["ok"]].groupby(["i", "j"])["loss"].median()
+    values = np.full((len(sy), len(sx)), np.nan)
+    counts = np.zeros((len(sy), len(sx)), dtype=int)
+    for (i, j), row in table.iterrows():
+        values[i, j] = row["median"]
+        counts[i, j] = row["n"]
+    shown = values[np.isfinite(values)]
+    width = min(max(6.0, 0.95 * len(sx) + 3.2), 16.0)
+    fig = Figure(figsize=(width, 1.6 + 0.62 * len(sy) + 1.0), layout="constrained")
     ax = fig.subplots()
-    norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.0001))
-    image = ax.imshow(values, cmap="viridis", norm=norm, aspect="auto")
-    for (i, j), v in np.ndenumerate(values):
-        text = "diverged" if not np.isfinite(v) else f"{v:.3g}"
-        light = np.isfinite(v) and norm(v) < 0.55
-        ax.text(
-            j, i, text, ha="center", va="center", fontsize=9, color="white" if light else "black"
-        )
-    ax.set_xticks(range(table.shape[1]), [fmt(v) for v in table.columns])
-    ax.set_yticks(range(table.shape[0]), [fmt(v) for v in table.index])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    others = [k for k in swept(runs) if k not in (x, y)]
-    bar = fig.colorbar(image, ax=ax, label="median final loss")
-    _plain_log_ticks(bar.ax.yaxis)
-    fig.suptitle(
-        f"Median final loss by {x} and {y}"
-        + (f" (median over {', '.join(others)})" if others else ""),
-        fontsize=11,
-    )
+    if len(shown):
+        positive = shown[shown > 0]
+        spans = len(positive) == len(shown) and positive.max() / positive.min() > 3
+        norm = LogNorm(positive.min(), positive.max()) if spans else Normalize(shown.min(), shown.max())
+    else:
+        norm = Normalize(0, 1)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", norm=norm, aspect="auto")
+    uneven = len(set(counts[counts > 0].ravel())) > 1 or sx.binned or sy.binned
+    small = len(sx) > 8
+    for (i, j), n in np.ndenumerate(counts):
+        if n == 0:
+            continue  # no run here: left blank
+        ok = int(table.loc[(i, j), "ok"])
+        lines = [f"{values[i, j]:.3g}"] if ok else ["diverged"]
+        if ok < n:
+            lines.append(f"{n - ok}/{n} diverged")
+        elif uneven:
+            lines.append(f"n={n}")
+        light = ok and norm(values[i, j]) < 0.55
+        ax.text(j, i, "\n".join(lines), ha="center", va="center",
+                fontsize=7 if small else 8.5, color="white" if light else "black")  # fmt: skip
+    ax.set_xticks(range(len(sx)), sx.labels)
+    ax.set_yticks(range(len(sy)), sy.labels)
+    if sum(len(t) for t in sx.labels) > 6 * len(sx) or small:
+        ax.tick_params(axis="x", labelrotation=35)
+    ax.set_xlabel(label(x) + (" (binned)" if sx.binned else ""))
+    ax.set_ylabel(label(y) + (" (binned)" if sy.binned else ""))
+    bar = fig.colorbar(image, ax=ax, label=loss_label(runs, "median final loss"))
+    if isinstance(norm, LogNorm):
+        _plain_log(bar.ax.yaxis)
+    each = "" if uneven else f", {counts.max()} runs per cell"
+    pooled = [f for f in swept_of(results) if f not in (x, y)]
+    _titles(fig, f"Median final loss by {label(x)} and {label(y)}{each}", results, pooled)
     return fig
 
 
-def steps_to_threshold(results, threshold: float | None = None) -> Figure:
-    """Logged step at which each run first reached the threshold, against learning rate;
-    runs that never reached it are counted along the top edge."""
+def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None) -> Figure:
+    """Above: the first logged step at which each run reached the threshold, at its own x,
+    with a median line per value of the colour field. Below: the share of runs that
+    reached it at all."""
     threshold = threshold if threshold is not None else results.threshold
     if threshold is None:
         raise Skip("the sweep has no threshold ([sweep].threshold)")
-    runs, keys, colours, fig, ax = _against_lr(results)
-    reached = runs[runs["steps_to_threshold"].notna()]
-    handles = []
-    for n, (values, part) in enumerate(_groups(reached, keys)):
-        stats = part.groupby("lr")["steps_to_threshold"].median()
-        style = LINESTYLES[n % len(LINESTYLES)]
-        ax.plot(stats.index, stats.to_numpy(float), color="0.3", ls=style, lw=1.4)
-        handles.append(Line2D([], [], color="0.3", ls=style, label=describe(keys, values)))
-    ax.scatter(
-        reached["lr"],
-        reached["steps_to_threshold"].to_numpy(float),
-        s=18,
-        zorder=3,
-        c=reached["lr"].map(colours),
-        edgecolors="white",
-        linewidths=0.4,
-    )
-    ax.set_xscale("log")
-    if len(reached):
-        ax.set_yscale("log")
-        _plain_log_ticks(ax.yaxis)
-        low, high = reached["steps_to_threshold"].min(), reached["steps_to_threshold"].max()
-        ax.set_ylim(10 ** np.floor(np.log10(max(low, 1))), high * 1.5)  # a labelled decade
-    ax.set_xlim(runs["lr"].min() / 2, runs["lr"].max() * 2)
-    top = ax.get_xaxis_transform()
-    for lr, part in runs.groupby("lr"):
-        missed = int(part["steps_to_threshold"].isna().sum())
-        if missed:
-            ax.scatter(
-                [lr],
-                [1.0],
-                transform=top,
-                marker="v",
-                s=60,
-                color=colours[lr],
-                clip_on=False,
-                zorder=4,
-            )
-            ax.text(
-                lr,
-                1.03,
-                f"{missed}/{len(part)}",
-                transform=top,
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-    handles.append(
-        Line2D([], [], ls="", marker="v", color="k", label="never reached (count / runs)")
-    )
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"first logged step with loss ≤ {threshold:g}")
-    ax.grid(True, which="major", alpha=0.3)
-    fig.suptitle(_title(results, f"Steps to reach loss {threshold:g}"))
-    _lr_legend(fig, colours, extra=[Line2D([], [], ls="", label=""), *handles])
+    runs = results.runs
+    x = _x_field(results, x)
+    r = roles(results, colour, panels, exclude=(x,), max_panels=4)
+    colours = Colours(runs, r.colour)
+    xaxis = XAxis(runs, x)
+    groups = panel_groups(runs, r.panels)
+    fig = Figure(figsize=(WIDTH, 6.4), layout="constrained")
+    grid = fig.add_gridspec(2, len(groups), height_ratios=[2.4, 1])
+    tops, bottoms = [], []
+    series = colours.codes(runs)
+    n_series = len(colours.colours)
+    reached_all = runs["steps_to_threshold"].notna().to_numpy()
+    for k, (title, mask) in enumerate(groups):
+        top = fig.add_subplot(grid[0, k], sharey=tops[0] if tops else None)
+        bottom = fig.add_subplot(grid[1, k], sharex=top)
+        tops.append(top)
+        bottoms.append(bottom)
+        for s in np.unique(series[mask]):
+            part = runs[mask & (series == s)]
+            colour = colours.colours[s]
+            got = reached_all[mask & (series == s)]
+            xs = xaxis.at(part, s, n_series)
+            steps = part["steps_to_threshold"].to_numpy(dtype=float, na_value=np.nan)
+            top.scatter(xs[got], steps[got], s=16, color=colour, alpha=0.75, edgecolors="none",
+                        zorder=3)  # fmt: skip
+            med, share = [], []
+            for pos, where in xaxis.summary_groups(part):
+                if not xaxis.numeric:
+                    pos = pos + 0.7 * ((s + 0.5) / n_series - 0.5)
+                share.append((pos, got[where].mean()))
+                if got[where].any():
+                    med.append((pos, np.median(steps[where & got])))
+            if med:
+                top.plot(*np.array(med).T, color=colour, lw=1.5, zorder=4)
+            bottom.plot(*np.array(share).T, color=colour, lw=1.3, marker="o", ms=3.5)
+        top.set_title(title, fontsize=10)
+        top.grid(True, which="major", alpha=0.3)
+        bottom.grid(True, which="major", alpha=0.3)
+        bottom.set_ylim(-0.05, 1.05)
+        bottom.yaxis.set_major_formatter(PercentFormatter(1.0))
+        xaxis.dress(bottom, runs)
+        top.tick_params(labelbottom=False)
+    if reached_all.any():
+        reached = runs.loc[reached_all, "steps_to_threshold"].to_numpy(dtype=float)
+        if _log_y(tops[0], np.maximum(reached, 1)):
+            tops[0].set_ylim(max(reached.min(), 1) / 1.5, reached.max() * 1.5)
+            for ax in tops:
+                _plain_log(ax.yaxis)
+                ax.yaxis.set_major_formatter(FuncFormatter(_step_text))
+    else:
+        tops[0].text(0.5, 0.5, "no run reached the threshold", transform=tops[0].transAxes,
+                     ha="center", va="center", color="0.3")  # fmt: skip
+    tops[0].set_ylabel(f"first logged step with\nloss ≤ {threshold:g}")
+    bottoms[0].set_ylabel("runs that\nreached it")
+    _titles(fig, f"Steps to reach loss {threshold:g}, by {label(x)}", results, r.pooled)
+    colours.key(fig, tops)
     return fig
 
 
-def learned_params(results) -> Figure:
-    """The first hidden layer's final biases by learning rate, and the network's outputs
-    for every input for the best run (and the best run without biases, when swept)."""
+def learned_params(results, x=None) -> Figure:
+    """The first hidden layer's final biases by the primary field (runs with biases), and
+    the network's outputs for every sample for the best run (and the best run without
+    biases, when bias is swept)."""
+    from fastbp.data import make_dataset
     from fastbp.reference import predict
+    from fastbp.results import config_from_row
 
     runs, params = results.runs, results.params
     if len(params) == 0:
         raise Skip("no parameters in this sweep")
-    colours = lr_colours(runs)
-    with_bias = runs[runs["bias"] & ~runs["diverged"]]
     finite = runs[~runs["diverged"] & runs["final_loss"].notna()]
     if not len(finite):
-        raise Skip("every run diverged")
+        raise Skip("every run diverged: no trained parameters to show")
+    fields = swept_of(results)
+    x = x or next((f for f in fields if f != "seed"), None)
     best = [("best run", finite.loc[finite["final_loss"].idxmin()])]
-    if runs["bias"].nunique() > 1 and (~finite["bias"]).any():
+    if "bias" in fields and (~finite["bias"]).any() and finite["bias"].any():
         no_bias = finite[~finite["bias"]]
         best.append(("best run without biases", no_bias.loc[no_bias["final_loss"].idxmin()]))
-    fig = Figure(figsize=(WIDTH, 4.4), layout="constrained")
+    fig = Figure(figsize=(WIDTH, 4.8), layout="constrained")
     grid = fig.add_gridspec(1, 1 + len(best), width_ratios=[1.4] + [1] * len(best))
-    ax = fig.add_subplot(grid[0])
-    if len(with_bias):
-        b1 = params[(params["layer"] == 1) & (params["kind"] == "b")]
-        b1 = b1.merge(with_bias[["run_id", "lr"]], on="run_id")
-        lrs = sorted(b1["lr"].unique(), reverse=True)
-        rng = np.random.default_rng(0)  # jitter only: positions, not data
-        for k, lr in enumerate(lrs):
-            v = b1.loc[b1["lr"] == lr, "value"].to_numpy()
-            ax.scatter(k + rng.uniform(-0.18, 0.18, len(v)), v, s=12, color=colours[lr], alpha=0.8)
-            ax.text(
-                k,
-                1.01,
-                f"{np.mean(v < 0):.0%} < 0",
-                transform=ax.get_xaxis_transform(),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_xticks(range(len(lrs)), [fmt(lr) for lr in lrs])
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("final bias value")
-        ax.set_title("first hidden layer biases (runs with biases)", fontsize=10, pad=16)
-    else:
-        ax.text(0.5, 0.5, "no run with biases", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-    vmax = 0.0
+    _bias_strip(fig.add_subplot(grid[0]), finite[finite["bias"]], params, x)
     outputs = []
     for _, row in best:
-        X = np.eye(int(str(row["layers"]).split("-")[0]))
-        Y = predict(results.run_params(row["run_id"]), X, row["activation"])
-        outputs.append(Y)
-        vmax = max(vmax, float(np.abs(Y).max()))
-    for k, ((label, row), Y) in enumerate(zip(best, outputs, strict=True), start=1):
+        X, _ = make_dataset(config_from_row(row))
+        outputs.append(predict(results.run_params(row["run_id"]), X, row["activation"]))
+    vmax = max(float(np.abs(Y).max()) for Y in outputs) or 1.0
+    for k, ((what, row), Y) in enumerate(zip(best, outputs, strict=True), start=1):
         ax = fig.add_subplot(grid[k])
-        image = ax.imshow(Y, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        if Y.shape[0] <= 10:
+        image = ax.imshow(Y, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        if Y.size <= 100:
             for (i, j), v in np.ndenumerate(Y):
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.1f}",
-                    ha="center",
-                    va="center",
-                    fontsize=6.5,
-                    color="white" if abs(v) > 0.6 * vmax else "black",
-                )
+                ax.text(j, i, f"{round(v, 1) + 0.0:.1f}", ha="center", va="center", fontsize=6.5,
+                        color="white" if abs(v) > 0.6 * vmax else "black")  # fmt: skip
         ax.set_xlabel("output unit")
-        ax.set_ylabel("input (one-hot)")
-        ax.set_title(
-            f"{label}: lr={fmt(row['lr'])}, bias={row['bias']}\nfinal loss {row['final_loss']:.3g}",
-            fontsize=9,
-        )
+        ax.set_ylabel("sample")
+        named = describe(fields, [row[f] for f in fields]) if fields else f"run {row['run_id']}"
+        lines = [what, *textwrap.wrap(named, 34), f"{loss_label(runs, 'final loss')} "
+                 f"{row['final_loss']:.3g}"]  # fmt: skip
+        ax.set_title("\n".join(lines), fontsize=9)
     fig.colorbar(image, ax=fig.axes[1:], shrink=0.8, label="network output")
-    fig.suptitle(_title(results, "Learned parameters and outputs"))
+    _titles(fig, "Learned parameters and outputs", results, ())
     return fig
+
+
+def _bias_strip(ax, runs, params, x):
+    """Final first-layer biases of ``runs``, one column per category of ``x``."""
+    if not len(runs):
+        ax.text(0.5, 0.5, "no run with biases", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    b1 = params[(params["layer"] == 1) & (params["kind"] == "b")]
+    row = pd.Index(runs["run_id"]).get_indexer(b1["run_id"])
+    b1 = b1[row >= 0]
+    row = row[row >= 0]
+    if x is None:
+        codes, labels = np.zeros(len(runs), dtype=int), ["all runs"]
+    else:
+        s = scale(runs, x, most=8)
+        codes, labels = s.codes, s.labels
+    colours = Colours(runs, x)
+    run_colour = np.array(colours.colours)[colours.codes(runs)]
+    rng = np.random.default_rng(0)  # jitter only: positions, not data
+    values = b1["value"].to_numpy(dtype=float)
+    where = codes[row]
+    ax.scatter(where + rng.uniform(-0.2, 0.2, len(values)), values, s=10,
+               c=run_colour[row], alpha=0.8, edgecolors="none")  # fmt: skip
+    for k in range(len(labels)):
+        v = values[where == k]
+        if len(v):
+            ax.text(k, 1.01, f"{np.mean(v < 0):.0%} < 0", transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xticks(range(len(labels)), labels)
+    if sum(len(t) for t in labels) > 40:
+        ax.tick_params(axis="x", labelrotation=30)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_xlabel(label(x) if x else "")
+    ax.set_ylabel("final bias value")
+    ax.set_title("first hidden layer's biases (runs with biases)", fontsize=10, pad=16)
 
 
 FIGURES = {
@@ -423,7 +645,7 @@ FIGURES = {
 }
 
 
-def write_figures(results, out: Path, fmt: str = "png", note=print) -> list[Path]:
+def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> list[Path]:
     """Draw every figure the sweep allows into ``out``; note each one skipped, and why."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -434,9 +656,11 @@ def write_figures(results, out: Path, fmt: str = "png", note=print) -> list[Path
             note(f"skipped {name}: {why}")
             continue
         path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=110)
+        # Fast PNG compression: the default (6) takes a third of the drawing time.
+        options = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
+        fig.savefig(path, dpi=dpi, **options)
         written.append(path)
     return written
 
 
-__all__ = ["FIGURES", "Skip", "write_figures", *FIGURES, "lr_colours", "swept"]
+__all__ = ["FIGURES", "Colours", "Skip", "write_figures", *FIGURES]

@@ -73,12 +73,14 @@ SHARD_SCHEMAS = {"runs": SHARD_RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": P
 
 @dataclass(frozen=True)
 class Results:
-    """The tables of a sweep directory as pandas DataFrames, and its threshold."""
+    """The tables of a sweep directory as pandas DataFrames, its threshold, and the fields
+    its spec sweeps, in the spec's order (None: found from the runs table)."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     params: pd.DataFrame
     threshold: float | None = None
+    swept: tuple[str, ...] | None = None
 
     def run_params(self, run_id: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """The final [(W, b), ...] of one run, W of shape (fan_in, fan_out)."""
@@ -104,15 +106,17 @@ def load_results(directory) -> Results:
     ``runs`` has one row per run: run_id, every RunConfig field (layers as "8-3-8"),
     final_loss, min_loss, steps_to_threshold, diverged, diverged_at, wall_s,
     fastbp_version. ``curves`` is long: run_id, step, loss. ``params`` is long: run_id,
-    layer, kind ("W"/"b"), i, j, value. ``threshold`` is the spec's, from meta.json.
+    layer, kind ("W"/"b"), i, j, value. ``threshold`` and ``swept`` are the spec's, from
+    meta.json.
     """
     directory = Path(directory)
     tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
     try:
-        threshold = json.loads((directory / "meta.json").read_text()).get("threshold")
+        meta = json.loads((directory / "meta.json").read_text())
     except (OSError, ValueError):
-        threshold = None
-    return Results(*tables, threshold=threshold)
+        meta = {}
+    swept = meta.get("swept")
+    return Results(*tables, threshold=meta.get("threshold"), swept=swept and tuple(swept))
 
 
 def layers_text(layers) -> str:

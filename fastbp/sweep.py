@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     finally:
         lock.close()  # the lock goes with the file descriptor (also when a sweep is killed)
     if runs is not None and len(runs):
+        from fastbp.report import summarize
+
         print(summarize(runs, spec.swept, spec.threshold))
     print(_closing_line(report, out))
     if not args.no_plots and runs is not None and len(runs):
@@ -262,55 +264,6 @@ def _cost(run) -> int:
     return run.steps * run.n_samples * weights
 
 
-def summarize(runs, swept, threshold) -> str:
-    """A text summary: for each value of each swept field, the spread of final losses over
-    the runs with that value; then the best configuration (lowest median over seeds)."""
-    import pandas as pd
-
-    keys = [key for key in swept if key != "seed"] or ["lr"]
-    runs = runs.assign(
-        converged=(runs["final_loss"] <= threshold) & ~runs["diverged"] if threshold else pd.NA
-    )
-    lines = []
-    for key in keys:
-        table = runs.groupby(key, dropna=False, sort=True).agg(
-            runs=("run_id", "size"),
-            converged=("converged", "sum") if threshold else ("run_id", lambda s: "-"),
-            diverged=("diverged", "sum"),
-            median_loss=("final_loss", "median"),
-            min_loss=("final_loss", "min"),
-            max_loss=("final_loss", "max"),
-        )
-        if threshold:
-            reached = runs.groupby(key, dropna=False)["steps_to_threshold"].median()
-            table["median_steps_to_threshold"] = reached.round().astype("Int64")
-        table.index = table.index.map(_format_value)
-        lines += ["", f"by {key}:", table.to_string(float_format=lambda x: f"{x:.3g}")]
-    group = [key for key in swept if key != "seed"]
-    finite = runs[~runs["diverged"]]
-    if group and len(finite):
-        medians = finite.groupby(group, dropna=False)["final_loss"].agg(["median", "size"])
-        best_key = medians["median"].idxmin()
-        best_key = best_key if isinstance(best_key, tuple) else (best_key,)
-        described = ", ".join(
-            f"{k}={_format_value(v)}" for k, v in zip(group, best_key, strict=True)
-        )
-        row = medians.loc[best_key if len(best_key) > 1 else best_key[0]]
-        lines += [
-            "",
-            f"best: {described}: median final loss {row['median']:.3g} "
-            f"over {int(row['size'])} run(s)",
-        ]
-    elif len(finite):
-        best = finite.loc[finite["final_loss"].idxmin()]
-        lines += ["", f"best: run {best['run_id']}: final loss {best['final_loss']:.3g}"]
-    return "\n".join(lines).lstrip("\n")
-
-
-def _format_value(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _parse_args(argv):
     parser = Parser(
         prog="python -m fastbp.sweep",
@@ -380,6 +333,7 @@ def _without_force(argv):
 
 def _print_plan(spec, out, force):
     from fastbp import results
+    from fastbp.layout import fmt
 
     saved = results.Store(out).read(warn=lambda line: print(line, file=sys.stderr))
     done = set() if force else set(saved["runs"].column("run_id").to_pylist())
@@ -392,11 +346,11 @@ def _print_plan(spec, out, force):
     print("  swept: " + (", ".join(spec.swept) or "nothing (a single run)"))
     first = spec.runs[0].to_dict()
     shared = {k: v for k, v in first.items() if k not in spec.swept}
-    print("  every run: " + ", ".join(f"{k}={_format_value(v)}" for k, v in shared.items()))
+    print("  every run: " + ", ".join(f"{k}={fmt(k, v)}" for k, v in shared.items()))
     for run in spec.runs[:PREVIEW_RUNS]:
         values = run.to_dict()
         print(
-            f"  {run.run_id}  " + ", ".join(f"{k}={_format_value(values[k])}" for k in spec.swept)
+            f"  {run.run_id}  " + ", ".join(f"{k}={fmt(k, values[k])}" for k in spec.swept)
         )
     if len(spec.runs) > PREVIEW_RUNS:
         print(f"  ... and {len(spec.runs) - PREVIEW_RUNS} more")
@@ -432,6 +386,7 @@ def _write_meta(out, spec, report, started, version):
         "spec": str(spec.path),
         "name": spec.name,
         "threshold": spec.threshold,
+        "swept": list(spec.swept),  # in the spec's order, lr first: the figures' roles
         "fastbp_version": version,
         "numba_version": numba.__version__,
         "numpy_version": numpy.__version__,

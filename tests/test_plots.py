@@ -1,4 +1,5 @@
-"""Figures drawn from a small real sweep: what each shows, skips, and the plot command."""
+"""Figures, summary and report: looked at through matplotlib's own objects, over sweeps of
+every shape (tables made without training, see sweep_tables.py) and one real sweep."""
 
 import subprocess
 import sys
@@ -6,13 +7,216 @@ import textwrap
 
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.text import Text
+from sweep_tables import SHAPES, sweep_results
 
 from fastbp import load_results, plots
+from fastbp.layout import roles, scale
+from fastbp.report import best_line, summary_tables, write_report
 from fastbp.results import Results
 from fastbp.sweep import main as sweep_main
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Results of every sweep shape, by name."""
+    made = {}
+    for name, spec in SHAPES.items():
+        directory = tmp_path_factory.mktemp(name.replace(" ", "_"))
+        made[name] = sweep_results(textwrap.dedent(spec), directory)
+    return made
+
+
+def draw_or_skip(draw, results, **kw):
+    try:
+        return draw(results, **kw)
+    except plots.Skip:
+        return None
+
+
+def visible_axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+
+
+def all_text(fig) -> str:
+    return "\n".join(t.get_text() for t in fig.findobj(Text))
+
+
+def legends(fig):
+    return [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", plots.FIGURES)
+def test_every_figure_of_every_shape_is_honest_and_readable(shapes, shape, name):
+    results = shapes[shape]
+    fig = draw_or_skip(plots.FIGURES[name], results)
+    if fig is None:
+        return
+    text = all_text(fig)
+    if not results.runs["diverged"].any():
+        assert "diverged" not in text
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # lays the figure out, as savefig does
+    titles = [fig._suptitle] + [ax.title for ax in fig.axes if ax.get_title()]
+    for legend in legends(fig):
+        assert len(legend.get_texts()) <= 13  # 12 values and at most one extra entry
+        box = legend.get_window_extent(renderer)
+        for title in titles:
+            assert not box.overlaps(title.get_window_extent(renderer)), title.get_text()
+    unswept = set(results.runs.columns) - set(results.swept or ()) - {"run_id"}
+    for ax in visible_axes(fig):  # unswept fields appear only in the subtitle
+        assert not any(f"{f}=" in ax.get_title() for f in unswept), ax.get_title()
+
+
+@pytest.mark.parametrize("shape", ["dense lr grid", "random search", "one seed",
+                                   "union with missing values"])  # fmt: skip
+def test_every_final_loss_is_drawn_at_its_own_x(shapes, shape):
+    results = shapes[shape]
+    runs = results.runs
+    fig = plots.final_loss(results)
+    points, crosses = [], []
+    for ax in visible_axes(fig):
+        for c in ax.collections:
+            if isinstance(c, PathCollection):
+                on_top = c.get_offset_transform() != ax.transData  # x in data, y in axes
+                (crosses if on_top else points).append(c.get_offsets())
+    points = np.concatenate(points) if points else np.empty((0, 2))
+    ok = runs[~runs["diverged"]]
+    assert sorted(map(tuple, points)) == sorted(zip(ok["lr"], ok["final_loss"], strict=True))
+    crossed = np.concatenate(crosses)[:, 0] if crosses else []
+    assert sorted(crossed) == sorted(runs.loc[runs["diverged"], "lr"])
+
+
+def test_categorical_x_keeps_each_run_in_its_own_slot(shapes):
+    results = shapes["architectures x activations"]
+    fig = plots.final_loss(results)
+    (ax,) = visible_axes(fig)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8-3-8", "8-6-8", "8-4-3-8"]
+    slots = {"8-3-8": 0, "8-6-8": 1, "8-4-3-8": 2}
+    xs = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections
+                         if isinstance(c, PathCollection)])  # fmt: skip
+    assert sorted(np.round(xs).astype(int)) == sorted(slots[v] for v in results.runs["layers"])
+    assert fig.axes[0].get_legend().get_title().get_text() == "activation"
+    assert "layer widths (layers)" in ax.get_xlabel()
+
+
+def test_loss_curves_show_every_colour_value_from_step_0_in_each_panel(shapes):
+    results = shapes["architectures x activations"]
+    fig = plots.loss_curves(results)
+    axes = visible_axes(fig)
+    assert sorted(ax.get_title() for ax in axes) == [
+        "activation=relu", "activation=sigmoid", "activation=tanh"
+    ]  # fmt: skip
+    for ax in axes:
+        (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        segments = lines.get_segments()
+        assert len(segments) == 3  # one per layer shape, the colour field
+        assert all(seg[0, 0] == 0 for seg in segments)  # from step 0
+    assert "lr=" not in all_text(fig).split("\n")[0]  # lr was not swept: no legend entry
+
+
+def test_a_missing_value_is_a_value_like_any_other(shapes):
+    results = shapes["union with missing values"]
+    fig = plots.loss_curves(results)
+    titles = sorted(ax.get_title() for ax in visible_axes(fig))
+    assert titles == ["batch_size=2", "batch_size=4", "batch_size=full batch"]
+    for ax in visible_axes(fig):
+        (lines,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert len(lines.get_segments()) == 2  # both learning rates, full batch too
+
+
+def test_many_values_get_a_colour_bar_not_a_legend(shapes):
+    results = shapes["dense lr grid"]
+    fig = plots.loss_curves(results)
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "learning rate (lr)"
+    assert not legends(fig)
+    heat = plots.heatmap(results)
+    image = visible_axes(heat)[0].get_images()[0]
+    assert image.get_array().shape[1] <= 10  # 40 learning rates in at most 10 bins
+    assert "binned" in visible_axes(heat)[0].get_xlabel()
+
+
+def test_heatmap_leaves_empty_cells_blank_and_counts_runs(shapes):
+    results = shapes["random search"]
+    fig = plots.heatmap(results)  # lr (binned) x init: 12 runs, most cells empty
+    ax = visible_axes(fig)[0]
+    cells = ax.get_images()[0].get_array()
+    texts = [t.get_text() for t in ax.texts]
+    assert np.ma.count_masked(cells) == cells.size - len(texts) > 0
+    assert sum(int(t.split("n=")[1]) for t in texts) == len(results.runs)
+    assert not any("diverged" in t for t in texts)
+
+
+def test_heatmap_says_diverged_with_how_many_of_how_many(shapes):
+    fig = plots.heatmap(shapes["every run diverged"])
+    texts = [t.get_text() for t in visible_axes(fig)[0].texts]
+    assert texts == ["diverged\n2/2 diverged"] * 4
+    fig = plots.heatmap(shapes["one seed"])
+    texts = [t.get_text() for t in visible_axes(fig)[0].texts]
+    assert texts.count("diverged\n1/1 diverged") == 2 and len(texts) == 8  # lr = 30
+
+
+def test_colour_and_panels_can_be_chosen_by_hand(shapes):
+    results = shapes["dense lr grid"]
+    fig = plots.loss_curves(results, colour="bias", panels=())
+    (ax,) = visible_axes(fig)
+    assert fig.axes[0].get_legend().get_title().get_text() == "biases (bias)"
+    fig = plots.final_loss(results, x="lr", colour=None, panels=["bias"])
+    assert len(visible_axes(fig)) == 2
+    with pytest.raises(ValueError, match="colour must name RunConfig fields"):
+        plots.loss_curves(results, colour="learning_rate")
+
+
+def test_roles_follow_the_spec_order_and_pool_the_rest(shapes):
+    results = shapes["random search"]
+    assert results.swept == ("lr", "init", "init_scale")
+    r = roles(results)
+    assert (r.colour, r.panels) == ("lr", ("init", "init_scale"))  # 3 x 4 bins = 12 panels
+    r = roles(results, max_panels=4)
+    assert (r.colour, r.panels, r.pooled) == ("lr", ("init",), ("init_scale",))
+
+
+def test_log_spaced_values_are_binned_in_log_bins(shapes):
+    s = scale(shapes["dense lr grid"].runs, "lr", most=10)
+    assert s.binned and s.log and len(s) <= 10
+    lows = np.array([lo for lo, _ in s.values])
+    assert np.allclose(np.diff(np.log10(lows)), np.log10(lows[1] / lows[0]))  # even in log
+
+
+def test_the_best_run_names_swept_fields_only(shapes):
+    results = shapes["architectures x activations"]
+    fig = plots.learned_params(results)
+    best = [ax.get_title() for ax in visible_axes(fig) if "best run" in ax.get_title()]
+    assert len(best) == 1 and "layers=" in best[0] and "lr=" not in best[0]
+    line = best_line(results.runs, results.swept)
+    assert line.startswith("best: layers=") and "lr=" not in line and "over 2 run(s)" in line
+
+
+def test_summary_tables_stay_short_and_readable(shapes):
+    for name, results in shapes.items():
+        for field, table in summary_tables(results.runs, results.swept, results.threshold):
+            assert len(table) <= 10, (name, field)
+            assert all(len(str(v)) <= 16 for v in table.index), (name, field, table.index)
+    runs = shapes["random search"].runs
+    assert "e-" not in best_line(runs).split(":")[1] or len(best_line(runs)) < 120
+
+
+def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
+    results = shapes["one seed"]
+    written = plots.write_figures(results, tmp_path / "plots", note=lambda _: None)
+    page = write_report(tmp_path, results, written, tmp_path / "plots")
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == len(written) == 5
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "best run: lr=1" in html and "2 of 8 runs diverged" in html
+    assert html.count("<table") == 2 + 2  # by lr, by bias; best runs; diverged runs
+
+
+# --- one real sweep, end to end ---
 
 SPEC = """
 [sweep]
@@ -38,118 +242,26 @@ def sweep_dir(tmp_path_factory):
     return tmp / "out"
 
 
-@pytest.fixture(scope="module")
-def results(sweep_dir):
-    return load_results(sweep_dir)
-
-
-def visible_axes(fig):
-    return [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
-
-
-def test_loss_curves_one_panel_per_combination_one_line_per_lr(results):
-    fig = plots.loss_curves(results)
-    assert isinstance(fig, Figure)
-    axes = visible_axes(fig)
-    assert len(axes) == 4  # bias x steps
-    assert sum("diverged" in ax.get_title() for ax in axes) == 2  # lr = 50 with biases
-    for ax in axes:
-        assert len(ax.get_lines()) == 3  # one median line per learning rate
-        assert ax.get_yscale() == "log" and ax.get_xscale() == "log"  # 10 ... 2000 steps
-        assert ax.get_xlabel() == "step" and ax.get_ylabel() == "loss (MSE)"
-        assert ax.get_title().startswith("bias=")
-    assert "swept: lr, bias, steps" in fig._suptitle.get_text()
-    colours = {line.get_color() for ax in axes for line in ax.get_lines()}
-    assert colours == set(plots.lr_colours(results.runs).values())  # one colour per lr
-
-
-def test_final_loss_against_lr_is_log_log_with_runs_and_diverged_marks(results):
+def test_a_real_sweep_keeps_its_spec_order_and_draws_diverged_runs(sweep_dir):
+    results = load_results(sweep_dir)
+    assert results.swept == ("lr", "steps", "bias", "seed")
     fig = plots.final_loss(results)
-    (ax,) = visible_axes(fig)
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert ax.get_xlabel() == "learning rate" and ax.get_ylabel() == "final loss (MSE)"
-    assert len(ax.get_lines()) == 4  # one per bias x steps group
-    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
-    shown = sum(len(c.get_offsets()) for c in dots)
-    assert shown == len(results.runs)  # finished runs as dots, diverged ones at the top
-    n_diverged = int(results.runs["diverged"].sum())
-    assert n_diverged == 4  # lr = 50 with biases (without, the ReLUs die and it stalls)
-    legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert f"diverged ({n_diverged} runs)" in legend
+    assert "diverged: 4 of 24 runs (at the top)" in all_text(fig)
+    assert [ax.get_title() for ax in visible_axes(fig)] == [
+        "bias=without biases", "bias=with biases"
+    ]  # fmt: skip
 
 
-def test_heatmap_cells_are_the_median_final_losses(results):
-    fig = plots.heatmap(results, x="lr", y="bias")
-    ax = visible_axes(fig)[0]
-    (image,) = ax.get_images()
-    cells = image.get_array()
-    assert cells.shape == (2, 3)  # bias x lr
-    assert isinstance(image.norm, LogNorm)
-    runs = results.runs
-    expected = runs[(runs["lr"] == 0.05) & runs["bias"]]["final_loss"].median()
-    assert cells[1, 1] == pytest.approx(expected)
-    texts = [t.get_text() for t in ax.texts]
-    assert len(texts) == 6 and texts.count("diverged") == 1  # lr = 50 with biases
-    assert ax.get_xlabel() == "lr" and ax.get_ylabel() == "bias"
-
-
-def test_heatmap_default_second_axis_and_skip(results):
-    fig = plots.heatmap(results)
-    assert visible_axes(fig)[0].get_xlabel() == "lr"
-    only_lr = results.runs[(results.runs["steps"] == 2000) & results.runs["bias"]]
-    small = Results(only_lr, results.curves, results.params, results.threshold)
-    with pytest.raises(plots.Skip, match="needs a second swept field besides lr and seed"):
-        plots.heatmap(small)
-
-
-def test_steps_to_threshold_counts_the_runs_that_never_reach_it(results):
-    fig = plots.steps_to_threshold(results)
-    (ax,) = visible_axes(fig)
-    assert ax.get_xscale() == "log"
-    assert "0.15" in ax.get_ylabel()
-    counts = {t.get_text() for t in ax.texts}
-    runs = results.runs
-    for _, part in runs.groupby("lr"):
-        missed = int(part["steps_to_threshold"].isna().sum())
-        assert missed == 0 or f"{missed}/{len(part)}" in counts
-    assert runs.loc[runs["diverged"], "steps_to_threshold"].isna().all()
-    no_threshold = Results(results.runs, results.curves, results.params, None)
-    with pytest.raises(plots.Skip, match="no threshold"):
-        plots.steps_to_threshold(no_threshold)
-
-
-def test_learned_params_shows_first_layer_biases_and_best_outputs(results):
-    fig = plots.learned_params(results)
-    axes = visible_axes(fig)
-    assert len(axes) == 3  # biases, best run, best run without biases
-    strip = axes[0]
-    n_biases = sum(len(c.get_offsets()) for c in strip.collections)
-    trained = results.runs[results.runs["bias"] & ~results.runs["diverged"]]
-    assert n_biases == 3 * len(trained)  # 3 hidden units per run
-    for ax in axes[1:]:
-        (image,) = ax.get_images()
-        assert image.get_array().shape == (8, 8)
-    assert "without biases" in axes[2].get_title()
-
-
-def test_a_single_learning_rate_skips_the_figures_that_compare_them(results):
-    runs = results.runs[results.runs["lr"] == 0.05]
-    one = Results(runs, results.curves, results.params, results.threshold)
-    for draw in (plots.final_loss, plots.steps_to_threshold):
-        with pytest.raises(plots.Skip, match="at least two learning rates"):
-            draw(one)
-    assert len(visible_axes(plots.loss_curves(one))) == 4  # still drawn
-
-
-def test_plot_command_writes_every_figure(sweep_dir, tmp_path):
+def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "fastbp.plot", str(sweep_dir), "--out", str(tmp_path), "--format",
          "svg"], capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == sorted(f"{name}.svg" for name in plots.FIGURES)
-    assert all((tmp_path / f).stat().st_size > 5000 for f in files)
+    assert files == sorted([f"{name}.svg" for name in plots.FIGURES] + ["report.html"])
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<svg") == len(plots.FIGURES)  # inline, whatever the format
 
 
 def test_plot_command_notes_skipped_figures(tmp_path):
@@ -167,17 +279,18 @@ def test_plot_command_notes_skipped_figures(tmp_path):
         [sys.executable, "-m", "fastbp.plot", str(tmp_path / "o")], capture_output=True, text=True
     )
     assert out.returncode == 0
-    assert "skipped final_loss: needs at least two learning rates" in out.stdout
+    assert "skipped final_loss: nothing is swept besides seed" in out.stdout
     assert "skipped heatmap:" in out.stdout
     written = list((tmp_path / "o" / "plots").glob("*.png"))
     assert {p.stem for p in written} == {"loss_curves", "learned_params"}
-    assert all(p.stat().st_size > 10_000 for p in written)
+    assert "skipped heatmap" in (tmp_path / "o" / "plots" / "report.html").read_text()
 
 
 def test_sweep_draws_the_figures_unless_told_not_to(sweep_dir):
     assert not (sweep_dir / "plots").exists()  # the fixture ran with --no-plots
     assert sweep_main([str(sweep_dir / "spec.toml"), "--out", str(sweep_dir), "--quiet"]) == 0
     assert len(list((sweep_dir / "plots").glob("*.png"))) == len(plots.FIGURES)
+    assert (sweep_dir / "plots" / "report.html").is_file()
 
 
 def test_plot_command_rejects_a_directory_without_results(tmp_path):
@@ -190,8 +303,23 @@ def test_plot_command_rejects_a_directory_without_results(tmp_path):
     )
 
 
-def test_colours_are_fixed_per_learning_rate(results):
-    colours = plots.lr_colours(results.runs)
-    assert list(colours) == [50.0, 0.05, 0.005]
-    assert len(set(colours.values())) == 3
-    assert np.all([isinstance(c, str) for c in colours.values()])
+def test_plot_command_rejects_a_file_as_output(sweep_dir, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("")
+    out = subprocess.run(
+        [sys.executable, "-m", "fastbp.plot", str(sweep_dir), "--out", str(target)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: --out '{target}': must be a directory"
+
+
+def test_figures_of_a_subset_of_runs(sweep_dir):
+    results = load_results(sweep_dir)
+    runs = results.runs[results.runs["lr"] == 0.05]
+    one = Results(runs, results.curves, results.params, results.threshold, results.swept)
+    fig = plots.loss_curves(one)  # lr takes one value here: steps is the colour, bias panels
+    assert len(visible_axes(fig)) == 2
+    assert fig.axes[1].get_legend().get_title().get_text() == "steps"
+    fig = plots.final_loss(one)  # steps along x, bias as colour
+    assert "steps" in visible_axes(fig)[0].get_xlabel()

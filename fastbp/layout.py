@@ -1,0 +1,280 @@
+"""What the figures, the summary and the report show of a sweep, decided once from the sweep.
+
+The swept fields, in the spec's order with ``lr`` first, give every view its roles: the
+first (the primary field) is the colour, or the x axis where a figure has one; the next
+ones make panels; the rest, and ``seed`` always, are pooled into medians and bands. Fields
+with many numeric values are shown in bins. Names and values are written the same way
+everywhere. pandas only: no matplotlib, no Numba.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fastbp.config import RunConfig
+
+# Plain names, shown beside the field's own name: "learning rate (lr)".
+NAMES = {
+    "layers": "layer widths",
+    "activation": "activation",
+    "bias": "biases",
+    "lr": "learning rate",
+    "steps": "steps",
+    "seed": "seed",
+    "log_every": "logging interval",
+    "batch_size": "batch size",
+    "init": "initialisation",
+    "init_scale": "initial weight scale",
+    "dataset": "dataset",
+    "dtype": "precision",
+}
+assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
+
+LOSS_NAMES = {"mse": "MSE", "cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
+MAX_PANELS = 12  # panels a figure may have before further fields are pooled
+PANEL_BINS = 4  # a continuous field that makes panels is cut into at most this many bins
+TABLE_ROWS = 10  # rows of a summary table, bins of a heatmap axis
+
+
+def label(field: str) -> str:
+    """'learning rate (lr)': the plain name with the field's own name."""
+    name = NAMES.get(field, field)
+    return field if name == field else f"{name} ({field})"
+
+
+def missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def fmt(field: str, value) -> str:
+    """One value of one field, as every view writes it."""
+    if missing(value):
+        return "full batch" if field == "batch_size" else "none"
+    if isinstance(value, (bool, np.bool_)):
+        if field == "bias":
+            return "with biases" if value else "without biases"
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        return _number(float(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}" if abs(value) >= 10_000 else str(int(value))
+    return str(value)
+
+
+def _number(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}"
+
+
+def describe(fields, values) -> str:
+    """'lr=0.01, bias=with biases', or 'all runs' for no fields."""
+    pairs = [f"{f}={fmt(f, v)}" for f, v in zip(fields, values, strict=True)]
+    return ", ".join(pairs) or "all runs"
+
+
+def swept(runs: pd.DataFrame, order=None) -> list[str]:
+    """The RunConfig fields taking more than one value in ``runs`` (a missing value counts
+    as one): in ``order`` (the spec's, as saved with the results) where given, then in
+    RunConfig order; ``lr`` first and ``seed`` last."""
+    varies = [
+        f for f in RunConfig.field_names() if f in runs and runs[f].nunique(dropna=False) > 1
+    ]
+    order = [f for f in (order or ()) if f in varies]
+    keys = order + [f for f in varies if f not in order]
+    return sorted(keys, key=lambda f: (f != "lr", f == "seed"))
+
+
+def loss_label(runs: pd.DataFrame, what: str = "loss") -> str:
+    """'final loss (MSE)', naming the loss function when the runs share one."""
+    names = runs["loss_fn"].unique() if "loss_fn" in runs else ["mse"]
+    return f"{what} ({LOSS_NAMES.get(names[0], names[0])})" if len(names) == 1 else what
+
+
+# --- one field as a view shows it: categories in order, binned where there are many ---
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The categories a view shows of one field, and the category of each run.
+
+    codes : int ndarray of shape (n_runs,), positions in ``labels``, aligned with the runs.
+    positions : the numeric x of each category (its value, or the median value of its
+        runs when binned); None for a categorical field.
+    """
+
+    field: str
+    codes: np.ndarray
+    labels: tuple[str, ...]
+    positions: np.ndarray | None
+    values: tuple  # each category's value; for a bin, its (low, high) edges
+    binned: bool = False
+    log: bool = False
+
+    def codes_of(self, column: pd.Series) -> np.ndarray:
+        """The category of each value in ``column``, values of the runs this Scale was made
+        from (of a Scale without bins)."""
+        index = {v: k for k, v in enumerate(self.values)}
+        return np.array([index[None if missing(v) else v] for v in column], dtype=int)
+
+    @property
+    def numeric(self) -> bool:
+        return self.positions is not None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def is_numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def log_spaced(values) -> bool:
+    """Whether values are best shown on a log axis: all positive, spanning a factor >= 20."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return len(values) > 1 and values.min() > 0 and values.max() / values.min() >= 20
+
+
+def scale(runs: pd.DataFrame, field: str, most: int | None = TABLE_ROWS) -> Scale:
+    """Categories of ``field`` over ``runs``: one per value, or at most ``most`` bins (log
+    bins where the values are log-spaced) when a numeric field has more values than that.
+    A missing value (batch_size None) is a category of its own, last."""
+    column = runs[field]
+    present = column.dropna()
+    uniques = present.unique()
+    has_missing = len(present) < len(column)
+    numeric = is_numeric(column) and not has_missing
+    if numeric and most is not None and len(uniques) > most:
+        return _binned(field, column.to_numpy(dtype=float), most)
+    ordered = sorted(uniques, key=lambda v: _sort_key(field, v))
+    values = [*ordered, None] if has_missing else ordered
+    index = {v: k for k, v in enumerate(ordered)}
+    codes = present.map(index).reindex(column.index, fill_value=len(ordered)).to_numpy(int)
+    return Scale(
+        field,
+        codes,
+        tuple(fmt(field, v) for v in values),
+        np.asarray(ordered, dtype=float) if numeric else None,
+        tuple(values),
+        log=numeric and log_spaced(ordered),
+    )
+
+
+def _sort_key(field, value):
+    if field == "layers" and isinstance(value, str):  # "8-3-8": by depth, then widths
+        widths = tuple(int(w) for w in value.split("-"))
+        return (len(widths), widths)
+    return value
+
+
+def _binned(field: str, x: np.ndarray, most: int) -> Scale:
+    log = log_spaced(x)
+    t = np.log10(x) if log else x
+    step = _nice_step((t.max() - t.min()) / most)
+    while True:  # bins aligned to multiples of step: one more may be needed; then widen
+        edges = np.arange(math.floor(t.min() / step), math.floor(t.max() / step) + 2) * step
+        if len(edges) - 1 <= most:
+            break
+        step = _nice_step(step * 1.01)
+    raw = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
+    used = np.unique(raw)  # empty bins are not categories
+    codes = np.searchsorted(used, raw)
+    bounds = [(edges[k], edges[k + 1]) for k in used]
+    if log:
+        bounds = [(10**lo, 10**hi) for lo, hi in bounds]
+    labels = tuple(f"{_number(lo, 2)}–{_number(hi, 2)}" for lo, hi in bounds)
+    positions = np.array([np.median(x[codes == k]) for k in range(len(used))])
+    return Scale(field, codes, labels, positions, tuple(bounds), binned=True, log=log)
+
+
+def _nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= raw."""
+    if raw <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+
+
+# --- roles: which field is the colour, which make panels, which are pooled ---
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The fields a figure shows, and those it pools (seed always, when swept)."""
+
+    colour: str | None
+    panels: tuple[str, ...]
+    pooled: tuple[str, ...]
+
+
+def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) -> Roles:
+    """The roles a figure gives the swept fields: ``colour`` the first swept field not in
+    ``exclude``, ``panels`` the next ones while they make at most ``max_panels`` panels.
+    Either can be chosen by hand (a field name; ``panels`` a list, ``()`` for none)."""
+    runs = results.runs
+    fields = swept_of(results)
+    for name, given in (("colour", [colour]), ("panels", list(panels or ()))):
+        for f in given:
+            if f is not None and f not in RunConfig.field_names():
+                raise ValueError(f"{name} must name RunConfig fields, got {f!r}")
+    candidates = [f for f in fields if f != "seed" and f not in exclude]
+    if colour is None:
+        colour = next(iter(candidates), None)
+    if panels is None:
+        panels, count = [], 1
+        for f in candidates:
+            if f == colour:
+                continue
+            n = len(scale(runs, f, PANEL_BINS))
+            if count * n > max_panels:
+                break
+            panels.append(f)
+            count *= n
+    shown = {colour, *panels, *exclude}
+    pooled = [f for f in fields if f not in shown]
+    return Roles(colour, tuple(panels), tuple(pooled))
+
+
+def swept_of(results) -> list[str]:
+    """The swept fields of a Results, in the order its spec gave them."""
+    return swept(results.runs, getattr(results, "swept", None))
+
+
+def panel_groups(runs: pd.DataFrame, fields) -> list[tuple[str, np.ndarray]]:
+    """(title, boolean mask over runs) for each combination of ``fields`` present, in order."""
+    if not fields:
+        return [("", np.ones(len(runs), dtype=bool))]
+    scales = [scale(runs, f, PANEL_BINS) for f in fields]
+    codes = np.stack([s.codes for s in scales], axis=1)
+    combos = np.unique(codes, axis=0)
+    groups = []
+    for combo in combos:
+        title = ", ".join(
+            f"{s.field}={s.labels[c]}" for s, c in zip(scales, combo, strict=True)
+        )
+        groups.append((title, (codes == combo).all(axis=1)))
+    return groups
+
+
+def subtitle(results, pooled=(), width: int = 130) -> str:
+    """What a figure's runs share and what it pools: the number of runs, the swept fields
+    folded into its medians and bands (``pooled``), and the unswept fields' values."""
+    runs = results.runs
+    parts = [f"{len(runs):,} run{'s' * (len(runs) != 1)}"]
+    if pooled:
+        named = [f"{runs['seed'].nunique()} seeds" if f == "seed" else f for f in pooled]
+        parts.append("median over " + ", ".join(named))
+    fixed = [f for f in RunConfig.field_names() if f in runs and f not in swept_of(results)]
+    if len(runs):
+        first = runs.iloc[0]
+        parts.append(", ".join(f"{f}={fmt(f, first[f])}" for f in fixed if _relevant(f, first)))
+    return "\n".join(textwrap.wrap("; ".join(p for p in parts if p), width))
+
+
+def _relevant(field, row) -> bool:
+    """init_scale matters only for init = normal; the others always."""
+    return field != "init_scale" or row.get("init") == "normal"

@@ -1,0 +1,226 @@
+"""What a sweep found, in words and tables: the summary printed after a sweep, and
+``report.html``, one self-contained page with the spec, the summary, every figure, the
+best runs and the runs that diverged. pandas only; the figures come in as files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
+
+BEST_ROWS = 10
+DIVERGED_ROWS = 50
+
+
+def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataFrame]]:
+    """(field, table) for each swept field but seed: for each of its values (or bins of
+    values, at most TABLE_ROWS), the number of runs, how many converged and diverged, and
+    the spread of their final losses."""
+    fields = [f for f in swept(runs, order) if f != "seed"]
+    ok = ~runs["diverged"].to_numpy(bool)
+    frame = pd.DataFrame(
+        {
+            "loss": runs["final_loss"].where(ok),
+            "diverged": ~ok,
+            "converged": (runs["final_loss"] <= threshold).to_numpy() & ok if threshold else 0,
+            "steps": runs["steps_to_threshold"].astype("Float64"),
+        }
+    )
+    tables = []
+    for field in fields or [None]:
+        s = scale(runs, field, TABLE_ROWS) if field else None
+        codes = s.codes if s else np.zeros(len(runs), dtype=int)
+        grouped = frame.groupby(codes, sort=True)
+        table = pd.DataFrame(
+            {
+                "runs": grouped.size(),
+                "converged": grouped["converged"].sum() if threshold else "-",
+                "diverged": grouped["diverged"].sum(),
+                "median_loss": grouped["loss"].median(),
+                "min_loss": grouped["loss"].min(),
+                "max_loss": grouped["loss"].max(),
+            }
+        )
+        if threshold:
+            table["median_steps_to_threshold"] = grouped["steps"].median().round().astype("Int64")
+        table.index = [s.labels[c] for c in table.index] if s else ["all runs"]
+        table.index.name = (label(field) + (" (binned)" if s.binned else "")) if s else ""
+        tables.append((field or "", table))
+    return tables
+
+
+def best_line(runs, order=None) -> str:
+    """The best configuration (lowest median final loss over its seeds), named by its swept
+    fields; or the best run, where every configuration has one run."""
+    fields = [f for f in swept(runs, order) if f != "seed"]
+    finite = runs[~runs["diverged"] & runs["final_loss"].notna()]
+    if not len(finite):
+        return "best: none: every run diverged"
+    if fields:
+        medians = finite.groupby(fields, dropna=False, sort=False)["final_loss"].agg(
+            ["median", "size"]
+        )
+        if (medians["size"] > 1).any():
+            key = medians["median"].idxmin()
+            key = key if isinstance(key, tuple) else (key,)
+            row = medians.loc[key if len(key) > 1 else key[0]]
+            return (
+                f"best: {describe(fields, key)}: median final loss {row['median']:.3g} "
+                f"over {int(row['size'])} run(s)"
+            )
+    best = finite.loc[finite["final_loss"].idxmin()]
+    named = [f for f in swept(runs, order)] or []
+    what = describe(named, [best[f] for f in named]) if named else f"run {best['run_id']}"
+    return f"best run: {what}: final loss {best['final_loss']:.3g}"
+
+
+def summarize(runs, order=None, threshold=None) -> str:
+    """The text summary printed after a sweep: the tables of :func:`summary_tables`, then
+    the best configuration."""
+    lines = []
+    for field, table in summary_tables(runs, order, threshold):
+        lines += ["", f"by {field}:" if field else "all runs:"]
+        lines.append(table.to_string(float_format=lambda x: f"{x:.3g}"))
+    return "\n".join([*lines, "", best_line(runs, order)]).lstrip("\n")
+
+
+# --- report.html ---
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       margin: 2em auto; max-width: 1180px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.1em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+.meta, .note { color: #555; } .best { font-weight: 600; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 13px; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1.2em 0; } figure img, figure svg { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: 13px; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 13px; }
+nav a { margin-right: 1em; }
+"""
+
+
+def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
+    """Write ``out/report.html``: one page that opens from disk in any browser, with every
+    figure embedded (PNG as data, SVG inline) and nothing fetched from the network.
+
+    figures : list of Path, the figure files (PNG or SVG) in the order to show them.
+    skipped : lines saying which figures were skipped, and why.
+    """
+    directory = Path(directory)
+    runs, order, threshold = results.runs, results.swept, results.threshold
+    meta = _read_json(directory / "meta.json")
+    name = meta.get("name") or directory.name
+    spec_file = directory / "spec.toml"
+    spec = spec_file.read_text(errors="replace") if spec_file.is_file() else None
+    n_div = int(runs["diverged"].sum())
+    parts = [
+        f"<h1>{_e(name)}</h1>",
+        f"<p class='meta'>{_e(_meta_line(runs, meta, threshold))}</p>",
+        "<nav><a href='#summary'>summary</a><a href='#figures'>figures</a>"
+        "<a href='#best'>best runs</a><a href='#diverged'>diverged</a>"
+        + ("<a href='#spec'>spec</a>" if spec else "")
+        + "</nav>",
+        "<h2 id='summary'>Summary</h2>",
+        f"<p class='best'>{_e(best_line(runs, order))}</p>",
+    ]
+    for field, table in summary_tables(runs, order, threshold):
+        parts.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
+        parts.append(_table_html(table.reset_index()))
+    parts.append("<h2 id='figures'>Figures</h2>")
+    for path in figures:
+        parts.append(f"<figure id='{_e(path.stem)}'>{_embed(path)}"
+                     f"<figcaption>{_e(path.name)}</figcaption></figure>")  # fmt: skip
+    parts += [f"<p class='note'>{_e(line)}</p>" for line in skipped]
+    fields = swept(runs, order)
+    columns = [*fields, "final_loss", "min_loss", "steps_to_threshold", "run_id"]
+    finite = runs[~runs["diverged"]].nsmallest(BEST_ROWS, "final_loss")
+    parts += [
+        "<h2 id='best'>Best runs</h2>",
+        f"<p class='note'>The {len(finite)} run(s) with the lowest final loss.</p>",
+        _runs_html(finite[[c for c in columns if c in runs]]),
+        "<h2 id='diverged'>Runs that diverged</h2>",
+    ]
+    if n_div:
+        shown = runs[runs["diverged"]].head(DIVERGED_ROWS)
+        more = f", the first {len(shown)} shown" if n_div > len(shown) else ""
+        parts.append(f"<p class='note'>{n_div} of {len(runs)} runs diverged{more}: their "
+                     "loss became infinite or NaN after diverged_at updates.</p>")  # fmt: skip
+        parts.append(_runs_html(shown[[*fields, "diverged_at", "run_id"]]))
+    else:
+        parts.append(f"<p class='note'>None: all {len(runs)} runs kept a finite loss.</p>")
+    if spec:
+        parts += ["<h2 id='spec'>Spec</h2>", f"<pre>{_e(spec)}</pre>"]
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_e(name)}: fastbp sweep report</title><style>{STYLE}</style></head>"
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "report.html"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _meta_line(runs, meta, threshold) -> str:
+    parts = [f"{len(runs):,} runs"]
+    if threshold is not None:
+        parts.append(f"converged: loss ≤ {threshold:g}")
+    if meta.get("finished"):
+        parts.append(f"finished {meta['finished']}")
+    for key, what in (("fastbp_version", "fastbp"), ("cpu", "on")):
+        if meta.get(key):
+            parts.append(f"{what} {meta[key]}")
+    return " · ".join(parts)
+
+
+def _embed(path: Path) -> str:
+    if path.suffix == ".svg":
+        text = path.read_text(encoding="utf-8")
+        return text[text.index("<svg") :]  # inline, without the XML prolog and doctype
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{_e(path.stem)}' src='data:image/png;base64,{data}'>"
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    cells = table.map(lambda v: _cell(v))
+    return cells.to_html(index=False, escape=True, border=0, na_rep="")
+
+
+def _runs_html(frame: pd.DataFrame) -> str:
+    shown = pd.DataFrame({c: [fmt(c, v) for v in frame[c]] for c in frame.columns})
+    for c in ("final_loss", "min_loss"):
+        if c in frame:
+            shown[c] = [_cell(v) for v in frame[c]]
+    shown.columns = [label(c) if c in frame and c not in ("run_id",) else c for c in frame]
+    return shown.to_html(index=False, escape=True, border=0, na_rep="")
+
+
+def _cell(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else f"{value:.4g}"
+    if value is pd.NA or value is None:
+        return ""
+    return str(value)
