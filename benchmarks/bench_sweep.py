@@ -1,5 +1,6 @@
 """sweeps/lr_grid.toml end to end: wall time with a cold and a warm kernel cache, on 1 and 2
-workers, with run-steps per second and the share of worker time spent training.
+workers, with run-steps per second and the share of worker time spent training; then the
+time to draw the figures and report.html of lr_grid (100 runs) and lr_dense (4,000 runs).
 
     python benchmarks/bench_sweep.py [--repeats N]
 
@@ -8,7 +9,9 @@ Each sweep is the real command (`python -m fastbp.sweep ... --backend B --no-plo
 default backend (threads) on 1 and 2 workers and with loky's worker processes on 2.
 "Cold" points Numba and fastbp at empty cache directories (everything compiles); "warm"
 reuses the caches the cold run filled (median and minimum of --repeats). The
-environment is otherwise left as it is. Results go to benchmarks/results/bench_sweep.json.
+environment is otherwise left as it is. The figures are timed as `python -m fastbp.plot`
+draws them, in a fresh process each time, from after the imports to the report written
+(median and minimum of --repeats). Results go to benchmarks/results/bench_sweep.json.
 """
 
 from __future__ import annotations
@@ -25,9 +28,28 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE.parent / "sweeps" / "lr_grid.toml"
+DENSE = HERE.parent / "sweeps" / "lr_dense.toml"
+DRAW = """
+import sys, time
+from pathlib import Path
+import fastbp.layout, fastbp.plot, fastbp.plots, fastbp.report, fastbp.results
+start = time.perf_counter()
+fastbp.plot.draw(Path(sys.argv[1]), Path(sys.argv[2]))
+print(time.perf_counter() - start, file=sys.stderr)
+"""
 
 
-def run_sweep(out: Path, n_jobs: int, cache: Path, backend: str) -> dict:
+def time_figures(results: Path, out: Path, repeats: int) -> dict:
+    """Seconds to draw a sweep's figures and report, imports excluded, fresh processes."""
+    times = []
+    for k in range(repeats):
+        cmd = [sys.executable, "-c", DRAW, str(results), str(out / str(k))]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE.parent)
+        times.append(float(done.stderr.strip().splitlines()[-1]))
+    return {"draw_s": statistics.median(times), "draw_s_min": min(times), "repeats": repeats}
+
+
+def run_sweep(out: Path, n_jobs: int, cache: Path, backend: str, spec: Path = SPEC) -> dict:
     env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(cache / "numba"),
@@ -37,7 +59,7 @@ def run_sweep(out: Path, n_jobs: int, cache: Path, backend: str) -> dict:
         sys.executable,
         "-m",
         "fastbp.sweep",
-        str(SPEC),
+        str(spec),
         "--out",
         str(out),
         "--n-jobs",
@@ -92,6 +114,13 @@ def main():
                 "training_share": statistics.median(w["training_share"] for w in warm),
                 "repeats": len(warm),
             }
+        # The figures: of lr_grid (warm run 0 above), and of a 4,000-run sweep.
+        cache = tmp / "cache 2 threads"
+        run_sweep(tmp / "lr_dense", 2, cache, "threads", spec=DENSE)
+        report["figures"] = {
+            "lr_grid (100 runs)": time_figures(tmp / "warm 2 threads 0", tmp / "f1", args.repeats),
+            "lr_dense (4,000 runs)": time_figures(tmp / "lr_dense", tmp / "f2", args.repeats),
+        }
     for case in report["cases"].values():
         case["run_steps_per_s"] = run_steps / case["wall_s"]
     (HERE / "results").mkdir(exist_ok=True)
@@ -106,6 +135,9 @@ def main():
             f"{name:<22}{c['wall_s']:>8.2f}{c['train_s']:>9.2f}{c['run_steps_per_s']:>14,.0f}"
             f"{c['training_share']:>16.0%}"
         )
+    print(f"\n{'figures and report.html':<30}{'median s':>10}{'min s':>8}")
+    for name, c in report["figures"].items():
+        print(f"{name:<30}{c['draw_s']:>10.2f}{c['draw_s_min']:>8.2f}")
 
 
 if __name__ == "__main__":

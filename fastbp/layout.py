@@ -59,6 +59,8 @@ def fmt(field: str, value) -> str:
         if field == "bias":
             return "with biases" if value else "without biases"
         return "yes" if value else "no"
+    if isinstance(value, (tuple, list)):  # layers
+        return "-".join(str(v) for v in value)
     if isinstance(value, (float, np.floating)):
         return _number(float(value))
     if isinstance(value, (int, np.integer)):
@@ -67,7 +69,11 @@ def fmt(field: str, value) -> str:
 
 
 def _number(x: float, digits: int = 3) -> str:
-    return f"{x:.{digits}g}"
+    """x to ``digits`` significant digits, without an exponent from 1e-3 to 1e5."""
+    text = f"{x:.{digits}g}"
+    if "e+" in text and abs(x) < 1e5:
+        return f"{x:.0f}"
+    return text
 
 
 def describe(fields, values) -> str:

@@ -164,7 +164,11 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         warm_up(todo)
         backend.on_each_worker(warm_up, todo)
     chunks = plan_chunks(todo, backend.n_workers)
-    bar = tqdm(
+
+    class Bar(tqdm):
+        monitor_interval = 0  # no monitor thread: it would outlive the bar (see write_figures)
+
+    bar = Bar(
         total=sum(run.steps for run in todo),
         unit="step",
         unit_scale=True,

@@ -154,10 +154,13 @@ def test_heatmap_leaves_empty_cells_blank_and_counts_runs(shapes):
 def test_heatmap_says_diverged_with_how_many_of_how_many(shapes):
     fig = plots.heatmap(shapes["every run diverged"])
     texts = [t.get_text() for t in visible_axes(fig)[0].texts]
-    assert texts == ["diverged\n2/2 diverged"] * 4
+    assert texts == ["2 of 2\ndiverged"] * 4
     fig = plots.heatmap(shapes["one seed"])
     texts = [t.get_text() for t in visible_axes(fig)[0].texts]
-    assert texts.count("diverged\n1/1 diverged") == 2 and len(texts) == 8  # lr = 30
+    assert texts.count("1 of 1\ndiverged") == 2 and len(texts) == 8  # lr = 30
+    fig = plots.heatmap(shapes["dense lr grid"], x="seed", y="bias")  # every lr in each cell
+    texts = [t.get_text() for t in visible_axes(fig)[0].texts]
+    assert len(texts) == 12 and all(t.endswith("\n3 of 40 diverged") for t in texts)
 
 
 def test_colour_and_panels_can_be_chosen_by_hand(shapes):
