@@ -10,7 +10,6 @@ everywhere. pandas only: no matplotlib, no Numba.
 from __future__ import annotations
 
 import math
-import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,9 +85,7 @@ def swept(runs: pd.DataFrame, order=None) -> list[str]:
     """The RunConfig fields taking more than one value in ``runs`` (a missing value counts
     as one): in ``order`` (the spec's, as saved with the results) where given, then in
     RunConfig order; ``lr`` first and ``seed`` last."""
-    varies = [
-        f for f in RunConfig.field_names() if f in runs and runs[f].nunique(dropna=False) > 1
-    ]
+    varies = [f for f in RunConfig.field_names() if f in runs and runs[f].nunique(dropna=False) > 1]
     order = [f for f in (order or ()) if f in varies]
     keys = order + [f for f in varies if f not in order]
     return sorted(keys, key=lambda f: (f != "lr", f == "seed"))
@@ -121,8 +118,12 @@ class Scale:
     log: bool = False
 
     def codes_of(self, column: pd.Series) -> np.ndarray:
-        """The category of each value in ``column``, values of the runs this Scale was made
-        from (of a Scale without bins)."""
+        """The category of each value in ``column``: values of the runs this Scale was made
+        from, or any value inside its bins."""
+        if self.binned:
+            lows = np.array([lo for lo, _ in self.values])
+            k = np.searchsorted(lows, column.to_numpy(dtype=float), side="right") - 1
+            return np.clip(k, 0, len(lows) - 1)
         index = {v: k for k, v in enumerate(self.values)}
         return np.array([index[None if missing(v) else v] for v in column], dtype=int)
 
@@ -259,14 +260,12 @@ def panel_groups(runs: pd.DataFrame, fields) -> list[tuple[str, np.ndarray]]:
     combos = np.unique(codes, axis=0)
     groups = []
     for combo in combos:
-        title = ", ".join(
-            f"{s.field}={s.labels[c]}" for s, c in zip(scales, combo, strict=True)
-        )
+        title = ", ".join(f"{s.field}={s.labels[c]}" for s, c in zip(scales, combo, strict=True))
         groups.append((title, (codes == combo).all(axis=1)))
     return groups
 
 
-def subtitle(results, pooled=(), width: int = 130) -> str:
+def subtitle(results, pooled=()) -> str:
     """What a figure's runs share and what it pools: the number of runs, the swept fields
     folded into its medians and bands (``pooled``), and the unswept fields' values."""
     runs = results.runs
@@ -278,7 +277,7 @@ def subtitle(results, pooled=(), width: int = 130) -> str:
     if len(runs):
         first = runs.iloc[0]
         parts.append(", ".join(f"{f}={fmt(f, first[f])}" for f in fixed if _relevant(f, first)))
-    return "\n".join(textwrap.wrap("; ".join(p for p in parts if p), width))
+    return "; ".join(p for p in parts if p)
 
 
 def _relevant(field, row) -> bool:

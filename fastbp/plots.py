@@ -37,7 +37,6 @@ from matplotlib.ticker import (
 from fastbp.layout import (
     TABLE_ROWS,
     describe,
-    fmt,
     label,
     log_spaced,
     loss_label,
@@ -100,8 +99,8 @@ class Colours:
         return self.scale.codes_of(runs[self.field])
 
     def key(self, fig, axes, extra=()):
-        """The legend (to the right of ``axes[0]``'s row) or colour bar, and ``extra`` legend
-        entries (below the figure when there is a colour bar)."""
+        """The legend (right of the top row of ``axes``) or colour bar, and ``extra`` legend
+        entries (below the axes when there is a colour bar)."""
         extra = list(extra)
         if self.scale is None:
             if extra:
@@ -116,9 +115,9 @@ class Colours:
                 bar.set_ticks(np.arange(len(self.scale)), labels=list(self.scale.labels))
             elif self.scale.log:
                 _plain_log(bar.ax.yaxis)
-            if extra:
-                fig.legend(handles=extra, loc="outside lower center", ncols=min(4, len(extra)),
-                           frameon=False, fontsize=9)  # fmt: skip
+            if extra:  # a note in the caption: a legend there could overlap it
+                notes = [f"{h.get_marker()} {h.get_label()}" for h in extra]
+                _caption(fig, "; ".join([*notes, fig.get_supxlabel()]))
             return
         handles = [
             Line2D([], [], color=c, lw=2.5, label=text)
@@ -156,8 +155,14 @@ def _titles(fig, title, results, pooled):
     """The title, and a smaller subtitle: what the runs share and what is pooled."""
     title = "\n".join(textwrap.wrap(title, int(fig.get_figwidth() * 8)))
     fig.suptitle(title, fontsize=12, fontweight="bold", x=0.01, ha="left")
-    note = subtitle(results, pooled, width=int(fig.get_figwidth() * 12.5))
-    fig.supxlabel(note, fontsize=8.5, color="0.3", x=0.01, ha="left")
+    _caption(fig, subtitle(results, pooled))
+
+
+def _caption(fig, text):
+    """The caption under the figure, wrapped to its width."""
+    width = int(fig.get_figwidth() * 12.5)
+    lines = textwrap.wrap(" ".join(text.split()), width)
+    fig.supxlabel("\n".join(lines), fontsize=8.5, color="0.3", x=0.01, ha="left")
 
 
 def _plain_log(axis):
@@ -206,6 +211,11 @@ class XAxis:
         self.cats = scale(runs, field, most=None)
         self.numeric = self.cats.numeric
         self.log = self.numeric and log_spaced(runs[field])
+        # Many values with few runs each (a random search): median lines over bins of x,
+        # the same bins for every series, drawn at the median x of each bin's runs.
+        n = len(self.cats)
+        sparse = self.numeric and n > TABLE_ROWS and len(runs) < 3 * n
+        self.bins = scale(runs, field, most=TABLE_ROWS) if sparse else None
 
     def at(self, runs, k=0, n=1):
         if self.numeric:
@@ -216,12 +226,12 @@ class XAxis:
     def summary_groups(self, runs):
         """(x, mask) over ``runs`` for the median line: each value, or bins of values where
         a numeric field has many values with few runs each."""
-        if self.numeric:
-            values = runs[self.field].nunique()
-            sparse = values > 2 * TABLE_ROWS and len(runs) < 3 * values  # e.g. random search
-            s = scale(runs, self.field, most=TABLE_ROWS if sparse else None)
-            return [(s.positions[c], s.codes == c) for c in range(len(s))]
+        if self.bins is not None:
+            codes = self.bins.codes_of(runs[self.field])
+            return [(self.bins.positions[c], codes == c) for c in np.unique(codes)]
         codes = self.cats.codes_of(runs[self.field])
+        if self.numeric:
+            return [(self.cats.positions[c], codes == c) for c in np.unique(codes)]
         return [(c, codes == c) for c in np.unique(codes)]
 
     def dress(self, ax, runs):
@@ -293,9 +303,14 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
     # A diverging run climbs towards 1e300 before its loss turns NaN: the axes show up to
     # a few times the initial loss, and such a run leaves them through the top.
     start = loss[(step == 0) & np.isfinite(loss)]
-    top = 3 * start.max() if len(start) else np.nanmax(np.where(np.isfinite(loss), loss, np.nan))
+    top = 3 * start.max() if len(start) else 1.0
     frame = pd.DataFrame(
-        {"panel": panel[row], "series": series[row], "step": step, "loss": np.minimum(loss, 10 * top)}
+        {
+            "panel": panel[row],
+            "series": series[row],
+            "step": step,
+            "loss": np.minimum(loss, 10 * top),
+        }
     )[keep]
     n_max = int(pd.Series(panel * len(colours.colours) + series).value_counts().max())
     grouped = frame.groupby(["panel", "series", "step"], sort=True)["loss"]
@@ -462,7 +477,11 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
     if len(shown):
         positive = shown[shown > 0]
         spans = len(positive) == len(shown) and positive.max() / positive.min() > 3
-        norm = LogNorm(positive.min(), positive.max()) if spans else Normalize(shown.min(), shown.max())
+        norm = (
+            LogNorm(positive.min(), positive.max())
+            if spans
+            else Normalize(shown.min(), shown.max())
+        )
     else:
         norm = Normalize(0, 1)
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", norm=norm, aspect="auto")

@@ -353,9 +353,7 @@ def _print_plan(spec, out, force):
     print("  every run: " + ", ".join(f"{k}={fmt(k, v)}" for k, v in shared.items()))
     for run in spec.runs[:PREVIEW_RUNS]:
         values = run.to_dict()
-        print(
-            f"  {run.run_id}  " + ", ".join(f"{k}={fmt(k, values[k])}" for k in spec.swept)
-        )
+        print(f"  {run.run_id}  " + ", ".join(f"{k}={fmt(k, values[k])}" for k in spec.swept))
     if len(spec.runs) > PREVIEW_RUNS:
         print(f"  ... and {len(spec.runs) - PREVIEW_RUNS} more")
 

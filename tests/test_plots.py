@@ -60,7 +60,7 @@ def test_every_figure_of_every_shape_is_honest_and_readable(shapes, shape, name)
         assert "diverged" not in text
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)  # lays the figure out, as savefig does
-    titles = [fig._suptitle] + [ax.title for ax in fig.axes if ax.get_title()]
+    titles = [fig._suptitle, fig._supxlabel] + [ax.title for ax in fig.axes if ax.get_title()]
     for legend in legends(fig):
         assert len(legend.get_texts()) <= 13  # 12 values and at most one extra entry
         box = legend.get_window_extent(renderer)
@@ -165,6 +165,9 @@ def test_heatmap_says_diverged_with_how_many_of_how_many(shapes):
 
 def test_colour_and_panels_can_be_chosen_by_hand(shapes):
     results = shapes["dense lr grid"]
+    fig = plots.final_loss(results, x="seed", colour="lr")  # a colour bar, and crosses
+    assert not legends(fig)  # what the crosses mean is in the caption
+    assert fig.get_supxlabel().startswith("x diverged: 36 of 480 runs (at the top); 480 runs")
     fig = plots.loss_curves(results, colour="bias", panels=())
     (ax,) = visible_axes(fig)
     assert fig.axes[0].get_legend().get_title().get_text() == "biases (bias)"
