@@ -621,7 +621,8 @@ def learned_params(results, x=None) -> Figure:
         ax.set_xlabel("output unit")
         ax.set_ylabel("sample")
         named = describe(fields, [row[f] for f in fields]) if fields else f"run {row['run_id']}"
-        lines = [what, *textwrap.wrap(named, 34), f"{loss_label(runs, 'final loss')} "
+        pairs = [p.replace(" ", "\u00a0") for p in named.split(", ")]  # break between pairs
+        lines = [what, *textwrap.wrap(", ".join(pairs), 34), f"{loss_label(runs, 'final loss')} "
                  f"{row['final_loss']:.3g}"]  # fmt: skip
         ax.set_title("\n".join(lines), fontsize=9)
     fig.colorbar(image, ax=fig.axes[1:], shrink=0.8, label="network output")
