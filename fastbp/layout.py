@@ -68,7 +68,7 @@ def fmt(field: str, value) -> str:
 
 
 def _number(x: float, digits: int = 3) -> str:
-    """x to ``digits`` significant digits, without an exponent from 1e-3 to 1e5."""
+    """x to ``digits`` significant digits; numbers from 100 to 1e5 without an exponent."""
     text = f"{x:.{digits}g}"
     if "e+" in text and abs(x) < 1e5:
         return f"{x:.0f}"
@@ -164,11 +164,21 @@ def scale(runs: pd.DataFrame, field: str, most: int | None = TABLE_ROWS) -> Scal
     return Scale(
         field,
         codes,
-        tuple(fmt(field, v) for v in values),
+        _distinct_labels(field, values),
         np.asarray(ordered, dtype=float) if numeric else None,
         tuple(values),
         log=numeric and log_spaced(ordered),
     )
+
+
+def _distinct_labels(field, values) -> tuple[str, ...]:
+    """fmt of each value, with more digits where 3 would make two values look the same."""
+    labels = [fmt(field, v) for v in values]
+    digits = 4
+    while len(set(labels)) < len(labels) and digits <= 17:
+        labels = [_number(v, digits) if isinstance(v, float) else fmt(field, v) for v in values]
+        digits += 1
+    return tuple(labels)
 
 
 def _sort_key(field, value):

@@ -298,7 +298,7 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
     series = colours.codes(runs)
     row = pd.Index(runs["run_id"]).get_indexer(curves["run_id"])
     step = curves["step"].to_numpy()
-    keep = _display_steps(step, runs["steps"].to_numpy())
+    keep = _display_steps(step, runs["steps"].to_numpy()) & (row >= 0)  # runs shown only
     loss = curves["loss"].to_numpy(dtype=float)
     # A diverging run climbs towards 1e300 before its loss turns NaN: the axes show up to
     # a few times the initial loss, and such a run leaves them through the top.

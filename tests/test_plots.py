@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PathCollection
@@ -326,6 +327,15 @@ def test_figures_of_a_subset_of_runs(sweep_dir):
     one = Results(runs, results.curves, results.params, results.threshold, results.swept)
     fig = plots.loss_curves(one)  # lr takes one value here: steps is the colour, bias panels
     assert len(visible_axes(fig)) == 2
+    drawn = [seg for ax in visible_axes(fig) for c in ax.collections
+             if isinstance(c, LineCollection) for seg in c.get_segments()]  # fmt: skip
+    expected = runs.groupby(["bias", "steps"])["final_loss"].median()  # other runs left out
+    assert sorted(seg[-1, 1] for seg in drawn) == pytest.approx(sorted(expected))
     assert fig.axes[1].get_legend().get_title().get_text() == "steps"
     fig = plots.final_loss(one)  # steps along x, bias as colour
     assert "steps" in visible_axes(fig)[0].get_xlabel()
+
+
+def test_values_that_round_alike_keep_distinct_labels():
+    runs = pd.DataFrame({"lr": [1.0001, 1.0002, 0.5]})
+    assert scale(runs, "lr").labels == ("0.5", "1.0001", "1.0002")
