@@ -220,8 +220,11 @@ class XAxis:
     def at(self, runs, k=0, n=1):
         if self.numeric:
             return runs[self.field].to_numpy(dtype=float)
-        codes = self.cats.codes_of(runs[self.field])
-        return codes + 0.7 * ((k + 0.5) / n - 0.5)  # series side by side within a slot
+        return self.cats.codes_of(runs[self.field]) + self.offset(k, n)
+
+    def offset(self, k, n) -> float:
+        """Where series k of n sits within a category's slot (0 on a numeric axis)."""
+        return 0.0 if self.numeric else 0.7 * ((k + 0.5) / n - 0.5)
 
     def summary_groups(self, runs):
         """(x, mask) over ``runs`` for the median line: each value, or bins of values where
@@ -269,15 +272,18 @@ def _band_text(n_max) -> str:
     return f"band: {lo:.0%} to {hi:.0%} of runs"
 
 
-def _x_field(results, x):
-    """The field along x: ``x``, or the primary swept field."""
+def _along_x(results, x, colour, panels, max_panels):
+    """What a figure with a field along x starts from: the runs, that field (``x``, or the
+    primary swept field), the roles of the others, their colours, the x axis and panels."""
+    runs = results.runs
     fields = [f for f in swept_of(results) if f != "seed"]
     x = x or next(iter(fields), None)
     if x is None:
         raise Skip("nothing is swept besides seed: no field to compare along")
-    if results.runs[x].nunique(dropna=False) < 2:
+    if runs[x].nunique(dropna=False) < 2:
         raise Skip(f"{x} takes one value: nothing to compare along it")
-    return x
+    r = roles(results, colour, panels, exclude=(x,), max_panels=max_panels)
+    return runs, x, r, Colours(runs, r.colour), XAxis(runs, x), panel_groups(runs, r.panels)
 
 
 # --- the figures ---
@@ -381,12 +387,7 @@ def _display_steps(step: np.ndarray, final_steps: np.ndarray) -> np.ndarray:
 def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     """Final loss of every run at its own x (the primary field unless ``x``), a median line
     and a band per value of the colour field; diverged runs as crosses along the top."""
-    runs = results.runs
-    x = _x_field(results, x)
-    r = roles(results, colour, panels, exclude=(x,), max_panels=6)
-    colours = Colours(runs, r.colour)
-    xaxis = XAxis(runs, x)
-    groups = panel_groups(runs, r.panels)
+    runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=6)
     fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=True)
     series = colours.codes(runs)
     n_series = len(colours.colours)
@@ -411,7 +412,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
                     ax.plot(pos, mid, color=colour, lw=1.5, zorder=4)
                     ax.fill_between(pos, lo, hi, color=colour, alpha=0.12, lw=0)
                 else:  # per category: a median tick and a bar over the band, no joining line
-                    pos = pos + 0.7 * ((s + 0.5) / n_series - 0.5)
+                    pos = pos + xaxis.offset(s, n_series)
                     half = 0.3 / n_series
                     ax.hlines(mid, pos - half, pos + half, color=colour, lw=2, zorder=4)
                     ax.vlines(pos, lo, hi, color=colour, lw=5, alpha=0.25, zorder=2)
@@ -524,12 +525,7 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
     threshold = threshold if threshold is not None else results.threshold
     if threshold is None:
         raise Skip("the sweep has no threshold ([sweep].threshold)")
-    runs = results.runs
-    x = _x_field(results, x)
-    r = roles(results, colour, panels, exclude=(x,), max_panels=4)
-    colours = Colours(runs, r.colour)
-    xaxis = XAxis(runs, x)
-    groups = panel_groups(runs, r.panels)
+    runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=4)
     fig = Figure(figsize=(WIDTH, 6.4), layout="constrained")
     grid = fig.add_gridspec(2, len(groups), height_ratios=[2.4, 1])
     tops, bottoms = [], []
@@ -551,8 +547,7 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
                         zorder=3)  # fmt: skip
             med, share = [], []
             for pos, where in xaxis.summary_groups(part):
-                if not xaxis.numeric:
-                    pos = pos + 0.7 * ((s + 0.5) / n_series - 0.5)
+                pos = pos + xaxis.offset(s, n_series)
                 share.append((pos, got[where].mean()))
                 if got[where].any():
                     med.append((pos, np.median(steps[where & got])))
