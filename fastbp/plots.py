@@ -346,6 +346,11 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
         if with_bands:
             ax.add_collection(PolyCollection(bands, facecolors=line_colours, alpha=0.14, lw=0))
         ax.add_collection(LineCollection(lines, colors=line_colours, linewidths=1.6))
+        single = [k for k, line in enumerate(lines) if len(line) == 1]  # diverged at once
+        if single:
+            points = np.concatenate([lines[k] for k in single])
+            colours_1 = [line_colours[k] for k in single]
+            ax.scatter(*points.T, color=colours_1, s=14, zorder=3, clip_on=False)
         ax.autoscale_view()
         _steps_axis(ax, frame.loc[frame["panel"] == p, "step"].to_numpy())
         n_div = int(diverged[mask].sum())
@@ -426,6 +431,11 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     if _log_y(axes[0], finite):
         for ax in axes:
             _plain_log(ax.yaxis)
+    elif not np.isfinite(finite).any():
+        for ax in axes:
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "no run has a finite final loss", transform=ax.transAxes,
+                    ha="center", va="center", color="0.3")  # fmt: skip
     for ax in axes:
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel(loss_label(runs, "final loss"))

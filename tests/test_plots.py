@@ -339,3 +339,13 @@ def test_figures_of_a_subset_of_runs(sweep_dir):
 def test_values_that_round_alike_keep_distinct_labels():
     runs = pd.DataFrame({"lr": [1.0001, 1.0002, 0.5]})
     assert scale(runs, "lr").labels == ("0.5", "1.0001", "1.0002")
+
+
+def test_runs_that_diverge_at_once_still_show_where_they_started(shapes):
+    results = shapes["every run diverged"]
+    fig = plots.loss_curves(results)
+    for ax in visible_axes(fig):
+        (dots,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(dots.get_offsets()) == 2 and (dots.get_offsets()[:, 0] == 0).all()
+    fig = plots.final_loss(results)
+    assert "no run has a finite final loss" in all_text(fig)
