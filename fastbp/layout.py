@@ -234,10 +234,9 @@ def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) 
     Either can be chosen by hand (a field name; ``panels`` a list, ``()`` for none)."""
     runs = results.runs
     fields = swept_of(results)
-    for name, given in (("colour", [colour]), ("panels", list(panels or ()))):
-        for f in given:
-            if f is not None and f not in RunConfig.field_names():
-                raise ValueError(f"{name} must name RunConfig fields, got {f!r}")
+    check_field("colour", colour)
+    for f in panels or ():
+        check_field("panels", f)
     candidates = [f for f in fields if f != "seed" and f not in exclude]
     if colour is None:
         colour = next(iter(candidates), None)
@@ -254,6 +253,13 @@ def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) 
     shown = {colour, *panels, *exclude}
     pooled = [f for f in fields if f not in shown]
     return Roles(colour, tuple(panels), tuple(pooled))
+
+
+def check_field(name: str, field) -> None:
+    """A figure's keyword argument naming a field: None, or a RunConfig field."""
+    if field is not None and field not in RunConfig.field_names():
+        fields = ", ".join(RunConfig.field_names())
+        raise ValueError(f"{name} must be None or a RunConfig field ({fields}), got {field!r}")
 
 
 def swept_of(results) -> list[str]:

@@ -26,8 +26,8 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    out = Path(args.out) if args.out else None
-    if out is not None and (out.exists() and not out.is_dir() or not args.out.strip()):
+    out = None if args.out is None else Path(args.out)
+    if out is not None and (not args.out.strip() or out.exists() and not out.is_dir()):
         print(f"error: --out {args.out!r}: must be a directory", file=sys.stderr)
         return 2
     return draw(directory, out, args.format)

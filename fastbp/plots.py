@@ -36,6 +36,7 @@ from matplotlib.ticker import (
 
 from fastbp.layout import (
     TABLE_ROWS,
+    check_field,
     describe,
     label,
     log_spaced,
@@ -276,6 +277,7 @@ def _along_x(results, x, colour, panels, max_panels):
     """What a figure with a field along x starts from: the runs, that field (``x``, or the
     primary swept field), the roles of the others, their colours, the x axis and panels."""
     runs = results.runs
+    check_field("x", x)
     fields = [f for f in swept_of(results) if f != "seed"]
     x = x or next(iter(fields), None)
     if x is None:
@@ -459,6 +461,8 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
     of runs per cell when it varies; many numeric values are binned. A cell without runs is
     blank; a cell says "diverged" only for runs that diverged, with how many of how many."""
     runs = results.runs
+    check_field("x", x)
+    check_field("y", y)
     fields = [f for f in swept_of(results) if f != "seed"]
     x = x or next(iter(fields), None)
     if y is None:
@@ -602,6 +606,7 @@ def learned_params(results, x=None) -> Figure:
     finite = runs[~runs["diverged"] & runs["final_loss"].notna()]
     if not len(finite):
         raise Skip("every run diverged: no trained parameters to show")
+    check_field("x", x)
     fields = swept_of(results)
     x = x or next((f for f in fields if f != "seed"), None)
     best = [("best run", finite.loc[finite["final_loss"].idxmin()])]

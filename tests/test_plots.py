@@ -174,8 +174,17 @@ def test_colour_and_panels_can_be_chosen_by_hand(shapes):
     assert fig.axes[0].get_legend().get_title().get_text() == "biases (bias)"
     fig = plots.final_loss(results, x="lr", colour=None, panels=["bias"])
     assert len(visible_axes(fig)) == 2
-    with pytest.raises(ValueError, match="colour must name RunConfig fields"):
-        plots.loss_curves(results, colour="learning_rate")
+    wrong = [
+        (plots.loss_curves, {"colour": "learning_rate"}),
+        (plots.loss_curves, {"panels": ["Bias"]}),
+        (plots.final_loss, {"x": "eta"}),
+        (plots.heatmap, {"y": "lrs"}),
+        (plots.learned_params, {"x": "?"}),
+    ]
+    for draw, kw in wrong:
+        (name,) = kw
+        with pytest.raises(ValueError, match=f"{name} must be None or a RunConfig field"):
+            draw(results, **kw)
 
 
 def test_roles_follow_the_spec_order_and_pool_the_rest(shapes):
