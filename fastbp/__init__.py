@@ -1,9 +1,15 @@
-"""fastbp: fast, exact sweeps over tiny neural networks trained with hand-written backprop."""
+"""fastbp: fast, exact sweeps over tiny neural networks trained with hand-written backprop.
 
-from fastbp import numba_settings  # noqa: F401 - first: before Numba compiles anything
+Importing the package is light: the engine (Numba), the results tables (pandas) and the
+figures load on first use, so that reading a spec, ``--help`` and ``--dry-run`` start at
+once and worker processes never import what they do not need.
+"""
+
+import importlib
+import sys
+import types
+
 from fastbp.config import ConfigError, RunConfig
-from fastbp.params import init_params
-from fastbp.train import RunResult, train
 
 __version__ = "0.3.0"
 __all__ = [
@@ -17,11 +23,33 @@ __all__ = [
     "train",
 ]
 
+_LAZY = {
+    "RunResult": "fastbp.train",
+    "train": "fastbp.train",
+    "init_params": "fastbp.params",
+    "Results": "fastbp.results",
+    "load_results": "fastbp.results",
+}
+
 
 def __getattr__(name):
-    # The results tables need pandas, which worker processes never import: load it on use.
-    if name in ("Results", "load_results"):
-        from fastbp import results
-
-        return getattr(results, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule fastbp.train binds it to the package's attribute ``train``:
+    keep that name for the function (as `from fastbp.train import train` used to)."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

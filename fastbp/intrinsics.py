@@ -21,6 +21,10 @@ import math
 from fractions import Fraction
 
 import numpy as np
+
+from fastbp import numba_settings  # noqa: F401 - first: before Numba reads its settings
+
+# isort: split
 from llvmlite import ir
 from numba import types
 from numba.core import config

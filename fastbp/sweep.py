@@ -16,6 +16,7 @@ import platform
 import shlex
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -45,7 +46,8 @@ class SweepReport:
     interrupted: bool = False
     crashed: str | None = None
     train_s: float = 0.0  # summed over runs, inside the workers
-    parallel_s: float = 0.0  # wall time of the parallel phase
+    parallel_s: float = 0.0  # wall time of the parallel phase, compiling excluded
+    compile_s: float = 0.0  # wall time compiling (or loading) kernels before it
     n_jobs: int = 1
 
 
@@ -152,34 +154,22 @@ def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False)
 
 def _run_parallel(todo, backend, store, version, report, quiet):
     from joblib import delayed
-    from tqdm import tqdm
 
     from fastbp import results
     from fastbp.train import train_chunk
 
-    # Compile every kernel first, here and then on one worker at a time: processes
-    # compiling into an empty Numba cache at the same time can corrupt it. Kernels
-    # already in the cache are left for the workers to load, all at once.
-    if not all_cached(todo):
-        warm_up(todo)
-        backend.on_each_worker(warm_up, todo)
-    chunks = plan_chunks(todo, backend.n_workers)
-
-    class Bar(tqdm):
-        monitor_interval = 0  # no monitor thread: it would outlive the bar (see write_figures)
-
-    bar = Bar(
-        total=sum(run.steps for run in todo),
-        unit="step",
-        unit_scale=True,
-        disable=quiet,
-        desc="training",
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-    bar.set_postfix_str(f"runs 0/{len(todo)}")
     start = time.perf_counter()
+    bar = None
     try:
+        # Compile every kernel first, here and then on one worker at a time: processes
+        # compiling into an empty Numba cache at the same time can corrupt it. Kernels
+        # already in the cache are left for the workers to load, all at once.
+        if not all_cached(todo):
+            report.compile_s = _compile(todo, backend, quiet)
+        chunks = plan_chunks(todo, backend.n_workers)
+        bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
+                   disable=quiet, desc="training")  # fmt: skip
+        bar.set_postfix_str(f"runs 0/{len(todo)}")
         tasks = (delayed(train_chunk)(chunk) for chunk in chunks)
         for outcomes in backend.parallel()(tasks):
             finished = [o for o in outcomes if not isinstance(o, str)]
@@ -195,33 +185,96 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     except Exception as err:  # a killed worker, a full disk: keep what is saved, say why
         report.crashed = " ".join(f"{type(err).__name__}: {err}".split())  # one line
     finally:
+        if bar is not None:
+            bar.close()
+        report.parallel_s = time.perf_counter() - start - report.compile_s
+
+
+def _bar(**options):
+    """A progress bar on stderr, without tqdm's monitor thread (it would outlive the bar,
+    and the figures are drawn in forked processes only where no other thread runs)."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0
+
+    return Bar(dynamic_ncols=True, file=sys.stderr, **options)
+
+
+def _compile(todo, backend, quiet) -> float:
+    """Compile (or load) the kernels ``todo`` needs, here and on each worker, saying which
+    one is compiling; return the seconds it took."""
+    start = time.perf_counter()
+    bar = _bar(
+        total=len(kernels_needed(todo)), disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s"
+    )
+    stop = threading.Event()
+
+    def tick():  # the clock keeps going while Numba compiles
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    clock = threading.Thread(target=tick, daemon=True)
+    if not quiet:
+        clock.start()
+    try:
+        warm_up(todo, lambda k, n, what: bar.set_description_str(
+            f"compiling kernels for {what} ({k} of {n})"), bar.update)  # fmt: skip
+        if backend.client is not None:
+            bar.set_description_str("loading the kernels on the cluster's workers")
+        backend.on_each_worker(warm_up, todo)
+    finally:
+        stop.set()
+        if clock.is_alive():
+            clock.join()
         bar.close()
-        report.parallel_s = time.perf_counter() - start
+    return time.perf_counter() - start
 
 
-def warm_up(runs) -> None:
-    """Compile or load, in this process, every kernel these runs need."""
-    from fastbp.train import full_batch, kernel_key, train, train_batch
+def kernels_needed(runs) -> dict:
+    """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
+    every mini-batch run uses)."""
+    from fastbp.train import full_batch, kernel_key
 
-    seen = set()
+    needed = {}
     for run in runs:
-        key = kernel_key(run) if full_batch(run) else "loops"
-        if key not in seen:
-            seen.add(key)
-            tiny = replace(run, steps=1, log_every=1)
-            train_batch([tiny]) if full_batch(run) else train(tiny, engine="loops")
+        needed.setdefault(kernel_key(run) if full_batch(run) else "loops", run)
+    return needed
+
+
+def warm_up(runs, starting=None, done=None) -> None:
+    """Compile or load, in this process, every kernel these runs need; ``starting(k, n,
+    text)`` names the k-th of n before its turn, ``done()`` follows each."""
+    from fastbp.train import full_batch, train, train_batch
+
+    needed = kernels_needed(runs)
+    for k, (key, run) in enumerate(needed.items(), start=1):
+        if starting:
+            what = "mini-batches (the loop kernel)" if key == "loops" else _kernel_text(run)
+            starting(k, len(needed), what)
+        tiny = replace(run, steps=1, log_every=1)
+        train_batch([tiny]) if full_batch(run) else train(tiny, engine="loops")
+        if done:
+            done()
+
+
+def _kernel_text(run) -> str:
+    from fastbp.layout import fmt
+
+    parts = [fmt("layers", run.layers), run.activation, "" if run.bias else "no bias"]
+    return " ".join(p for p in [*parts, run.dtype if run.dtype != "float64" else ""] if p)
 
 
 def all_cached(runs) -> bool:
     """Whether every kernel these runs need is known to be in Numba's disk cache (the
     loop kernel, for mini-batch runs, is not tracked: then False)."""
     from fastbp import codegen
-    from fastbp.train import block_lanes, full_batch, kernel_args, kernel_key
+    from fastbp.train import block_lanes, kernel_args
 
-    if not all(full_batch(run) for run in runs):
+    needed = kernels_needed(runs)
+    if "loops" in needed:
         return False
-    one_per_kernel = {kernel_key(run): run for run in runs}.values()
-    return all(codegen.is_cached(*kernel_args(run, block_lanes(run))) for run in one_per_kernel)
+    return all(codegen.is_cached(*kernel_args(run, block_lanes(run))) for run in needed.values())
 
 
 def plan_chunks(runs, n_jobs: int) -> list[list]:
@@ -373,8 +426,9 @@ def _print_start(spec, todo, report, out, force):
 def _closing_line(report, out) -> str:
     busy = report.n_jobs * report.parallel_s
     share = f", {100 * report.train_s / busy:.0f}% of worker time in training" if busy else ""
+    compiled = f"; kernels compiled in {report.compile_s:.1f} s" if report.compile_s >= 0.05 else ""
     return (
-        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}; "
+        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}; "
         f"{report.reused} reused; results in {out}"
     )
 
@@ -403,6 +457,7 @@ def _write_meta(out, spec, report, started, version):
         "runs_retrained_other_version": report.stale,
         "runs_failed": len(report.failed),
         "interrupted": report.interrupted,
+        "compile_s": round(report.compile_s, 3),
         "parallel_wall_s": round(report.parallel_s, 3),
         "train_s": round(report.train_s, 3),
         "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,

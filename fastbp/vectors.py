@@ -13,6 +13,9 @@ is :func:`fastbp.intrinsics.fma` per lane, ``vadd`` is ``+``, and so on. With
 ``NUMBA_DISABLE_JIT=1``, plain Python versions on tuples take their place.
 """
 
+from fastbp import numba_settings  # noqa: F401 - first: before Numba reads its settings
+
+# isort: split
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config

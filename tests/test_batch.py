@@ -143,7 +143,10 @@ def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp
 
 
 def test_numba_settings_are_applied_once_and_never_override_the_user():
-    code = "import os, fastbp; print(fastbp.numba_settings.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
+    code = (
+        "import os, fastbp.train;"  # the engine applies the settings before Numba reads them
+        "print(fastbp.numba_settings.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert ours.stdout.split()[1] == "1" and ours.stdout.startswith("slp1-")

@@ -1,7 +1,10 @@
 """RunConfig: defaults, normalisation, and one test per validation rule."""
 
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +92,25 @@ def test_to_dict_round_trips():
 def test_kernel_activation_codes_follow_config_order():
     codes = [kernels.RELU, kernels.TANH, kernels.SIGMOID, kernels.IDENTITY]
     assert [config_module.ACTIVATIONS[i] for i in codes] == ["relu", "tanh", "sigmoid", "identity"]
+
+
+def test_reading_configs_and_specs_imports_no_numba():
+    code = (
+        "import sys, fastbp, fastbp.config, fastbp.spec;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'pandas')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("first", ["fastbp.kernels", "fastbp.vectors", "fastbp.train", "fastbp"])
+def test_numba_settings_apply_whichever_module_is_imported_first(first):
+    code = (
+        f"import {first}, fastbp; from fastbp.train import train_batch;"
+        "assert callable(fastbp.train) and fastbp.train.__name__ == 'train';"  # the function
+        "from numba.core import config; print(config.SLP_VECTORIZE)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_SLP_VECTORIZE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    assert out.stdout.strip() == "1"

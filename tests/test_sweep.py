@@ -331,3 +331,19 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch
     assert main([str(spec), "--out", str(out_dir), "--quiet", "--n-jobs", "1"]) == 0
     assert "2 run(s) trained" in capsys.readouterr().out
     assert len(load_results(out_dir).runs) == 8
+
+
+def test_compiling_kernels_is_shown_and_timed_apart_from_training(tmp_path):
+    # Mini-batch runs always pass through the compile step (the loop kernel is not
+    # tracked as cached): its progress line names what compiles, and its time is its own.
+    spec = tmp_path / "mini.toml"
+    spec.write_text(SMALL.format(seeds=1).replace("steps = 1500", "steps = 300\nbatch_size = 4"))
+    out = sweep(spec, "--out", tmp_path / "out", "--no-plots")
+    assert out.returncode == 0, out.stderr
+    assert "compiling kernels for mini-batches (the loop kernel) (1 of 1)" in out.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["compile_s"] > 0 and meta["parallel_wall_s"] >= 0
+    assert meta["swept"] == ["lr", "bias"]
+    closing = out.stdout.strip().splitlines()[-1]
+    assert closing.startswith("4 run(s) trained in ")
+    assert f"kernels compiled in {meta['compile_s']:.1f} s" in closing or meta["compile_s"] < 0.05
