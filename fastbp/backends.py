@@ -5,7 +5,7 @@ machine (``loky``), in this process one after the other (``sequential``, for
 debugging), or on a Dask ``distributed`` cluster (``dask``), through joblib's Dask
 backend.
 
-Only orchestration: what runs is :func:`fastbp.train.train_chunk` whichever the backend,
+Only orchestration: what runs is :func:`fastbp.sweep.train_shard` whichever the backend,
 so the results are the same bits.
 """
 

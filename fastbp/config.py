@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # hidden layers; output is linear
 INITS = ("he", "xavier", "normal")
@@ -48,9 +49,8 @@ class RunConfig:
     dtype: str = "float64"  # or "float32" (parameters, activations; loss sums stay float64)
 
     def __post_init__(self):
-        for f in fields(self):
-            value = _CHECKS[f.name](f.name, getattr(self, f.name))
-            object.__setattr__(self, f.name, value)
+        for name, check in _CHECKS.items():
+            object.__setattr__(self, name, check(name, getattr(self, name)))
         n_in, n_out = self.layers[0], self.layers[-1]
         if self.dataset == "encoder" and n_in != n_out:
             raise ConfigError(
@@ -72,7 +72,7 @@ class RunConfig:
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return tuple(_CHECKS)
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
@@ -84,9 +84,9 @@ class RunConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _CHECKS}
 
-    @property
+    @cached_property  # a sweep asks for it several times per run
     def run_id(self) -> str:
         """A short stable hash of every field: the same config has the same id anywhere."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -196,3 +196,4 @@ _CHECKS = {
     "dataset": _one_of(DATASETS),
     "dtype": _one_of(DTYPES),
 }
+assert tuple(_CHECKS) == tuple(f.name for f in fields(RunConfig)), "a check for every field"

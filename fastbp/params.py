@@ -72,13 +72,15 @@ def flatten(params: Params) -> np.ndarray:
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in params])
 
 
-def unflatten(theta: np.ndarray, layers) -> Params:
-    """Inverse of :func:`flatten`; returns copies."""
+def unflatten(theta: np.ndarray, layers, copy: bool = True) -> Params:
+    """Inverse of :func:`flatten`; copies, or views of ``theta`` with ``copy=False``."""
     params, at = [], 0
     for fan_in, fan_out in layer_shapes(layers):
-        W = theta[at : at + fan_in * fan_out].reshape(fan_in, fan_out).copy()
+        W = theta[at : at + fan_in * fan_out].reshape(fan_in, fan_out)
         at += fan_in * fan_out
-        b = theta[at : at + fan_out].copy()
+        b = theta[at : at + fan_out]
+        if copy:
+            W, b = W.copy(), b.copy()
         at += fan_out
         params.append((W, b))
     return params

@@ -14,15 +14,19 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastbp.config import RunConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FIELD_TYPES = {
     "layers": pa.string(),  # "8-3-8"
@@ -109,6 +113,8 @@ def load_results(directory) -> Results:
     layer, kind ("W"/"b"), i, j, value. ``threshold`` and ``swept`` are the spec's, from
     meta.json.
     """
+    import pandas as pd
+
     directory = Path(directory)
     tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
     try:
@@ -123,8 +129,13 @@ def layers_text(layers) -> str:
     return "-".join(str(w) for w in layers)
 
 
+_layers_texts = lru_cache(maxsize=256)(layers_text)
+
+
 def config_from_row(row) -> RunConfig:
     """The RunConfig of a row of a runs table."""
+    import pandas as pd
+
     values = {name: row[name] for name in RunConfig.field_names()}
     values["layers"] = tuple(int(w) for w in str(values["layers"]).split("-"))
     values["batch_size"] = None if pd.isna(values["batch_size"]) else int(values["batch_size"])
@@ -135,47 +146,70 @@ def config_from_row(row) -> RunConfig:
 
 
 def shard_tables(results, version: str) -> dict[str, pa.Table]:
-    """The three tables of a shard for a list of RunResults."""
+    """The three tables of a shard for a list of RunResults (column by column: a sweep of
+    many short runs writes tens of thousands of them)."""
     runs = {name: [] for name in SHARD_RUNS_SCHEMA.names}
-    curves = {"run_id": [], "step": [], "loss": []}
-    params = {name: [] for name in PARAMS_SCHEMA.names}
     for result in results:
-        config, run_id = result.config, result.config.run_id
-        for name, value in config.to_dict().items():
-            runs[name].append(layers_text(value) if name == "layers" else value)
+        for name, value in result.config.to_dict().items():
+            runs[name].append(value)
         losses = result.losses
-        runs["run_id"].append(run_id)
+        runs["run_id"].append(result.config.run_id)
         runs["final_loss"].append(float(losses[-1]))
-        runs["min_loss"].append(float(np.nanmin(losses)) if np.isfinite(losses).any() else np.nan)
+        finite = losses[np.isfinite(losses)]
+        runs["min_loss"].append(float(finite.min()) if len(finite) else np.nan)
         runs["diverged"].append(result.diverged)
         runs["diverged_at"].append(result.diverged_at)
         runs["wall_s"].append(result.wall_s)
         runs["fastbp_version"].append(version)
-        curves["run_id"].append(np.full(len(losses), run_id, dtype=object))
-        curves["step"].append(result.steps)
-        curves["loss"].append(losses.astype(np.float64))
-        for layer, (W, b) in enumerate(result.params, start=1):
-            i, j = np.indices(W.shape)
-            n = W.size + b.size
-            params["run_id"].append(np.full(n, run_id, dtype=object))
-            params["layer"].append(np.full(n, layer))
-            params["kind"].append(np.array(["W"] * W.size + ["b"] * b.size, dtype=object))
-            params["i"].append(np.concatenate([i.ravel(), np.full(b.size, -1)]))
-            params["j"].append(np.concatenate([j.ravel(), np.arange(b.size)]))
-            params["value"].append(np.concatenate([W.ravel(), b]).astype(np.float64))
-    params_i = _concat(params.pop("i"), np.int64)
-    tables = {
-        "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
-        "curves": pa.table({k: _concat(v) for k, v in curves.items()}, schema=CURVES_SCHEMA),
-        "params": pa.table(
-            {
-                **{k: _concat(v) for k, v in params.items()},
-                "i": pa.array(params_i, mask=params_i < 0),  # null for biases
-            },
-            schema=PARAMS_SCHEMA,
-        ),
+    runs["layers"] = [_layers_texts(layers) for layers in runs["layers"]]
+    run_ids = np.array(runs["run_id"], dtype=object)
+    lengths = [len(r.losses) for r in results]
+    curves = {
+        "run_id": np.repeat(run_ids, lengths),
+        "step": _concat([r.steps for r in results], np.int64),
+        "loss": _concat([r.losses for r in results], np.float64).astype(np.float64),
     }
-    return tables
+    return {
+        "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
+        "curves": pa.table(curves, schema=CURVES_SCHEMA),
+        "params": _params_table(results, run_ids),
+    }
+
+
+def _params_table(results, run_ids) -> pa.Table:
+    """Long table of every run's final parameters, one architecture at a time."""
+    parts = []
+    by_layers: dict[tuple, list[int]] = {}
+    for k, result in enumerate(results):
+        by_layers.setdefault(tuple(result.config.layers), []).append(k)
+    for layers, members in by_layers.items():
+        layer, kind, i, j = _param_index(layers)
+        n = len(members)
+        arrays = [a.ravel() for k in members for W, b in results[k].params for a in (W, b)]
+        values = np.concatenate(arrays).astype(np.float64)  # the order of params.flatten
+        parts.append(pa.table({
+            "run_id": np.repeat(run_ids[members], len(layer)),
+            "layer": np.tile(layer, n),
+            "kind": np.tile(kind, n),
+            "i": pa.array(np.tile(i, n), mask=np.tile(i < 0, n)),  # null for biases
+            "j": np.tile(j, n),
+            "value": values,
+        }, schema=PARAMS_SCHEMA))  # fmt: skip
+    return pa.concat_tables(parts) if parts else PARAMS_SCHEMA.empty_table()
+
+
+def _param_index(layers):
+    """layer, kind, i, j of each parameter in the order of fastbp.params.flatten (i = -1
+    for biases)."""
+    layer, kind, i, j = [], [], [], []
+    for l, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=False), 1):
+        rows, cols = np.indices((fan_in, fan_out))
+        layer += [l] * (fan_in * fan_out + fan_out)
+        kind += ["W"] * (fan_in * fan_out) + ["b"] * fan_out
+        i += [*rows.ravel(), *[-1] * fan_out]
+        j += [*cols.ravel(), *range(fan_out)]
+    return (np.array(layer, np.int64), np.array(kind, object), np.array(i, np.int64),
+            np.array(j, np.int64))  # fmt: skip
 
 
 def _concat(arrays, dtype=None):
@@ -190,6 +224,7 @@ class Store:
     def __init__(self, directory: Path):
         self.directory = Path(directory) / "shards"
         self.seen: list[dict[str, pa.Table]] = []  # the shards read and written, in order
+        self.damaged = 0  # shards that could not be read
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         """Persist one shard atomically: params and curves first, the runs file last."""
@@ -222,6 +257,7 @@ class Store:
                     f"warning: {self.directory / stem}.*: unreadable shard ({err}); "
                     "its runs will be trained again"
                 )
+                self.damaged += 1
                 continue
             shards.append(shard)
         self.seen = shards
@@ -249,6 +285,11 @@ def _newest_wins(shards) -> dict[str, pa.Table]:
     owner = {}  # run_id -> index of the newest shard holding it
     for k, shard in enumerate(shards):
         owner.update(dict.fromkeys(shard["runs"].column("run_id").to_pylist(), k))
+    if len(owner) == sum(len(shard["runs"]) for shard in shards):  # no run saved twice
+        return {
+            name: pa.concat_tables([s[name] for s in shards]) if shards else schema.empty_table()
+            for name, schema in SHARD_SCHEMAS.items()
+        }
     parts = {name: [] for name in SHARD_SCHEMAS}
     for k, shard in enumerate(shards):
         mine = pa.array([run_id for run_id, owned in owner.items() if owned == k], pa.string())
@@ -269,14 +310,36 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def final_tables_hold(directory: Path, run_ids, threshold) -> bool:
+    """Whether the directory's final tables were written for exactly these runs, in this
+    order, with this threshold (then, with no run trained since, they need no rewrite)."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        if not all((directory / f"{name}.parquet").is_file() for name in TABLES):
+            return False
+        held = pq.read_table(directory / "runs.parquet", columns=["run_id"]).column("run_id")
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return meta.get("threshold") == threshold and held.to_pylist() == list(run_ids)
+
+
+def read_runs(directory: Path) -> pd.DataFrame:
+    """The runs table of a directory, as :func:`write_final_tables` returns it."""
+    import pandas as pd
+
+    return pd.read_parquet(Path(directory) / "runs.parquet")
+
+
 def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, threshold):
-    """Write the spec's runs (in ``run_ids`` order) as the directory's three parquet tables."""
+    """Write the spec's runs (in ``run_ids`` order) as the directory's three parquet tables;
+    return the runs table as a DataFrame. Curves and parameters stay in Arrow: for a sweep
+    of many runs they are millions of rows."""
     wanted = pa.array(list(run_ids), pa.string())
+    curves = _in_order(tables["curves"], wanted, "step").cast(CURVES_SCHEMA)
+    params = _in_order(tables["params"], wanted).cast(PARAMS_SCHEMA)
+    params = params.replace_schema_metadata(_pandas_metadata())  # read back as Int64
     runs = _in_order(tables["runs"], wanted).to_pandas()
-    curves = _in_order(tables["curves"], wanted, "step").to_pandas()
-    params = _in_order(tables["params"], wanted).to_pandas(
-        types_mapper={pa.int64(): pd.Int64Dtype()}.get
-    )
     runs.insert(
         runs.columns.get_loc("min_loss") + 1,
         "steps_to_threshold",
@@ -284,10 +347,22 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     )
     for name in ("batch_size", "diverged_at"):
         runs[name] = runs[name].astype("Int64")
-    for name, frame in (("runs", runs), ("curves", curves), ("params", params)):
-        table = pa.Table.from_pandas(frame, schema=TABLES[name], preserve_index=False)
+    runs_table = pa.Table.from_pandas(runs, schema=RUNS_SCHEMA, preserve_index=False)
+    # The runs table last: complete and naming these runs, it vouches for the other two
+    # (final_tables_hold relies on that after a crash between two of these writes).
+    for name, table in (("curves", curves), ("params", params), ("runs", runs_table)):
         _write_atomic(table, Path(directory) / f"{name}.parquet")
     return runs
+
+
+@lru_cache(maxsize=1)
+def _pandas_metadata() -> dict:
+    """The pandas metadata of a params table whose integer columns are pandas' nullable
+    Int64 (``i`` is null for biases), so that pandas reads them back as Int64, not float."""
+    import pandas as pd
+
+    frame = PARAMS_SCHEMA.empty_table().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    return pa.Table.from_pandas(frame, schema=PARAMS_SCHEMA, preserve_index=False).schema.metadata
 
 
 def _in_order(table: pa.Table, run_ids: pa.Array, then: str | None = None) -> pa.Table:
@@ -300,9 +375,11 @@ def _in_order(table: pa.Table, run_ids: pa.Array, then: str | None = None) -> pa
     return table.take(order).drop_columns(["_position"])
 
 
-def steps_to_threshold(curves: pd.DataFrame, threshold) -> dict:
+def steps_to_threshold(curves: pa.Table, threshold) -> dict:
     """run_id -> first logged step whose loss is <= threshold (absent when never reached)."""
-    if threshold is None or curves.empty:
+    if threshold is None or len(curves) == 0:
         return {}
-    reached = curves[curves["loss"] <= threshold]
-    return reached.groupby("run_id", sort=False)["step"].min().to_dict()
+    reached = curves.filter(pc.less_equal(curves.column("loss"), threshold))
+    first = reached.group_by("run_id").aggregate([("step", "min")])
+    return dict(zip(first.column("run_id").to_pylist(), first.column("step_min").to_pylist(),
+                    strict=True))  # fmt: skip

@@ -2,8 +2,8 @@
 run as it finishes, resume where a previous sweep stopped, and summarise the results.
 
 Orchestration and the command line only: specs are read by :mod:`fastbp.spec`, runs are
-trained by :func:`fastbp.train.train_chunk` in joblib workers, and results are written by
-:mod:`fastbp.results`.
+trained by :func:`fastbp.train.train_chunk` in joblib workers (through :func:`train_shard`,
+which packs them as a shard there), and results are written by :mod:`fastbp.results`.
 """
 
 from __future__ import annotations
@@ -147,16 +147,17 @@ def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False)
         _run_parallel(todo, backend, store, version, report, quiet)
     tables = store.current()  # what was read at the start, and the shards written since
     store.compact(tables)
-    runs = results.write_final_tables(out, tables, [r.run_id for r in spec.runs], spec.threshold)
+    run_ids = [r.run_id for r in spec.runs]
+    if not todo and not store.damaged and results.final_tables_hold(out, run_ids, spec.threshold):
+        runs = results.read_runs(out)  # nothing new: the tables are already these
+    else:
+        runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
     _write_meta(out, spec, report, started, version)
     return report, runs
 
 
 def _run_parallel(todo, backend, store, version, report, quiet):
     from joblib import delayed
-
-    from fastbp import results
-    from fastbp.train import train_chunk
 
     start = time.perf_counter()
     bar = None
@@ -170,15 +171,14 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
                    disable=quiet, desc="training")  # fmt: skip
         bar.set_postfix_str(f"runs 0/{len(todo)}")
-        tasks = (delayed(train_chunk)(chunk) for chunk in chunks)
-        for outcomes in backend.parallel()(tasks):
-            finished = [o for o in outcomes if not isinstance(o, str)]
-            report.failed += [o for o in outcomes if isinstance(o, str)]
-            if finished:
-                store.write(results.shard_tables(finished, version))
-            report.computed += len(finished)
-            report.train_s += sum(r.wall_s for r in finished)
-            bar.update(sum(r.config.steps for r in finished))
+        tasks = (delayed(train_shard)(chunk, version) for chunk in chunks)
+        for shard in backend.parallel()(tasks):
+            report.failed += shard.failed
+            if shard.tables is not None:
+                store.write(shard.tables)
+            report.computed += shard.runs
+            report.train_s += shard.train_s
+            bar.update(shard.steps)
             bar.set_postfix_str(f"runs {report.computed}/{len(todo)}")
     except KeyboardInterrupt:
         report.interrupted = True
@@ -188,6 +188,35 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         if bar is not None:
             bar.close()
         report.parallel_s = time.perf_counter() - start - report.compile_s
+
+
+@dataclass(frozen=True)
+class Shard:
+    """What a worker sends back for one task: its finished runs as the tables of a shard
+    (built there, in parallel, rather than in the sweep's process), and the failures."""
+
+    tables: dict | None
+    failed: list[str]
+    runs: int
+    train_s: float  # the kernels' time, summed over the runs
+    steps: int
+
+
+def train_shard(chunk, version: str) -> Shard:
+    """Train a task's runs (:func:`fastbp.train.train_chunk`) and pack them as a shard:
+    what joblib runs in a worker."""
+    from fastbp.results import shard_tables
+    from fastbp.train import train_chunk
+
+    outcomes = train_chunk(chunk)
+    done = [o for o in outcomes if not isinstance(o, str)]
+    return Shard(
+        tables=shard_tables(done, version) if done else None,
+        failed=[o for o in outcomes if isinstance(o, str)],
+        runs=len(done),
+        train_s=sum(r.wall_s for r in done),
+        steps=sum(r.config.steps for r in done),
+    )
 
 
 def _bar(**options):
@@ -286,7 +315,7 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
     of work where possible, and there are up to CHUNKS_PER_WORKER tasks per worker, so
     that both cores stay busy to the end and results stream back steadily.
     """
-    from fastbp.train import block_lanes, full_batch, kernel_key
+    from fastbp.train import block_lanes, family_key, full_batch, kernel_key
 
     units = []  # (cost, runs): a block of families, or one mini-batch run
     groups: dict[tuple, dict] = {}
@@ -294,8 +323,7 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
         if not full_batch(run):
             units.append((_cost(run), [run]))
             continue
-        family = replace(run, steps=1)
-        groups.setdefault(kernel_key(run), {}).setdefault(family, []).append(run)
+        groups.setdefault(kernel_key(run), {}).setdefault(family_key(run), []).append(run)
     for families in groups.values():
         members = sorted(families.values(), key=lambda f: -max(r.steps for r in f))
         lanes = block_lanes(members[0][0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,10 +51,16 @@ class RunResult:
 
 def logged_steps(steps: int, log_every: int) -> np.ndarray:
     """0, log_every, 2 log_every, ... below steps, then steps itself (int64)."""
+    return _logged_steps(steps, log_every).copy()
+
+
+@lru_cache(maxsize=256)  # a sweep of many short runs asks for the same few, many times
+def _logged_steps(steps: int, log_every: int) -> np.ndarray:
     below = -(-steps // log_every)  # multiples of log_every below steps
     out = np.empty(below + 1, dtype=np.int64)
     out[:below] = np.arange(below) * log_every
     out[below] = steps
+    out.flags.writeable = False
     return out
 
 
@@ -137,6 +145,15 @@ def full_batch(config: RunConfig) -> bool:
     return config.batch_size is None or config.batch_size >= config.n_samples
 
 
+_ALL_BUT_STEPS = operator.attrgetter(*(f for f in RunConfig.field_names() if f != "steps"))
+
+
+def family_key(config: RunConfig) -> tuple:
+    """What runs must share to be one trajectory: every field but the step count (plain
+    SGD has no schedule, so a shorter run is the start of a longer one)."""
+    return _ALL_BUT_STEPS(config)
+
+
 def kernel_key(config: RunConfig) -> tuple:
     """What runs must share to be trained side by side in one generated kernel."""
     return (config.layers, config.activation, config.bias, config.dataset, config.dtype)
@@ -178,8 +195,7 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
         if not full_batch(config):
             results[k] = train(config)
             continue
-        family = {**vars(config), "steps": None}.values()  # all but the step count
-        family = tuple(family)
+        family = family_key(config)
         groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
     for families in groups.values():
         members = [[configs[k] for k in ks] for ks in families.values()]
@@ -209,7 +225,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
         runs = [families[f][0] for f in padded]
         snaps_at = [sorted({c.steps for c in group}) for group in runs]
         log_steps = np.unique(
-            np.concatenate([logged_steps(c.steps, c.log_every) for group in runs for c in group])
+            np.concatenate([_logged_steps(c.steps, c.log_every) for group in runs for c in group])
         )
         theta = np.stack([flatten(families[f][1]) for f in padded], axis=1).astype(dtype)
         n_params = theta.shape[0]
@@ -241,13 +257,13 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
 
 
 def _member_result(config, log_steps, losses, theta, diverged_at, wall_s) -> RunResult:
-    steps = logged_steps(config.steps, config.log_every)
+    steps = logged_steps(config.steps, config.log_every)  # a copy: the caller's to keep
     diverged = 0 <= diverged_at <= config.steps
     return RunResult(
         config=config,
         steps=steps,
         losses=losses[np.searchsorted(log_steps, steps)],
-        params=unflatten(theta, config.layers),
+        params=unflatten(theta, config.layers, copy=False),  # views of this run's snapshot
         diverged=bool(diverged),
         diverged_at=int(diverged_at) if diverged else None,
         wall_s=wall_s,

@@ -1,5 +1,6 @@
 """Runs trained side by side, or sharing one trajectory, give the bits of runs trained alone."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -174,3 +175,19 @@ def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
     assert_bits(result, train(config, engine="loops"))
     err = capsys.readouterr().err
     assert err.count("note: Numba cannot cache fastbp's kernels here") == 1
+
+
+def test_runs_that_differ_only_in_steps_are_trained_as_one_family(monkeypatch):
+    train_module = importlib.import_module("fastbp.train")  # fastbp.train is the function
+    seen = []
+    real = train_module._train_families
+    monkeypatch.setattr(
+        train_module, "_train_families", lambda fams, lanes: seen.append(fams) or real(fams, lanes)
+    )
+    short, long = RunConfig(steps=50, log_every=10), RunConfig(steps=120, log_every=10)
+    assert short.run_id != long.run_id  # as a sweep asks for them first (and caches them)
+    results = train_batch([short, long, RunConfig(steps=50, seed=1)])
+    ((families),) = seen
+    assert sorted(len(configs) for configs, _ in families) == [1, 2]  # short + long: one
+    assert_bits(results[0], train(short))
+    assert_bits(results[1], train(long))
