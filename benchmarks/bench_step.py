@@ -52,24 +52,34 @@ def timed(fn, repeats):
     return times
 
 
-def configs(runs, steps, layers=(8, 3, 8), dtype="float64"):
+def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None):
     from fastbp import RunConfig
 
-    return [RunConfig(layers=layers, lr=LR, seed=s, steps=steps, log_every=steps, dtype=dtype)
-            for s in range(runs)]  # fmt: skip
+    return [RunConfig(layers=layers, lr=LR, seed=s, steps=steps, log_every=steps, dtype=dtype,
+                      batch_size=batch_size) for s in range(runs)]  # fmt: skip
 
 
-def fastbp_single(steps, layers=(8, 3, 8), engine="auto", **_):
+def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_size=None, **_):
+    """Which kernel form (and how many runs per block) a measurement trains with."""
+    from fastbp import codegen
+
+    if engine == "loops" or batch_size is not None:
+        return "loop kernel", 1
+    lanes = 1 if runs == 1 else codegen.lanes_for(layers, layers[0], dtype)
+    return codegen.form_for(layers, layers[0], lanes, dtype), lanes
+
+
+def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, **_):
     from fastbp import train
 
-    (config,) = configs(1, steps, layers)
+    (config,) = configs(1, steps, layers, batch_size=batch_size)
     return lambda: train(config, engine=engine)
 
 
-def fastbp_batched(steps, runs, layers=(8, 3, 8), dtype="float64", **_):
+def fastbp_batched(steps, runs, layers=(8, 3, 8), dtype="float64", batch_size=None, **_):
     from fastbp.train import train_batch
 
-    batch = configs(runs, steps, layers, dtype)
+    batch = configs(runs, steps, layers, dtype, batch_size)
     return lambda: train_batch(batch)
 
 
@@ -156,7 +166,11 @@ def child(args):
     fn = IMPLEMENTATIONS[args.child](**kwargs)
     times = timed(fn, args.repeats)
     per = kwargs["steps"] * kwargs.get("runs", 1)
-    print(json.dumps({"ns": [t / per * 1e9 for t in times]}))
+    out = {"ns": [t / per * 1e9 for t in times]}
+    if args.child.startswith("fastbp"):
+        engine = "loops" if args.child.endswith("_loops") else "auto"
+        out["form"], out["lanes"] = form_used(**{"engine": engine, **kwargs})
+    print(json.dumps(out))
 
 
 # ---------------------------------------------------------------- driver (parent)
@@ -175,8 +189,10 @@ def measure(name, repeats, env_drop=(), **kwargs):
         if "ModuleNotFoundError" in out.stderr:
             return None
         raise RuntimeError(f"{name} failed:\n{out.stderr}")
-    ns = json.loads(out.stdout.strip().splitlines()[-1])["ns"]
-    return {"median_ns": statistics.median(ns), "min_ns": min(ns), "repeats": len(ns), **kwargs}
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    ns = got.pop("ns")
+    return {"median_ns": statistics.median(ns), "min_ns": min(ns), "repeats": len(ns), **got,
+            **kwargs}  # fmt: skip
 
 
 def machine():
@@ -199,7 +215,12 @@ def machine():
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), **versions}
+    from fastbp import numba_settings
+
+    target = {"numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
+              "vector_bits": numba_settings.vector_bits()}  # fmt: skip
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), **target,
+            **versions}  # fmt: skip
 
 
 def main():
@@ -228,6 +249,11 @@ def main():
                 dtype=dtype,
                 steps=(20_000 if runs == 64 else 10_000) // scale,
             )
+    for runs in (1, 64):  # mini-batches of 4 of the 8 samples
+        name = "fastbp_single" if runs == 1 else "fastbp_batched"
+        rows[f"fastbp_minibatch4_{runs}"] = measure(
+            name, r, runs=runs, batch_size=4, steps=(100_000 if runs == 1 else 5_000) // scale
+        )
     rows["torch_eager"] = measure("torch_eager", r, steps=2000 // scale)
     rows["jax_scan"] = measure("jax_scan", r, steps=100_000 // scale)
     rows["jax_vmap_64"] = measure("jax_vmap", r, runs=64, steps=20_000 // scale)
@@ -261,8 +287,10 @@ def main():
                       "OPENBLAS_L2_SIZE unset"}  # fmt: skip
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "bench_step.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['machine']['cpu']}, one core; median (min) of {r} repeats\n")
-    print(f"{'implementation':<30}{'ns per run-step':>22}{'vs NumPy':>12}")
+    m = report["machine"]
+    print(f"{m['cpu']} (kernels for: {m['numba_cpu_name']}, {m['vector_bits']}-bit vectors), "
+          f"one core; median (min) of {r} repeats\n")  # fmt: skip
+    print(f"{'implementation':<30}{'ns per run-step':>22}{'vs NumPy':>12}  form")
     for name, row in rows.items():
         if row is None:
             print(f"{name:<30}{'not installed':>22}")
@@ -271,7 +299,8 @@ def main():
         vs_jax = (
             f"{row['speedup_vs_jax_vmap']:>9.1f}x JAX vmap" if "speedup_vs_jax_vmap" in row else ""
         )
-        print(f"{name:<30}{cell:>22}{row['speedup_vs_numpy']:>11.0f}x{vs_jax}")
+        form = f"  {row['form']}, {row['lanes']} lane(s)" if "form" in row else ""
+        print(f"{name:<30}{cell:>22}{row['speedup_vs_numpy']:>11.0f}x{vs_jax}{form}")
     print("\nfastbp against hidden width / depth (ns per run-step, median):")
     for scan in ("hidden_width", "depth"):
         for key, pair in scans[scan].items():

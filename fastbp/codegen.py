@@ -217,10 +217,18 @@ def _layout(layers, N, L) -> dict:
     return lay
 
 
+def form_for(layers, n_samples, lanes, dtype) -> str:
+    """Which form a block kernel of ``lanes`` runs takes: "registers" (runs side by side),
+    "vector" or "single-run" (one run at a time); see the module docstring."""
+    if lanes > 1:
+        return "registers"
+    return "vector" if _vector_width(layers, n_samples, dtype) else "single-run"
+
+
 def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
     L, N = lanes, n_samples
-    W = _vector_width(layers, N, dtype) if L == 1 else None
-    form = "registers" if L > 1 else "vector" if W else "single-run"
+    form = form_for(layers, N, L, dtype)
+    W = _vector_width(layers, N, dtype) if form == "vector" else None
     slot, param, where = "p * snaps.shape[0] + r", "p", None
     if form == "vector":
         lay = _layout_vectors(layers, N, W)
@@ -818,12 +826,62 @@ def _slope(v, h, activation, zero="0.0") -> str:
     return v
 
 
+LANE_CHOICES = (1, 2, 4, 8, 16)
+
+
 def lanes_for(layers, n_samples: int, dtype: str) -> int:
-    """Runs per block: one 512-bit vector of the dtype (measured: wider blocks are no
-    faster per run here, and leave more lanes idle in the last block of a sweep). For
-    networks above REGISTER_LIMIT, 1: one run at a time (the vector or the single-run
-    form) is then the faster (measured with the single-run form on 8-32-8 and 8-8-8-8:
-    1.4-1.8x)."""
+    """Runs per block for this architecture on this host, and where the number comes from.
+
+    1 (one run at a time: the vector or the single-run form) for networks above
+    REGISTER_LIMIT, where that is faster (measured with the single-run form on 8-32-8 and
+    8-8-8-8: 1.4-1.8x). Otherwise, in this order: ``FASTBP_LANES`` when set (a pin, 1 for
+    one run at a time); the lanes :func:`fastbp.calibrate` measured fastest on this host
+    for the dtype; else one vector register's worth of the dtype on the target CPU (8
+    float64 on AVX-512, 4 on AVX2).
+    """
+    return lanes_and_source(layers, n_samples, dtype)[0]
+
+
+def lanes_and_source(layers, n_samples: int, dtype: str) -> tuple[int, str]:
+    """(lanes, "pinned" | "calibrated" | "vector width" | "large network"): see lanes_for."""
     if _products(layers, n_samples) > REGISTER_LIMIT:
-        return 1
-    return 8 if dtype == "float64" else 16
+        return 1, "large network"
+    pinned = pinned_lanes()
+    if pinned is not None:
+        return pinned, "pinned"
+    measured = calibration().get(dtype)
+    if measured in LANE_CHOICES:
+        return measured, "calibrated"
+    return numba_settings.vector_bits() // (64 if dtype == "float64" else 32), "vector width"
+
+
+class LanesError(ValueError):
+    """FASTBP_LANES holds something other than a lane count."""
+
+
+def pinned_lanes() -> int | None:
+    """FASTBP_LANES as a lane count, None when unset; LanesError for a bad value."""
+    text = os.environ.get("FASTBP_LANES", "").strip()
+    if not text:
+        return None
+    if text not in {str(n) for n in LANE_CHOICES}:
+        choices = ", ".join(map(str, LANE_CHOICES))
+        raise LanesError(f"FASTBP_LANES must be one of {choices} (runs per block), got {text!r}")
+    return int(text)
+
+
+def calibration_file() -> Path:
+    return kernel_dir() / "calibration.json"
+
+
+def calibration() -> dict:
+    """The lanes measured fastest on this host (its Numba target), per dtype: {} if never
+    measured (``python -m fastbp.calibrate``)."""
+    import json
+
+    try:
+        table = json.loads(calibration_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    entry = table.get(numba_settings.host_key(), {})
+    return entry.get("lanes", {}) if isinstance(entry, dict) else {}

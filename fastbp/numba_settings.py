@@ -40,6 +40,18 @@ def _apply() -> str:
 TAG = _apply()
 
 
+def vector_bits() -> int:
+    """The width of the vector registers the kernels are compiled for: 512 on AVX-512
+    (unless told to prefer 256-bit vectors), 256 on AVX/AVX2, else 128 (SSE, NEON).
+    Read from the target Numba compiles for (NUMBA_CPU_FEATURES when set)."""
+    features = os.environ.get("NUMBA_CPU_FEATURES") or _host_features() or ""
+    if "+avx512f" in features and "+prefer-256-bit" not in features.split(","):
+        return 512
+    if "+avx2" in features or "+avx," in features + ",":
+        return 256
+    return 128
+
+
 def host_key() -> str:
     """What Numba's cache index tells machines apart by (its version, the CPU and its
     features, as compiled for), as a short hash."""

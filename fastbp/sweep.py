@@ -8,7 +8,6 @@ which packs them as a shard there), and results are written by :mod:`fastbp.resu
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastbp.backends import Backend, BackendError, open_backend
-from fastbp.cli import Parser
+from fastbp.cli import Parser, positive_int
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
@@ -65,6 +64,13 @@ def main(argv=None) -> int:
     if args.dry_run:
         _print_plan(spec, out, args.force)
         return 0
+    from fastbp.codegen import LanesError, pinned_lanes
+
+    try:
+        pinned_lanes()
+    except LanesError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     n_jobs = args.n_jobs or _cpu_count()
     backend_name = args.backend or spec.backend
     scheduler = args.scheduler or spec.scheduler
@@ -356,7 +362,7 @@ def _parse_args(argv):
     )
     parser.add_argument("spec", help="the sweep's TOML file, e.g. sweeps/lr_grid.toml")
     parser.add_argument("--out", help="output directory (default: results/<name>)")
-    parser.add_argument("--n-jobs", type=_positive_int, help="workers (default: all cores)")
+    parser.add_argument("--n-jobs", type=positive_int, help="workers (default: all cores)")
     parser.add_argument("--force", action="store_true", help="retrain runs already finished")
     parser.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -375,16 +381,6 @@ def _parse_args(argv):
         "with --backend dask: a local cluster, started and stopped here)",
     )
     return parser.parse_args(argv)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
 
 
 def _lock(out: Path):
@@ -477,6 +473,7 @@ def _write_meta(out, spec, report, started, version):
         "python_version": platform.python_version(),
         "cpu": _cpu_name(),
         "n_jobs": report.n_jobs,
+        "kernels": _kernel_forms(spec.runs),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "runs": report.total,
@@ -493,6 +490,21 @@ def _write_meta(out, spec, report, started, version):
     tmp = out / "meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, out / "meta.json")
+
+
+def _kernel_forms(runs) -> dict:
+    """For each kernel the runs need: its form, runs per block, and why that many."""
+    from fastbp import codegen
+
+    forms = {}
+    for key, run in kernels_needed(runs).items():
+        if key == "loops":
+            forms["mini-batches"] = {"form": "loop kernel", "lanes": 1, "why": "mini-batches"}
+            continue
+        lanes, why = codegen.lanes_and_source(run.layers, run.n_samples, run.dtype)
+        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype)
+        forms[_kernel_text(run)] = {"form": form, "lanes": lanes, "why": why}
+    return forms
 
 
 def _draw_plots(out):

@@ -21,20 +21,84 @@ ARCHITECTURES = [  # few, since each is compiled once per lane count
 ]
 
 
-def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time():
+@pytest.fixture
+def no_lane_settings(tmp_path, monkeypatch):
+    """No FASTBP_LANES and no calibration (an empty kernel directory)."""
+    monkeypatch.delenv("FASTBP_LANES", raising=False)
+    monkeypatch.setenv("FASTBP_KERNEL_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time(no_lane_settings):
     """Blocks: the registers form. One run at a time: the vector form where the samples
     and every layer fit in one vector, else the single-run form."""
     from fastbp import codegen
 
-    assert codegen.lanes_for((8, 3, 8), 8, "float64") == 8
-    assert codegen.lanes_for((8, 3, 8), 8, "float32") == 16
-    assert codegen.lanes_for((6, 5, 4, 6), 6, "float64") == 8
-    assert codegen.lanes_for((6, 30, 6), 6, "float32") == 1
+    bits = numba_settings.vector_bits()  # one vector register's worth of runs by default
+    assert bits in (128, 256, 512)
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (bits // 64, "vector width")
+    assert codegen.lanes_for((8, 3, 8), 8, "float32") == bits // 32
+    assert codegen.lanes_for((6, 5, 4, 6), 6, "float64") == bits // 64
+    assert codegen.lanes_and_source((6, 30, 6), 6, "float32") == (1, "large network")
+    assert codegen.form_for((8, 3, 8), 8, 8, "float64") == "registers"
+    assert codegen.form_for((8, 3, 8), 8, 1, "float64") == "vector"
+    assert codegen.form_for((6, 30, 6), 6, 1, "float32") == "single-run"
     source = codegen._source((8, 3, 8), "relu", True, 8, 8, "float64")
     assert "registers form" in source.split("\n")[1]
     assert "vector form" in codegen._source((8, 3, 8), "relu", True, 8, 1, "float64").split("\n")[1]
     wide = codegen._source((6, 30, 6), "tanh", True, 6, 1, "float32")  # wider than a vector
     assert "single-run form" in wide.split("\n")[1]
+
+
+def test_vector_width_follows_the_target_cpu(monkeypatch):
+    avx2 = "+64bit,+avx,+avx2,+fma,+sse4.2"
+    for features, bits in [(avx2, 256), (avx2 + ",+avx512f,-prefer-256-bit", 512),
+                           (avx2 + ",+avx512f,+prefer-256-bit", 256), ("+sse4.2,+sse2", 128),
+                           ("+neon,+fp-armv8", 128)]:  # fmt: skip
+        monkeypatch.setenv("NUMBA_CPU_FEATURES", features)
+        assert numba_settings.vector_bits() == bits, features
+
+
+def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
+    import json
+
+    from fastbp import codegen
+
+    (no_lane_settings / "calibration.json").write_text(
+        json.dumps({numba_settings.host_key(): {"lanes": {"float64": 2, "float32": 4}}})
+    )
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (2, "calibrated")
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float32") == (4, "calibrated")
+    monkeypatch.setenv("FASTBP_LANES", "1")
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (1, "pinned")
+    assert codegen.lanes_and_source((6, 30, 6), 6, "float32") == (1, "large network")
+    monkeypatch.setenv("FASTBP_LANES", "3")
+    with pytest.raises(codegen.LanesError, match="FASTBP_LANES must be one of 1, 2, 4, 8, 16"):
+        codegen.lanes_for((8, 3, 8), 8, "float64")
+
+
+def test_calibration_keeps_the_default_unless_another_size_is_clearly_faster(
+    no_lane_settings, monkeypatch
+):
+    import json
+    import time
+
+    from fastbp import calibrate, codegen
+
+    default = numba_settings.vector_bits() // 64
+    fast = 1 if default != 1 else 2
+    cost = {fast: 0.002}  # seconds per call: one size clearly fastest, the others alike
+    monkeypatch.setattr(calibrate, "_trainer", lambda lanes, dtype, steps: (
+        lambda: time.sleep(cost.get(lanes, 0.02))))  # fmt: skip
+    timings, best = calibrate.calibrate(steps=10, rounds=3, dtypes=("float64",), say=str)
+    assert best == {"float64": fast} and set(timings["float64"]) == {1, 2, 4, 8}
+    saved = json.loads(codegen.calibration_file().read_text())[numba_settings.host_key()]
+    assert saved["lanes"] == {"float64": fast}
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (fast, "calibrated")
+    cost.clear()  # every size alike: the default stays
+    assert calibrate.calibrate(steps=10, rounds=3, dtypes=("float64",), say=str)[1] == {
+        "float64": default
+    }
 
 
 def assert_bits(a, b):
