@@ -1,8 +1,10 @@
 """sweeps/lr_grid.toml end to end: wall time with a cold and a warm kernel cache, on 1 and 2
-workers, with run-steps per second and the share of worker time spent training; then the
-time to draw the figures and report.html of lr_grid (100 runs) and lr_dense (4,000 runs).
+workers, with run-steps per second and the share of worker time spent training; the time
+to draw the figures and report.html of lr_grid (100 runs) and lr_dense (4,000 runs); then
+sweeps off that path: sweeps/architectures.toml with empty caches, and 50,000 short runs
+(trained, rerun with everything saved, --dry-run).
 
-    python benchmarks/bench_sweep.py [--repeats N]
+    python benchmarks/bench_sweep.py [--repeats N] [--no-architectures]
 
 Each sweep is the real command (`python -m fastbp.sweep ... --backend B --no-plots
 --quiet`) timed from process start to exit, into a new temporary directory, with the
@@ -29,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SPEC = HERE.parent / "sweeps" / "lr_grid.toml"
 DENSE = HERE.parent / "sweeps" / "lr_dense.toml"
+ARCHITECTURES = HERE.parent / "sweeps" / "architectures.toml"
 DRAW = """
 import sys, time
 from pathlib import Path
@@ -78,12 +81,62 @@ def run_sweep(out: Path, n_jobs: int, cache: Path, backend: str, spec: Path = SP
         "parallel_s": meta["parallel_wall_s"],
         "train_s": meta["train_s"],
         "training_share": meta["training_share_of_worker_time"],
+        "compile_s": meta.get("compile_s"),
     }
+
+
+MANY = """[sweep]
+name = "many"
+[base]
+steps = 1000
+log_every = 100
+[grid]
+lr = { logspace = [-4, 0, 100] }
+seed = { range = [0, 500] }
+"""
+
+
+def other_sweeps(tmp: Path, cache: Path, repeats: int, architectures: bool) -> dict:
+    """Sweeps off lr_grid's path: the 9 architectures of sweeps/architectures.toml with
+    empty caches (everything compiles), and 50,000 runs of 1,000 steps (warm kernels):
+    trained, rerun with every run saved, and --dry-run."""
+    import resource
+
+    cases = {}
+    if architectures:
+        cases["architectures.toml, cold"] = run_sweep(
+            tmp / "arch", 2, tmp / "cache arch", "threads", spec=ARCHITECTURES
+        )
+    spec = tmp / "many.toml"
+    spec.write_text(MANY)
+    cases["50,000 runs x 1,000 steps"] = run_sweep(tmp / "many", 2, cache, "threads", spec=spec)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # GiB: the largest
+    cases["50,000 runs x 1,000 steps"]["peak_memory_gib"] = round(peak, 2)  # child so far
+    reruns = [run_sweep(tmp / "many", 2, cache, "threads", spec=spec) for _ in range(repeats)]
+    cases["the same, every run saved"] = {
+        "wall_s": statistics.median(r["wall_s"] for r in reruns),
+        "wall_s_min": min(r["wall_s"] for r in reruns),
+        "repeats": repeats,
+    }
+    dry = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        cmd = [sys.executable, "-m", "fastbp.sweep", str(spec), "--out", str(tmp / "many"),
+               "--dry-run"]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True, cwd=HERE.parent)
+        dry.append(time.perf_counter() - start)
+    cases["the same, --dry-run"] = {"wall_s": statistics.median(dry), "repeats": repeats}
+    return cases
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--no-architectures",
+        action="store_true",
+        help="skip the cold architectures sweep (about 2 minutes of compiling)",
+    )
     args = parser.parse_args()
     from fastbp.spec import load_spec
 
@@ -121,6 +174,7 @@ def main():
             "lr_grid (100 runs)": time_figures(tmp / "warm 2 threads 0", tmp / "f1", args.repeats),
             "lr_dense (4,000 runs)": time_figures(tmp / "lr_dense", tmp / "f2", args.repeats),
         }
+        report["other_sweeps"] = other_sweeps(tmp, cache, 3, not args.no_architectures)
     for case in report["cases"].values():
         case["run_steps_per_s"] = run_steps / case["wall_s"]
     (HERE / "results").mkdir(exist_ok=True)
@@ -138,6 +192,14 @@ def main():
     print(f"\n{'figures and report.html':<30}{'median s':>10}{'min s':>8}")
     for name, c in report["figures"].items():
         print(f"{name:<30}{c['draw_s']:>10.2f}{c['draw_s_min']:>8.2f}")
+    print(
+        f"\n{'other sweeps (2 threads)':<30}{'wall s':>10}{'compile s':>11}{'training share':>16}"
+    )
+    for name, c in report["other_sweeps"].items():
+        compile_s = f"{c['compile_s']:.1f}" if c.get("compile_s") is not None else ""
+        share = f"{c['training_share']:.0%}" if c.get("training_share") is not None else ""
+        memory = f"  peak {c['peak_memory_gib']} GiB" if "peak_memory_gib" in c else ""
+        print(f"{name:<30}{c['wall_s']:>10.2f}{compile_s:>11}{share:>16}{memory}")
 
 
 if __name__ == "__main__":

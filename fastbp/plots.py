@@ -699,8 +699,11 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
     if workers > 1:
         global _JOB
         _JOB = (results, out, fmt, dpi)  # inherited by the forked workers, never pickled
-        by_cost = sorted(names, key=COST.get, reverse=True)
-        shares = [by_cost[k::workers] for k in range(workers)]
+        shares, loads = [[] for _ in range(workers)], [0] * workers
+        for name in sorted(names, key=COST.get, reverse=True):  # longest first, to the least
+            k = loads.index(min(loads))  # loaded process
+            shares[k].append(name)
+            loads[k] += COST[name]
         try:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
                 outcomes = dict(o for part in pool.map(_draw_share, shares) for o in part)
@@ -717,9 +720,9 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
     return written
 
 
-# Relative drawing time of each figure, to share them out between processes.
-COST = {"learned_params": 4, "loss_curves": 4, "steps_to_threshold": 3, "final_loss": 2,
-        "heatmap": 1}  # fmt: skip
+# Milliseconds each figure took to draw for lr_grid, to share them out between processes.
+COST = {"learned_params": 400, "loss_curves": 330, "steps_to_threshold": 250, "final_loss": 200,
+        "heatmap": 140}  # fmt: skip
 _JOB = None
 
 
