@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
+import threading
 from dataclasses import dataclass
 
 CONNECT_TIMEOUT_S = 10
@@ -58,6 +61,20 @@ class Backend:
             # this process compiled them, and load them from the cache
         for address in self.client.scheduler_info()["workers"]:
             self.client.run(fn, *args, workers=[address])
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether side work (compiling kernels, drawing figures) may go to forked processes:
+    on Linux, where no other thread of this process could hold a lock the child inherits."""
+    return sys.platform == "linux" and threading.active_count() == 1
 
 
 @contextlib.contextmanager

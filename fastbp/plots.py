@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
-import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +31,7 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
+from fastbp.backends import can_fork, cores
 from fastbp.layout import (
     TABLE_ROWS,
     check_field,
@@ -695,7 +693,7 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
     """
     out.mkdir(parents=True, exist_ok=True)
     names = list(FIGURES)
-    workers = min(len(names), _cores()) if _can_fork() else 1
+    workers = min(len(names), cores()) if can_fork() else 1
     if workers > 1:
         global _JOB
         _JOB = (results, out, fmt, dpi)  # inherited by the forked workers, never pickled
@@ -750,18 +748,6 @@ def _draw_one(name, results, out, fmt, dpi):
     options = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     fig.savefig(path, dpi=dpi, **options)
     return path
-
-
-def _can_fork() -> bool:
-    """Forking is safe where no other thread may hold a lock the child would inherit."""
-    return sys.platform == "linux" and threading.active_count() == 1
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 __all__ = ["FIGURES", "Colours", "Skip", "write_figures", *FIGURES]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastbp.backends import Backend, BackendError, open_backend
+from fastbp.backends import Backend, BackendError, can_fork, cores, open_backend
 from fastbp.cli import Parser, positive_int
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     except LanesError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    n_jobs = args.n_jobs or _cpu_count()
+    n_jobs = args.n_jobs or cores()
     backend_name = args.backend or spec.backend
     scheduler = args.scheduler or spec.scheduler
     try:
@@ -238,23 +239,35 @@ def _bar(**options):
 
 def _compile(todo, backend, quiet) -> float:
     """Compile (or load) the kernels ``todo`` needs, here and on each worker, saying which
-    one is compiling; return the seconds it took."""
+    one is compiling; return the seconds it took. Kernels not yet in the cache compile
+    side by side in forked processes, one per core, where that is safe; this process then
+    loads them from the cache."""
     start = time.perf_counter()
-    bar = _bar(
-        total=len(kernels_needed(todo)), disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s"
-    )
+    needed = kernels_needed(todo)
+    cold = _not_cached(needed)
+    workers = min(len(cold), cores()) if can_fork() else 1
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    bar = _bar(total=len(needed), disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s")
     stop = threading.Event()
 
     def tick():  # the clock keeps going while Numba compiles
         while not stop.wait(0.5):
             bar.refresh()
 
-    clock = threading.Thread(target=tick, daemon=True)
+    clock = threading.Thread(target=tick, daemon=True)  # started after the fork, if any
     if not quiet:
         clock.start()
     try:
+        if pool is not None:
+            with pool:
+                names = ", ".join(_kernel_text(run) for run in cold)
+                bar.set_description_str(f"compiling kernels for {names}, {workers} at a time")
+                for _ in pool.imap_unordered(warm_up, [[run] for run in cold]):
+                    bar.update()
+            bar.n = 0  # now loaded from the cache, here
+        doing = "loading" if pool is not None else "compiling"
         warm_up(todo, lambda k, n, what: bar.set_description_str(
-            f"compiling kernels for {what} ({k} of {n})"), bar.update)  # fmt: skip
+            f"{doing} kernels for {what} ({k} of {n})"), bar.update)  # fmt: skip
         if backend.client is not None:
             bar.set_description_str("loading the kernels on the cluster's workers")
         backend.on_each_worker(warm_up, todo)
@@ -264,6 +277,19 @@ def _compile(todo, backend, quiet) -> float:
             clock.join()
         bar.close()
     return time.perf_counter() - start
+
+
+def _not_cached(needed: dict) -> list:
+    """A run for each kernel of ``needed`` not known to be in the cache."""
+    from fastbp import codegen
+    from fastbp.train import block_lanes, kernel_args
+
+    return [
+        run
+        for key, run in needed.items()
+        # the loop kernel is not tracked: it is compiled, or loaded, with the others
+        if key == "loops" or not codegen.is_cached(*kernel_args(run, block_lanes(run)))
+    ]
 
 
 def kernels_needed(runs) -> dict:
@@ -399,13 +425,6 @@ def _lock(out: Path):
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _without_force(argv):

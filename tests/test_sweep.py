@@ -353,3 +353,25 @@ def test_compiling_kernels_is_shown_and_timed_apart_from_training(tmp_path):
     closing = out.stdout.strip().splitlines()[-1]
     assert closing.startswith("4 run(s) trained in ")
     assert f"kernels compiled in {meta['compile_s']:.1f} s" in closing or meta["compile_s"] < 0.05
+
+
+def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
+    spec = tmp_path / "two.toml"
+    spec.write_text(
+        '[sweep]\nname = "two"\n[base]\nsteps = 60\nlog_every = 20\n'
+        "[grid]\nlayers = [[3, 2, 3], [3, 1, 3]]\nseed = [0, 1]\n"
+    )
+    env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path / "k"),
+           "NUMBA_CACHE_DIR": str(tmp_path / "n")}  # fmt: skip
+    cmd = [sys.executable, "-m", "fastbp.sweep", str(spec), "--out", str(tmp_path / "out"),
+           "--no-plots"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "compiling kernels for 3-2-3 relu, 3-1-3 relu, 2 at a time" in out.stderr
+    assert "loading kernels for 3-1-3 relu (2 of 2)" in out.stderr
+    results = load_results(tmp_path / "out")
+    for _, row in results.runs.iterrows():
+        direct = train(config_from_row(row))
+        curve = results.curves[results.curves["run_id"] == row["run_id"]]
+        np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
