@@ -196,7 +196,8 @@ def _large(count: int, dtype: str) -> str:
     return repr(2.0 ** (1023 - math.ceil(math.log2(count))))
 
 
-def _products(layers, n_samples) -> int:
+def products(layers, n_samples) -> int:
+    """Products of one training step: forward, weight gradients, backpropagated errors."""
     return 3 * n_samples * sum(a * b for a, b in zip(layers[:-1], layers[1:], strict=False))
 
 
@@ -844,7 +845,7 @@ def lanes_for(layers, n_samples: int, dtype: str) -> int:
 
 def lanes_and_source(layers, n_samples: int, dtype: str) -> tuple[int, str]:
     """(lanes, "pinned" | "calibrated" | "vector width" | "large network"): see lanes_for."""
-    if _products(layers, n_samples) > REGISTER_LIMIT:
+    if products(layers, n_samples) > REGISTER_LIMIT:
         return 1, "large network"
     pinned = pinned_lanes()
     if pinned is not None:

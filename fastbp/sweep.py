@@ -9,6 +9,7 @@ which packs them as a shard there), and results are written by :mod:`fastbp.resu
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import multiprocessing
 import os
@@ -49,6 +50,7 @@ class SweepReport:
     parallel_s: float = 0.0  # wall time of the parallel phase, compiling excluded
     compile_s: float = 0.0  # wall time compiling (or loading) kernels before it
     n_jobs: int = 1
+    loops: frozenset = frozenset()  # kernel keys whose runs the loop kernel trained
 
 
 def main(argv=None) -> int:
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
 
     try:
         pinned_lanes()
-    except LanesError as err:
+        loop_budget_s()
+    except (LanesError, LoopBudgetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     n_jobs = args.n_jobs or cores()
@@ -172,13 +175,14 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # Compile every kernel first, here and then on one worker at a time: processes
         # compiling into an empty Numba cache at the same time can corrupt it. Kernels
         # already in the cache are left for the workers to load, all at once.
-        if not all_cached(todo):
-            report.compile_s = _compile(todo, backend, quiet)
+        report.loops = not_worth_compiling(todo)
+        if report.loops or not all_cached(todo):
+            report.compile_s = _compile(todo, backend, quiet, report.loops)
         chunks = plan_chunks(todo, backend.n_workers)
         bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
                    disable=quiet, desc="training")  # fmt: skip
         bar.set_postfix_str(f"runs 0/{len(todo)}")
-        tasks = (delayed(train_shard)(chunk, version) for chunk in chunks)
+        tasks = (delayed(train_shard)(chunk, version, report.loops) for chunk in chunks)
         for shard in backend.parallel()(tasks):
             report.failed += shard.failed
             if shard.tables is not None:
@@ -209,13 +213,13 @@ class Shard:
     steps: int
 
 
-def train_shard(chunk, version: str) -> Shard:
-    """Train a task's runs (:func:`fastbp.train.train_chunk`) and pack them as a shard:
-    what joblib runs in a worker."""
+def train_shard(chunk, version: str, loops: frozenset = frozenset()) -> Shard:
+    """Train a task's runs (:func:`fastbp.train.train_chunk`, ``loops`` as there) and pack
+    them as a shard: what joblib runs in a worker."""
     from fastbp.results import shard_tables
     from fastbp.train import train_chunk
 
-    outcomes = train_chunk(chunk)
+    outcomes = train_chunk(chunk, loops)
     done = [o for o in outcomes if not isinstance(o, str)]
     return Shard(
         tables=shard_tables(done, version) if done else None,
@@ -237,13 +241,13 @@ def _bar(**options):
     return Bar(dynamic_ncols=True, file=sys.stderr, **options)
 
 
-def _compile(todo, backend, quiet) -> float:
+def _compile(todo, backend, quiet, loops=frozenset()) -> float:
     """Compile (or load) the kernels ``todo`` needs, here and on each worker, saying which
     one is compiling; return the seconds it took. Kernels not yet in the cache compile
     side by side in forked processes, one per core, where that is safe; this process then
     loads them from the cache."""
     start = time.perf_counter()
-    needed = kernels_needed(todo)
+    needed = kernels_needed(todo, loops)
     cold = _not_cached(needed)
     workers = min(len(cold), cores()) if can_fork() else 1
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
@@ -260,17 +264,18 @@ def _compile(todo, backend, quiet) -> float:
     try:
         if pool is not None:
             with pool:
-                names = ", ".join(_kernel_text(run) for run in cold)
-                bar.set_description_str(f"compiling kernels for {names}, {workers} at a time")
-                for _ in pool.imap_unordered(warm_up, [[run] for run in cold]):
+                names = ", ".join(_kernel_what(key, run) for key, run in cold)
+                bar.set_description_str(f"compiling {names}, {workers} at a time")
+                warm = functools.partial(warm_up, loops=loops)
+                for _ in pool.imap_unordered(warm, [[run] for _, run in cold]):
                     bar.update()
             bar.n = 0  # now loaded from the cache, here
         doing = "loading" if pool is not None else "compiling"
-        warm_up(todo, lambda k, n, what: bar.set_description_str(
-            f"{doing} kernels for {what} ({k} of {n})"), bar.update)  # fmt: skip
+        warm_up(todo, loops, lambda k, n, what: bar.set_description_str(
+            f"{doing} {what} ({k} of {n})"), bar.update)  # fmt: skip
         if backend.client is not None:
             bar.set_description_str("loading the kernels on the cluster's workers")
-        backend.on_each_worker(warm_up, todo)
+        backend.on_each_worker(warm_up, todo, loops)
     finally:
         stop.set()
         if clock.is_alive():
@@ -280,43 +285,101 @@ def _compile(todo, backend, quiet) -> float:
 
 
 def _not_cached(needed: dict) -> list:
-    """A run for each kernel of ``needed`` not known to be in the cache."""
+    """(key, run) for each kernel of ``needed`` not known to be in the cache."""
     from fastbp import codegen
     from fastbp.train import block_lanes, kernel_args
 
     return [
-        run
+        (key, run)
         for key, run in needed.items()
         # the loop kernel is not tracked: it is compiled, or loaded, with the others
         if key == "loops" or not codegen.is_cached(*kernel_args(run, block_lanes(run)))
     ]
 
 
-def kernels_needed(runs) -> dict:
+def kernels_needed(runs, loops=frozenset()) -> dict:
     """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
-    every mini-batch run uses)."""
+    trains every mini-batch run, and the runs whose kernel key is in ``loops``)."""
     from fastbp.train import full_batch, kernel_key
 
     needed = {}
     for run in runs:
-        needed.setdefault(kernel_key(run) if full_batch(run) else "loops", run)
+        key = kernel_key(run) if full_batch(run) else "loops"
+        needed.setdefault("loops" if key in loops else key, run)
     return needed
 
 
-def warm_up(runs, starting=None, done=None) -> None:
-    """Compile or load, in this process, every kernel these runs need; ``starting(k, n,
-    text)`` names the k-th of n before its turn, ``done()`` follows each."""
-    from fastbp.train import full_batch, train, train_batch
+# A kernel generated for an architecture takes 5-20 s to compile the first time; the loop
+# kernel, compiled once for every architecture, trains the same bits at about this many
+# ns per product of a step (measured on the 8-3-8, 0.5-0.6). A sweep whose runs of an
+# architecture the loop kernel trains in under FASTBP_LOOP_BUDGET_S seconds (default 2;
+# 0: always compile) leaves that architecture's kernel uncompiled.
+LOOP_NS_PER_PRODUCT = 0.6
+LOOP_BUDGET_S = 2.0
 
-    needed = kernels_needed(runs)
+
+def loop_budget_s() -> float:
+    """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
+    text = os.environ.get("FASTBP_LOOP_BUDGET_S", "").strip()
+    if not text:
+        return LOOP_BUDGET_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise LoopBudgetError(
+            f"FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got {text!r}"
+        )
+    return value
+
+
+class LoopBudgetError(ValueError):
+    """FASTBP_LOOP_BUDGET_S holds something other than a number of seconds."""
+
+
+def not_worth_compiling(runs) -> frozenset:
+    """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
+    loop kernel trains in less than loop_budget_s() (one core, runs sharing a trajectory
+    trained once): for these, compiling costs more than it saves."""
+    from fastbp import codegen
+    from fastbp.train import block_lanes, family_key, full_batch, kernel_args, kernel_key
+
+    longest: dict[tuple, dict[tuple, int]] = {}  # kernel key -> family -> most steps
+    for run in runs:
+        if full_batch(run):
+            families = longest.setdefault(kernel_key(run), {})
+            families[family_key(run)] = max(families.get(family_key(run), 0), run.steps)
+    cheap, budget = set(), loop_budget_s()
+    for key, families in longest.items():
+        run = next(r for r in runs if full_batch(r) and kernel_key(r) == key)
+        if codegen.is_cached(*kernel_args(run, block_lanes(run))):
+            continue
+        products = codegen.products(run.layers, run.n_samples)
+        seconds = sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9
+        if seconds < budget:
+            cheap.add(key)
+    return frozenset(cheap)
+
+
+def warm_up(runs, loops=frozenset(), starting=None, done=None) -> None:
+    """Compile or load, in this process, every kernel these runs need (the loop kernel for
+    the kernel keys in ``loops``); ``starting(k, n, text)`` names the k-th of n before its
+    turn, ``done()`` follows each."""
+    from fastbp.train import train, train_batch
+
+    needed = kernels_needed(runs, loops)
     for k, (key, run) in enumerate(needed.items(), start=1):
         if starting:
-            what = "mini-batches (the loop kernel)" if key == "loops" else _kernel_text(run)
-            starting(k, len(needed), what)
+            starting(k, len(needed), _kernel_what(key, run))
         tiny = replace(run, steps=1, log_every=1)
-        train_batch([tiny]) if full_batch(run) else train(tiny, engine="loops")
+        train(tiny, engine="loops") if key == "loops" else train_batch([tiny])
         if done:
             done()
+
+
+def _kernel_what(key, run) -> str:
+    return "the loop kernel" if key == "loops" else f"the kernel for {_kernel_text(run)}"
 
 
 def _kernel_text(run) -> str:
@@ -492,7 +555,7 @@ def _write_meta(out, spec, report, started, version):
         "python_version": platform.python_version(),
         "cpu": _cpu_name(),
         "n_jobs": report.n_jobs,
-        "kernels": _kernel_forms(spec.runs),
+        "kernels": _kernel_forms(spec.runs, report.loops),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "runs": report.total,
@@ -511,14 +574,17 @@ def _write_meta(out, spec, report, started, version):
     os.replace(tmp, out / "meta.json")
 
 
-def _kernel_forms(runs) -> dict:
+def _kernel_forms(runs, loops=frozenset()) -> dict:
     """For each kernel the runs need: its form, runs per block, and why that many."""
     from fastbp import codegen
 
     forms = {}
     for key, run in kernels_needed(runs).items():
-        if key == "loops":
-            forms["mini-batches"] = {"form": "loop kernel", "lanes": 1, "why": "mini-batches"}
+        if key == "loops" or key in loops:
+            why = "mini-batches" if key == "loops" else "cheaper than compiling"
+            forms[_kernel_text(run) if key in loops else "mini-batches"] = {
+                "form": "loop kernel", "lanes": 1, "why": why
+            }  # fmt: skip
             continue
         lanes, why = codegen.lanes_and_source(run.layers, run.n_samples, run.dtype)
         form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype)

@@ -176,7 +176,9 @@ def kernel_args(config: RunConfig, lanes: int) -> tuple:
     )
 
 
-def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunResult]:
+def train_batch(
+    configs: list[RunConfig], lanes: int | None = None, loops: frozenset = frozenset()
+) -> list[RunResult]:
     """Train many runs, the same results as :func:`train` gives for each, faster.
 
     Full-batch runs that share an architecture (:func:`kernel_key`) are trained side by
@@ -186,14 +188,15 @@ def train_batch(configs: list[RunConfig], lanes: int | None = None) -> list[RunR
     ``steps`` share one trajectory: plain SGD has no schedule, so the run with fewer
     steps is the start of the longer one; it is trained once, to the largest step
     count, and each run gets its logged losses and its parameters at its own step
-    count. Mini-batch runs are trained one by one. Results come back in the order of
-    ``configs``.
+    count. Mini-batch runs, and runs whose :func:`kernel_key` is in ``loops`` (where a
+    sweep finds compiling their kernel dearer than what it saves), are trained one by one
+    by the loop kernel. Results come back in the order of ``configs``.
     """
     results: dict[int, RunResult] = {}
     groups: dict[tuple, dict[RunConfig, list[int]]] = {}
     for k, config in enumerate(configs):
-        if not full_batch(config):
-            results[k] = train(config)
+        if not full_batch(config) or kernel_key(config) in loops:
+            results[k] = train(config, engine="loops")
             continue
         family = family_key(config)
         groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
@@ -270,21 +273,23 @@ def _member_result(config, log_steps, losses, theta, diverged_at, wall_s) -> Run
     )
 
 
-def train_chunk(configs: list[RunConfig]) -> list[RunResult | str]:
+def train_chunk(configs: list[RunConfig], loops: frozenset = frozenset()) -> list:
     """Train a sweep's task: what joblib runs in a worker.
 
-    The runs are trained together by :func:`train_batch`. Should that fail, each is
-    trained alone, and a run that raises comes back as the error's text instead of a
-    RunResult: one failing run never costs the others their results.
+    The runs are trained together by :func:`train_batch` (``loops`` as there). Should that
+    fail, each is trained alone, and a run that raises comes back as the error's text
+    instead of a RunResult: one failing run never costs the others their results.
     """
     try:
-        return train_batch(configs)
+        return train_batch(configs, loops=loops)
     except Exception:  # noqa: BLE001 - find the culprit run by run
         pass
     outcomes = []
     for config in configs:
         try:
-            outcomes.append(train(config))
+            outcomes.append(
+                train(config, engine="loops" if kernel_key(config) in loops else "auto")
+            )
         except Exception as err:  # noqa: BLE001 - returned as data, reported by the sweep
             outcomes.append(f"run {config.run_id}: {type(err).__name__}: {err}")
     return outcomes

@@ -346,7 +346,7 @@ def test_compiling_kernels_is_shown_and_timed_apart_from_training(tmp_path):
     spec.write_text(SMALL.format(seeds=1).replace("steps = 1500", "steps = 300\nbatch_size = 4"))
     out = sweep(spec, "--out", tmp_path / "out", "--no-plots")
     assert out.returncode == 0, out.stderr
-    assert "compiling kernels for mini-batches (the loop kernel) (1 of 1)" in out.stderr
+    assert "compiling the loop kernel (1 of 1)" in out.stderr
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["compile_s"] > 0 and meta["parallel_wall_s"] >= 0
     assert meta["swept"] == ["lr", "bias"]
@@ -361,17 +361,51 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
         '[sweep]\nname = "two"\n[base]\nsteps = 60\nlog_every = 20\n'
         "[grid]\nlayers = [[3, 2, 3], [3, 1, 3]]\nseed = [0, 1]\n"
     )
+    # FASTBP_LOOP_BUDGET_S=0: compile always (runs this short would take the loop kernel)
     env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path / "k"),
-           "NUMBA_CACHE_DIR": str(tmp_path / "n")}  # fmt: skip
+           "NUMBA_CACHE_DIR": str(tmp_path / "n"), "FASTBP_LOOP_BUDGET_S": "0"}  # fmt: skip
     cmd = [sys.executable, "-m", "fastbp.sweep", str(spec), "--out", str(tmp_path / "out"),
            "--no-plots"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr
     if len(os.sched_getaffinity(0)) >= 2:
-        assert "compiling kernels for 3-2-3 relu, 3-1-3 relu, 2 at a time" in out.stderr
-    assert "loading kernels for 3-1-3 relu (2 of 2)" in out.stderr
+        assert "compiling the kernel for 3-2-3 relu, the kernel for 3-1-3 relu, 2 at a time" in (
+            out.stderr
+        )
+    assert "loading the kernel for 3-1-3 relu (2 of 2)" in out.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert all(k["form"] != "loop kernel" for k in meta["kernels"].values())
     results = load_results(tmp_path / "out")
     for _, row in results.runs.iterrows():
         direct = train(config_from_row(row))
         curve = results.curves[results.curves["run_id"] == row["run_id"]]
         np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
+
+
+def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
+    spec = tmp_path / "small.toml"
+    spec.write_text(
+        '[sweep]\nname = "small"\n[base]\nsteps = 60\nlog_every = 20\n'
+        "[grid]\nlayers = [[3, 2, 3], [3, 1, 3]]\nseed = [0, 1]\n"
+    )
+    env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path / "k")}
+    env.pop("FASTBP_LOOP_BUDGET_S", None)
+    cmd = [sys.executable, "-m", "fastbp.sweep", str(spec), "--out", str(tmp_path / "out"),
+           "--no-plots"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    cheaper = {"form": "loop kernel", "lanes": 1, "why": "cheaper than compiling"}
+    assert meta["kernels"] == {"3-2-3 relu": cheaper, "3-1-3 relu": cheaper}
+    assert not list((tmp_path / "k").rglob("fastbp_kernel_*.py"))  # nothing generated
+    results = load_results(tmp_path / "out")
+    for _, row in results.runs.iterrows():  # the same bits as their own kernels give
+        direct = train(config_from_row(row))
+        curve = results.curves[results.curves["run_id"] == row["run_id"]]
+        np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
+    bad = subprocess.run(cmd, capture_output=True, text=True,
+                         env={**env, "FASTBP_LOOP_BUDGET_S": "soon"})  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got 'soon'"
+    )
