@@ -91,7 +91,11 @@ def _host_cpu() -> str:
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m fastbp.calibrate", description=__doc__.split("\n")[0])
+    parser = Parser(
+        prog="python -m fastbp.calibrate",
+        description="Measure how many runs side by side train fastest on this machine, and "
+        "keep the answer for every later sweep here (FASTBP_LANES still wins over it).",
+    )
     parser.add_argument("--steps", type=positive_int, default=5_000, help="steps per run (5000)")
     parser.add_argument("--rounds", type=positive_int, default=7, help="timings per size (7)")
     args = parser.parse_args(argv)
