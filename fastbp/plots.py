@@ -473,16 +473,20 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
             raise Skip(f"{key} is not swept")
     sx, sy = scale(runs, x), scale(runs, y)
     finite = ~runs["diverged"].to_numpy(bool) & np.isfinite(runs["final_loss"].to_numpy())
-    cells = pd.DataFrame({"i": sy.codes, "j": sx.codes, "loss": runs["final_loss"], "ok": finite})
-    table = cells.groupby(["i", "j"]).agg(
-        n=("ok", "size"), ok=("ok", "sum"), median=("loss", lambda v: np.nan)
+    losses = runs["final_loss"].to_numpy(dtype=float)
+    cells = pd.DataFrame(
+        {"i": sy.codes, "j": sx.codes, "loss": np.where(finite, losses, np.nan), "ok": finite}
     )
-    table["median"] = cells[cells["ok"]].groupby(["i", "j"])["loss"].median()
+    table = cells.groupby(["i", "j"]).agg(
+        n=("ok", "size"),
+        ok=("ok", "sum"),
+        median=("loss", "median"),  # of finite losses
+    )
     values = np.full((len(sy), len(sx)), np.nan)
     counts = np.zeros((len(sy), len(sx)), dtype=int)
+    oks = np.zeros((len(sy), len(sx)), dtype=int)
     for (i, j), row in table.iterrows():
-        values[i, j] = row["median"]
-        counts[i, j] = row["n"]
+        values[i, j], counts[i, j], oks[i, j] = row["median"], row["n"], row["ok"]
     shown = values[np.isfinite(values)]
     width = min(max(6.0, 0.95 * len(sx) + 3.2), 16.0)
     fig = Figure(figsize=(width, 1.6 + 0.62 * len(sy) + 1.0), layout="constrained")
@@ -503,7 +507,7 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
     for (i, j), n in np.ndenumerate(counts):
         if n == 0:
             continue  # no run here: left blank
-        ok = int(table.loc[(i, j), "ok"])
+        ok = int(oks[i, j])
         if not ok:
             lines = [f"{n} of {n}", "diverged"]
         else:

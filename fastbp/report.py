@@ -77,7 +77,7 @@ def best_line(runs, order=None) -> str:
                 f"over {int(row['size'])} run(s)"
             )
     best = finite.loc[finite["final_loss"].idxmin()]
-    named = [f for f in swept(runs, order)] or []
+    named = swept(runs, order)
     what = describe(named, [best[f] for f in named]) if named else f"run {best['run_id']}"
     return f"best run: {what}: final loss {best['final_loss']:.3g}"
 
@@ -205,7 +205,7 @@ def _embed(path: Path) -> str:
 
 
 def _table_html(table: pd.DataFrame) -> str:
-    cells = table.map(lambda v: _cell(v))
+    cells = table.map(_cell)
     return cells.to_html(index=False, escape=True, border=0, na_rep="")
 
 

@@ -439,9 +439,10 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
 
 
 def _cost(run) -> int:
-    """Work of one run: steps x samples x weights."""
-    weights = sum(a * b for a, b in zip(run.layers[:-1], run.layers[1:], strict=False))
-    return run.steps * run.n_samples * weights
+    """Work of one run: steps x products per step."""
+    from fastbp.codegen import products
+
+    return run.steps * products(run.layers, run.n_samples)
 
 
 def _parse_args(argv):
