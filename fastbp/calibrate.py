@@ -39,7 +39,7 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
     slow and fast spells touch every size alike); save the choice and return
     {dtype: {lanes: median ns per run-step}}. A size other than the vector-width default
     is chosen only when it is faster by more than MARGIN."""
-    from fastbp import codegen, numba_settings
+    from fastbp import codegen, kernel_cache, numba_settings
 
     widest = {"float64": 8, "float32": 16}
     timings, best = {}, {}
@@ -63,7 +63,7 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
             timings[dtype][default] <= (1 + MARGIN) * timings[dtype][fastest]
         )
         best[dtype] = default if keep else fastest
-    path = codegen.calibration_file()
+    path = kernel_cache.calibration_file()
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=positive_int, default=5_000, help="steps per run (5000)")
     parser.add_argument("--rounds", type=positive_int, default=7, help="timings per size (7)")
     args = parser.parse_args(argv)
-    from fastbp import codegen
+    from fastbp import kernel_cache
 
     timings, best = calibrate(args.steps, args.rounds)
     for dtype, table in timings.items():
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         print(f"{dtype}: ns per run-step by runs at a time, median of {args.rounds}: {sizes}")
         print(f"{dtype}: {best[dtype]} run(s) at a time from now on "
               f"({table[1] / table[best[dtype]]:.2f}x one at a time)")  # fmt: skip
-    print(f"saved in {codegen.calibration_file()}; sweeps on this machine use it from now on")
+    print(f"saved in {kernel_cache.calibration_file()}; sweeps on this machine use it from now on")
     return 0
 
 

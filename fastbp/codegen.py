@@ -1,12 +1,14 @@
 """Training kernels generated for one architecture, every size a compile-time constant.
 
 A kernel whose sizes are only known at run time, and whose arrays may overlap as far
-as LLVM can tell, is not vectorised well (measured: 2x at best over the loops of
+as LLVM can tell, is not vectorised well (measured: 2x at best over the loop kernel,
 :mod:`fastbp.kernels`). Here the source of a kernel is written out for one architecture
 (layer widths, samples, activation, bias, dtype, runs per block), with constant bounds
 and one workspace array at constant offsets, and the runs of a block are the lanes of
-the vector registers. The generated module is written to a cache directory and
-imported like any file, so Numba's on-disk cache works for it too.
+the vector registers. Every piece of arithmetic comes from the rules of
+:mod:`fastbp.step`; this module decides where values live and in which loops the rules
+run. The source is loaded through :mod:`fastbp.kernel_cache`, so that Numba's on-disk
+cache works for it.
 
 Three forms. The registers form (blocks of 8 runs, 16 in float32, of small networks:
 the 8-3-8 among them) writes one step of one run as straight-line code with every
@@ -26,48 +28,26 @@ store to a second array (the loss goes through the workspace as squares and flag
 and a long chain of dependent additions in every step (the loss is added up only when
 it is logged or may not be finite).
 
-Bits. The generated code performs, for every run, exactly the operations of
-:func:`fastbp.kernels.train_kernel` in the same order (see that module's docstring), so
-a run's results are the same whichever kernel trains it. Numba settings that speed it
+Bits. The generated code performs, for every run, the operations of the loop kernel in
+the same order (:mod:`fastbp.step` states that order), so a run's results are the same
+whichever kernel trains it. Numba settings that speed it
 up (:mod:`fastbp.numba_settings`) change how it is vectorised, never what it computes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
 import math
 import os
-import shutil
-import sys
-import tempfile
-import threading
-import types
 from functools import cache
-from pathlib import Path
 
-from fastbp import numba_settings
-
-VERSION = 11  # bump when the template changes: old generated files are then not reused
-
-
-def kernel_dir() -> Path:
-    """Where generated kernels live: $FASTBP_KERNEL_DIR, else the user's cache directory."""
-    if os.environ.get("FASTBP_KERNEL_DIR"):
-        return Path(os.environ["FASTBP_KERNEL_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fastbp" / "kernels"
-
-
-_lock = threading.Lock()
+from fastbp import kernel_cache, numba_settings, step
+from fastbp.step import SCALAR as S
 
 
 def block_kernel(*args):
     """The compiled ``train_block`` function for this architecture: see _block_kernel.
     Thread-safe: each kernel is generated and imported once per process."""
-    with _lock:
-        return _block_kernel(*args)
+    return _block_kernel(*args)
 
 
 @cache
@@ -91,94 +71,23 @@ def _block_kernel(
         the loop kernel returns them when it stops.
     X : (n_samples, n_in); T_t : (n_out * n_samples,) the targets, transposed.
     """
-    source = _source(layers, activation, bias, n_samples, lanes, dtype)
-    name = _name(source)
-    path = _written(name, source)
-    if path is not None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # pickling and Numba's cache need to find it
-        spec.loader.exec_module(module)
-        return module.train_block
-    # Nowhere to write: compile from memory (cached_njit notes that nothing is cached).
-    module = types.ModuleType(name)
-    sys.modules[name] = module
-    exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - our own source
-    return module.train_block
+    return kernel_cache.load(_source(layers, activation, bias, n_samples, lanes, dtype)).train_block
 
 
-def _name(source: str) -> str:
-    return f"fastbp_kernel_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
-
-
-def _directories() -> list[Path]:
-    """Where kernels may go: per Numba settings (TAG), per template VERSION."""
-    fallback = Path(tempfile.gettempdir()) / "fastbp-kernels"
-    return [base / numba_settings.TAG / f"v{VERSION}" for base in (kernel_dir(), fallback)]
-
-
-def _prune(directory: Path) -> None:
-    """Delete the kernels of older template versions next to ``directory`` (with their
-    compiled code, several MB each): no fastbp of this version will load them again."""
-    for old in directory.parent.iterdir():
-        version = old.name[1:] if old.name.startswith("v") else ""
-        older = version.isdigit() and int(version) < VERSION
-        unversioned = old.name.startswith("fastbp_kernel_") or old.name == "__pycache__"
-        if old.is_dir() and (older or unversioned):
-            shutil.rmtree(old, ignore_errors=True)
-        elif unversioned:  # from before kernels were kept per version
-            old.unlink(missing_ok=True)
-
-
-def _written(name: str, source: str) -> Path | None:
-    """The kernel's source file, written to the first writable kernel directory."""
-    for directory in _directories():
-        path = directory / f"{name}.py"
-        try:
-            if not path.exists() or path.read_text() != source:
-                if not directory.exists():
-                    directory.mkdir(parents=True, exist_ok=True)
-                    with contextlib.suppress(OSError):
-                        _prune(directory)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(source)
-                os.replace(tmp, path)
-            return path
-        except OSError:
-            continue  # not writable: try the next place
-    return None
-
-
-def _marker(args: tuple) -> Path | None:
-    """Where a process notes that the kernel for ``block_kernel(*args)`` is in Numba's
-    disk cache for this machine and Numba version (a file next to its source)."""
-    name = _name(_source(*args))
-    for directory in _directories():
-        if (directory / f"{name}.py").exists():
-            return directory / f"{name}.{numba_settings.host_key()}.ready"
-    return None
-
-
-_marked: set[tuple] = set()
+@cache
+def name(*args) -> str:
+    """The name of ``block_kernel(*args)`` in the kernel cache."""
+    return kernel_cache.name_of(_source(*args))
 
 
 def mark_cached(*args) -> None:
-    """Note that ``block_kernel(*args)`` has been compiled or loaded in this process, so
-    that Numba's disk cache holds it (called after its first call)."""
-    if args in _marked:
-        return
-    _marked.add(args)
-    marker = _marker(args)
-    if marker is not None and not marker.exists():
-        with contextlib.suppress(OSError):
-            marker.touch()
+    """Note that ``block_kernel(*args)`` is in Numba's disk cache (after its first call)."""
+    kernel_cache.mark_cached(name(*args))
 
 
 def is_cached(*args) -> bool:
-    """Whether some process noted ``block_kernel(*args)`` as cached (:func:`mark_cached`):
-    then many processes may load it at once, with no risk of compiling it at once."""
-    marker = _marker(args)
-    return marker is not None and marker.exists()
+    """Whether ``block_kernel(*args)`` is known to be in Numba's disk cache."""
+    return kernel_cache.is_cached(name(*args))
 
 
 # Architectures with at most this many products per step (forward, weight gradients and
@@ -272,7 +181,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype) -> str:
         data += [f"    y{p} = F(T_t[{p}])" for p in range(N * layers[-1])]
         step = _step_registers(layers, activation, bias, N, L, lay)
     out = [
-        f'"""Generated by fastbp.codegen (version {VERSION}) for layers {list(layers)}, '
+        f'"""Generated by fastbp.codegen (version {kernel_cache.VERSION}) for layers {list(layers)}, '
         f"activation {activation}, bias {bias},",
         f"{N} samples, {L} runs per block, {dtype}, {form} form.\n"
         'Do not edit: regenerated when needed."""',
@@ -363,8 +272,9 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
         ]
         names += [(f"b{l}_{j}", lay["b"][l] + j * L) for j in range(fo)]
         for name, at in names:
+            new = step.update(S, f"ws[{at} + r]", f"ws[{lay['g'] + at} + r]", "rate")
             body += [
-                f"{name} = fma(-rate, ws[{lay['g'] + at} + r], ws[{at} + r])",
+                f"{name} = {new}",
                 f"ws[{at} + r] = {name}",
             ]
     # acts[m][i][u]: unit u of layer m (0: the input) for sample i.
@@ -376,28 +286,29 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
         for i in range(N):
             h = acts[l][i]
             for j in range(fo):
-                v = f"{_dot([(h[k], f'w{l}_{k}_{j}') for k in range(fi)])} + b{l}_{j}"
+                v = S.add(S.dot([(h[k], f"w{l}_{k}_{j}") for k in range(fi)]), f"b{l}_{j}")
                 if hidden:
                     body += [
                         f"v = {v}",
-                        f"{acts[-1][i][j]} = F({_act('v', activation, True, 'zero')})",
+                        f"{acts[-1][i][j]} = F({step.activate(S, 'v', activation)})",
                     ]
                 else:
                     body += [f"{acts[-1][i][j]} = {v}"]
     n_out, count = layers[-1], layers[-1] * N
     err = [[f"e{n_layers}_{i}_{j}" for j in range(n_out)] for i in range(N)]
+    terms = []
     for j in range(n_out):
         for i in range(N):
-            body += [
-                f"d{j * N + i} = {acts[-1][i][j]} - y{j * N + i}",
-                f"{err[i][j]} = two * d{j * N + i} / n_out",
-            ]
+            p = j * N + i
+            lets, term, grad = step.loss(S, acts[-1][i][j], f"y{p}", f"d{p}")
+            body += [*(f"{name} = {value}" for name, value in lets), f"{err[i][j]} = {grad}"]
+            terms.append(term)
     # The loss is needed when logged, and to see a run diverge; adding up its squares at
     # every step, one after the other, would be a long chain of dependent additions. So
     # each step stores the squares and counts those at or above LARGE (a NaN or an inf
     # is, too): while none is, the loss is finite (the sum of count squares below LARGE
     # cannot overflow), and it is added up, in order, only when logged or when some are.
-    body += [f"q{p} = d{p} * d{p}" for p in range(count)]
+    body += [f"q{p} = {term}" for p, term in enumerate(terms)]
     body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
     flags = [f"(zero if q{p} < LARGE else one)" for p in range(count)]
     body += [f"ws[{lay['bad']} + r] = {_tree_sum(flags)}"]
@@ -408,7 +319,7 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
         f"    flags += ws[{lay['bad']} + r]",
         "if t == log_steps[i_log] or flags > zero:  # some lane's loss is needed",
         f"    for r in range({L}):",
-        f"        loss[r] = {_sum([f'float({q})' for q in squares], '0.0')} / np.uint64({count})",
+        f"        loss[r] = {S.sum([f'float({q})' for q in squares], '0.0')} / np.uint64({count})",
         "else:  # all finite: no need to add them up",
         f"    for r in range({L}):",
         "        loss[r] = 0.0",
@@ -418,16 +329,16 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
         for k in range(fi):
             for j in range(fo):
                 terms = [(acts[l][i][k], err[i][j]) for i in range(N)]
-                body += [f"ws[{lay['g'] + lay['w'][l] + (k * fo + j) * L} + r] = {_dot(terms)}"]
+                body += [f"ws[{lay['g'] + lay['w'][l] + (k * fo + j) * L} + r] = {S.dot(terms)}"]
         for j in range(fo):
-            db = _sum([err[i][j] for i in range(N)]) if bias else "zero"
+            db = S.sum([err[i][j] for i in range(N)]) if bias else "zero"
             body += [f"ws[{lay['g'] + lay['b'][l] + j * L} + r] = {db}"]
         if l > 0:
             below = [[f"e{l}_{i}_{k}" for k in range(fi)] for i in range(N)]
             for i in range(N):
                 for k in range(fi):
-                    v = _dot([(err[i][j], f"w{l}_{k}_{j}") for j in range(fo)])
-                    slope = _slope("v", acts[l][i][k], activation, "zero")
+                    v = S.dot([(err[i][j], f"w{l}_{k}_{j}") for j in range(fo)])
+                    slope = step.slope(S, "v", acts[l][i][k], activation)
                     body += [f"v = {v}", f"{below[i][k]} = F({slope})"]
             err = below
     return [
@@ -445,7 +356,8 @@ def _layout_single(layers, N) -> dict:
     """Workspace offsets for one run: the parameters and their gradients (the layout of
     fastbp.params.flatten), then per layer m the activations A_m and errors D_m as
     (units, N), and the same transposed, AT_m and DT_m as (N, units); the targets T
-    as (n_out, N); weight gradients transposed, GT_l as (fan_out, fan_in)."""
+    as (n_out, N) and TT as (N, n_out); the loss terms of one step, as (n_out, N);
+    weight gradients transposed, GT_l as (fan_out, fan_in)."""
     lay = dict(w=[], b=[], gt=[], a=[], d=[], at=[], dt=[])
     at = 0
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
@@ -461,8 +373,8 @@ def _layout_single(layers, N) -> dict:
         for name in ("a", "d", "at", "dt"):
             lay[name].append(at)
             at += width * N
-    lay["t"], lay["tt"] = at, at + layers[-1] * N
-    lay["size"] = at + 2 * layers[-1] * N
+    lay["t"], lay["tt"], lay["sq"] = at, at + layers[-1] * N, at + 2 * layers[-1] * N
+    lay["size"] = at + 3 * layers[-1] * N
     return lay
 
 
@@ -492,8 +404,8 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
             f"            {zi} = fma(ws[{h} + k * {N} + i], w, {zi})",
             f"    b = ws[{b} + j]",
             f"    for i in range({N}):",
-            f"        v = {zi} + b",
-            f"        {zi} = F({_act('v', activation, hidden, 'zero')})",
+            f"        v = {S.add(zi, 'b')}",
+            f"        {zi} = F({step.activate(S, 'v', activation) if hidden else 'v'})",
         ]
         if hidden and fo > layers[l + 2]:  # the next gradient runs along its inputs
             body += [
@@ -506,6 +418,7 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
     if fo >= fi:  # the output errors transposed, straight from a transposed forward pass
         h, w, b, dyt = lay["a"][-2], lay["w"][-1], lay["b"][-1], lay["dt"][-1]
         yij = f"ws[{dyt} + i * {fo} + j]"
+        lets, _, grad = step.loss(S, "y", f"ws[{lay['tt']} + i * {fo} + j]", "d")
         body += [
             f"for i in range({N}):",
             f"    for j in range({fo}):",
@@ -515,23 +428,25 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
             f"        for j in range({fo}):",
             f"            {yij} = fma(h, ws[{w} + k * {fo} + j], {yij})",
             f"    for j in range({fo}):",
-            f"        {yij} = two * ({yij} + ws[{b} + j] - ws[{lay['tt']} + i * {fo} + j]) / n_out",
+            f"        y = {S.add(yij, f'ws[{b} + j]')}",
+            *(f"        {name} = {value}" for name, value in lets),
+            f"        {yij} = {grad}",
         ]
+    lets, term, grad = step.loss(S, f"ws[{y} + p]", f"ws[{lay['t']} + p]", "d")
     body += [
         f"for p in range({count}):",
-        f"    ws[{dy} + p] = ws[{y} + p] - ws[{lay['t']} + p]",
+        *(f"    {name} = {value}" for name, value in lets),
+        f"    ws[{lay['sq']} + p] = {term}",
+        f"    ws[{dy} + p] = {grad}",
         "n_large = 0  # the loss only when needed, as in the registers form",
         f"for p in range({count}):",
-        f"    n_large += 0 if ws[{dy} + p] * ws[{dy} + p] < LARGE else 1",
+        f"    n_large += 0 if ws[{lay['sq']} + p] < LARGE else 1",
         "loss[0] = 0.0",
         "if t == log_steps[i_log] or n_large > 0:",
         "    total = 0.0",
         f"    for p in range({count}):",
-        f"        d = ws[{dy} + p]",
-        "        total += float(d * d)",
+        f"        total += float(ws[{lay['sq']} + p])",
         f"    loss[0] = total / np.uint64({count})",
-        f"for p in range({count}):",
-        f"    ws[{dy} + p] = two * ws[{dy} + p] / n_out",
         *_checks(1),
     ]
     for l in range(n_layers - 1, -1, -1):
@@ -580,7 +495,7 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
         if l > 0:
             dh, w = lay["d"][l], lay["w"][l]
             dki = f"ws[{dh} + k * {N} + i]"
-            slope = _slope("v", f"ws[{h} + k * {N} + i]", activation, "zero")
+            slope = step.slope(S, "v", f"ws[{h} + k * {N} + i]", activation)
             body += [
                 f"for k in range({fi}):",
                 f"    for i in range({N}):",
@@ -603,9 +518,9 @@ def _step_single(layers, activation, bias, N, lay) -> list[str]:
         )
         body += [
             f"for p in range({fi * fo}):",
-            f"    ws[{w} + p] = fma(-rate, {grad}, ws[{w} + p])",
+            f"    ws[{w} + p] = {step.update(S, f'ws[{w} + p]', grad, 'rate')}",
             f"for p in range({fo}):",
-            f"    ws[{b} + p] = fma(-rate, ws[{g + b} + p], ws[{b} + p])",
+            f"    ws[{b} + p] = {step.update(S, f'ws[{b} + p]', f'ws[{g + b} + p]', 'rate')}",
         ]
     return body
 
@@ -657,9 +572,10 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
     multiply-adds on vectors along the inputs for layer 0 (X[i, :] times e_j[i]), along
     the outputs for later layers (A[i, k] times the errors of sample i, er_i: the error
     vectors transposed, lane by lane). The update is deferred to the next step, as in
-    the registers form. Every operation is that of fastbp.kernels, in the same order."""
+    the registers form."""
     n_layers = len(layers) - 1
     g = lay["g"]
+    V = step.Vector(W)
 
     def vec(at):
         return f"vload(ws, {at}, {W})"
@@ -670,8 +586,8 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
     def tuple_(values):  # a vector from its lanes, zeros after them
         return "(" + "".join(f"{v}, " for v in values) + "zero, " * (W - len(values)) + ")"
 
-    lines = ["nrate = -rate  # zero at step 0", f"zv = {tuple_([])}"]
-    for l in range(n_layers):  # the last step's update
+    lines = [f"zv = {tuple_([])}"]
+    for l in range(n_layers):  # the last step's update (rate: zero at step 0)
         count = layers[l + 1] if l == 0 else layers[l]  # see _layout_vectors
         vectors = [(f"w{l}_{v}", lay["w"][l] + v * W) for v in range(count)]
         if bias:
@@ -680,21 +596,25 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
             lines += [f"b{l} = {vec(lay['b'][l])}"]
         for name, at in vectors:
             lines += [
-                f"{name} = vfma_chain({vec(at)}, nrate, {vec(g + at)})",
+                f"{name} = {V.apply(step.update, [vec(at), vec(g + at)], 'rate')}",
                 f"vstore(ws, {at}, {name})",
             ]
     lines += [f"a0_{k} = {vec(lay['xt'] + k * W)}" for k in range(layers[0])]
+    terms, grads = [], []
     for l in range(n_layers):  # forward
         fi, fo = layers[l], layers[l + 1]
         for j in range(fo):
-            terms = ", ".join(f"a{l}_{k}, {weight(l, k, j)}" for k in range(fi))
-            lines += [f"z = vadd(vfma_chain(zv, {terms}), b{l}[{j}])"]
+            pairs = [(f"a{l}_{k}", weight(l, k, j)) for k in range(fi)]
+            lines += [f"z = {V.add(V.dot(pairs), f'b{l}[{j}]')}"]
             if l < n_layers - 1:
-                lines += [f"a{l + 1}_{j} = {_vact('z', activation, W)}"]
+                lines += [f"a{l + 1}_{j} = {V.apply(step.activate, ['z'], activation)}"]
             else:
-                lines += [f"d{j} = vsub(z, {vec(lay['tt'] + j * W)})"]
+                lets, term, grad = V.loss("z", vec(lay["tt"] + j * W), f"d{j}")
+                lines += [f"{name} = {value}" for name, value in lets]
+                terms.append(term)
+                grads.append(grad)
     n_out = layers[-1]
-    lines += [f"q{j} = vmul(d{j}, d{j})" for j in range(n_out)]
+    lines += [f"q{j} = {term}" for j, term in enumerate(terms)]
     lines += [
         "n_large = " + " + ".join(f"vcount_not_below(q{j}, LARGE)" for j in range(n_out)),
         "loss[0] = 0.0",
@@ -703,50 +623,31 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
         *[f"    total += float(q{j}[{i}])" for j in range(n_out) for i in range(N)],
         f"    loss[0] = total / np.uint64({n_out * N})",
     ]
-    lines += [f"e{n_layers}_{j} = vdiv(vmul(two, d{j}), n_out)" for j in range(n_out)]
+    lines += [f"e{n_layers}_{j} = {grad}" for j, grad in enumerate(grads)]
     for l in range(n_layers - 1, -1, -1):  # backward
         fi, fo = layers[l], layers[l + 1]
         errors = [[f"e{l + 1}_{j}[{i}]" for i in range(N)] for j in range(fo)]
         if l == 0:  # dW[:, j] = sum over i of X[i, :] e_j[i]
             for j in range(fo):
-                terms = ", ".join(f"{errors[j][i]}, {vec(lay['x'] + i * W)}" for i in range(N))
-                lines += [f"vstore(ws, {g + lay['w'][l] + j * W}, vfma_chain(zv, {terms}))"]
+                pairs = [(errors[j][i], vec(lay["x"] + i * W)) for i in range(N)]
+                lines += [f"vstore(ws, {g + lay['w'][l] + j * W}, {V.dot(pairs)})"]
             if bias:
-                lines += [f"vstore(ws, {g + lay['b'][l]}, {tuple_([_sum(e) for e in errors])})"]
+                lines += [f"vstore(ws, {g + lay['b'][l]}, {tuple_([S.sum(e) for e in errors])})"]
         else:  # dW[k, :] = sum over i of A[i, k] er_i
             lines += [f"er_{i} = {tuple_([e[i] for e in errors])}" for i in range(N)]
             for k in range(fi):
-                terms = ", ".join(f"a{l}_{k}[{i}], er_{i}" for i in range(N))
-                lines += [f"vstore(ws, {g + lay['w'][l] + k * W}, vfma_chain(zv, {terms}))"]
+                pairs = [(f"a{l}_{k}[{i}]", f"er_{i}") for i in range(N)]
+                lines += [f"vstore(ws, {g + lay['w'][l] + k * W}, {V.dot(pairs)})"]
             if bias:
-                total = _sum([f"er_{i}" for i in range(N)], "zv", "vadd")
+                total = V.sum([f"er_{i}" for i in range(N)])
                 lines += [f"vstore(ws, {g + lay['b'][l]}, {total})"]
         for k in range(fi if l > 0 else 0):  # the errors of the layer below
-            terms = ", ".join(f"e{l + 1}_{j}, {weight(l, k, j)}" for j in range(fo))
+            pairs = [(f"e{l + 1}_{j}", weight(l, k, j)) for j in range(fo)]
             lines += [
-                f"v = vfma_chain(zv, {terms})",
-                f"e{l}_{k} = {_vslope('v', f'a{l}_{k}', activation, W)}",
+                f"v = {V.dot(pairs)}",
+                f"e{l}_{k} = {V.apply(step.slope, ['v', f'a{l}_{k}'], activation)}",
             ]
     return lines
-
-
-def _vact(v, activation, W) -> str:
-    """The activation of vector v, as _act writes it per lane (ReLU as one instruction)."""
-    if activation in ("relu", "identity"):
-        return f"vrelu({v})" if activation == "relu" else v
-    return _lanes(lambda i: _act(f"{v}[{i}]", activation, True), W)
-
-
-def _vslope(v, h, activation, W) -> str:
-    """Vector v times the activation's slope, as _slope writes it per lane."""
-    if activation in ("relu", "identity"):
-        return f"vwhere_positive({v}, {h})" if activation == "relu" else v
-    return _lanes(lambda i: _slope(f"{v}[{i}]", f"{h}[{i}]", activation), W)
-
-
-def _lanes(scalar, W) -> str:
-    """A vector built lane by lane: lane i is F(scalar(i))."""
-    return "(" + "".join(f"F({scalar(i)}), " for i in range(W)) + ")"
 
 
 def _checks(L, slot="p * snaps.shape[0] + r") -> list[str]:
@@ -779,12 +680,6 @@ def _checks(L, slot="p * snaps.shape[0] + r") -> list[str]:
     ]
 
 
-def _dot(pairs, zero="zero") -> str:
-    """The sum of the products a * b over pairs, each added with one rounding, in order,
-    onto a zero: the fused multiply-adds of fastbp.kernels."""
-    return f"fma_chain({zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
-
-
 def _tree_sum(terms) -> str:
     """The sum of terms as a balanced tree of additions (for sums whose order does not
     matter: small whole numbers)."""
@@ -792,39 +687,6 @@ def _tree_sum(terms) -> str:
         return terms[0]
     half = len(terms) // 2
     return f"({_tree_sum(terms[:half])} + {_tree_sum(terms[half:])})"
-
-
-def _sum(terms, zero="zero", add=None) -> str:
-    """The sum of terms, added left to right onto a zero, exactly as the loops of
-    fastbp.kernels accumulate them: onto a zero of the parameters' dtype (``zero``), or
-    onto a float64 0.0 for the loss. (The zero also turns a -0.0 first term into 0.0.)
-    ``add``: the name of a function to add with (vectors), instead of +."""
-    text = zero
-    for term in terms:
-        text = f"{add}({text}, {term})" if add else f"({text} + {term})"
-    return text
-
-
-def _act(v, activation, hidden, zero="0.0") -> str:
-    """The activation of v, written as fastbp.kernels applies it (linear output layer)."""
-    if not hidden or activation == "identity":
-        return v
-    if activation == "relu":
-        return f"{zero} if {v} < 0.0 else {v}"  # NaN passes through
-    if activation == "tanh":
-        return f"math.tanh({v})"
-    return f"1.0 / (1.0 + math.exp(-{v}))"
-
-
-def _slope(v, h, activation, zero="0.0") -> str:
-    """v times the activation's slope, written via its output h, as fastbp.kernels does."""
-    if activation == "relu":
-        return f"{v} if {h} > 0.0 else {zero}"
-    if activation == "tanh":
-        return f"{v} * (1.0 - {h} * {h})"
-    if activation == "sigmoid":
-        return f"{v} * ({h} * (1.0 - {h}))"
-    return v
 
 
 LANE_CHOICES = (1, 2, 4, 8, 16)
@@ -871,17 +733,13 @@ def pinned_lanes() -> int | None:
     return int(text)
 
 
-def calibration_file() -> Path:
-    return kernel_dir() / "calibration.json"
-
-
 def calibration() -> dict:
     """The lanes measured fastest on this host (its Numba target), per dtype: {} if never
     measured (``python -m fastbp.calibrate``)."""
     import json
 
     try:
-        table = json.loads(calibration_file().read_text())
+        table = json.loads(kernel_cache.calibration_file().read_text())
     except (OSError, ValueError):
         return {}
     entry = table.get(numba_settings.host_key(), {})

@@ -1,10 +1,16 @@
-"""Compiled kernels: forward pass, MSE loss, backpropagation and SGD for an MLP of any depth.
+"""The loop kernel: one compiled kernel for every architecture, from the rules of the step.
 
-Numeric code only: no validation, no I/O, no randomness (the caller passes all of it in).
-Contract for every function: float arrays are C-contiguous and all float64 or all float32
-(lr and loss sums stay float64); sizes, offsets
-and sample counts are unsigned (uint64), because indexing with a signed integer costs a
-negative-index check on every access (about 2× the time of these tiny loops here).
+It trains one run at a time, with every size read at run time: compiled once, it serves
+every network, mini-batches included, where :mod:`fastbp.codegen`'s kernels, faster, are
+compiled per architecture. Its source is written here from the rules of
+:mod:`fastbp.step` (the activations, loss and update, as code) and loaded by
+:mod:`fastbp.kernel_cache`, like the generated kernels: edit a rule and it is
+regenerated.
+
+Contract of its functions: float arrays are C-contiguous and all float64 or all float32
+(lr and loss sums stay float64); sizes, offsets and sample counts are unsigned (uint64),
+because indexing with a signed integer costs a negative-index check on every access
+(about 2x the time of these tiny loops).
 
 Layout. Parameters live in one flat vector ``theta``: per layer l, W of shape
 (fan_in, fan_out) row-major at ``w_off[l]``, then b at ``b_off[l]``; gradients ``G`` use
@@ -14,22 +20,104 @@ one block per layer m (0 = input, last = output) at ``a_off[m]``, stored *transp
 contiguous samples. Helpers take (buffer, offset) pairs rather than views: a view costs
 reference counting per call, a reshaped view a function call (~60 ns), which on these
 tiny layers is as much as the arithmetic.
-
-Arithmetic (it fixes the results' bits; a faster kernel must keep it). Every sum of
-products is a chain of fused multiply-adds (one rounding each, :func:`fastbp.intrinsics.fma`)
-onto a zero, in a fixed order: Z[j, i] = (sum over k ascending of H[k, i] * W[k, j]) + b[j];
-dW[k, j] sums H[k, i] * dZ[j, i] over samples i ascending; dH[k, i] = (sum over j
-ascending of dZ[j, i] * W[k, j]) times the slope. db[j] adds dZ[j, i] over i ascending.
-The update p - lr * g is one fma too. The loss adds the squares (Y - T)² in float64
-(plain multiplications and additions), in the order of the (n_out, n) block.
-
-``fastmath`` is off: results stay closest to the NumPy reference, and the NaN/inf checks
-that detect divergence keep working (``fastmath=True`` would compile them to ``False``).
-Every jitted helper lives in this file because Numba's cache does not notice edits to
-jitted functions in other files (``cached_njit`` is ``njit(cache=True)``, with a fallback
-for read-only installs); the only globals are the activation codes below, which never
-change (globals are frozen into compiled code).
 """
+
+from __future__ import annotations
+
+import textwrap
+from functools import cache
+
+from fastbp import kernel_cache, step
+from fastbp.config import ACTIVATIONS
+
+S = step.SCALAR
+
+
+def loop_kernel():
+    """The compiled loop kernel's module: ``train_kernel`` and ``loss_and_grad``."""
+    return _module()
+
+
+@cache
+def _module():
+    return kernel_cache.load(source())
+
+
+@cache
+def name() -> str:
+    """The loop kernel's name in the kernel cache."""
+    return kernel_cache.name_of(source())
+
+
+def mark_cached() -> None:
+    """Note that the loop kernel is in Numba's disk cache (after its first call)."""
+    kernel_cache.mark_cached(name())
+
+
+def is_cached() -> bool:
+    """Whether the loop kernel is known to be in Numba's disk cache."""
+    return kernel_cache.is_cached(name())
+
+
+def _by_activation(statements) -> str:
+    """``if act == 0: ... elif ...``: one branch per activation whose code is not a no-op,
+    ``statements(activation)`` giving its lines."""
+    out, keyword = [], "if"
+    for code, activation in enumerate(ACTIVATIONS):
+        lines = statements(activation)
+        if lines:
+            out += [f"{keyword} act == {code}:  # {activation}", *("    " + s for s in lines)]
+            keyword = "elif"
+    return "\n".join(out)
+
+
+def _activate(activation) -> list[str]:
+    if step.activate(S, "z", activation) == "z":
+        return []
+    return [
+        "for p in range(start, start + count):",
+        "    z = A[p]",
+        f"    A[p] = {step.activate(S, 'z', activation)}",
+    ]
+
+
+def _slope(activation) -> list[str]:
+    if step.slope(S, "e", "h", activation) == "e":
+        return []
+    return [
+        "for p in range(h, h + fan_in * n):",
+        "    e, a = D[p], A[p]",
+        f"    D[p] = {step.slope(S, 'e', 'a', activation)}",
+    ]
+
+
+def _loss() -> str:
+    lets, term, grad = step.loss(S, "A[y + p]", "T[t + p]", "d")
+    return "\n".join(
+        [
+            *(f"{name} = {value}" for name, value in lets),
+            f"total += float({term})  # float64 (float(): also in plain Python)",
+            f"D[y + p] = {grad}",
+        ]
+    )
+
+
+def _indent(text: str, spaces: int) -> str:
+    return textwrap.indent(text, " " * spaces).lstrip()
+
+
+@cache
+def source() -> str:
+    return _TEMPLATE.format(
+        activate=_indent(_by_activation(_activate), 4),
+        slope=_indent(_by_activation(_slope), 4),
+        loss=_indent(_loss(), 8),
+        update=step.update(S, "theta[p]", "G[p]", "lr_"),
+    )
+
+
+_TEMPLATE = '''\
+"""The loop kernel: generated by fastbp.kernels. Do not edit: regenerated when needed."""
 
 import math
 
@@ -37,9 +125,6 @@ import numpy as np
 
 from fastbp.intrinsics import fma
 from fastbp.numba_settings import cached_njit
-
-# Activation codes: positions in fastbp.config.ACTIVATIONS (a test checks they agree).
-RELU, TANH, SIGMOID, IDENTITY = 0, 1, 2, 3
 
 
 @cached_njit
@@ -60,17 +145,9 @@ def _dense(theta, w, b, A, h, z, fan_in, fan_out, n):
 
 @cached_njit
 def _activate(A, start, count, act):
-    """Apply the activation in place to A[start : start + count]."""
-    if act == RELU:
-        for p in range(start, start + count):
-            if A[p] < 0.0:  # NaN passes through, as with np.maximum
-                A[p] = 0.0
-    elif act == TANH:
-        for p in range(start, start + count):
-            A[p] = math.tanh(A[p])
-    elif act == SIGMOID:
-        for p in range(start, start + count):
-            A[p] = 1.0 / (1.0 + math.exp(-A[p]))
+    """Apply activation number ``act`` in place to A[start : start + count]."""
+    zero = A.dtype.type(0.0)
+    {activate}
 
 
 @cached_njit
@@ -93,6 +170,7 @@ def _dense_grads(A, h, D, z, G, w, b, fan_in, fan_out, n, use_bias):
 @cached_njit
 def _backprop_input(theta, w, A, D, h, z, fan_in, fan_out, n, act):
     """dH = (W @ dZ) * act'(Z_in) into D[h:], the slope written via H = act(Z_in) at A[h:]."""
+    zero = D.dtype.type(0.0)
     for k in range(fan_in):
         row = h + k * n
         for i in range(n):
@@ -101,16 +179,7 @@ def _backprop_input(theta, w, A, D, h, z, fan_in, fan_out, n, act):
             w_kj = theta[w + k * fan_out + j]
             for i in range(n):
                 D[row + i] = fma(D[z + j * n + i], w_kj, D[row + i])
-    if act == RELU:
-        for p in range(h, h + fan_in * n):
-            if not A[p] > 0.0:
-                D[p] = 0.0
-    elif act == TANH:
-        for p in range(h, h + fan_in * n):
-            D[p] *= 1.0 - A[p] * A[p]
-    elif act == SIGMOID:
-        for p in range(h, h + fan_in * n):
-            D[p] *= A[p] * (1.0 - A[p])
+    {slope}
 
 
 @cached_njit
@@ -126,9 +195,7 @@ def workspace(sizes, n_samples, theta):
 @cached_njit
 def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
     """Forward pass for n samples: reads block 0 of A (inputs), writes every later block.
-
-    Hidden layers: H = act(H_prev @ W + b); the last layer is linear.
-    """
+    Hidden layers: H = act(H_prev @ W + b); the last layer is linear."""
     n_layers = sizes.shape[0] - 1
     for l in range(n_layers):
         fan_in, fan_out = sizes[l], sizes[l + 1]
@@ -138,15 +205,13 @@ def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
 
 
 @cached_njit
-def mse_and_output_grad(A, D, y, T, t, count):
-    """Return mean((Y - T)²) over the count elements of Y = A[y:] and T[t:], and write
-    its gradient 2 (Y - T) / count to D[y:]."""
+def loss_and_output_grad(A, D, y, T, t, count):
+    """Return the loss of the count outputs Y = A[y:] against T[t:] (the mean of its
+    terms), and write its gradient dL/dY to D[y:]."""
     total = 0.0  # the loss is summed in float64 whatever the dtype
-    two, n = D.dtype.type(2.0), D.dtype.type(count)  # the gradient stays in the dtype
+    two, n_out = D.dtype.type(2.0), D.dtype.type(count)  # the gradient stays in the dtype
     for p in range(count):
-        d = A[y + p] - T[t + p]
-        total += float(d * d)  # float64 (float(): also in plain Python)
-        D[y + p] = two * d / n
+        {loss}
     return total / count
 
 
@@ -186,29 +251,17 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
     _gather_transposed(A, X, every)
     _gather_transposed(T_t, T, every)
     forward(theta, sizes, w_off, b_off, act, a_off, A, n)
-    loss = mse_and_output_grad(A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size))
+    loss = loss_and_output_grad(A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size))
     backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
     return loss
 
 
 @cached_njit
 def train_kernel(
-    theta,
-    sizes,
-    w_off,
-    b_off,
-    act,
-    use_bias,
-    lr,
-    n_steps,
-    log_steps,
-    X,
-    T,
-    batch_size,
-    order,
+    theta, sizes, w_off, b_off, act, use_bias, lr, n_steps, log_steps, X, T, batch_size, order,
     losses,
 ):
-    """Run ``n_steps`` SGD updates on theta in place, logging the full-dataset loss.
+    """Run ``n_steps`` updates on theta in place, logging the full-dataset loss.
 
     X : (n_samples, n_in), T : (n_samples, n_out).
     log_steps : int64 (n_log,), increasing, last entry == n_steps. losses[i] is set to
@@ -239,7 +292,7 @@ def train_kernel(
             if not full:  # the last mini-batch overwrote the inputs
                 _gather_transposed(A, X, every)
             forward(theta, sizes, w_off, b_off, act, a_off, A, n_samples)
-            loss = mse_and_output_grad(A, D, a_off[y], T_all, np.uint64(0), np.uint64(T.size))
+            loss = loss_and_output_grad(A, D, a_off[y], T_all, np.uint64(0), np.uint64(T.size))
             if not math.isfinite(loss):
                 return t
             if log_now:
@@ -256,10 +309,11 @@ def train_kernel(
             _gather_transposed(A, X, rows)
             _gather_transposed(T_batch, T, rows)
             forward(theta, sizes, w_off, b_off, act, a_off, A, n)
-            batch_loss = mse_and_output_grad(A, D, a_off[y], T_batch, np.uint64(0), sizes[y] * n)
+            batch_loss = loss_and_output_grad(A, D, a_off[y], T_batch, np.uint64(0), sizes[y] * n)
             if not math.isfinite(batch_loss):
                 return t
         backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
         for p in range(theta.shape[0]):
-            theta[p] = fma(-lr_, G[p], theta[p])
+            theta[p] = {update}
     return -1
+'''

@@ -176,7 +176,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # compiling into an empty Numba cache at the same time can corrupt it. Kernels
         # already in the cache are left for the workers to load, all at once.
         report.loops = not_worth_compiling(todo)
-        if report.loops or not all_cached(todo):
+        if not all_cached(todo, report.loops):
             report.compile_s = _compile(todo, backend, quiet, report.loops)
         chunks = plan_chunks(todo, backend.n_workers)
         bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
@@ -286,15 +286,17 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
 
 def _not_cached(needed: dict) -> list:
     """(key, run) for each kernel of ``needed`` not known to be in the cache."""
-    from fastbp import codegen
+    return [(key, run) for key, run in needed.items() if not _cached(key, run)]
+
+
+def _cached(key, run) -> bool:
+    """Whether the kernel ``key`` (as in kernels_needed) is known to be in the cache."""
+    from fastbp import codegen, kernels
     from fastbp.train import block_lanes, kernel_args
 
-    return [
-        (key, run)
-        for key, run in needed.items()
-        # the loop kernel is not tracked: it is compiled, or loaded, with the others
-        if key == "loops" or not codegen.is_cached(*kernel_args(run, block_lanes(run)))
-    ]
+    if key == "loops":
+        return kernels.is_cached()
+    return codegen.is_cached(*kernel_args(run, block_lanes(run)))
 
 
 def kernels_needed(runs, loops=frozenset()) -> dict:
@@ -389,16 +391,10 @@ def _kernel_text(run) -> str:
     return " ".join(p for p in [*parts, run.dtype if run.dtype != "float64" else ""] if p)
 
 
-def all_cached(runs) -> bool:
-    """Whether every kernel these runs need is known to be in Numba's disk cache (the
-    loop kernel, for mini-batch runs, is not tracked: then False)."""
-    from fastbp import codegen
-    from fastbp.train import block_lanes, kernel_args
-
-    needed = kernels_needed(runs)
-    if "loops" in needed:
-        return False
-    return all(codegen.is_cached(*kernel_args(run, block_lanes(run))) for run in needed.values())
+def all_cached(runs, loops=frozenset()) -> bool:
+    """Whether every kernel these runs need (``loops`` as in kernels_needed) is known to
+    be in Numba's disk cache."""
+    return not _not_cached(kernels_needed(runs, loops))
 
 
 def plan_chunks(runs, n_jobs: int) -> list[list]:

@@ -9,10 +9,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastbp import codegen
+from fastbp import codegen, kernels
 from fastbp.config import ACTIVATIONS, RunConfig
 from fastbp.data import make_dataset
-from fastbp.kernels import train_kernel
 from fastbp.params import Params, check_params, flatten, init_params, offsets, unflatten
 
 
@@ -113,7 +112,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     losses = np.full(steps.shape, np.nan)
     theta = flatten(initial).astype(dtype)
     w_off, b_off = offsets(config.layers)
-    stopped_at = train_kernel(
+    stopped_at = kernels.loop_kernel().train_kernel(
         theta,
         np.array(config.layers, dtype=np.uint64),
         w_off,
@@ -129,7 +128,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         batch_order(config, rng),
         losses,
     )
-    return RunResult(
+    result = RunResult(
         config=config,
         steps=steps,
         losses=losses,
@@ -138,6 +137,8 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         diverged_at=int(stopped_at) if stopped_at >= 0 else None,
         wall_s=time.perf_counter() - start,
     )
+    kernels.mark_cached()
+    return result
 
 
 def full_batch(config: RunConfig) -> bool:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastbp import RunConfig, codegen, numba_settings, reference, train
+from fastbp import RunConfig, codegen, kernel_cache, numba_settings, reference, train
 from fastbp.params import flatten
 from fastbp.train import train_batch
 
@@ -32,7 +32,6 @@ def no_lane_settings(tmp_path, monkeypatch):
 def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time(no_lane_settings):
     """Blocks: the registers form. One run at a time: the vector form where the samples
     and every layer fit in one vector, else the single-run form."""
-    from fastbp import codegen
 
     bits = numba_settings.vector_bits()  # one vector register's worth of runs by default
     assert bits in (128, 256, 512)
@@ -62,8 +61,6 @@ def test_vector_width_follows_the_target_cpu(monkeypatch):
 def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
     import json
 
-    from fastbp import codegen
-
     (no_lane_settings / "calibration.json").write_text(
         json.dumps({numba_settings.host_key(): {"lanes": {"float64": 2, "float32": 4}}})
     )
@@ -83,7 +80,7 @@ def test_calibration_keeps_the_default_unless_another_size_is_clearly_faster(
     import json
     import time
 
-    from fastbp import calibrate, codegen
+    from fastbp import calibrate
 
     default = numba_settings.vector_bits() // 64
     fast = 1 if default != 1 else 2
@@ -92,7 +89,7 @@ def test_calibration_keeps_the_default_unless_another_size_is_clearly_faster(
         lambda: time.sleep(cost.get(lanes, 0.02))))  # fmt: skip
     timings, best = calibrate.calibrate(steps=10, rounds=3, dtypes=("float64",), say=str)
     assert best == {"float64": fast} and set(timings["float64"]) == {1, 2, 4, 8}
-    saved = json.loads(codegen.calibration_file().read_text())[numba_settings.host_key()]
+    saved = json.loads(kernel_cache.calibration_file().read_text())[numba_settings.host_key()]
     assert saved["lanes"] == {"float64": fast}
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (fast, "calibrated")
     cost.clear()  # every size alike: the default stays
@@ -181,7 +178,7 @@ def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     (tag,) = [p.name for p in tmp_path.iterdir()]
     assert tag.startswith("slp")
-    here = tmp_path / tag / f"v{codegen.VERSION}"
+    here = tmp_path / tag / f"v{kernel_cache.VERSION}"
     sources = list(here.glob("fastbp_kernel_*.py"))
     assert len(sources) == 1 and "layers [3, 2, 3]" in sources[0].read_text()
     assert list((here / "__pycache__").glob("*.nbi"))  # Numba cached it there
@@ -194,7 +191,7 @@ def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("old")
-    newer = tag / f"v{codegen.VERSION + 1}" / "x.py"  # a newer fastbp's: kept
+    newer = tag / f"v{kernel_cache.VERSION + 1}" / "x.py"  # a newer fastbp's: kept
     newer.parent.mkdir()
     newer.write_text("new")
     code = (
@@ -204,7 +201,7 @@ def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp
     env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     assert not any(path.exists() for path in stale) and newer.exists()
-    assert list((tag / f"v{codegen.VERSION}").glob("fastbp_kernel_*.py"))
+    assert list((tag / f"v{kernel_cache.VERSION}").glob("fastbp_kernel_*.py"))
 
 
 def test_numba_settings_are_applied_once_and_never_override_the_user():
@@ -223,19 +220,21 @@ def test_numba_settings_are_applied_once_and_never_override_the_user():
 def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
     tmp_path, monkeypatch, capsys
 ):
-    from fastbp import codegen, numba_settings
+    from fastbp import numba_settings
 
     blocker = tmp_path / "file"
     blocker.write_text("")  # a file where a directory should be: nothing can be written
     monkeypatch.setenv("FASTBP_KERNEL_DIR", str(blocker))
-    monkeypatch.setattr(codegen.tempfile, "gettempdir", lambda: str(blocker))
+    monkeypatch.setattr(kernel_cache.tempfile, "gettempdir", lambda: str(blocker))
     monkeypatch.setattr(numba_settings, "_noted", False)
     codegen._block_kernel.cache_clear()
+    kernel_cache.forget()
     try:
         config = RunConfig(layers=(3, 2, 3), steps=50)
         (result,) = train_batch([config])
     finally:
         codegen._block_kernel.cache_clear()
+        kernel_cache.forget()
     assert_bits(result, train(config, engine="loops"))
     err = capsys.readouterr().err
     assert err.count("note: Numba cannot cache fastbp's kernels here") == 1

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from fastbp import ConfigError, RunConfig, kernels
-from fastbp import config as config_module
+from fastbp import ConfigError, RunConfig
 
 
 def test_defaults_are_the_report_network():
@@ -87,11 +86,6 @@ def test_from_dict_rejects_unknown_key_with_suggestion():
 def test_to_dict_round_trips():
     c = RunConfig(layers=(6, 2, 6), activation="tanh", batch_size=3, seed=4)
     assert RunConfig.from_dict(c.to_dict()) == c
-
-
-def test_kernel_activation_codes_follow_config_order():
-    codes = [kernels.RELU, kernels.TANH, kernels.SIGMOID, kernels.IDENTITY]
-    assert [config_module.ACTIVATIONS[i] for i in codes] == ["relu", "tanh", "sigmoid", "identity"]
 
 
 def test_reading_configs_and_specs_imports_no_numba():

@@ -6,7 +6,7 @@ import pytest
 from fastbp import RunConfig, reference
 from fastbp.config import ACTIVATIONS
 from fastbp.data import make_dataset
-from fastbp.kernels import loss_and_grad
+from fastbp.kernels import loop_kernel
 from fastbp.params import flatten, init_params, offsets, unflatten
 
 
@@ -16,7 +16,7 @@ def kernel_loss_and_grad(config, theta):
     G = np.zeros_like(theta)
     sizes = np.array(config.layers, dtype=np.uint64)
     act = ACTIVATIONS.index(config.activation)
-    loss = loss_and_grad(theta, sizes, w_off, b_off, act, config.bias, X, T, G)
+    loss = loop_kernel().loss_and_grad(theta, sizes, w_off, b_off, act, config.bias, X, T, G)
     return loss, G
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fastbp
-from fastbp import RunConfig, load_results, train
+from fastbp import RunConfig, kernels, load_results, train
 from fastbp.results import config_from_row
 from fastbp.spec import parse_spec
 from fastbp.sweep import main, plan_chunks
@@ -41,13 +41,14 @@ def write_spec(path, seeds=2, text=SMALL):
     return path
 
 
-def sweep(*args):
-    """Run the real CLI in a subprocess."""
+def sweep(*args, env=None):
+    """Run the real CLI in a subprocess (``env``: variables to set for it)."""
     return subprocess.run(
         [sys.executable, "-m", "fastbp.sweep", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -65,7 +66,9 @@ def assert_same_tables(a, b):
 def small_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("small")
     spec = write_spec(tmp / "small.toml")
-    out = sweep(spec, "--out", tmp / "out", "--n-jobs", 2, "--no-plots")
+    # Budget 0: every kernel compiles, whatever the cache holds (the meta test's choice).
+    out = sweep(spec, "--out", tmp / "out", "--n-jobs", 2, "--no-plots",
+                env={"FASTBP_LOOP_BUDGET_S": "0"})  # fmt: skip
     assert out.returncode == 0, out.stderr
     return tmp, out
 
@@ -340,11 +343,12 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch
 
 
 def test_compiling_kernels_is_shown_and_timed_apart_from_training(tmp_path):
-    # Mini-batch runs always pass through the compile step (the loop kernel is not
-    # tracked as cached): its progress line names what compiles, and its time is its own.
+    # Mini-batch runs need the loop kernel, compiled here into empty caches: the progress
+    # line names what compiles, and its time is its own.
     spec = tmp_path / "mini.toml"
     spec.write_text(SMALL.format(seeds=1).replace("steps = 1500", "steps = 300\nbatch_size = 4"))
-    out = sweep(spec, "--out", tmp_path / "out", "--no-plots")
+    empty = {"FASTBP_KERNEL_DIR": str(tmp_path / "k"), "NUMBA_CACHE_DIR": str(tmp_path / "n")}
+    out = sweep(spec, "--out", tmp_path / "out", "--no-plots", env=empty)
     assert out.returncode == 0, out.stderr
     assert "compiling the loop kernel (1 of 1)" in out.stderr
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
@@ -397,7 +401,8 @@ def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     cheaper = {"form": "loop kernel", "lanes": 1, "why": "cheaper than compiling"}
     assert meta["kernels"] == {"3-2-3 relu": cheaper, "3-1-3 relu": cheaper}
-    assert not list((tmp_path / "k").rglob("fastbp_kernel_*.py"))  # nothing generated
+    generated = [path.stem for path in (tmp_path / "k").rglob("fastbp_kernel_*.py")]
+    assert generated == [kernels.name()]  # the loop kernel only
     results = load_results(tmp_path / "out")
     for _, row in results.runs.iterrows():  # the same bits as their own kernels give
         direct = train(config_from_row(row))

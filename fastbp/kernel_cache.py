@@ -1,0 +1,147 @@
+"""The on-disk home of generated kernels: source files, markers of what Numba has cached.
+
+A generated kernel (:mod:`fastbp.codegen`) is written to a file named after the hash of
+its source and imported like any module, so that Numba's on-disk cache works for it
+too. Files live per Numba settings (:data:`fastbp.numba_settings.TAG`) and per
+:data:`VERSION`; the first version written removes the folders of older ones. Where
+nothing can be written, a kernel is compiled from memory in every process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import types
+from pathlib import Path
+
+from fastbp import numba_settings
+
+VERSION = 12  # bump when the generated code changes: older kernels are then deleted
+
+
+def kernel_dir() -> Path:
+    """Where generated kernels live: $FASTBP_KERNEL_DIR, else the user's cache directory."""
+    if os.environ.get("FASTBP_KERNEL_DIR"):
+        return Path(os.environ["FASTBP_KERNEL_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fastbp" / "kernels"
+
+
+def calibration_file() -> Path:
+    """Where :mod:`fastbp.calibrate` keeps the lanes it measured, per host."""
+    return kernel_dir() / "calibration.json"
+
+
+def name_of(source: str) -> str:
+    """The module name of a generated kernel: the hash of its source."""
+    return f"fastbp_kernel_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
+_lock = threading.Lock()
+_loaded: dict[str, types.ModuleType] = {}
+
+
+def load(source: str) -> types.ModuleType:
+    """The module of this source, written to the kernel directory and imported (once per
+    process; thread-safe). Its functions compile, or load from Numba's cache, when first
+    called."""
+    name = name_of(source)
+    with _lock:
+        if name not in _loaded:
+            _loaded[name] = _import(name, source)
+        return _loaded[name]
+
+
+def _import(name: str, source: str) -> types.ModuleType:
+    path = _written(name, source)
+    if path is None:  # nowhere to write: from memory (cached_njit notes nothing is cached)
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - our own
+        return module
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pickling and Numba's cache need to find it
+    spec.loader.exec_module(module)
+    return module
+
+
+def forget() -> None:
+    """Drop the kernels loaded in this process (tests that change where they go)."""
+    with _lock:
+        _loaded.clear()
+
+
+def _directories() -> list[Path]:
+    """Where kernels may go: per Numba settings (TAG), per VERSION."""
+    fallback = Path(tempfile.gettempdir()) / "fastbp-kernels"
+    return [base / numba_settings.TAG / f"v{VERSION}" for base in (kernel_dir(), fallback)]
+
+
+def _prune(directory: Path) -> None:
+    """Delete the kernels of older versions next to ``directory`` (with their compiled
+    code, several MB each): no fastbp of this version will load them again."""
+    for old in directory.parent.iterdir():
+        version = old.name[1:] if old.name.startswith("v") else ""
+        older = version.isdigit() and int(version) < VERSION
+        unversioned = old.name.startswith("fastbp_kernel_") or old.name == "__pycache__"
+        if old.is_dir() and (older or unversioned):
+            shutil.rmtree(old, ignore_errors=True)
+        elif unversioned:  # from before kernels were kept per version
+            old.unlink(missing_ok=True)
+
+
+def _written(name: str, source: str) -> Path | None:
+    """The kernel's source file, written to the first writable kernel directory."""
+    for directory in _directories():
+        path = directory / f"{name}.py"
+        try:
+            if not path.exists() or path.read_text() != source:
+                if not directory.exists():
+                    directory.mkdir(parents=True, exist_ok=True)
+                    with contextlib.suppress(OSError):
+                        _prune(directory)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(source)
+                os.replace(tmp, path)
+            return path
+        except OSError:
+            continue  # not writable: try the next place
+    return None
+
+
+def _marker(name: str) -> Path | None:
+    """Where a process notes that kernel ``name`` is in Numba's disk cache for this
+    machine and Numba version (a file next to its source)."""
+    for directory in _directories():
+        if (directory / f"{name}.py").exists():
+            return directory / f"{name}.{numba_settings.host_key()}.ready"
+    return None
+
+
+_marked: set[str] = set()
+
+
+def mark_cached(name: str) -> None:
+    """Note that kernel ``name`` has been compiled or loaded in this process, so that
+    Numba's disk cache holds it (called after its first call)."""
+    if name in _marked:
+        return
+    _marked.add(name)
+    marker = _marker(name)
+    if marker is not None and not marker.exists():
+        with contextlib.suppress(OSError):
+            marker.touch()
+
+
+def is_cached(name: str) -> bool:
+    """Whether some process noted kernel ``name`` as cached (:func:`mark_cached`): then
+    many processes may load it at once, with no risk of compiling it at once."""
+    marker = _marker(name)
+    return marker is not None and marker.exists()

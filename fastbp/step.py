@@ -1,0 +1,202 @@
+"""The training step, defined once: the rules every kernel is generated from.
+
+A rule writes one piece of the step as code: the hidden layers' activation and its
+slope, the loss (its terms and its gradient at the outputs), the update of a parameter,
+and the sums of products that the layers are made of. The kernels (:mod:`fastbp.codegen`)
+place these pieces in loops, in straight-line code per run, or in vector registers; they
+never write the arithmetic themselves. A new loss or optimizer is a new rule here (and
+its plain version in :mod:`fastbp.reference`, which stays independent): every kernel
+form then has it, with the same bits.
+
+Rules are written against ``o``, the operations of one kernel form: :class:`Scalar` (one
+value at a time, code such as ``(a - b)``) or :class:`Vector` (one vector of values, code
+such as ``vsub(a, b)`` on the tuples of :mod:`fastbp.vectors`). Operands are code: the
+names or expressions of values of the parameters' dtype, and ``o.zero`` and ``o.two``,
+that dtype's 0 and 2, which every kernel defines as ``zero`` and ``two``. ``o.one`` is
+the float64 literal 1.0, as in the reference: a float32 value meets it in float64, so a
+vector form applies a rule that uses it lane by lane (:meth:`Vector.apply`).
+
+The arithmetic, which fixes the results' bits (a faster kernel must keep it):
+- a sum of products is a chain of fused multiply-adds (one rounding each,
+  :func:`fastbp.intrinsics.fma`) onto a zero, in a fixed order (:meth:`Scalar.dot`):
+  Z[j, i] = (sum over k ascending of H[k, i] * W[k, j]) + b[j]; dW[k, j] sums
+  H[k, i] * dZ[j, i] over samples i ascending; dH[k, i] is the sum over j ascending of
+  dZ[j, i] * W[k, j], times the slope; db[j] adds dZ[j, i] over i ascending onto a zero;
+- the loss is the sum, in float64, of its terms in the order of the (n_out, n) block of
+  outputs (unit by unit, samples inside), divided by their count; a term is never
+  negative (the kernels rely on it to skip the sum between logged steps);
+- everything else is the expression its rule writes, in the parameters' dtype.
+``fastmath`` stays off: results stay closest to the NumPy reference, and the NaN and
+inf checks that detect divergence keep working.
+"""
+
+from __future__ import annotations
+
+
+def activate(o, z, activation: str) -> str:
+    """H = act(Z) for a hidden layer."""
+    if activation == "relu":
+        return o.relu(z)  # 0 below 0; NaN passes through, as with np.maximum
+    if activation == "tanh":
+        return o.tanh(z)
+    if activation == "sigmoid":
+        return o.div(o.one, o.add(o.one, o.exp(o.neg(z))))
+    return z
+
+
+def slope(o, e, h, activation: str) -> str:
+    """e * act'(Z), the slope written via the activation's output h = act(Z)."""
+    if activation == "relu":
+        return o.where_positive(e, h)  # 0 where h is 0 or NaN
+    if activation == "tanh":
+        return o.mul(e, o.sub(o.one, o.mul(h, h)))
+    if activation == "sigmoid":
+        return o.mul(e, o.mul(h, o.sub(o.one, h)))
+    return e
+
+
+def loss(o, y, t, d: str) -> tuple[list[tuple[str, str]], str, str]:
+    """The mean squared error at one output y with target t: (lets, term, gradient).
+
+    ``lets`` are (name, value) pairs the kernel assigns first (here d = y - t, under
+    the name the kernel gives); the loss is the mean of the terms (y - t)², and the
+    gradient dL/dy = 2 (y - t) / count, ``n_out`` being that count in the dtype."""
+    return [(d, o.sub(y, t))], o.mul(d, d), o.div(o.mul(o.two, d), "n_out")
+
+
+def update(o, p, g, rate) -> str:
+    """Plain SGD: p - rate * g, as one fused multiply-add."""
+    return o.fma(o.neg(rate), g, p)
+
+
+class Lanewise(Exception):
+    """A rule that no vector instruction computes with the bits of the scalar code."""
+
+
+class Scalar:
+    """Operations on one value at a time, as code."""
+
+    zero, two, one = "zero", "two", "1.0"
+
+    def add(self, a, b):
+        return f"({a} + {b})"
+
+    def sub(self, a, b):
+        return f"({a} - {b})"
+
+    def mul(self, a, b):
+        return f"({a} * {b})"
+
+    def div(self, a, b):
+        return f"({a} / {b})"
+
+    def neg(self, a):
+        return f"(-{a})"
+
+    def fma(self, a, b, c):
+        return f"fma({a}, {b}, {c})"
+
+    def relu(self, v):
+        return f"({self.zero} if {v} < 0.0 else {v})"
+
+    def where_positive(self, v, h):
+        return f"({v} if {h} > 0.0 else {self.zero})"
+
+    def tanh(self, v):
+        return f"math.tanh({v})"
+
+    def exp(self, v):
+        return f"math.exp({v})"
+
+    def dot(self, pairs, zero=None):
+        """The sum of the products a * b over pairs, each added with one rounding, in
+        order, onto a zero (one call: Numba types it much faster than nested fmas)."""
+        return f"fma_chain({zero or self.zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
+
+    def sum(self, terms, zero=None):
+        """The terms added left to right onto a zero (of the dtype, or the float64 0.0
+        of a loss; it also turns a -0.0 first term into 0.0)."""
+        text = zero or self.zero
+        for term in terms:
+            text = self.add(text, term)
+        return text
+
+
+class Vector(Scalar):
+    """Operations on W-lane vectors (:mod:`fastbp.vectors`), each rounding as its scalar
+    counterpart lane by lane. A float of the dtype stands for itself in every lane."""
+
+    zero = "zv"  # a vector of zeros, defined by the kernel
+
+    def __init__(self, width: int):
+        self.width = width
+
+    @property
+    def one(self):
+        raise Lanewise  # a float64 constant: float32 lanes would round differently
+
+    def add(self, a, b):
+        return f"vadd({a}, {b})"
+
+    def sub(self, a, b):
+        return f"vsub({a}, {b})"
+
+    def mul(self, a, b):
+        return f"vmul({a}, {b})"
+
+    def div(self, a, b):
+        return f"vdiv({a}, {b})"
+
+    def neg(self, a):
+        return f"(-{a})"  # of a float only (the rate): a tuple has no minus
+
+    def fma(self, a, b, c):
+        return f"vfma_chain({c}, {a}, {b})"
+
+    def relu(self, v):
+        return f"vrelu({v})"
+
+    def where_positive(self, v, h):
+        return f"vwhere_positive({v}, {h})"
+
+    def tanh(self, v):
+        raise Lanewise
+
+    def exp(self, v):
+        raise Lanewise
+
+    def dot(self, pairs, zero=None):
+        return f"vfma_chain({zero or self.zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
+
+    def apply(self, rule, vectors, *args) -> str:
+        """``rule(o, *vectors, *args)`` on vectors: in vector instructions where they
+        give the scalar code's bits, else lane by lane (lane i: the rule on the vectors'
+        lane i, in the dtype F)."""
+        try:
+            return rule(self, *vectors, *args)
+        except Lanewise:
+            return self._lanes(rule(SCALAR, *self._lane(vectors, i), *args) for i in self._each)
+
+    def loss(self, y, t, d) -> tuple[list[tuple[str, str]], str, str]:
+        """:func:`loss` on vectors, as :meth:`apply` (lane by lane, d becomes d_0, d_1...)."""
+        try:
+            return loss(self, y, t, d)
+        except Lanewise:
+            lanes = [loss(SCALAR, *self._lane([y, t], i), f"{d}_{i}") for i in self._each]
+            lets = [let for each in lanes for let in each[0]]
+            return lets, self._lanes(x[1] for x in lanes), self._lanes(x[2] for x in lanes)
+
+    @property
+    def _each(self):
+        return range(self.width)
+
+    @staticmethod
+    def _lane(vectors, i):
+        return [f"{v}[{i}]" for v in vectors]
+
+    @staticmethod
+    def _lanes(values) -> str:
+        return "(" + "".join(f"F({value}), " for value in values) + ")"
+
+
+SCALAR = Scalar()
