@@ -1,6 +1,6 @@
 """Nanoseconds per run-step for the 8-3-8 encoder (full-batch SGD), fastbp against the rest.
 
-    python benchmarks/bench_step.py [--repeats N] [--quick]
+    python benchmarks/bench_step.py [--repeats N] [--quick] [--out FILE]
 
 Every measurement runs in a fresh process with its thread pools at 1 (one core), warms
 up first (compilation, caches), then times at least 5 repeats: the table gives the
@@ -13,7 +13,8 @@ and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and ste
 
 The NumPy reference's process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset:
 where this machine sets them (for old OpenBLAS builds), they slow a current NumPy down.
-Nothing else changes the environment. Results go to benchmarks/results/bench_step.json.
+Nothing else changes the environment. Results go to benchmarks/results/bench_step.json
+(or --out).
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_si
     """Which kernel form (and how many runs per block) a measurement trains with."""
     from fastbp import codegen
 
-    if engine == "loops" or batch_size is not None:
+    n = layers[0]  # the encoder: as many samples as inputs
+    minibatch = batch_size is not None and batch_size < n
+    if engine == "loops" or minibatch and not codegen.minibatch_form(layers, n, batch_size, dtype):
         return "loop kernel", 1
-    lanes = 1 if runs == 1 else codegen.lanes_for(layers, layers[0], dtype)
-    return codegen.form_for(layers, layers[0], lanes, dtype), lanes
+    lanes = 1 if runs == 1 or minibatch else codegen.lanes_for(layers, n, dtype)
+    return codegen.form_for(layers, n, lanes, dtype, batch_size if minibatch else None), lanes
 
 
 def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, **_):
@@ -227,6 +230,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_step.json",
+                        help="where the JSON goes (results/bench_step.json)")  # fmt: skip
     parser.add_argument("--child")
     parser.add_argument("--kwargs")
     args = parser.parse_args()
@@ -285,8 +290,8 @@ def main():
     report = {"machine": machine(), "per_run_step": rows, "scans": scans,
               "note": "ns per run-step, one core; NumPy reference with OPENBLAS_CORETYPE/"
                       "OPENBLAS_L2_SIZE unset"}  # fmt: skip
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "bench_step.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
     print(f"{m['cpu']} (kernels for: {m['numba_cpu_name']}, {m['vector_bits']}-bit vectors), "
           f"one core; median (min) of {r} repeats\n")  # fmt: skip

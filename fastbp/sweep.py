@@ -301,12 +301,13 @@ def _cached(key, run) -> bool:
 
 def kernels_needed(runs, loops=frozenset()) -> dict:
     """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
-    trains every mini-batch run, and the runs whose kernel key is in ``loops``)."""
-    from fastbp.train import full_batch, kernel_key
+    trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
+    is in ``loops``)."""
+    from fastbp.train import generated, kernel_key
 
     needed = {}
     for run in runs:
-        key = kernel_key(run) if full_batch(run) else "loops"
+        key = kernel_key(run) if generated(run) else "loops"
         needed.setdefault("loops" if key in loops else key, run)
     return needed
 
@@ -345,16 +346,16 @@ def not_worth_compiling(runs) -> frozenset:
     loop kernel trains in less than loop_budget_s() (one core, runs sharing a trajectory
     trained once): for these, compiling costs more than it saves."""
     from fastbp import codegen
-    from fastbp.train import block_lanes, family_key, full_batch, kernel_args, kernel_key
+    from fastbp.train import block_lanes, family_key, generated, kernel_args, kernel_key
 
     longest: dict[tuple, dict[tuple, int]] = {}  # kernel key -> family -> most steps
     for run in runs:
-        if full_batch(run):
+        if generated(run):
             families = longest.setdefault(kernel_key(run), {})
             families[family_key(run)] = max(families.get(family_key(run), 0), run.steps)
     cheap, budget = set(), loop_budget_s()
     for key, families in longest.items():
-        run = next(r for r in runs if full_batch(r) and kernel_key(r) == key)
+        run = next(r for r in runs if generated(r) and kernel_key(r) == key)
         if codegen.is_cached(*kernel_args(run, block_lanes(run))):
             continue
         products = codegen.products(run.layers, run.n_samples)
@@ -386,9 +387,12 @@ def _kernel_what(key, run) -> str:
 
 def _kernel_text(run) -> str:
     from fastbp.layout import fmt
+    from fastbp.train import full_batch
 
     parts = [fmt("layers", run.layers), run.activation, "" if run.bias else "no bias"]
-    return " ".join(p for p in [*parts, run.dtype if run.dtype != "float64" else ""] if p)
+    parts += [run.dtype if run.dtype != "float64" else ""]
+    parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
+    return " ".join(p for p in parts if p)
 
 
 def all_cached(runs, loops=frozenset()) -> bool:
@@ -406,12 +410,12 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
     of work where possible, and there are up to CHUNKS_PER_WORKER tasks per worker, so
     that both cores stay busy to the end and results stream back steadily.
     """
-    from fastbp.train import block_lanes, family_key, full_batch, kernel_key
+    from fastbp.train import block_lanes, family_key, generated, kernel_key
 
-    units = []  # (cost, runs): a block of families, or one mini-batch run
+    units = []  # (cost, runs): a block of families, or one run for the loop kernel
     groups: dict[tuple, dict] = {}
     for run in runs:
-        if not full_batch(run):
+        if not generated(run):
             units.append((_cost(run), [run]))
             continue
         groups.setdefault(kernel_key(run), {}).setdefault(family_key(run), []).append(run)
@@ -574,6 +578,7 @@ def _write_meta(out, spec, report, started, version):
 def _kernel_forms(runs, loops=frozenset()) -> dict:
     """For each kernel the runs need: its form, runs per block, and why that many."""
     from fastbp import codegen
+    from fastbp.train import full_batch, kernel_key
 
     forms = {}
     for key, run in kernels_needed(runs).items():
@@ -583,8 +588,11 @@ def _kernel_forms(runs, loops=frozenset()) -> dict:
                 "form": "loop kernel", "lanes": 1, "why": why
             }  # fmt: skip
             continue
-        lanes, why = codegen.lanes_and_source(run.layers, run.n_samples, run.dtype)
-        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype)
+        if full_batch(run):
+            lanes, why = codegen.lanes_and_source(run.layers, run.n_samples, run.dtype)
+        else:
+            lanes, why = 1, "mini-batches"
+        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype, kernel_key(run)[-1])
         forms[_kernel_text(run)] = {"form": form, "lanes": lanes, "why": why}
     return forms
 

@@ -89,10 +89,11 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         the same generator afterwards (in both cases, so given params that equal the
         drawn ones reproduce the default run exactly).
     engine : {"auto", "loops"}
-        "auto" trains full-batch runs with a kernel generated for the architecture
-        (compiled once per architecture, then cached on disk) and mini-batch runs with
-        the loop kernel; "loops" always uses the loop kernel (:mod:`fastbp.kernels`),
-        one compilation for every architecture. Both give the same bits.
+        "auto" trains with a kernel generated for the architecture (compiled once per
+        architecture, then cached on disk): every full-batch run, and mini-batch runs
+        where :func:`generated` says so; others, and every run with "loops", take the
+        loop kernel (:mod:`fastbp.kernels`), one compilation for every architecture.
+        Both give the same bits.
 
     Each update is ``p <- p - lr * dL/dp`` for every W, and every b when ``bias`` is
     true, with L the mean over all samples and outputs of (Y - T)².
@@ -103,8 +104,9 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     rng = np.random.default_rng(config.seed)
     drawn = init_params(config, rng)
     initial = drawn if params is None else check_params(params, config)
-    if engine == "auto" and full_batch(config):
-        (result,) = _train_families([([config], initial)], lanes=1)[0]
+    order = batch_order(config, rng)
+    if engine == "auto" and generated(config):
+        (result,) = _train_families([([config], initial, order)], lanes=1)[0]
         return result
     dtype = np.dtype(config.dtype)
     X, T = (a.astype(dtype) for a in make_dataset(config))
@@ -125,7 +127,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         X,
         T,
         config.batch_size or config.n_samples,
-        batch_order(config, rng),
+        order,
         losses,
     )
     result = RunResult(
@@ -146,6 +148,20 @@ def full_batch(config: RunConfig) -> bool:
     return config.batch_size is None or config.batch_size >= config.n_samples
 
 
+def generated(config: RunConfig) -> bool:
+    """Whether a kernel generated for the architecture trains this run (else the loop
+    kernel): every full-batch run, and mini-batch runs of networks that fit the vector
+    form (:func:`fastbp.codegen.minibatch_form`)."""
+    return full_batch(config) or codegen.minibatch_form(
+        config.layers, config.n_samples, config.batch_size, config.dtype
+    )
+
+
+def _batch_size(config: RunConfig) -> int | None:
+    """The batch size a generated kernel is written for: None for full batch."""
+    return None if full_batch(config) else config.batch_size
+
+
 _ALL_BUT_STEPS = operator.attrgetter(*(f for f in RunConfig.field_names() if f != "steps"))
 
 
@@ -156,12 +172,16 @@ def family_key(config: RunConfig) -> tuple:
 
 
 def kernel_key(config: RunConfig) -> tuple:
-    """What runs must share to be trained side by side in one generated kernel."""
-    return (config.layers, config.activation, config.bias, config.dataset, config.dtype)
+    """What runs must share to be trained by one generated kernel."""
+    return (config.layers, config.activation, config.bias, config.dataset, config.dtype,
+            _batch_size(config))  # fmt: skip
 
 
 def block_lanes(config: RunConfig) -> int:
-    """How many runs like this one a block kernel trains at a time by default."""
+    """How many runs like this one a block kernel trains at a time by default (mini-batch
+    runs: one)."""
+    if not full_batch(config):
+        return 1
     return codegen.lanes_for(config.layers, config.n_samples, config.dtype)
 
 
@@ -174,6 +194,7 @@ def kernel_args(config: RunConfig, lanes: int) -> tuple:
         config.n_samples,
         lanes,
         config.dtype,
+        _batch_size(config),
     )
 
 
@@ -196,24 +217,34 @@ def train_batch(
     results: dict[int, RunResult] = {}
     groups: dict[tuple, dict[RunConfig, list[int]]] = {}
     for k, config in enumerate(configs):
-        if not full_batch(config) or kernel_key(config) in loops:
+        if not generated(config) or kernel_key(config) in loops:
             results[k] = train(config, engine="loops")
             continue
         family = family_key(config)
         groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
     for families in groups.values():
         members = [[configs[k] for k in ks] for ks in families.values()]
-        initial = [init_params(group[0]) for group in members]
         lanes_ = lanes or block_lanes(members[0][0])
-        trained = _train_families(list(zip(members, initial, strict=True)), lanes_)
+        if not full_batch(members[0][0]):
+            lanes_ = 1  # one run at a time, in its own order of samples
+        trained = _train_families([_drawn(group) for group in members], lanes_)
         for ks, runs in zip(families.values(), trained, strict=True):
             results.update(zip(ks, runs, strict=True))
     return [results[k] for k in range(len(configs))]
 
 
+def _drawn(family: list[RunConfig]) -> tuple:
+    """(configs, initial params, order of samples) of a family of runs that differ only
+    in steps, drawn as :func:`train` draws them: the order for the longest (each epoch's
+    row is drawn in turn, so a shorter run's order is its start)."""
+    rng = np.random.default_rng(family[0].seed)
+    initial = init_params(family[0], rng)
+    return family, initial, batch_order(max(family, key=lambda c: c.steps), rng)
+
+
 def _train_families(families, lanes: int) -> list[list[RunResult]]:
-    """Train (configs, initial params) families, a block of ``lanes`` families at a time;
-    each family's configs differ only in steps. Returns the results per family."""
+    """Train (configs, initial params, order) families, a block of ``lanes`` families at a
+    time; each family's configs differ only in steps. Returns the results per family."""
     config = families[0][0][0]
     dtype = np.dtype(config.dtype)
     args = kernel_args(config, lanes)
@@ -241,7 +272,10 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
         diverged_at = np.empty(lanes, dtype=np.int64)
         lr = np.array([group[0].lr for group in runs])
         start = time.perf_counter()
-        kernel(theta.ravel(), lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at)
+        samples = families[padded[0]][2]  # the order of samples (mini-batches: one lane)
+        kernel(
+            theta.ravel(), lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at, samples
+        )
         wall = time.perf_counter() - start
         codegen.mark_cached(*args)
         total_steps = sum(c.steps for group in runs[: len(block)] for c in group)

@@ -10,7 +10,7 @@ import pytest
 
 from fastbp import RunConfig, codegen, kernel_cache, numba_settings, reference, train
 from fastbp.params import flatten
-from fastbp.train import train_batch
+from fastbp.train import generated, train_batch
 
 ARCHITECTURES = [  # few, since each is compiled once per lane count
     dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float64"),
@@ -161,8 +161,31 @@ def test_float32_runs_track_the_float64_reference():
     np.testing.assert_allclose(result.losses, expected.losses, rtol=1e-4)
 
 
-def test_mini_batch_runs_go_through_the_loop_kernel():
-    config = RunConfig(lr=0.05, steps=300, batch_size=3)
+@pytest.mark.parametrize(
+    "arch",
+    [
+        dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float64", batch_size=3),
+        dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float64", batch_size=4),
+        dict(layers=(4, 3, 4), activation="sigmoid", bias=False, dtype="float32", batch_size=1),
+    ],
+    ids=lambda a: f"{a['activation']}-{a['dtype']}-batch{a['batch_size']}",
+)
+def test_mini_batch_runs_train_on_a_generated_kernel_with_the_loop_kernels_bits(arch):
+    configs = many_runs(arch)  # epochs of equal batches, or a smaller last one
+    assert all(generated(c) for c in configs)
+    batched = train_batch(configs)
+    assert not all(r.diverged for r in batched)
+    if arch["layers"] == (8, 3, 8):  # lr=80 diverges: ending a run at a batch is checked
+        assert any(r.diverged for r in batched)
+    for config, result in zip(configs, batched, strict=True):
+        alone = train(config, engine="loops")
+        assert_bits(result, alone)
+        assert_bits(train(config), alone)
+
+
+def test_mini_batch_runs_too_wide_for_a_vector_take_the_loop_kernel():
+    config = RunConfig(layers=(6, 30, 6), lr=0.05, steps=50, batch_size=2)
+    assert not generated(config)
     (result,) = train_batch([config])
     assert_bits(result, train(config, engine="loops"))
 
@@ -251,6 +274,6 @@ def test_runs_that_differ_only_in_steps_are_trained_as_one_family(monkeypatch):
     assert short.run_id != long.run_id  # as a sweep asks for them first (and caches them)
     results = train_batch([short, long, RunConfig(steps=50, seed=1)])
     ((families),) = seen
-    assert sorted(len(configs) for configs, _ in families) == [1, 2]  # short + long: one
+    assert sorted(len(configs) for configs, _, _ in families) == [1, 2]  # short + long: one
     assert_bits(results[0], train(short))
     assert_bits(results[1], train(long))

@@ -323,7 +323,7 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch
     real = train_module._train_families
 
     def flaky(families, lanes):
-        if any(c.seed == 1 and c.bias for configs, _ in families for c in configs):
+        if any(c.seed == 1 and c.bias for configs, _, _ in families for c in configs):
             raise MemoryError("simulated")
         return real(families, lanes)
 
