@@ -11,6 +11,13 @@ reference (fastbp.reference, written like the original report) and, when install
 (pip install -e '.[bench]'), PyTorch eager with autograd and JAX jit + lax.scan, one run
 and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and steps.
 
+To measure another vector ISA on this CPU (AVX2 on an AVX-512 machine), set Numba's
+target and XLA's together, with empty kernel caches, e.g.:
+
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+64bit,+avx,+avx2,+fma,... \
+    XLA_FLAGS=--xla_cpu_max_isa=AVX2 FASTBP_KERNEL_DIR=$(mktemp -d) \
+    NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/bench_step.py --out results/avx2.json
+
 The NumPy reference's process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset:
 where this machine sets them (for old OpenBLAS builds), they slow a current NumPy down.
 Nothing else changes the environment. Results go to benchmarks/results/bench_step.json
@@ -35,7 +42,9 @@ ONE_THREAD = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "NUMBA_NUM_THREADS": "1",
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    # after any flags of the caller's (e.g. --xla_cpu_max_isa=AVX2 to match NUMBA_CPU_NAME)
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+    + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
 }
 LR = 1e-3
 

@@ -14,7 +14,7 @@ Three forms. The registers form (blocks of 8 runs, 16 in float32, of small netwo
 the 8-3-8 among them) writes one step of one run as straight-line code with every
 value in a local variable, inside a loop over the runs that LLVM vectorises: each local
 becomes one vector register (or an aligned stack slot). Its code, and its compile time,
-grow with the network: above REGISTER_LIMIT, runs are trained one at a time instead.
+grow with the network: above register_limit(), runs are trained one at a time instead.
 One run at a time (``train``, and every run of those larger networks) is trained by the
 vector form where the samples and every layer fit in one vector register: straight-line
 code on explicit vectors (:mod:`fastbp.vectors`) of samples, or of a layer's units for
@@ -102,8 +102,18 @@ def is_cached(*args) -> bool:
 
 # Architectures with at most this many products per step (forward, weight gradients and
 # backpropagated errors, over all samples) are trained in blocks, in the registers form
-# (8-3-8: 1,152; 8-8-8: 3,072, 10-20 s to compile); larger ones one run at a time.
+# (8-3-8: 1,152; 8-8-8: 3,072, 10-20 s to compile); larger ones one run at a time. The
+# limit is for 8 runs per vector register; with fewer it is smaller in proportion
+# (measured on AVX2, 4 float64 per register: 8-8-8 in blocks 235 ns per run-step, one
+# at a time 184; the 8-3-8 in blocks 65, one at a time 75).
 REGISTER_LIMIT = 4096
+
+
+def register_limit(dtype: str) -> int:
+    """REGISTER_LIMIT for this dtype on the target CPU: in proportion to the runs one
+    vector register holds, up to 8."""
+    per_register = numba_settings.vector_bits() // (64 if dtype == "float64" else 32)
+    return REGISTER_LIMIT * min(per_register, 8) // 8
 
 
 def _large(count: int, dtype: str) -> str:
@@ -809,8 +819,8 @@ def lanes_for(layers, n_samples: int, dtype: str) -> int:
     """Runs per block for this architecture on this host, and where the number comes from.
 
     1 (one run at a time: the vector or the single-run form) for networks above
-    REGISTER_LIMIT, where that is faster (measured with the single-run form on 8-32-8 and
-    8-8-8-8: 1.4-1.8x). Otherwise, in this order: ``FASTBP_LANES`` when set (a pin, 1 for
+    :func:`register_limit`, where that is faster (measured with the single-run form on
+    8-32-8 and 8-8-8-8: 1.4-1.8x). Otherwise, in this order: ``FASTBP_LANES`` when set (a pin, 1 for
     one run at a time); the lanes :func:`fastbp.calibrate` measured fastest on this host
     for the dtype; else one vector register's worth of the dtype on the target CPU (8
     float64 on AVX-512, 4 on AVX2).
@@ -820,7 +830,7 @@ def lanes_for(layers, n_samples: int, dtype: str) -> int:
 
 def lanes_and_source(layers, n_samples: int, dtype: str) -> tuple[int, str]:
     """(lanes, "pinned" | "calibrated" | "vector width" | "large network"): see lanes_for."""
-    if products(layers, n_samples) > REGISTER_LIMIT:
+    if products(layers, n_samples) > register_limit(dtype):
         return 1, "large network"
     pinned = pinned_lanes()
     if pinned is not None:

@@ -205,7 +205,7 @@ def train_batch(
 
     Full-batch runs that share an architecture (:func:`kernel_key`) are trained side by
     side, ``lanes`` at a time (default: one 512-bit vector's worth, 8 in float64 and 16
-    in float32; one at a time for networks above ``codegen.REGISTER_LIMIT``, where that
+    in float32; one at a time for networks above ``codegen.register_limit``, where that
     is faster), in a kernel generated for that architecture. Runs that differ only in
     ``steps`` share one trajectory: plain SGD has no schedule, so the run with fewer
     steps is the start of the longer one; it is trained once, to the largest step

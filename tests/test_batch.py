@@ -58,6 +58,17 @@ def test_vector_width_follows_the_target_cpu(monkeypatch):
         assert numba_settings.vector_bits() == bits, features
 
 
+def test_blocks_stop_at_a_smaller_network_where_a_register_holds_fewer_runs(
+    no_lane_settings, monkeypatch
+):
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+64bit,+avx,+avx2,+fma,+sse4.2")  # AVX2
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (4, "vector width")
+    assert codegen.lanes_and_source((8, 8, 8), 8, "float64") == (1, "large network")
+    assert codegen.lanes_and_source((8, 8, 8), 8, "float32") == (8, "vector width")
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+64bit,+avx2,+fma,+avx512f,-prefer-256-bit")
+    assert codegen.lanes_and_source((8, 8, 8), 8, "float64") == (8, "vector width")
+
+
 def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
     import json
 
