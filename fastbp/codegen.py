@@ -10,7 +10,7 @@ the vector registers. Every piece of arithmetic comes from the rules of
 run. The source is loaded through :mod:`fastbp.kernel_cache`, so that Numba's on-disk
 cache works for it.
 
-Three forms. The registers form (blocks of 8 runs, 16 in float32, of small networks:
+The forms. The registers form (blocks of 8 runs, 16 in float32, of small networks:
 the 8-3-8 among them) writes one step of one run as straight-line code with every
 value in a local variable, inside a loop over the runs that LLVM vectorises: each local
 becomes one vector register (or an aligned stack slot). Its code, and its compile time,
@@ -21,6 +21,8 @@ code on explicit vectors (:mod:`fastbp.vectors`) of samples, or of a layer's uni
 the weight gradients, kept in registers through the whole step. Wider networks get the
 single-run form: the loop kernel's loops with constant bounds, arranged so that the
 innermost loops run along contiguous memory, which LLVM vectorises across the samples.
+Mini-batch runs of networks that fit the vector form train in it too, one step variant
+per batch size (:func:`minibatch_form`); others take the loop kernel.
 
 What stops LLVM from vectorising the loop over the runs, found the hard way: a load
 whose address does not move with the run (the data are therefore scalar locals), a
