@@ -227,7 +227,8 @@ def _source(layers, activation, bias, n_samples, lanes, dtype, batch_size=None) 
         "",
         "import numpy as np",
         "",
-        "from fastbp.intrinsics import fma, fma_chain, stack_align_64",
+        "from fastbp.intrinsics import fma, fma_chain, not_below, relu, stack_align_64, "
+        "where_positive",
         "from fastbp.numba_settings import cached_njit",
         "from fastbp.vectors import vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "
         "vrelu, vstore, vsub, vwhere_positive",
@@ -347,7 +348,7 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
     # cannot overflow), and it is added up, in order, only when logged or when some are.
     body += [f"q{p} = {term}" for p, term in enumerate(terms)]
     body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
-    flags = [f"(zero if q{p} < LARGE else one)" for p in range(count)]
+    flags = [f"not_below(q{p}, LARGE)" for p in range(count)]
     body += [f"ws[{lay['bad']} + r] = {_tree_sum(flags)}"]
     squares = [f"ws[{lay['sq'] + p * L} + r]" for p in range(count)]
     loss = [

@@ -1,4 +1,4 @@
-"""Two LLVM operations that Numba does not offer, for fastbp's kernels.
+"""LLVM operations that Numba does not offer, for fastbp's kernels.
 
 ``fma(a, b, c)``: a * b + c rounded once (IEEE 754 fusedMultiplyAdd), for floats of one
 type. It is one instruction on CPUs with FMA (x86-64 since 2013, every 64-bit ARM), and
@@ -62,6 +62,53 @@ def fma_chain(typingctx, acc, *pairs):
     return acc(acc, types.StarArgTuple.from_types(pairs)), codegen
 
 
+def _select(typingctx_types, choose):
+    """Typing and code of a branch-free choice between floats of one type: a Python
+    ``a if cond else b`` is control flow, which on thousands of lines of generated code
+    costs Numba seconds of compile time; ``select`` is one instruction."""
+    first = typingctx_types[0]
+    if not (isinstance(first, types.Float) and all(t == first for t in typingctx_types)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return choose(builder, *args)
+
+    return first(*typingctx_types), codegen
+
+
+@intrinsic
+def relu(typingctx, v):
+    """0 where v < 0, else v (NaN passes through)."""
+
+    def choose(builder, v):
+        zero = ir.Constant(v.type, 0.0)
+        return builder.select(builder.fcmp_ordered("<", v, zero), zero, v)
+
+    return _select((v,), choose)
+
+
+@intrinsic
+def where_positive(typingctx, v, h):
+    """v where h > 0, else 0 (also where h is NaN)."""
+
+    def choose(builder, v, h):
+        zero = ir.Constant(v.type, 0.0)
+        return builder.select(builder.fcmp_ordered(">", h, zero), v, zero)
+
+    return _select((v, h), choose)
+
+
+@intrinsic
+def not_below(typingctx, q, bound):
+    """1.0 where q is not below bound (NaN is not), else 0.0, in q's type."""
+
+    def choose(builder, q, bound):
+        one, zero = ir.Constant(q.type, 1.0), ir.Constant(q.type, 0.0)
+        return builder.select(builder.fcmp_unordered(">=", q, bound), one, zero)
+
+    return _select((q, bound), choose)
+
+
 @intrinsic
 def stack_align_64(typingctx):
     """Align the caller's stack frame to 64 bytes (an aligned slot it must keep)."""
@@ -113,8 +160,15 @@ def _python_fma_chain(acc, *pairs):
     return acc
 
 
+_python_choices = {  # the branch-free choices in plain Python
+    "relu": lambda v: type(v)(0.0) if v < 0.0 else v,
+    "where_positive": lambda v, h: v if h > 0.0 else type(v)(0.0),
+    "not_below": lambda q, bound: type(q)(0.0) if q < bound else type(q)(1.0),
+}
+
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
     fma, fma_chain = _python_fma, _python_fma_chain
+    relu, where_positive, not_below = _python_choices.values()
 
     def stack_align_64():
         pass

@@ -123,7 +123,7 @@ import math
 
 import numpy as np
 
-from fastbp.intrinsics import fma
+from fastbp.intrinsics import fma, relu, where_positive
 from fastbp.numba_settings import cached_njit
 
 

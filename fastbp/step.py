@@ -97,10 +97,10 @@ class Scalar:
         return f"fma({a}, {b}, {c})"
 
     def relu(self, v):
-        return f"({self.zero} if {v} < 0.0 else {v})"
+        return f"relu({v})"  # 0 if v < 0 else v, as one instruction
 
     def where_positive(self, v, h):
-        return f"({v} if {h} > 0.0 else {self.zero})"
+        return f"where_positive({v}, {h})"  # v if h > 0 else 0
 
     def tanh(self, v):
         return f"math.tanh({v})"

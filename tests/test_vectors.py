@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp.intrinsics import fma
+from fastbp.intrinsics import fma, not_below, relu, where_positive
 from fastbp.vectors import (
     vadd,
     vcount_not_below,
@@ -97,3 +97,33 @@ def test_the_plain_python_fma_rounds_once_where_rounding_twice_would_not():
     exact = Fraction(1) + Fraction(1, 2**24) + Fraction(1, 2**80)
     assert np.float32(float(exact)) == 1
     assert _round_once(exact, np.float32(0)) == np.nextafter(np.float32(1), np.float32(2))
+
+
+@njit
+def choices(v, h, out):
+    for i in range(v.shape[0]):
+        out[0, i] = relu(v[i])
+        out[1, i] = where_positive(v[i], h[i])
+        out[2, i] = not_below(v[i], h[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_branch_free_choices_match_their_definitions_and_python_versions(dtype):
+    from fastbp import intrinsics
+
+    special = [np.nan, -np.inf, -1.5, -0.0, 0.0, 2.0, np.inf]
+    v = np.repeat(np.array(special, dtype=dtype), len(special))  # every pair of them
+    h = np.tile(np.array(special, dtype=dtype), len(special))
+    out = np.empty((3, v.size), dtype=dtype)
+    choices(v, h, out)
+    expected = np.array([
+        [dtype(0.0) if x < 0.0 else x for x in v],  # NaN passes through
+        [x if y > 0.0 else dtype(0.0) for x, y in zip(v, h, strict=True)],
+        [dtype(0.0) if x < y else dtype(1.0) for x, y in zip(v, h, strict=True)],
+    ], dtype=dtype)  # fmt: skip
+    assert out.tobytes() == expected.tobytes()
+    python = [intrinsics._python_choices[name] for name in ("relu", "where_positive", "not_below")]
+    pairs = list(zip(v, h, strict=True))
+    plain = np.array([[python[0](x) for x, _ in pairs], [python[1](x, y) for x, y in pairs],
+                      [python[2](x, y) for x, y in pairs]], dtype=dtype)  # fmt: skip
+    assert plain.tobytes() == expected.tobytes()
