@@ -5,6 +5,8 @@ and ``b`` of shape ``(fan_out,)``. The compiled kernel sees them as one flat flo
 for each layer, ``W`` row-major, then ``b``.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 from fastbp.config import RunConfig
@@ -74,16 +76,22 @@ def flatten(params: Params) -> np.ndarray:
 
 def unflatten(theta: np.ndarray, layers, copy: bool = True) -> Params:
     """Inverse of :func:`flatten`; copies, or views of ``theta`` with ``copy=False``."""
-    params, at = [], 0
-    for fan_in, fan_out in layer_shapes(layers):
-        W = theta[at : at + fan_in * fan_out].reshape(fan_in, fan_out)
-        at += fan_in * fan_out
-        b = theta[at : at + fan_out]
-        if copy:
-            W, b = W.copy(), b.copy()
-        at += fan_out
-        params.append((W, b))
+    params = []
+    for w, shape, b in _slices(tuple(layers)):
+        W, b = theta[w].reshape(shape), theta[b]
+        params.append((W.copy(), b.copy()) if copy else (W, b))
     return params
+
+
+@lru_cache(maxsize=256)  # a sweep unflattens every run's parameters
+def _slices(layers: tuple) -> list[tuple[slice, tuple[int, int], slice]]:
+    """Per layer: W's slice of the flat vector, W's shape, b's slice."""
+    out, at = [], 0
+    for fan_in, fan_out in layer_shapes(layers):
+        end = at + fan_in * fan_out
+        out.append((slice(at, end), (fan_in, fan_out), slice(end, end + fan_out)))
+        at = end + fan_out
+    return out
 
 
 def offsets(layers) -> tuple[np.ndarray, np.ndarray]:

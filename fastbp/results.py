@@ -11,6 +11,7 @@ moment loses at most the runs not yet written.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -145,29 +146,36 @@ def config_from_row(row) -> RunConfig:
     return RunConfig(**values)
 
 
+_FIELDS = operator.attrgetter(*RunConfig.field_names())  # a config's fields, as a tuple
+
+
 def shard_tables(results, version: str) -> dict[str, pa.Table]:
     """The three tables of a shard for a list of RunResults (column by column: a sweep of
     many short runs writes tens of thousands of them)."""
-    runs = {name: [] for name in SHARD_RUNS_SCHEMA.names}
-    for result in results:
-        for name, value in result.config.to_dict().items():
-            runs[name].append(value)
-        losses = result.losses
-        runs["run_id"].append(result.config.run_id)
-        runs["final_loss"].append(float(losses[-1]))
-        finite = losses[np.isfinite(losses)]
-        runs["min_loss"].append(float(finite.min()) if len(finite) else np.nan)
-        runs["diverged"].append(result.diverged)
-        runs["diverged_at"].append(result.diverged_at)
-        runs["wall_s"].append(result.wall_s)
-        runs["fastbp_version"].append(version)
+    fields = RunConfig.field_names()
+    columns = zip(*(_FIELDS(r.config) for r in results), strict=True) if results else []
+    runs = dict(zip(fields, map(list, columns), strict=False)) or {f: [] for f in fields}
     runs["layers"] = [_layers_texts(layers) for layers in runs["layers"]]
-    run_ids = np.array(runs["run_id"], dtype=object)
-    lengths = [len(r.losses) for r in results]
+    runs["run_id"] = [r.config.run_id for r in results]
+    lengths = np.array([len(r.losses) for r in results], dtype=np.int64)
+    losses = _concat([r.losses for r in results], np.float64).astype(np.float64)
+    ends = np.cumsum(lengths)
+    runs["final_loss"] = losses[ends - 1] if len(results) else []
+    # each run's smallest finite loss, NaN where none is (an empty segment is impossible)
+    finite = np.where(np.isfinite(losses), losses, np.inf)
+    lowest = np.minimum.reduceat(finite, ends - lengths) if len(results) else finite
+    runs["min_loss"] = np.where(np.isinf(lowest), np.nan, lowest)
+    runs["diverged"] = [r.diverged for r in results]
+    runs["diverged_at"] = [r.diverged_at for r in results]
+    runs["wall_s"] = [r.wall_s for r in results]
+    runs["fastbp_version"] = [version] * len(results)
+    runs = {name: runs[name] for name in SHARD_RUNS_SCHEMA.names}
+    # run ids repeated per row by index (converting millions of Python strings is slow)
+    run_ids = pa.array(runs["run_id"], pa.string())
     curves = {
-        "run_id": np.repeat(run_ids, lengths),
+        "run_id": run_ids.take(np.repeat(np.arange(len(results)), lengths)),
         "step": _concat([r.steps for r in results], np.int64),
-        "loss": _concat([r.losses for r in results], np.float64).astype(np.float64),
+        "loss": losses,
     }
     return {
         "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
@@ -188,7 +196,7 @@ def _params_table(results, run_ids) -> pa.Table:
         arrays = [a.ravel() for k in members for W, b in results[k].params for a in (W, b)]
         values = np.concatenate(arrays).astype(np.float64)  # the order of params.flatten
         parts.append(pa.table({
-            "run_id": np.repeat(run_ids[members], len(layer)),
+            "run_id": run_ids.take(np.repeat(np.array(members), len(layer))),
             "layer": np.tile(layer, n),
             "kind": np.tile(kind, n),
             "i": pa.array(np.tile(i, n), mask=np.tile(i < 0, n)),  # null for biases

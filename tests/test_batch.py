@@ -288,3 +288,15 @@ def test_runs_that_differ_only_in_steps_are_trained_as_one_family(monkeypatch):
     assert sorted(len(configs) for configs, _, _ in families) == [1, 2]  # short + long: one
     assert_bits(results[0], train(short))
     assert_bits(results[1], train(long))
+
+
+def test_initial_parameters_kept_for_reuse_are_those_of_each_runs_own_fields():
+    # A sweep reuses a seed's initial parameters at every learning rate; whatever else
+    # the draw depends on must tell them apart.
+    base = dict(steps=20, seed=3, init="normal", init_scale=0.5)
+    configs = [RunConfig(**base, lr=0.1), RunConfig(**base, lr=0.2),
+               RunConfig(**{**base, "init_scale": 1.0}), RunConfig(**{**base, "init": "he"}),
+               RunConfig(**{**base, "seed": 4}), RunConfig(**base, layers=(8, 4, 8))]  # fmt: skip
+    for _ in range(2):  # the second time, from what was kept
+        for config, result in zip(configs, train_batch(configs), strict=True):
+            assert_bits(result, train(config))
