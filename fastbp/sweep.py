@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     n_jobs = args.n_jobs or cores()
     backend_name = args.backend or spec.backend
     scheduler = args.scheduler or spec.scheduler
+    if args.compile_only:
+        return _compile_only(spec, backend_name, n_jobs, scheduler, args.quiet)
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = _lock(out)
@@ -124,6 +126,21 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 130 if report.interrupted else 1
+    return 0
+
+
+def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
+    """Compile every kernel the spec's runs need (also those a sweep would leave to the
+    loop kernel), here and on the backend's workers; train nothing."""
+    try:
+        with open_backend(backend_name, n_jobs, scheduler) as backend:
+            needed = kernels_needed(spec.runs)
+            seconds = _compile(spec.runs, backend, quiet)
+    except BackendError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(needed)} kernel(s) for {spec.name} compiled or found in the cache in "
+          f"{seconds:.1f} s: its sweeps start training at once")  # fmt: skip
     return 0
 
 
@@ -455,6 +472,12 @@ def _parse_args(argv):
     parser.add_argument("--n-jobs", type=positive_int, help="workers (default: all cores)")
     parser.add_argument("--force", action="store_true", help="retrain runs already finished")
     parser.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
+    parser.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="compile the kernels the spec needs ahead of time (before a cluster sweep, "
+        "in a container build), train nothing",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the figures")
     parser.add_argument(

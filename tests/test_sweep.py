@@ -414,3 +414,19 @@ def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
     assert bad.stderr.strip() == (
         "error: FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got 'soon'"
     )
+
+
+def test_compile_only_compiles_what_the_spec_needs_and_trains_nothing(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text('[sweep]\nname = "tiny"\n[base]\nlayers = [3, 2, 3]\nsteps = 30\n'
+                    "[grid]\nseed = [0, 1]\n")  # fmt: skip
+    empty = {"FASTBP_KERNEL_DIR": str(tmp_path / "k"), "NUMBA_CACHE_DIR": str(tmp_path / "n")}
+    out = sweep(spec, "--out", tmp_path / "out", "--compile-only", env=empty)
+    assert out.returncode == 0, out.stderr
+    assert "1 kernel(s) for tiny compiled or found in the cache" in out.stdout
+    assert "compiling the kernel for 3-2-3 relu" in out.stderr  # these runs alone would not
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+    then = sweep(spec, "--out", tmp_path / "out", "--no-plots", env=empty)
+    assert then.returncode == 0, then.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["kernels"]["3-2-3 relu"]["form"] != "loop kernel" and meta["compile_s"] == 0
