@@ -350,14 +350,16 @@ def _step_registers(layers, activation, bias, N, L, lay) -> list[str]:
     body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
     flags = [f"not_below(q{p}, LARGE)" for p in range(count)]
     body += [f"ws[{lay['bad']} + r] = {_tree_sum(flags)}"]
-    squares = [f"ws[{lay['sq'] + p * L} + r]" for p in range(count)]
     loss = [
         "flags = zero",
         f"for r in range({L}):",
         f"    flags += ws[{lay['bad']} + r]",
         "if t == log_steps[i_log] or flags > zero:  # some lane's loss is needed",
         f"    for r in range({L}):",
-        f"        loss[r] = {S.sum([f'float({q})' for q in squares], '0.0')} / np.uint64({count})",
+        "        total = 0.0  # float64, the terms in order",
+        f"        for p in range({count}):",
+        f"            total += float(ws[{lay['sq']} + p * {L} + r])",
+        f"        loss[r] = total / np.uint64({count})",
         "else:  # all finite: no need to add them up",
         f"    for r in range({L}):",
         "        loss[r] = 0.0",
