@@ -178,7 +178,7 @@ def _source(layers, activation, bias, n_samples, lanes, dtype, batch_size=None) 
         where = lay["where"]
         xt, x, tt = (lay[k + ("f" if batch_size else "")] for k in ("xt", "x", "tt"))
         data = [
-            "    rate = zero",
+            f"    rate = {'lr_[0]' if batch_size else 'zero'}",
             f"    for i in range({N}):",
             f"        for k in range({layers[0]}):",
             f"            ws[{xt} + k * {W} + i] = X[i, k]",
@@ -638,22 +638,40 @@ class _Vectors:
         targets = [vec(tt + j * self.W) for j in range(layers[-1])]
         return inputs, targets, [vec(x + i * self.W) for i in range(N)]
 
-    def update(self) -> list[str]:
-        """The last step's update (rate: zero at step 0), the parameters into locals."""
-        layers, lay, vec, g = self.layers, self.lay, self.vec, self.lay["g"]
-        lines = [f"zv = {self.tuple_([])}"]
+    def _vectors(self):
+        """(name, offset, trained) of every parameter vector."""
+        layers, lay = self.layers, self.lay
         for l in range(len(layers) - 1):
             count = layers[l + 1] if l == 0 else layers[l]  # see _layout_vectors
-            vectors = [(f"w{l}_{v}", lay["w"][l] + v * self.W) for v in range(count)]
-            if self.bias:
-                vectors += [(f"b{l}", lay["b"][l])]
-            else:
-                lines += [f"b{l} = {vec(lay['b'][l])}"]
-            for name, at in vectors:
-                lines += [
-                    f"{name} = {self.V.apply(step.update, [vec(at), vec(g + at)], 'rate')}",
-                    f"vstore(ws, {at}, {name})",
-                ]
+            yield from ((f"w{l}_{v}", lay["w"][l] + v * self.W, True) for v in range(count))
+            yield f"b{l}", lay["b"][l], self.bias
+
+    def update(self) -> list[str]:
+        """The last step's update (rate: zero at step 0), the parameters into locals."""
+        lines = [f"zv = {self.tuple_([])}"]
+        for name, at, trained in self._vectors():
+            if not trained:
+                lines += [f"{name} = {self.vec(at)}"]
+                continue
+            new = self.V.apply(step.update, [self.vec(at), self.vec(self.lay["g"] + at)], "rate")
+            lines += [f"{name} = {new}", f"vstore(ws, {at}, {name})"]
+        return lines
+
+    def load(self) -> list[str]:
+        """The parameters into locals, as they are."""
+        return [f"zv = {self.tuple_([])}"] + [
+            f"{n} = {self.vec(at)}" for n, at, _ in self._vectors()
+        ]
+
+    def apply_update(self) -> list[str]:
+        """This step's update, from the gradients just computed, into the workspace."""
+        lines = []
+        for _, at, trained in self._vectors():
+            if trained:
+                new = self.V.apply(
+                    step.update, [self.vec(at), self.vec(self.lay["g"] + at)], "rate"
+                )
+                lines += [f"vstore(ws, {at}, {new})"]
         return lines
 
     def forward(
@@ -731,19 +749,21 @@ def _step_vectors(layers, activation, bias, N, W, lay) -> list[str]:
 def _step_minibatch(layers, activation, bias, N, B, W, lay) -> list[str]:
     """One mini-batch step of one run, vector form, as the loop kernel takes it: at a
     logged step, the loss over the whole data set; then the batch of this step, its
-    samples read from ``order``, and its forward and backward passes, the size of the
-    batch a constant (B, or the smaller last batch of an epoch). The batch's vectors are
-    built from X and T_t directly (writing them to memory and loading them back as
-    vectors stalls on every load). A batch whose loss is not finite ends the run."""
+    samples read from ``order``, its forward and backward passes, the size of the batch
+    a constant (B, or the smaller last batch of an epoch), and the update (at once, not
+    deferred as in the full-batch forms: the checks and the logged loss sit between an
+    update and the next forward pass, and the parameters would not stay in registers
+    across them anyway). The batch's vectors are built from X and T_t directly (writing
+    them to memory and loading them back as vectors stalls on every load). A batch
+    whose loss is not finite ends the run."""
     code = _Vectors(layers, activation, bias, W, lay)
     per_epoch = -(-N // B)
     last = N - (per_epoch - 1) * B
     inputs, targets, _ = code.data(N, lay["xtf"], lay["ttf"], lay["xf"])
     full, _ = code.forward(N, inputs, targets, when="True")
     lines = [
-        *code.update(),
         "if t == log_steps[i_log]:",
-        *("    " + line for line in full),
+        *("    " + line for line in code.load() + full),
         "else:",
         "    loss[0] = 0.0",
         *_checks(1, "WHERE[p]"),
@@ -760,6 +780,7 @@ def _step_minibatch(layers, activation, bias, N, B, W, lay) -> list[str]:
         body = [
             *(f"{r} = np.uint64(order[epoch, start + {i}])" for i, r in enumerate(rows)),
             f"n_out = F({layers[-1] * size})",
+            *code.load(),
             *forward,
             "if not math.isfinite(batch_loss):  # the run ends here, as it stands",
             "    diverged_at[0] = t",
@@ -769,13 +790,14 @@ def _step_minibatch(layers, activation, bias, N, B, W, lay) -> list[str]:
             "                snaps[0, s, p] = ws[WHERE[p]]",
             "    break",
             *code.backward(size, samples, grads),
+            *code.apply_update(),
         ]
         if len(sizes) == 1:
             lines += body
         else:
             first = f"if start + {B} <= {N}:"
             lines += [first if size == B else "else:", *("    " + b for b in body)]
-    return [*lines, "rate = lr_[0]  # from now on, every step starts with the last one's update"]
+    return lines
 
 
 def _checks(L, slot="p * snaps.shape[0] + r") -> list[str]:
