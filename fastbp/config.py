@@ -15,7 +15,8 @@ from functools import cached_property
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # hidden layers; output is linear
 INITS = ("he", "xavier", "normal")
-DATASETS = ("encoder",)
+DATASETS = ("encoder", "xor", "parity")
+PARITY_MAX_BITS = 16  # 65,536 samples
 DTYPES = ("float64", "float32")
 
 
@@ -45,17 +46,26 @@ class RunConfig:
     batch_size: int | None = None  # None: full batch; else 1..n_samples
     init: str = "he"  # he: N(0, 2/fan_in); xavier: U(+-sqrt(6/(fan_in+fan_out))); normal
     init_scale: float = 0.1  # standard deviation of the weights when init = "normal"
-    dataset: str = "encoder"  # encoder: X = T = identity(layers[0])
+    dataset: str = "encoder"  # encoder: X = T = identity(layers[0]); xor; parity (fastbp.data)
     dtype: str = "float64"  # or "float32" (parameters, activations; loss sums stay float64)
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
             object.__setattr__(self, name, check(name, getattr(self, name)))
         n_in, n_out = self.layers[0], self.layers[-1]
-        if self.dataset == "encoder" and n_in != n_out:
+        shape = {
+            "encoder": ("as many outputs as inputs", n_in == n_out),
+            "xor": ("2 inputs and 1 output", (n_in, n_out) == (2, 1)),
+            "parity": (
+                f"1 output and at most {PARITY_MAX_BITS} inputs",
+                n_out == 1 and n_in <= PARITY_MAX_BITS,
+            ),  # fmt: skip
+        }
+        rule, fits = shape[self.dataset]
+        if not fits:
             raise ConfigError(
                 "layers",
-                f"layers must have as many outputs as inputs for dataset 'encoder', "
+                f"layers must have {rule} for dataset '{self.dataset}', "
                 f"got {_fmt_layers(self.layers)}",
             )
         n = self.n_samples
@@ -67,7 +77,12 @@ class RunConfig:
 
     @property
     def n_samples(self) -> int:
-        """Number of samples in the dataset (encoder: layers[0])."""
+        """Number of samples in the dataset: encoder layers[0], xor 4, parity
+        2 ** layers[0]."""
+        if self.dataset == "xor":
+            return 4
+        if self.dataset == "parity":
+            return 2 ** self.layers[0]
         return self.layers[0]
 
     @classmethod

@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import (
     FuncFormatter,
     LogLocator,
+    MaxNLocator,
     NullLocator,
     PercentFormatter,
 )
@@ -618,10 +619,11 @@ def learned_params(results, x=None) -> Figure:
     fig = Figure(figsize=(WIDTH, 4.8), layout="constrained")
     grid = fig.add_gridspec(1, 1 + len(best), width_ratios=[1.4] + [1] * len(best))
     _bias_strip(fig.add_subplot(grid[0]), finite[finite["bias"]], params, x)
-    outputs = []
+    outputs, inputs = [], []
     for _, row in best:
         X, _ = make_dataset(config_from_row(row))
         outputs.append(predict(results.run_params(row["run_id"]), X, row["activation"]))
+        inputs.append(X)
     vmax = max(float(np.abs(Y).max()) for Y in outputs) or 1.0
     for k, ((what, row), Y) in enumerate(zip(best, outputs, strict=True), start=1):
         ax = fig.add_subplot(grid[k])
@@ -631,7 +633,12 @@ def learned_params(results, x=None) -> Figure:
                 ax.text(j, i, f"{round(v, 1) + 0.0:.1f}", ha="center", va="center", fontsize=6.5,
                         color="white" if abs(v) > 0.6 * vmax else "black")  # fmt: skip
         ax.set_xlabel("output unit")
-        ax.set_ylabel("sample")
+        for axis, count in ((ax.xaxis, Y.shape[1]), (ax.yaxis, Y.shape[0])):  # whole units
+            axis.set_major_locator(MaxNLocator(min(count, 9), integer=True, min_n_ticks=1))
+        X = inputs[k - 1]
+        if X.shape[1] <= 4 and len(X) <= 16:  # few short inputs (xor, parity): show them
+            ax.set_yticks(range(len(X)), [" ".join(f"{v:g}" for v in x) for x in X])
+        ax.set_ylabel("input" if X.shape[1] <= 4 and len(X) <= 16 else "sample")
         named = describe(fields, [row[f] for f in fields]) if fields else f"run {row['run_id']}"
         pairs = [p.replace(" ", "\u00a0") for p in named.split(", ")]  # break between pairs
         lines = [what, *textwrap.wrap(", ".join(pairs), 34), f"{loss_label(runs, 'final loss')} "

@@ -18,6 +18,8 @@ ARCHITECTURES = [  # few, since each is compiled once per lane count
     dict(layers=(6, 5, 4, 6), activation="tanh", bias=False, dtype="float64"),
     dict(layers=(4, 3, 4), activation="sigmoid", bias=True, dtype="float32"),
     dict(layers=(6, 30, 6), activation="tanh", bias=True, dtype="float32"),  # one at a time
+    dict(layers=(2, 3, 1), activation="tanh", bias=True, dtype="float64", dataset="xor"),
+    dict(layers=(3, 4, 1), activation="relu", bias=True, dtype="float32", dataset="parity"),
 ]
 
 
@@ -128,7 +130,11 @@ def many_runs(arch):
     ]
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: f"{a['activation']}-{a['dtype']}")
+@pytest.mark.parametrize(
+    "arch",
+    ARCHITECTURES,
+    ids=lambda a: f"{a.get('dataset', 'encoder')}-{a['activation']}-{a['dtype']}",
+)
 def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
     configs = many_runs(arch)
     batched = train_batch(configs)

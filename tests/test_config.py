@@ -55,7 +55,9 @@ def test_numbers_are_normalised():
         ("activation", "rleu", "activation must be one of 'relu', 'tanh', 'sigmoid', 'identity'"),
         ("init", "glorot", "init must be one of 'he', 'xavier', 'normal', got 'glorot'"),
         ("init_scale", -1.0, "init_scale must be a finite number > 0, got -1.0"),
-        ("dataset", "mnist", "dataset must be one of 'encoder', got 'mnist'"),
+        ("dataset", "mnist", "dataset must be one of 'encoder', 'xor', 'parity', got 'mnist'"),
+        ("dataset", "xor", "layers must have 2 inputs and 1 output for dataset 'xor', got 8-3-8"),
+        ("dataset", "parity", "layers must have 1 output and at most 16 inputs for dataset"),
         ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
         ("batch_size", 9, "batch_size must be None or between 1 and n_samples = 8, got 9"),
         ("bias", "yes", "bias must be true or false, got 'yes'"),
@@ -66,7 +68,8 @@ def test_each_invalid_value_names_field_rule_and_value(field, value, expected):
     with pytest.raises(ConfigError, match="^" + re.escape(expected)) as info:
         RunConfig(**{field: value})
     assert isinstance(info.value, ValueError)
-    assert info.value.field == field
+    # a task the default layers do not fit is reported against the layers
+    assert info.value.field == ("layers" if expected.startswith("layers must have") else field)
 
 
 def test_misspelt_choice_suggests_the_closest():
@@ -108,3 +111,16 @@ def test_numba_settings_apply_whichever_module_is_imported_first(first):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)  # fmt: skip
     assert out.stdout.strip() == "1"
+
+
+def test_built_in_tasks_have_their_samples():
+    from fastbp.data import make_dataset
+
+    X, T = make_dataset(RunConfig(layers=(2, 3, 1), dataset="xor", batch_size=4))
+    assert X.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and T.ravel().tolist() == [0, 1, 1, 0]
+    config = RunConfig(layers=(3, 5, 1), dataset="parity")
+    X, T = make_dataset(config)
+    assert config.n_samples == 8 and X.shape == (8, 3) and len({tuple(x) for x in X}) == 8
+    assert (T.ravel() == X.sum(axis=1) % 2).all() and X[5].tolist() == [1, 0, 1]
+    with pytest.raises(ConfigError, match="between 1 and n_samples = 4, got 5"):
+        RunConfig(layers=(2, 3, 1), dataset="xor", batch_size=5)

@@ -33,8 +33,10 @@ def assert_same_run(fast, slow, rtol=1e-10):
         RunConfig(layers=(4, 7, 5, 3, 4), activation="relu", steps=700, lr=0.05, bias=False),
         RunConfig(layers=(6, 2, 6), activation="identity", steps=500, lr=0.1, log_every=7),
         RunConfig(layers=(3, 16, 3), init="normal", init_scale=0.5, steps=400, lr=0.02),
+        RunConfig(layers=(2, 4, 1), dataset="xor", activation="tanh", steps=500, lr=0.05),
+        RunConfig(layers=(4, 6, 1), dataset="parity", activation="sigmoid", steps=300, lr=0.5),
     ],
-    ids=lambda c: f"{'-'.join(map(str, c.layers))}-{c.activation}-bias{c.bias}",
+    ids=lambda c: f"{c.dataset}-{'-'.join(map(str, c.layers))}-{c.activation}-bias{c.bias}",
 )
 def test_compiled_engine_matches_reference(config):
     # The loop kernel defines the bits (test_batch checks the generated kernels give the
