@@ -18,6 +18,7 @@ INITS = ("he", "xavier", "normal")
 DATASETS = ("encoder", "xor", "parity")
 PARITY_MAX_BITS = 16  # 65,536 samples
 DTYPES = ("float64", "float32")
+LOSSES = ("mse", "bce")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,7 @@ class RunConfig:
     init_scale: float = 0.1  # standard deviation of the weights when init = "normal"
     dataset: str = "encoder"  # encoder: X = T = identity(layers[0]); xor; parity (fastbp.data)
     dtype: str = "float64"  # or "float32" (parameters, activations; loss sums stay float64)
+    loss_fn: str = "mse"  # mse: mean (Y - T)^2; bce: binary cross-entropy on sigmoid(Y)
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
@@ -104,7 +106,8 @@ class RunConfig:
     @cached_property  # a sweep asks for it several times per run
     def run_id(self) -> str:
         """A short stable hash of every field: the same config has the same id anywhere."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        values = {k: v for k, v in self.to_dict().items() if (k, v) not in SINCE_0_3.items()}
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -210,5 +213,9 @@ _CHECKS = {
     "init_scale": _as_positive_float,
     "dataset": _one_of(DATASETS),
     "dtype": _one_of(DTYPES),
+    "loss_fn": _one_of(LOSSES),
 }
+# Fields added after fastbp 0.3, left out of a run's id at these values, so that results
+# of 0.3 keep their ids (and load, and resume).
+SINCE_0_3 = {"loss_fn": "mse"}
 assert tuple(_CHECKS) == tuple(f.name for f in fields(RunConfig)), "a check for every field"

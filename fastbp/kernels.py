@@ -28,7 +28,7 @@ import textwrap
 from functools import cache
 
 from fastbp import kernel_cache, step
-from fastbp.config import ACTIVATIONS
+from fastbp.config import ACTIVATIONS, LOSSES
 
 S = step.SCALAR
 
@@ -92,14 +92,18 @@ def _slope(activation) -> list[str]:
 
 
 def _loss() -> str:
-    lets, term, grad = step.loss(S, "A[y + p]", "T[t + p]", "d")
-    return "\n".join(
-        [
-            *(f"{name} = {value}" for name, value in lets),
-            f"total += float({term})  # float64 (float(): also in plain Python)",
-            f"D[y + p] = {grad}",
+    """``if loss == 0: ...``: per loss function, its terms summed and its gradient."""
+    out = []
+    for code, loss_fn in enumerate(LOSSES):
+        lets, term, grad = step.loss(S, "A[y + p]", "T[t + p]", "d", loss_fn)
+        out += [
+            f"{'if' if code == 0 else 'elif'} loss == {code}:  # {loss_fn}",
+            "    for p in range(count):",
+            *(f"        {name} = {value}" for name, value in lets),
+            f"        total += float({term})  # float64 (float(): also in plain Python)",
+            f"        D[y + p] = {grad}",
         ]
-    )
+    return "\n".join(out)
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -111,7 +115,7 @@ def source() -> str:
     return _TEMPLATE.format(
         activate=_indent(_by_activation(_activate), 4),
         slope=_indent(_by_activation(_slope), 4),
-        loss=_indent(_loss(), 8),
+        loss=_indent(_loss(), 4),
         update=step.update(S, "theta[p]", "G[p]", "lr_"),
     )
 
@@ -205,13 +209,13 @@ def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
 
 
 @cached_njit
-def loss_and_output_grad(A, D, y, T, t, count):
-    """Return the loss of the count outputs Y = A[y:] against T[t:] (the mean of its
-    terms), and write its gradient dL/dY to D[y:]."""
+def loss_and_output_grad(A, D, y, T, t, count, loss):
+    """Return the loss of the count outputs Y = A[y:] against T[t:] (loss function number
+    ``loss``: the mean of its terms), and write its gradient dL/dY to D[y:]."""
     total = 0.0  # the loss is summed in float64 whatever the dtype
-    two, n_out = D.dtype.type(2.0), D.dtype.type(count)  # the gradient stays in the dtype
-    for p in range(count):
-        {loss}
+    F = D.dtype.type  # the gradient stays in the dtype
+    two, n_out = F(2.0), F(count)
+    {loss}
     return total / count
 
 
@@ -241,7 +245,7 @@ def _gather_transposed(dst, src, rows):
 
 
 @cached_njit
-def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
+def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G, loss=0):
     """Full-batch loss of theta on X (n, n_in), T (n, n_out); writes dL/dtheta to G."""
     n = np.uint64(X.shape[0])
     last = sizes.shape[0] - 1
@@ -251,15 +255,15 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G):
     _gather_transposed(A, X, every)
     _gather_transposed(T_t, T, every)
     forward(theta, sizes, w_off, b_off, act, a_off, A, n)
-    loss = loss_and_output_grad(A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size))
+    value = loss_and_output_grad(A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size), loss)
     backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
-    return loss
+    return value
 
 
 @cached_njit
 def train_kernel(
     theta, sizes, w_off, b_off, act, use_bias, lr, n_steps, log_steps, X, T, batch_size, order,
-    losses,
+    losses, loss,
 ):
     """Run ``n_steps`` updates on theta in place, logging the full-dataset loss.
 
@@ -269,6 +273,7 @@ def train_kernel(
     batch_size : samples per update; >= n_samples means full batch (``order`` unused).
     order : int64 (n_epochs, n_samples); row e is the sample order of epoch e, walked
         ``batch_size`` samples per update (the last batch of an epoch may be smaller).
+    loss : the loss function's number (its position in fastbp.config.LOSSES).
     Returns -1, or the number of updates after which the loss became non-finite (theta
     then holds those parameters and training stopped there). All buffers are allocated
     before the loop.
@@ -285,6 +290,7 @@ def train_kernel(
     per_epoch = (X.shape[0] + batch_size - 1) // batch_size
     _gather_transposed(A, X, every)
     lr_ = theta.dtype.type(lr)  # the update in the parameters' dtype
+    T_size = np.uint64(T.size)
     i_log = 0
     for t in range(n_steps + 1):
         log_now = t == log_steps[i_log]
@@ -292,11 +298,11 @@ def train_kernel(
             if not full:  # the last mini-batch overwrote the inputs
                 _gather_transposed(A, X, every)
             forward(theta, sizes, w_off, b_off, act, a_off, A, n_samples)
-            loss = loss_and_output_grad(A, D, a_off[y], T_all, np.uint64(0), np.uint64(T.size))
-            if not math.isfinite(loss):
+            value = loss_and_output_grad(A, D, a_off[y], T_all, np.uint64(0), T_size, loss)
+            if not math.isfinite(value):
                 return t
             if log_now:
-                losses[i_log] = loss
+                losses[i_log] = value
                 i_log += 1
         if t == n_steps:
             break
@@ -309,7 +315,8 @@ def train_kernel(
             _gather_transposed(A, X, rows)
             _gather_transposed(T_batch, T, rows)
             forward(theta, sizes, w_off, b_off, act, a_off, A, n)
-            batch_loss = loss_and_output_grad(A, D, a_off[y], T_batch, np.uint64(0), sizes[y] * n)
+            size = sizes[y] * n
+            batch_loss = loss_and_output_grad(A, D, a_off[y], T_batch, np.uint64(0), size, loss)
             if not math.isfinite(batch_loss):
                 return t
         backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)

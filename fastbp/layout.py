@@ -31,6 +31,7 @@ NAMES = {
     "init_scale": "initial weight scale",
     "dataset": "dataset",
     "dtype": "precision",
+    "loss_fn": "loss function",
 }
 assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
 

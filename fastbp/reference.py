@@ -53,6 +53,19 @@ def mse_grad(Y, T):
     return 2.0 * (Y - T) / Y.size
 
 
+def bce(Y, T):
+    """Binary cross-entropy on sigmoid(Y), written stably (as PyTorch's
+    binary_cross_entropy_with_logits): mean of max(Y, 0) - Y T + log(1 + exp(-|Y|))."""
+    return np.mean(np.maximum(Y, 0.0) - Y * T + np.log1p(np.exp(-np.abs(Y))))
+
+
+def bce_grad(Y, T):
+    return (1.0 / (1.0 + np.exp(-Y)) - T) / Y.size
+
+
+LOSSES = {"mse": (mse, mse_grad), "bce": (bce, bce_grad)}
+
+
 def forward(layers, X, act):
     """Return the output and the hidden activations (needed by backward)."""
     hidden = []
@@ -76,7 +89,7 @@ def backward(layers, hidden, dY, act_grad):
 
 
 def train(config: RunConfig, params=None) -> RunResult:
-    """Full-batch SGD on the MSE loss, one Python loop iteration per update."""
+    """Full-batch SGD on the run's loss, one Python loop iteration per update."""
     if config.batch_size is not None and config.batch_size < config.n_samples:
         raise ValueError("the reference trains full batch only (batch_size None)")
     start = time.perf_counter()
@@ -84,6 +97,7 @@ def train(config: RunConfig, params=None) -> RunResult:
         params = init_params(config)
     layers = [Layer(W, b) for W, b in check_params(params, config)]
     act, act_grad = ACTIVATIONS[config.activation]
+    loss_fn, loss_grad = LOSSES[config.loss_fn]
     X, T = make_dataset(config)
     steps = logged_steps(config.steps, config.log_every)
     losses = np.full(len(steps), np.nan)
@@ -92,7 +106,7 @@ def train(config: RunConfig, params=None) -> RunResult:
     with np.errstate(all="ignore"):  # a diverging run overflows; it is reported, not warned
         for step in range(config.steps + 1):
             Y, hidden = forward(layers, X, act)
-            loss = mse(Y, T)
+            loss = loss_fn(Y, T)
             if not np.isfinite(loss):
                 diverged_at = step
                 break
@@ -101,7 +115,7 @@ def train(config: RunConfig, params=None) -> RunResult:
                 i_log += 1
             if step == config.steps:
                 break
-            backward(layers, hidden, mse_grad(Y, T), act_grad)
+            backward(layers, hidden, loss_grad(Y, T), act_grad)
             for layer in layers:
                 layer.sgd_step(config.lr, config.bias)
     return RunResult(

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fastbp.config import RunConfig
+from fastbp.config import SINCE_0_3, RunConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +42,7 @@ FIELD_TYPES = {
     "init_scale": pa.float64(),
     "dataset": pa.string(),
     "dtype": pa.string(),
+    "loss_fn": pa.string(),
 }
 assert tuple(FIELD_TYPES) == RunConfig.field_names(), "every RunConfig field needs a column"
 
@@ -118,12 +119,26 @@ def load_results(directory) -> Results:
 
     directory = Path(directory)
     tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
+    for field, value in SINCE_0_3.items():  # tables written by fastbp 0.3
+        if field not in tables[0]:
+            tables[0].insert(list(RUNS_SCHEMA.names).index(field), field, value)
     try:
         meta = json.loads((directory / "meta.json").read_text())
     except (OSError, ValueError):
         meta = {}
     swept = meta.get("swept")
     return Results(*tables, threshold=meta.get("threshold"), swept=swept and tuple(swept))
+
+
+def _upgraded(table: pa.Table) -> pa.Table:
+    """A shard's table with the fields added since fastbp 0.3, at their old behaviour,
+    where it was written without them (its runs keep their ids: see RunConfig.run_id)."""
+    if "run_id" not in table.column_names or "layers" not in table.column_names:
+        return table  # not a runs table
+    for field, value in SINCE_0_3.items():
+        if field not in table.column_names:
+            table = table.append_column(field, pa.array([value] * len(table), FIELD_TYPES[field]))
+    return table
 
 
 def layers_text(layers) -> str:
@@ -137,7 +152,7 @@ def config_from_row(row) -> RunConfig:
     """The RunConfig of a row of a runs table."""
     import pandas as pd
 
-    values = {name: row[name] for name in RunConfig.field_names()}
+    values = {name: row[name] for name in RunConfig.field_names() if name in row}
     values["layers"] = tuple(int(w) for w in str(values["layers"]).split("-"))
     values["batch_size"] = None if pd.isna(values["batch_size"]) else int(values["batch_size"])
     for name in ("steps", "seed", "log_every"):
@@ -257,7 +272,9 @@ class Store:
             stem = runs_file.name[: -len(".runs.parquet")]
             try:
                 shard = {
-                    name: pq.read_table(self.directory / f"{stem}.{name}.parquet").cast(schema)
+                    name: _upgraded(pq.read_table(self.directory / f"{stem}.{name}.parquet"))
+                    .select(schema.names)
+                    .cast(schema)
                     for name, schema in SHARD_SCHEMAS.items()
                 }
             except (OSError, pa.ArrowException) as err:

@@ -55,12 +55,23 @@ def slope(o, e, h, activation: str) -> str:
     return e
 
 
-def loss(o, y, t, d: str) -> tuple[list[tuple[str, str]], str, str]:
-    """The mean squared error at one output y with target t: (lets, term, gradient).
+def loss(o, y, t, d: str, loss_fn: str = "mse") -> tuple[list[tuple[str, str]], str, str]:
+    """The loss at one output y with target t: (lets, term, gradient).
 
-    ``lets`` are (name, value) pairs the kernel assigns first (here d = y - t, under
-    the name the kernel gives); the loss is the mean of the terms (y - t)², and the
-    gradient dL/dy = 2 (y - t) / count, ``n_out`` being that count in the dtype."""
+    ``lets`` are (name, value) pairs the kernel assigns first, under the name ``d`` it
+    gives; the loss is the mean of the terms (never negative) over the ``n_out`` outputs
+    of all samples (``n_out``: that count, in the dtype), and the gradient is dL/dy.
+
+    mse: the term (y - t)², the gradient 2 (y - t) / n_out.
+    bce: binary cross-entropy on sigmoid(y), as PyTorch's
+    ``binary_cross_entropy_with_logits``: the term max(y, 0) - y t + log1p(exp(-|y|)),
+    the gradient (sigmoid(y) - t) / n_out. Both in the dtype (a float32 run rounds them
+    once, from float64)."""
+    if loss_fn == "bce":
+        softplus = o.add(o.relu(y), o.log1p(o.exp(o.neg(o.abs(y)))))
+        term = o.cast(o.sub(softplus, o.mul(y, t)))
+        sigmoid = o.div(o.one, o.add(o.one, o.exp(o.neg(y))))
+        return [], term, o.cast(o.div(o.sub(sigmoid, t), "n_out"))
     return [(d, o.sub(y, t))], o.mul(d, d), o.div(o.mul(o.two, d), "n_out")
 
 
@@ -107,6 +118,15 @@ class Scalar:
 
     def exp(self, v):
         return f"math.exp({v})"
+
+    def log1p(self, v):
+        return f"math.log1p({v})"
+
+    def abs(self, v):
+        return f"abs({v})"
+
+    def cast(self, v):
+        return f"F({v})"  # to the dtype, F, which every kernel defines
 
     def dot(self, pairs, zero=None):
         """The sum of the products a * b over pairs, each added with one rounding, in
@@ -165,6 +185,12 @@ class Vector(Scalar):
     def exp(self, v):
         raise Lanewise
 
+    def log1p(self, v):
+        raise Lanewise
+
+    def abs(self, v):
+        raise Lanewise
+
     def dot(self, pairs, zero=None):
         return f"vfma_chain({zero or self.zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
 
@@ -177,12 +203,12 @@ class Vector(Scalar):
         except Lanewise:
             return self._lanes(rule(SCALAR, *self._lane(vectors, i), *args) for i in self._each)
 
-    def loss(self, y, t, d) -> tuple[list[tuple[str, str]], str, str]:
+    def loss(self, y, t, d, loss_fn="mse") -> tuple[list[tuple[str, str]], str, str]:
         """:func:`loss` on vectors, as :meth:`apply` (lane by lane, d becomes d_0, d_1...)."""
         try:
-            return loss(self, y, t, d)
+            return loss(self, y, t, d, loss_fn)
         except Lanewise:
-            lanes = [loss(SCALAR, *self._lane([y, t], i), f"{d}_{i}") for i in self._each]
+            lanes = [loss(SCALAR, *self._lane([y, t], i), f"{d}_{i}", loss_fn) for i in self._each]
             lets = [let for each in lanes for let in each[0]]
             return lets, self._lanes(x[1] for x in lanes), self._lanes(x[2] for x in lanes)
 

@@ -601,7 +601,7 @@ def _write_meta(out, spec, report, started, version):
 def _kernel_forms(runs, loops=frozenset()) -> dict:
     """For each kernel the runs need: its form, runs per block, and why that many."""
     from fastbp import codegen
-    from fastbp.train import full_batch, kernel_key
+    from fastbp.train import full_batch
 
     forms = {}
     for key, run in kernels_needed(runs).items():
@@ -615,7 +615,8 @@ def _kernel_forms(runs, loops=frozenset()) -> dict:
             lanes, why = codegen.lanes_and_source(run.layers, run.n_samples, run.dtype)
         else:
             lanes, why = 1, "mini-batches"
-        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype, kernel_key(run)[-1])
+        batch = None if full_batch(run) else run.batch_size
+        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype, batch)
         forms[_kernel_text(run)] = {"form": form, "lanes": lanes, "why": why}
     return forms
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from fastbp import codegen, kernels
-from fastbp.config import ACTIVATIONS, RunConfig
+from fastbp.config import ACTIVATIONS, LOSSES, RunConfig
 from fastbp.data import make_dataset
 from fastbp.params import Params, check_params, flatten, init_params, offsets, unflatten
 
@@ -23,7 +23,7 @@ class RunResult:
     steps : int64 ndarray of shape (n_log,)
         Logged update counts: 0, log_every, 2 log_every, ..., always ending with steps.
     losses : float64 ndarray of shape (n_log,)
-        losses[i] is the full-dataset MSE after steps[i] updates; NaN from the first
+        losses[i] is the full-dataset loss after steps[i] updates; NaN from the first
         logged step at or after a divergence.
     params : list of (W, b)
         Final parameters, W of shape (fan_in, fan_out), b of shape (fan_out,). For a
@@ -97,7 +97,8 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         Both give the same bits.
 
     Each update is ``p <- p - lr * dL/dp`` for every W, and every b when ``bias`` is
-    true, with L the mean over all samples and outputs of (Y - T)².
+    true, with L the loss ``config.loss_fn``: the mean over all samples and outputs of
+    (Y - T)² (mse) or of the binary cross-entropy on sigmoid(Y) (bce).
     """
     if engine not in ("auto", "loops"):
         raise ValueError(f"engine must be 'auto' or 'loops', got {engine!r}")
@@ -130,6 +131,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         config.batch_size or config.n_samples,
         order,
         losses,
+        LOSSES.index(config.loss_fn),
     )
     result = RunResult(
         config=config,
@@ -175,7 +177,7 @@ def family_key(config: RunConfig) -> tuple:
 def kernel_key(config: RunConfig) -> tuple:
     """What runs must share to be trained by one generated kernel."""
     return (config.layers, config.activation, config.bias, config.dataset, config.dtype,
-            _batch_size(config))  # fmt: skip
+            _batch_size(config), config.loss_fn)  # fmt: skip
 
 
 def block_lanes(config: RunConfig) -> int:
@@ -196,6 +198,7 @@ def kernel_args(config: RunConfig, lanes: int) -> tuple:
         lanes,
         config.dtype,
         _batch_size(config),
+        config.loss_fn,
     )
 
 

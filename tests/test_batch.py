@@ -20,6 +20,15 @@ ARCHITECTURES = [  # few, since each is compiled once per lane count
     dict(layers=(6, 30, 6), activation="tanh", bias=True, dtype="float32"),  # one at a time
     dict(layers=(2, 3, 1), activation="tanh", bias=True, dtype="float64", dataset="xor"),
     dict(layers=(3, 4, 1), activation="relu", bias=True, dtype="float32", dataset="parity"),
+    dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float64", loss_fn="bce"),
+    dict(
+        layers=(2, 3, 1),
+        activation="tanh",
+        bias=False,
+        dtype="float32",
+        dataset="xor",
+        loss_fn="bce",
+    ),  # fmt: skip
 ]
 
 
@@ -133,12 +142,16 @@ def many_runs(arch):
 @pytest.mark.parametrize(
     "arch",
     ARCHITECTURES,
-    ids=lambda a: f"{a.get('dataset', 'encoder')}-{a['activation']}-{a['dtype']}",
+    ids=lambda a: "-".join(
+        [a.get("dataset", "encoder"), a["activation"], a["dtype"], a.get("loss_fn", "mse")]
+    ),  # fmt: skip
 )
 def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
     configs = many_runs(arch)
     batched = train_batch(configs)
-    assert any(r.diverged for r in batched) and not all(r.diverged for r in batched)
+    assert not all(r.diverged for r in batched)
+    if arch.get("loss_fn", "mse") == "mse":  # lr=80 diverges (BCE's gradients are bounded)
+        assert any(r.diverged for r in batched)
     for config, result in zip(configs, batched, strict=True):
         alone = train(config, engine="loops")  # the loop kernel: the definition of the bits
         assert_bits(result, alone)

@@ -124,3 +124,9 @@ def test_built_in_tasks_have_their_samples():
     assert (T.ravel() == X.sum(axis=1) % 2).all() and X[5].tolist() == [1, 0, 1]
     with pytest.raises(ConfigError, match="between 1 and n_samples = 4, got 5"):
         RunConfig(layers=(2, 3, 1), dataset="xor", batch_size=5)
+
+
+def test_fields_added_since_0_3_leave_the_ids_of_earlier_results_alone():
+    assert RunConfig().run_id == "483745e610ca"  # the id fastbp 0.3 gave the default run
+    assert RunConfig(loss_fn="mse").run_id == RunConfig().run_id
+    assert RunConfig(loss_fn="bce").run_id != RunConfig().run_id

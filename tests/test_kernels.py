@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastbp import RunConfig, reference
-from fastbp.config import ACTIVATIONS
+from fastbp.config import ACTIVATIONS, LOSSES
 from fastbp.data import make_dataset
 from fastbp.kernels import loop_kernel
 from fastbp.params import flatten, init_params, offsets, unflatten
@@ -16,7 +16,9 @@ def kernel_loss_and_grad(config, theta):
     G = np.zeros_like(theta)
     sizes = np.array(config.layers, dtype=np.uint64)
     act = ACTIVATIONS.index(config.activation)
-    loss = loop_kernel().loss_and_grad(theta, sizes, w_off, b_off, act, config.bias, X, T, G)
+    loss = loop_kernel().loss_and_grad(
+        theta, sizes, w_off, b_off, act, config.bias, X, T, G, LOSSES.index(config.loss_fn)
+    )
     return loss, G
 
 
@@ -29,11 +31,12 @@ def random_theta(config, seed=1):
     return flatten(params)
 
 
+@pytest.mark.parametrize("loss_fn", LOSSES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("layers", [(8, 3, 8), (5, 4, 3, 5)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gradient_matches_central_finite_differences(activation, layers, bias):
-    config = RunConfig(layers=layers, activation=activation, bias=bias)
+def test_gradient_matches_central_finite_differences(activation, layers, bias, loss_fn):
+    config = RunConfig(layers=layers, activation=activation, bias=bias, loss_fn=loss_fn)
     theta = random_theta(config)
     _, G = kernel_loss_and_grad(config, theta)
     eps = 1e-6
@@ -58,9 +61,10 @@ def test_gradient_matches_central_finite_differences(activation, layers, bias):
     np.testing.assert_allclose(G, numeric, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("loss_fn", LOSSES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_loss_and_gradient_match_the_reference_backward_pass(activation):
-    config = RunConfig(layers=(8, 5, 4, 8), activation=activation)
+def test_loss_and_gradient_match_the_reference_backward_pass(activation, loss_fn):
+    config = RunConfig(layers=(8, 5, 4, 8), activation=activation, loss_fn=loss_fn)
     theta = random_theta(config, seed=2)
     loss, G = kernel_loss_and_grad(config, theta)
 
@@ -68,9 +72,10 @@ def test_loss_and_gradient_match_the_reference_backward_pass(activation):
     act, act_grad = reference.ACTIVATIONS[activation]
     X, T = make_dataset(config)
     Y, hidden = reference.forward(layers, X, act)
-    reference.backward(layers, hidden, reference.mse_grad(Y, T), act_grad)
+    value, grad = reference.LOSSES[loss_fn]
+    reference.backward(layers, hidden, grad(Y, T), act_grad)
 
-    assert loss == pytest.approx(reference.mse(Y, T), rel=1e-13)
+    assert loss == pytest.approx(value(Y, T), rel=1e-13)
     np.testing.assert_allclose(
         G, flatten([(layer.dW, layer.db) for layer in layers]), rtol=1e-12, atol=1e-15
     )

@@ -430,3 +430,19 @@ def test_compile_only_compiles_what_the_spec_needs_and_trains_nothing(tmp_path):
     assert then.returncode == 0, then.stderr
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["kernels"]["3-2-3 relu"]["form"] != "loop kernel" and meta["compile_s"] == 0
+
+
+def test_results_written_before_loss_fn_existed_load_and_resume_as_they_are(tmp_path):
+    import pyarrow.parquet as pq
+
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    out = tmp_path / "out"
+    assert sweep(spec, "--out", out, "--no-plots").returncode == 0
+    for path in [*(out / "shards").glob("*.runs.parquet"), out / "runs.parquet"]:
+        pq.write_table(pq.read_table(path).drop(["loss_fn"]), path)  # as fastbp 0.3 wrote it
+    before = load_results(out)
+    assert (before.runs["loss_fn"] == "mse").all() and len(before.runs) == 4
+    again = sweep(spec, "--out", out, "--no-plots")
+    assert again.returncode == 0, again.stderr
+    assert "warning" not in again.stderr and "4 reused" in again.stdout
+    assert_same_tables(load_results(out), before)

@@ -35,8 +35,14 @@ def assert_same_run(fast, slow, rtol=1e-10):
         RunConfig(layers=(3, 16, 3), init="normal", init_scale=0.5, steps=400, lr=0.02),
         RunConfig(layers=(2, 4, 1), dataset="xor", activation="tanh", steps=500, lr=0.05),
         RunConfig(layers=(4, 6, 1), dataset="parity", activation="sigmoid", steps=300, lr=0.5),
+        RunConfig(
+            layers=(2, 4, 1), dataset="xor", activation="relu", loss_fn="bce", lr=0.3, steps=500
+        ),  # fmt: skip
+        RunConfig(layers=(8, 3, 8), loss_fn="bce", lr=0.2, steps=600, log_every=50),
     ],
-    ids=lambda c: f"{c.dataset}-{'-'.join(map(str, c.layers))}-{c.activation}-bias{c.bias}",
+    ids=lambda c: (
+        f"{c.dataset}-{'-'.join(map(str, c.layers))}-{c.activation}-bias{c.bias}-{c.loss_fn}"
+    ),
 )
 def test_compiled_engine_matches_reference(config):
     # The loop kernel defines the bits (test_batch checks the generated kernels give the
