@@ -116,7 +116,7 @@ class Colours:
             elif self.scale.log:
                 _plain_log(bar.ax.yaxis)
             if extra:  # a note in the caption: a legend there could overlap it
-                notes = [f"{h.get_marker()} {h.get_label()}" for h in extra]
+                notes = [f"{_symbol(h)} {' '.join(h.get_label().split())}" for h in extra]
                 _caption(fig, "; ".join([*notes, fig.get_supxlabel()]))
             return
         handles = [
@@ -126,6 +126,12 @@ class Colours:
         if extra:
             handles += [Line2D([], [], ls="", label=""), *extra]
         _legend(axes, handles, title=label(self.field))
+
+
+def _symbol(handle) -> str:
+    """A legend handle as text: its marker, or a dashed line."""
+    marker = handle.get_marker()
+    return "- -" if marker in (None, "None", "") else marker
 
 
 def _legend(axes, handles, title=None):
@@ -332,6 +338,7 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
     fig, axes = _figure(len(groups), sharey=True)
     diverged = runs["diverged"].to_numpy(bool)
     with_bands = len(colours.colours) <= len(PALETTE)  # more bands than that hide each other
+    floor_shown = False
     for p, (ax, (title, mask)) in enumerate(zip(axes, groups, strict=True)):
         lines, bands, line_colours = [], [], []
         if p in stats.index.get_level_values(0):
@@ -356,6 +363,7 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
         _steps_axis(ax, frame.loc[frame["panel"] == p, "step"].to_numpy())
         n_div = int(diverged[mask].sum())
         extra = f" ({n_div} of {int(mask.sum())} diverged)" if n_div else ""
+        floor_shown = _floor_lines(ax, runs[mask]) or floor_shown
         ax.set_title(title + extra, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
@@ -370,7 +378,7 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
             _plain_log(ax.yaxis)
     what = f"median, {_band_text(n_max)}" if with_bands else f"median of each {r.colour} value"
     _titles(fig, f"Loss curves: {what}", results, r.pooled)
-    colours.key(fig, axes)
+    colours.key(fig, axes, _floor_handle(floor_shown))
     return fig
 
 
@@ -397,7 +405,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=True)
     series = colours.codes(runs)
     n_series = len(colours.colours)
-    n_max = 1
+    n_max, floor_shown = 1, False
     for ax, (title, mask) in zip(axes, groups, strict=True):
         for s in np.unique(series[mask]):
             part = runs[mask & (series == s)]
@@ -425,6 +433,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             if (~ok).any():
                 ax.scatter(xs[~ok], np.full((~ok).sum(), 0.97), transform=ax.get_xaxis_transform(),
                            marker="x", s=36, color=colour, clip_on=False, zorder=5)  # fmt: skip
+        floor_shown = _floor_lines(ax, runs[mask]) or floor_shown
         ax.set_title(title, fontsize=10)
         xaxis.dress(ax, runs)
         ax.grid(True, which="major", alpha=0.3)
@@ -440,11 +449,34 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     for ax in axes:
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel(loss_label(runs, "final loss"))
-    extra = _diverged_handle(runs)
+    extra = _diverged_handle(runs) + _floor_handle(floor_shown)
     _titles(fig, f"Final loss by {label(x)}: every run, median line, {_band_text(n_max)}",
             results, r.pooled)  # fmt: skip
     colours.key(fig, axes, extra)
     return fig
+
+
+def _floor_lines(ax, runs) -> bool:
+    """The loss floors of these runs (fastbp.diagnostics.loss_floor), as dashed lines,
+    each labelled at the left; whether there was one."""
+    if "loss_floor" not in runs:
+        return False
+    floors = np.unique(runs["loss_floor"].to_numpy(dtype=float, na_value=np.nan))
+    floors = floors[np.isfinite(floors)]
+    for value in floors[:4]:
+        ax.axhline(value, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1)
+        note = ax.annotate(f"floor {value:.3g}", (0, value), xycoords=("axes fraction", "data"),
+                           xytext=(3, 2), textcoords="offset points", ha="left", va="bottom",
+                           fontsize=7, color="0.3", annotation_clip=True)  # fmt: skip
+        note.set_in_layout(False)  # losses start high: the left is clear
+    return len(floors) > 0
+
+
+def _floor_handle(shown: bool) -> list:
+    if not shown:
+        return []
+    text = "loss floor: no network\nof this shape does better"
+    return [Line2D([], [], color="0.35", lw=0.9, ls=(0, (4, 3)), label=text)]
 
 
 def _diverged_handle(runs) -> list:

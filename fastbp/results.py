@@ -53,6 +53,8 @@ RUNS_SCHEMA = pa.schema(
         ("final_loss", pa.float64()),  # NaN for a diverged run
         ("min_loss", pa.float64()),
         ("steps_to_threshold", pa.int64()),  # first logged step with loss <= threshold
+        ("loss_floor", pa.float64()),  # no network of this shape does better (MSE); or null
+        ("dead_units", pa.int64()),  # hidden ReLU units off for every sample; or null
         ("diverged", pa.bool_()),
         ("diverged_at", pa.int64()),  # updates done when the loss became non-finite
         ("wall_s", pa.float64()),
@@ -61,7 +63,8 @@ RUNS_SCHEMA = pa.schema(
 )
 # Shards store what a run produced; steps_to_threshold depends on the spec's threshold
 # and is derived from the curves when the final tables are written.
-SHARD_RUNS_SCHEMA = RUNS_SCHEMA.remove(RUNS_SCHEMA.get_field_index("steps_to_threshold"))
+DERIVED = ("steps_to_threshold", "loss_floor", "dead_units")  # when final tables are written
+SHARD_RUNS_SCHEMA = pa.schema([f for f in RUNS_SCHEMA if f.name not in DERIVED])
 CURVES_SCHEMA = pa.schema([("run_id", pa.string()), ("step", pa.int64()), ("loss", pa.float64())])
 PARAMS_SCHEMA = pa.schema(
     [
@@ -346,7 +349,12 @@ def final_tables_hold(directory: Path, run_ids, threshold) -> bool:
         held = pq.read_table(directory / "runs.parquet", columns=["run_id"]).column("run_id")
     except (OSError, ValueError, pa.ArrowException):
         return False
-    return meta.get("threshold") == threshold and held.to_pylist() == list(run_ids)
+    schema = pq.read_schema(directory / "runs.parquet")
+    return (
+        meta.get("threshold") == threshold
+        and held.to_pylist() == list(run_ids)
+        and schema.names == RUNS_SCHEMA.names  # else written by an earlier fastbp
+    )
 
 
 def read_runs(directory: Path) -> pd.DataFrame:
@@ -360,16 +368,22 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     """Write the spec's runs (in ``run_ids`` order) as the directory's three parquet tables;
     return the runs table as a DataFrame. Curves and parameters stay in Arrow: for a sweep
     of many runs they are millions of rows."""
+    import pandas as pd
+
+    from fastbp import diagnostics
+
     wanted = pa.array(list(run_ids), pa.string())
     curves = _in_order(tables["curves"], wanted, "step").cast(CURVES_SCHEMA)
     params = _in_order(tables["params"], wanted).cast(PARAMS_SCHEMA)
     params = params.replace_schema_metadata(_pandas_metadata())  # read back as Int64
     runs = _in_order(tables["runs"], wanted).to_pandas()
-    runs.insert(
-        runs.columns.get_loc("min_loss") + 1,
-        "steps_to_threshold",
-        runs["run_id"].map(steps_to_threshold(curves, threshold)).astype("Int64"),
-    )
+    at = runs.columns.get_loc("min_loss") + 1
+    reached = runs["run_id"].map(steps_to_threshold(curves, threshold)).astype("Int64")
+    runs.insert(at, "steps_to_threshold", reached)
+    runs.insert(at + 1, "loss_floor", diagnostics.floors(runs))
+    values = params.column("value").to_numpy()
+    dead = pd.Series(diagnostics.dead_units(runs, values), index=runs.index, dtype="Int64")
+    runs.insert(at + 2, "dead_units", dead.mask(dead < 0))  # null: not ReLU, or diverged
     for name in ("batch_size", "diverged_at"):
         runs[name] = runs[name].astype("Int64")
     runs_table = pa.Table.from_pandas(runs, schema=RUNS_SCHEMA, preserve_index=False)

@@ -169,7 +169,9 @@ def test_colour_and_panels_can_be_chosen_by_hand(shapes):
     results = shapes["dense lr grid"]
     fig = plots.final_loss(results, x="seed", colour="lr")  # a colour bar, and crosses
     assert not legends(fig)  # what the crosses mean is in the caption
-    assert fig.get_supxlabel().startswith("x diverged: 36 of 480 runs (at the top); 480 runs")
+    caption = fig.get_supxlabel()  # what the crosses and the dashed floor line mean
+    assert caption.startswith("x diverged: 36 of 480 runs (at the top); - - loss floor: no ")
+    assert "; 480 runs" in caption
     fig = plots.loss_curves(results, colour="bias", panels=())
     (ax,) = visible_axes(fig)
     assert fig.axes[0].get_legend().get_title().get_text() == "biases (bias)"
