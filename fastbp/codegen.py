@@ -847,23 +847,36 @@ def _tree_sum(terms) -> str:
 LANE_CHOICES = (1, 2, 4, 8, 16)
 
 
-def lanes_for(layers, n_samples: int, dtype: str) -> int:
+# Steps that call exp for every output or unit do not vectorise across runs: LLVM has no
+# vector exp without a vector math library, so each lane calls it in turn. Measured on the
+# 8-3-8 (AVX-512 EPYC), ns per run-step in blocks of 8 against one run at a time: sigmoid
+# 391 against 224, bce 1,317 against 1,036 (tanh: 252 against 290, blocks still pay).
+SCALAR_EXP = {"activation": ("sigmoid",), "loss_fn": ("bce",)}
+
+
+def lanes_for(layers, n_samples: int, dtype: str, activation="relu", loss_fn="mse") -> int:
     """Runs per block for this architecture on this host, and where the number comes from.
 
     1 (one run at a time: the vector or the single-run form) for networks above
     :func:`register_limit`, where that is faster (measured with the single-run form on
-    8-32-8 and 8-8-8-8: 1.4-1.8x). Otherwise, in this order: ``FASTBP_LANES`` when set (a pin, 1 for
-    one run at a time); the lanes :func:`fastbp.calibrate` measured fastest on this host
-    for the dtype; else one vector register's worth of the dtype on the target CPU (8
-    float64 on AVX-512, 4 on AVX2).
+    8-32-8 and 8-8-8-8: 1.4-1.8x), and for steps that call exp per value (SCALAR_EXP).
+    Otherwise, in this order: ``FASTBP_LANES`` when set (a pin, 1 for one run at a
+    time); the lanes :func:`fastbp.calibrate` measured fastest on this host for the
+    dtype; else one vector register's worth of the dtype on the target CPU (8 float64 on
+    AVX-512, 4 on AVX2).
     """
-    return lanes_and_source(layers, n_samples, dtype)[0]
+    return lanes_and_source(layers, n_samples, dtype, activation, loss_fn)[0]
 
 
-def lanes_and_source(layers, n_samples: int, dtype: str) -> tuple[int, str]:
-    """(lanes, "pinned" | "calibrated" | "vector width" | "large network"): see lanes_for."""
+def lanes_and_source(
+    layers, n_samples: int, dtype: str, activation="relu", loss_fn="mse"
+) -> tuple[int, str]:
+    """(lanes, "pinned" | "calibrated" | "vector width" | "large network" | "exp per
+    lane"): see lanes_for."""
     if products(layers, n_samples) > register_limit(dtype):
         return 1, "large network"
+    if activation in SCALAR_EXP["activation"] or loss_fn in SCALAR_EXP["loss_fn"]:
+        return 1, "exp per lane"
     pinned = pinned_lanes()
     if pinned is not None:
         return pinned, "pinned"

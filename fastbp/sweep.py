@@ -612,7 +612,9 @@ def _kernel_forms(runs, loops=frozenset()) -> dict:
             }  # fmt: skip
             continue
         if full_batch(run):
-            lanes, why = codegen.lanes_and_source(run.layers, run.n_samples, run.dtype)
+            lanes, why = codegen.lanes_and_source(
+                run.layers, run.n_samples, run.dtype, run.activation, run.loss_fn
+            )
         else:
             lanes, why = 1, "mini-batches"
         batch = None if full_batch(run) else run.batch_size

@@ -185,7 +185,9 @@ def block_lanes(config: RunConfig) -> int:
     runs: one)."""
     if not full_batch(config):
         return 1
-    return codegen.lanes_for(config.layers, config.n_samples, config.dtype)
+    return codegen.lanes_for(
+        config.layers, config.n_samples, config.dtype, config.activation, config.loss_fn
+    )
 
 
 def kernel_args(config: RunConfig, lanes: int) -> tuple:

@@ -80,6 +80,13 @@ def test_blocks_stop_at_a_smaller_network_where_a_register_holds_fewer_runs(
     assert codegen.lanes_and_source((8, 8, 8), 8, "float64") == (8, "vector width")
 
 
+def test_steps_that_call_exp_per_value_train_one_run_at_a_time(no_lane_settings):
+    bits = numba_settings.vector_bits()
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "sigmoid") == (1, "exp per lane")
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "relu", "bce") == (1, "exp per lane")
+    assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "tanh") == (bits // 64, "vector width")
+
+
 def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
     import json
 
