@@ -687,6 +687,7 @@ class _Vectors:
         layers, V = self.layers, self.V
         n_layers = len(layers) - 1
         lines, terms, grads = [f"a0_{k} = {x}" for k, x in enumerate(inputs)], [], []
+        guards = []
         for l in range(n_layers):
             fi, fo = layers[l], layers[l + 1]
             for j in range(fo):
@@ -700,12 +701,19 @@ class _Vectors:
                     lines += [f"{name} = {value}" for name, value in lets]
                     terms.append(term)
                     grads.append(grad)
+                    guards.append(step.guard(V, z, self.loss_fn))
         n_out = layers[-1]
-        lines += [f"q{j} = {term}" for j, term in enumerate(terms)]
+        # the terms every step where they are their own guards, else only when needed
+        each_step = guards[0] is None
+        terms_at = [f"q{j} = {term}" for j, term in enumerate(terms)]
+        lines += terms_at if each_step else [f"g{j} = {g}" for j, g in enumerate(guards)]
+        checked = "q" if each_step else "g"
         lines += [
-            "n_large = " + " + ".join(f"vcount_not_below(q{j}, LARGE)" for j in range(n_out)),
+            "n_large = "
+            + " + ".join(f"vcount_not_below({checked}{j}, LARGE)" for j in range(n_out)),
             f"{loss} = 0.0",
             f"if {when}:  # the loss only when needed",
+            *([] if each_step else ["    " + line for line in terms_at]),
             "    total = 0.0",
             *[f"    total += float(q{j}[{i}])" for j in range(n_out) for i in range(N)],
             f"    {loss} = total / np.uint64({n_out * N})",

@@ -75,6 +75,15 @@ def loss(o, y, t, d: str, loss_fn: str = "mse") -> tuple[list[tuple[str, str]], 
     return [(d, o.sub(y, t))], o.mul(d, d), o.div(o.mul(o.two, d), "n_out")
 
 
+def guard(o, y, loss_fn: str = "mse") -> str | None:
+    """A cheap stand-in for the loss's term at output y, for the check that the loss is
+    finite: every kernel adds the terms up only when the loss is logged, or when some
+    guard is at or above the bound LARGE (NaN included), below which the sum of all terms
+    cannot overflow. None: the term is its own guard (mse). bce: y², since a term is at
+    most 2|y| + 1 for targets in [0, 1], so it spares the exp and log1p of every step."""
+    return o.mul(y, y) if loss_fn == "bce" else None
+
+
 def update(o, p, g, rate) -> str:
     """Plain SGD: p - rate * g, as one fused multiply-add."""
     return o.fma(o.neg(rate), g, p)
