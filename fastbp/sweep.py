@@ -409,6 +409,10 @@ def _kernel_text(run) -> str:
     parts = [fmt("layers", run.layers), run.activation, "" if run.bias else "no bias"]
     parts += [run.dtype if run.dtype != "float64" else ""]
     parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
+    parts += [
+        run.dataset if run.dataset != "encoder" else "",
+        run.loss_fn if run.loss_fn != "mse" else "",
+    ]
     return " ".join(p for p in parts if p)
 
 

@@ -449,3 +449,12 @@ def test_results_written_before_loss_fn_existed_load_and_resume_as_they_are(tmp_
     assert again.returncode == 0, again.stderr
     assert "warning" not in again.stderr and "4 reused" in again.stdout
     assert_same_tables(load_results(out), before)
+
+
+def test_meta_names_every_kernel_apart():
+    from fastbp.sweep import _kernel_forms
+
+    runs = [RunConfig(layers=(2, 3, 1), dataset=d, loss_fn=f, steps=5)
+            for d in ("xor", "parity") for f in ("mse", "bce")]  # fmt: skip
+    runs.append(RunConfig(layers=(2, 3, 1), dataset="xor", batch_size=2, steps=5))
+    assert len(_kernel_forms(runs)) == 5
