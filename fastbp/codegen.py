@@ -259,6 +259,7 @@ def _source(
         "    one = F(1.0)",
         "    two = F(2.0)",
         f"    n_out = F({layers[-1] * N})",
+        f"    n_samples = F({N})",
         f"    lr_ = np.empty({L}, dtype=F)  # the update in the parameters' dtype",
         f"    for r in range({L}):",
         "        lr_[r] = lr[r]",
@@ -337,11 +338,16 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn) -> list[str]:
                     body += [f"{acts[-1][i][j]} = {v}"]
     n_out, count = layers[-1], layers[-1] * N
     err = [[f"e{n_layers}_{i}_{j}" for j in range(n_out)] for i in range(N)]
-    terms = []
+    terms, samples = [], []
+    for i in range(N):  # what the loss needs from each sample's outputs first (if anything)
+        names = [f"m{i}", f"s{i}"]
+        lets = step.per_sample(S, acts[-1][i], names, loss_fn)
+        body += [f"{name} = {value}" for name, value in lets]
+        samples.append(names if lets else None)
     for j in range(n_out):
         for i in range(N):
             p = j * N + i
-            lets, term, grad = step.loss(S, acts[-1][i][j], f"y{p}", f"d{p}", loss_fn)
+            lets, term, grad = step.loss(S, acts[-1][i][j], f"y{p}", f"d{p}", loss_fn, samples[i])
             body += [*(f"{name} = {value}" for name, value in lets), f"{err[i][j]} = {grad}"]
             terms.append(term)
     # The loss is needed when logged, and to see a run diverge; adding up its squares at
@@ -362,7 +368,7 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn) -> list[str]:
         "        total = 0.0  # float64, the terms in order",
         f"        for p in range({count}):",
         f"            total += float(ws[{lay['sq']} + p * {L} + r])",
-        f"        loss[r] = total / np.uint64({count})",
+        f"        loss[r] = total / np.uint64({N if step.per_sample_mean(loss_fn) else count})",
         "else:  # all finite: no need to add them up",
         f"    for r in range({L}):",
         "        loss[r] = 0.0",
@@ -417,7 +423,8 @@ def _layout_single(layers, N) -> dict:
             lay[name].append(at)
             at += width * N
     lay["t"], lay["tt"], lay["sq"] = at, at + layers[-1] * N, at + 2 * layers[-1] * N
-    lay["size"] = at + 3 * layers[-1] * N
+    lay["smp"] = at + 3 * layers[-1] * N  # two values per sample, for some losses
+    lay["size"] = lay["smp"] + 2 * N
     return lay
 
 
@@ -458,7 +465,10 @@ def _step_single(layers, activation, bias, N, lay, loss_fn) -> list[str]:
             ]
     y, dy, count = lay["a"][-1], lay["d"][-1], layers[-1] * N
     fi, fo = layers[-2], layers[-1]
-    if fo >= fi:  # the output errors transposed, straight from a transposed forward pass
+    # the output errors transposed, straight from a transposed forward pass (not for a
+    # loss that needs all of a sample's outputs first)
+    transposed_out = fo >= fi and not step.folds(loss_fn)
+    if transposed_out:
         h, w, b, dyt = lay["a"][-2], lay["w"][-1], lay["b"][-1], lay["dt"][-1]
         yij = f"ws[{dyt} + i * {fo} + j]"
         lets, _, grad = step.loss(S, "y", f"ws[{lay['tt']} + i * {fo} + j]", "d", loss_fn)
@@ -475,7 +485,12 @@ def _step_single(layers, activation, bias, N, lay, loss_fn) -> list[str]:
             *(f"        {name} = {value}" for name, value in lets),
             f"        {yij} = {grad}",
         ]
-    lets, term, grad = step.loss(S, f"ws[{y} + p]", f"ws[{lay['t']} + p]", "d", loss_fn)
+    names = [f"ws[{lay['smp']} + i]", f"ws[{lay['smp'] + N} + i]"]
+    firsts = step.per_sample(S, [f"ws[{y} + {j * N} + i]" for j in range(fo)], names, loss_fn)
+    if firsts:  # what the loss needs from each sample's outputs first
+        body += [f"for i in range({N}):", *(f"    {n} = {v}" for n, v in firsts)]
+    sample = [name.replace("+ i]", f"+ p % {N}]") for name in names] if firsts else None
+    lets, term, grad = step.loss(S, f"ws[{y} + p]", f"ws[{lay['t']} + p]", "d", loss_fn, sample)
     body += [
         f"for p in range({count}):",
         *(f"    {name} = {value}" for name, value in lets),
@@ -489,14 +504,14 @@ def _step_single(layers, activation, bias, N, lay, loss_fn) -> list[str]:
         "    total = 0.0",
         f"    for p in range({count}):",
         f"        total += float(ws[{lay['sq']} + p])",
-        f"    loss[0] = total / np.uint64({count})",
+        f"    loss[0] = total / np.uint64({N if step.per_sample_mean(loss_fn) else count})",
         *_checks(1),
     ]
     for l in range(n_layers - 1, -1, -1):
         fi, fo = layers[l], layers[l + 1]
         h, dz, gw, gb = lay["a"][l], lay["d"][l + 1], g + lay["w"][l], g + lay["b"][l]
         along_outputs = fo >= fi
-        have_dt = l == n_layers - 1 and along_outputs  # from the transposed forward pass
+        have_dt = l == n_layers - 1 and transposed_out  # from the transposed forward pass
         if (along_outputs or bias) and not have_dt:  # the errors transposed, (N, fo)
             body += [
                 f"for i in range({N}):",
@@ -696,13 +711,16 @@ class _Vectors:
                 lines += [f"{z} = {V.add(V.dot(pairs), f'b{l}[{j}]')}"]
                 if l < n_layers - 1:
                     lines += [f"a{l + 1}_{j} = {V.apply(step.activate, ['z'], self.activation)}"]
-                else:
-                    lets, term, grad = V.loss(z, targets[j], f"d{j}", self.loss_fn)
-                    lines += [f"{name} = {value}" for name, value in lets]
-                    terms.append(term)
-                    grads.append(grad)
-                    guards.append(step.guard(V, z, self.loss_fn))
         n_out = layers[-1]
+        outputs = [f"y{j}" for j in range(n_out)]
+        firsts = V.per_sample(outputs, ["m", "s"], self.loss_fn)  # per sample, if needed
+        lines += [f"{name} = {value}" for name, value in firsts]
+        for j, y in enumerate(outputs):
+            lets, term, grad = V.loss(y, targets[j], f"d{j}", self.loss_fn, firsts and ["m", "s"])
+            lines += [f"{name} = {value}" for name, value in lets]
+            terms.append(term)
+            grads.append(grad)
+            guards.append(step.guard(V, y, self.loss_fn))
         # the terms every step where they are their own guards, else only when needed
         each_step = guards[0] is None
         terms_at = [f"q{j} = {term}" for j, term in enumerate(terms)]
@@ -716,7 +734,7 @@ class _Vectors:
             *([] if each_step else ["    " + line for line in terms_at]),
             "    total = 0.0",
             *[f"    total += float(q{j}[{i}])" for j in range(n_out) for i in range(N)],
-            f"    {loss} = total / np.uint64({n_out * N})",
+            f"    {loss} = total / np.uint64({N if step.per_sample_mean(self.loss_fn) else n_out * N})",
         ]
         return lines, grads
 
@@ -793,6 +811,7 @@ def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn) -> list[str
         body = [
             *(f"{r} = np.uint64(order[epoch, start + {i}])" for i, r in enumerate(rows)),
             f"n_out = F({layers[-1] * size})",
+            f"n_samples = F({size})",
             *code.load(),
             *forward,
             "if not math.isfinite(batch_loss):  # the run ends here, as it stands",
@@ -859,7 +878,7 @@ LANE_CHOICES = (1, 2, 4, 8, 16)
 # vector exp without a vector math library, so each lane calls it in turn. Measured on the
 # 8-3-8 (AVX-512 EPYC), ns per run-step in blocks of 8 against one run at a time: sigmoid
 # 391 against 224, bce 1,317 against 1,036 (tanh: 252 against 290, blocks still pay).
-SCALAR_EXP = {"activation": ("sigmoid",), "loss_fn": ("bce",)}
+SCALAR_EXP = {"activation": ("sigmoid",), "loss_fn": ("bce", "cross_entropy")}
 
 
 def lanes_for(layers, n_samples: int, dtype: str, activation="relu", loss_fn="mse") -> int:

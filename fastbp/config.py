@@ -18,7 +18,7 @@ INITS = ("he", "xavier", "normal")
 DATASETS = ("encoder", "xor", "parity")
 PARITY_MAX_BITS = 16  # 65,536 samples
 DTYPES = ("float64", "float32")
-LOSSES = ("mse", "bce")
+LOSSES = ("mse", "bce", "cross_entropy")
 
 
 class ConfigError(ValueError):
@@ -49,7 +49,7 @@ class RunConfig:
     init_scale: float = 0.1  # standard deviation of the weights when init = "normal"
     dataset: str = "encoder"  # encoder: X = T = identity(layers[0]); xor; parity (fastbp.data)
     dtype: str = "float64"  # or "float32" (parameters, activations; loss sums stay float64)
-    loss_fn: str = "mse"  # mse: mean (Y - T)^2; bce: binary cross-entropy on sigmoid(Y)
+    loss_fn: str = "mse"  # mse: mean (Y - T)^2; bce on sigmoid(Y); cross_entropy on softmax(Y)
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
@@ -63,6 +63,12 @@ class RunConfig:
                 n_out == 1 and n_in <= PARITY_MAX_BITS,
             ),  # fmt: skip
         }
+        if self.loss_fn == "cross_entropy" and n_out < 2:
+            raise ConfigError(
+                "loss_fn",
+                f"loss_fn 'cross_entropy' needs at least 2 outputs (a softmax over them), "
+                f"got {_fmt_layers(self.layers)}; for one output use 'bce'",
+            )
         rule, fits = shape[self.dataset]
         if not fits:
             raise ConfigError(

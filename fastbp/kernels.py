@@ -92,12 +92,25 @@ def _slope(activation) -> list[str]:
 
 
 def _loss() -> str:
-    """``if loss == 0: ...``: per loss function, its terms summed and its gradient."""
+    """``if loss == 0: ...``: per loss function, its terms summed and its gradient; for a
+    loss that needs values of each sample's outputs first (step.folds), those go to
+    ``scratch`` (one row per value) in a first pass over the samples."""
     out = []
     for code, loss_fn in enumerate(LOSSES):
-        lets, term, grad = step.loss(S, "A[y + p]", "T[t + p]", "d", loss_fn)
+        folds = step.folds(loss_fn)
+        names = [f"scratch[{k} * n + i]" for k in range(len(folds))]
+        sample = [f"scratch[{k} * n + p % n]" for k in range(len(folds))] or None
+        lets, term, grad = step.loss(S, "A[y + p]", "T[t + p]", "d", loss_fn, sample)
+        out += [f"{'if' if code == 0 else 'elif'} loss == {code}:  # {loss_fn}"]
+        for name, (start, fold) in zip(names, folds, strict=True):
+            first = start == "first"
+            out += [
+                "    for i in range(n):",
+                f"        {name} = {'A[y + i]' if first else 'zero'}",
+                f"        for j in range({1 if first else 0}, units):",
+                f"            {name} = {fold(S, name, 'A[y + j * n + i]', names)}",
+            ]
         out += [
-            f"{'if' if code == 0 else 'elif'} loss == {code}:  # {loss_fn}",
             "    for p in range(count):",
             *(f"        {name} = {value}" for name, value in lets),
             f"        total += float({term})  # float64 (float(): also in plain Python)",
@@ -117,6 +130,7 @@ def source() -> str:
         slope=_indent(_by_activation(_slope), 4),
         loss=_indent(_loss(), 4),
         update=step.update(S, "theta[p]", "G[p]", "lr_"),
+        per_sample_means=tuple(k for k, fn in enumerate(LOSSES) if step.per_sample_mean(fn)),
     )
 
 
@@ -129,6 +143,8 @@ import numpy as np
 
 from fastbp.intrinsics import fma, relu, where_positive
 from fastbp.numba_settings import cached_njit
+
+PER_SAMPLE_MEANS = {per_sample_means}  # loss codes whose mean is over the samples only
 
 
 @cached_njit
@@ -209,14 +225,16 @@ def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
 
 
 @cached_njit
-def loss_and_output_grad(A, D, y, T, t, count, loss):
-    """Return the loss of the count outputs Y = A[y:] against T[t:] (loss function number
-    ``loss``: the mean of its terms), and write its gradient dL/dY to D[y:]."""
+def loss_and_output_grad(A, D, y, T, t, count, loss, units, scratch):
+    """Return the loss of the count outputs Y = A[y:] against T[t:], a (units, n) block
+    (loss function number ``loss``: the sum of its terms over its divisor), and write its
+    gradient dL/dY to D[y:]. ``scratch``: room for two values per sample."""
     total = 0.0  # the loss is summed in float64 whatever the dtype
     F = D.dtype.type  # the gradient stays in the dtype
-    two, n_out = F(2.0), F(count)
+    n = count // units
+    zero, two, n_out, n_samples = F(0.0), F(2.0), F(count), F(n)
     {loss}
-    return total / count
+    return total / (n if loss in PER_SAMPLE_MEANS else count)
 
 
 @cached_njit
@@ -255,7 +273,10 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G, loss=0):
     _gather_transposed(A, X, every)
     _gather_transposed(T_t, T, every)
     forward(theta, sizes, w_off, b_off, act, a_off, A, n)
-    value = loss_and_output_grad(A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size), loss)
+    scratch = np.empty(2 * X.shape[0], dtype=theta.dtype)
+    value = loss_and_output_grad(
+        A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size), loss, sizes[last], scratch
+    )
     backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
     return value
 
@@ -291,6 +312,7 @@ def train_kernel(
     _gather_transposed(A, X, every)
     lr_ = theta.dtype.type(lr)  # the update in the parameters' dtype
     T_size = np.uint64(T.size)
+    scratch = np.empty(2 * X.shape[0], dtype=theta.dtype)  # per-sample values of a loss
     i_log = 0
     for t in range(n_steps + 1):
         log_now = t == log_steps[i_log]
@@ -298,7 +320,9 @@ def train_kernel(
             if not full:  # the last mini-batch overwrote the inputs
                 _gather_transposed(A, X, every)
             forward(theta, sizes, w_off, b_off, act, a_off, A, n_samples)
-            value = loss_and_output_grad(A, D, a_off[y], T_all, np.uint64(0), T_size, loss)
+            value = loss_and_output_grad(
+                A, D, a_off[y], T_all, np.uint64(0), T_size, loss, sizes[y], scratch
+            )
             if not math.isfinite(value):
                 return t
             if log_now:
@@ -316,7 +340,9 @@ def train_kernel(
             _gather_transposed(T_batch, T, rows)
             forward(theta, sizes, w_off, b_off, act, a_off, A, n)
             size = sizes[y] * n
-            batch_loss = loss_and_output_grad(A, D, a_off[y], T_batch, np.uint64(0), size, loss)
+            batch_loss = loss_and_output_grad(
+                A, D, a_off[y], T_batch, np.uint64(0), size, loss, sizes[y], scratch
+            )
             if not math.isfinite(batch_loss):
                 return t
         backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)

@@ -63,7 +63,25 @@ def bce_grad(Y, T):
     return (1.0 / (1.0 + np.exp(-Y)) - T) / Y.size
 
 
-LOSSES = {"mse": (mse, mse_grad), "bce": (bce, bce_grad)}
+def cross_entropy(Y, T):
+    """Softmax cross-entropy with probability targets (as PyTorch's cross_entropy): the
+    mean over samples of -sum T log softmax(Y), with the log-sum-exp taken stably."""
+    m = Y.max(axis=1, keepdims=True)
+    log_softmax = Y - m - np.log(np.exp(Y - m).sum(axis=1, keepdims=True))
+    return -(T * log_softmax).sum() / len(Y)
+
+
+def cross_entropy_grad(Y, T):
+    m = Y.max(axis=1, keepdims=True)
+    e = np.exp(Y - m)
+    return (e / e.sum(axis=1, keepdims=True) - T) / len(Y)
+
+
+LOSSES = {
+    "mse": (mse, mse_grad),
+    "bce": (bce, bce_grad),
+    "cross_entropy": (cross_entropy, cross_entropy_grad),
+}
 
 
 def forward(layers, X, act):

@@ -55,7 +55,40 @@ def slope(o, e, h, activation: str) -> str:
     return e
 
 
-def loss(o, y, t, d: str, loss_fn: str = "mse") -> tuple[list[tuple[str, str]], str, str]:
+def folds(loss_fn: str) -> list[tuple[str, object]]:
+    """What a loss needs from all the outputs of one sample before its terms, as folds
+    over the units in order: (start, step) per value, ``start`` "first" (the first unit's
+    output) or "zero", ``step(o, acc, y, names)`` the next value. cross_entropy: m, the
+    largest output, then s, the sum of exp(y - m). None for the other losses."""
+    if loss_fn != "cross_entropy":
+        return []
+    return [
+        ("first", lambda o, acc, y, names: o.max(acc, y)),
+        ("zero", lambda o, acc, y, names: o.add(acc, o.exp(o.sub(y, names[0])))),
+    ]
+
+
+def per_sample(o, ys, names, loss_fn: str = "mse") -> list[tuple[str, str]]:
+    """:func:`folds` over one sample's outputs ``ys`` written out: (name, value) pairs to
+    assign in order, under the kernel's ``names``."""
+    lets = []
+    for name, (start, step) in zip(names, folds(loss_fn), strict=False):
+        value, rest = (ys[0], ys[1:]) if start == "first" else (o.zero, ys)
+        for y in rest:
+            value = step(o, value, y, names)
+        lets.append((name, value))
+    return lets
+
+
+def per_sample_mean(loss_fn: str) -> bool:
+    """Whether the loss is the sum of its terms over the samples (cross_entropy), not over
+    the samples and outputs."""
+    return loss_fn == "cross_entropy"
+
+
+def loss(
+    o, y, t, d: str, loss_fn: str = "mse", sample=None
+) -> tuple[list[tuple[str, str]], str, str]:
     """The loss at one output y with target t: (lets, term, gradient).
 
     ``lets`` are (name, value) pairs the kernel assigns first, under the name ``d`` it
@@ -66,7 +99,16 @@ def loss(o, y, t, d: str, loss_fn: str = "mse") -> tuple[list[tuple[str, str]], 
     bce: binary cross-entropy on sigmoid(y), as PyTorch's
     ``binary_cross_entropy_with_logits``: the term max(y, 0) - y t + log1p(exp(-|y|)),
     the gradient (sigmoid(y) - t) / n_out. Both in the dtype (a float32 run rounds them
-    once, from float64)."""
+    once, from float64).
+    cross_entropy: softmax over a sample's outputs, as PyTorch's ``cross_entropy`` with
+    probability targets: with ``sample`` = (m, s) from :func:`per_sample`, the term
+    t (m + log s - y), so that a sample's terms add up to -sum t log softmax(y), and the
+    gradient (exp(y - m) / s - t) / n_samples."""
+    if loss_fn == "cross_entropy":
+        m, s = sample
+        term = o.cast(o.mul(t, o.sub(o.add(m, o.log(s)), y)))
+        softmax = o.div(o.exp(o.sub(y, m)), s)
+        return [], term, o.cast(o.div(o.sub(softmax, t), "n_samples"))
     if loss_fn == "bce":
         softplus = o.add(o.relu(y), o.log1p(o.exp(o.neg(o.abs(y)))))
         term = o.cast(o.sub(softplus, o.mul(y, t)))
@@ -79,9 +121,10 @@ def guard(o, y, loss_fn: str = "mse") -> str | None:
     """A cheap stand-in for the loss's term at output y, for the check that the loss is
     finite: every kernel adds the terms up only when the loss is logged, or when some
     guard is at or above the bound LARGE (NaN included), below which the sum of all terms
-    cannot overflow. None: the term is its own guard (mse). bce: y², since a term is at
-    most 2|y| + 1 for targets in [0, 1], so it spares the exp and log1p of every step."""
-    return o.mul(y, y) if loss_fn == "bce" else None
+    cannot overflow. None: the term is its own guard (mse). bce and cross_entropy: y²,
+    since a term is at most a few times the largest |y| for targets in [0, 1] (plus log of
+    the outputs' count), so it spares the exp and log of every step."""
+    return o.mul(y, y) if loss_fn in ("bce", "cross_entropy") else None
 
 
 def update(o, p, g, rate) -> str:
@@ -130,6 +173,12 @@ class Scalar:
 
     def log1p(self, v):
         return f"math.log1p({v})"
+
+    def log(self, v):
+        return f"math.log({v})"
+
+    def max(self, a, b):
+        return f"max({a}, {b})"
 
     def abs(self, v):
         return f"abs({v})"
@@ -197,6 +246,12 @@ class Vector(Scalar):
     def log1p(self, v):
         raise Lanewise
 
+    def log(self, v):
+        raise Lanewise
+
+    def max(self, a, b):
+        raise Lanewise
+
     def abs(self, v):
         raise Lanewise
 
@@ -212,14 +267,35 @@ class Vector(Scalar):
         except Lanewise:
             return self._lanes(rule(SCALAR, *self._lane(vectors, i), *args) for i in self._each)
 
-    def loss(self, y, t, d, loss_fn="mse") -> tuple[list[tuple[str, str]], str, str]:
+    def loss(self, y, t, d, loss_fn="mse", sample=None) -> tuple[list[tuple[str, str]], str, str]:
         """:func:`loss` on vectors, as :meth:`apply` (lane by lane, d becomes d_0, d_1...)."""
         try:
-            return loss(self, y, t, d, loss_fn)
+            return loss(self, y, t, d, loss_fn, sample)
         except Lanewise:
-            lanes = [loss(SCALAR, *self._lane([y, t], i), f"{d}_{i}", loss_fn) for i in self._each]
+            lanes = [
+                loss(
+                    SCALAR,
+                    *self._lane([y, t], i),
+                    f"{d}_{i}",
+                    loss_fn,
+                    sample and self._lane(sample, i),
+                )  # fmt: skip
+                for i in self._each
+            ]
             lets = [let for each in lanes for let in each[0]]
             return lets, self._lanes(x[1] for x in lanes), self._lanes(x[2] for x in lanes)
+
+    def per_sample(self, ys, names, loss_fn="mse") -> list[tuple[str, str]]:
+        """:func:`per_sample` on vectors of samples, as :meth:`apply`: lane by lane, each
+        name then a vector of its lanes' values (named name_0, name_1...)."""
+        try:
+            return per_sample(self, ys, names, loss_fn)
+        except Lanewise:
+            lets = []
+            for i in self._each:
+                lane = per_sample(SCALAR, self._lane(ys, i), [f"{n}_{i}" for n in names], loss_fn)
+                lets += [(name, f"F({value})") for name, value in lane]
+            return lets + [(n, self._lanes(f"{n}_{i}" for i in self._each)) for n in names]
 
     @property
     def _each(self):

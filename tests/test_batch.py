@@ -28,7 +28,9 @@ ARCHITECTURES = [  # few, since each is compiled once per lane count
         dtype="float32",
         dataset="xor",
         loss_fn="bce",
-    ),  # fmt: skip
+    ),
+    dict(layers=(8, 3, 8), activation="relu", bias=True, dtype="float32", loss_fn="cross_entropy"),
+    dict(layers=(6, 30, 6), activation="tanh", bias=True, dtype="float64", loss_fn="cross_entropy"),
 ]
 
 
@@ -218,6 +220,13 @@ def test_mini_batch_runs_train_on_a_generated_kernel_with_the_loop_kernels_bits(
         alone = train(config, engine="loops")
         assert_bits(result, alone)
         assert_bits(train(config), alone)
+
+
+def test_cross_entropy_in_blocks_has_the_bits_of_runs_alone():
+    # One run at a time is the default for it (exp per lane): blocks are asked for here.
+    configs = many_runs(dict(loss_fn="cross_entropy"))[:6]
+    for config, result in zip(configs, train_batch(configs, lanes=4), strict=True):
+        assert_bits(result, train(config, engine="loops"))
 
 
 def test_mini_batch_runs_too_wide_for_a_vector_take_the_loop_kernel():

@@ -58,6 +58,7 @@ def test_numbers_are_normalised():
         ("dataset", "mnist", "dataset must be one of 'encoder', 'xor', 'parity', got 'mnist'"),
         ("dataset", "xor", "layers must have 2 inputs and 1 output for dataset 'xor', got 8-3-8"),
         ("dataset", "parity", "layers must have 1 output and at most 16 inputs for dataset"),
+        ("loss_fn", "ce", "loss_fn must be one of 'mse', 'bce', 'cross_entropy', got 'ce'"),
         ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
         ("batch_size", 9, "batch_size must be None or between 1 and n_samples = 8, got 9"),
         ("bias", "yes", "bias must be true or false, got 'yes'"),
@@ -130,3 +131,9 @@ def test_fields_added_since_0_3_leave_the_ids_of_earlier_results_alone():
     assert RunConfig().run_id == "483745e610ca"  # the id fastbp 0.3 gave the default run
     assert RunConfig(loss_fn="mse").run_id == RunConfig().run_id
     assert RunConfig(loss_fn="bce").run_id != RunConfig().run_id
+
+
+def test_cross_entropy_needs_two_outputs():
+    with pytest.raises(ConfigError, match="^loss_fn 'cross_entropy' needs at least 2 outputs") as e:
+        RunConfig(layers=(2, 3, 1), dataset="xor", loss_fn="cross_entropy")
+    assert e.value.field == "loss_fn" and "use 'bce'" in str(e.value)

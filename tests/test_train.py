@@ -39,6 +39,10 @@ def assert_same_run(fast, slow, rtol=1e-10):
             layers=(2, 4, 1), dataset="xor", activation="relu", loss_fn="bce", lr=0.3, steps=500
         ),  # fmt: skip
         RunConfig(layers=(8, 3, 8), loss_fn="bce", lr=0.2, steps=600, log_every=50),
+        RunConfig(layers=(8, 3, 8), loss_fn="cross_entropy", lr=0.5, steps=600, log_every=50),
+        RunConfig(
+            layers=(5, 4, 3, 5), activation="tanh", loss_fn="cross_entropy", lr=0.3, steps=400
+        ),  # fmt: skip
     ],
     ids=lambda c: (
         f"{c.dataset}-{'-'.join(map(str, c.layers))}-{c.activation}-bias{c.bias}-{c.loss_fn}"
