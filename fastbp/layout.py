@@ -231,16 +231,19 @@ class Roles:
 
 def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) -> Roles:
     """The roles a figure gives the swept fields: ``colour`` the first swept field not in
-    ``exclude``, ``panels`` the next ones while they make at most ``max_panels`` panels.
-    Either can be chosen by hand (a field name; ``panels`` a list, ``()`` for none)."""
+    ``exclude``, ``panels`` the next ones while they make at most ``max_panels`` panels
+    (a swept loss_fn first: losses of different functions are not comparable). Either can
+    be chosen by hand (a field name; ``panels`` a list, ``()`` for none)."""
     runs = results.runs
     fields = swept_of(results)
     check_field("colour", colour)
     for f in panels or ():
         check_field("panels", f)
     candidates = [f for f in fields if f != "seed" and f not in exclude]
+    if "loss_fn" in candidates:  # losses are not comparable: each in its own panels
+        candidates = ["loss_fn"] + [f for f in candidates if f != "loss_fn"]
     if colour is None:
-        colour = next(iter(candidates), None)
+        colour = next((f for f in candidates if f != "loss_fn"), None)
     if panels is None:
         panels, count = [], 1
         for f in candidates:

@@ -335,7 +335,8 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
             [grouped.median(), grouped.quantile(lo), grouped.quantile(hi)], axis=1,
             keys=["median", "min", "max"],
         )  # fmt: skip
-    fig, axes = _figure(len(groups), sharey=True)
+    mixed = _losses_differ(runs)
+    fig, axes = _figure(len(groups), sharey=not mixed)
     diverged = runs["diverged"].to_numpy(bool)
     with_bands = len(colours.colours) <= len(PALETTE)  # more bands than that hide each other
     floor_shown = False
@@ -367,14 +368,16 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
         ax.set_title(title + extra, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
-    for ax in axes:
-        if ax.get_subplotspec().is_first_col():
-            ax.set_ylabel(loss_label(runs))
+    for ax, (_, mask) in zip(axes, groups, strict=True):
+        if mixed or ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(loss_label(runs[mask] if mixed else runs))
     finite = stats["min"].to_numpy()
     finite = finite[np.isfinite(finite) & (finite > 0)]
     if len(finite) and _log_y(axes[0], finite):
         axes[0].set_ylim(finite.min() / 1.3, top)
         for ax in axes:
+            if mixed:
+                ax.set_yscale("log")
             _plain_log(ax.yaxis)
     what = f"median, {_band_text(n_max)}" if with_bands else f"median of each {r.colour} value"
     _titles(fig, f"Loss curves: {what}", results, r.pooled)
@@ -402,7 +405,8 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     """Final loss of every run at its own x (the primary field unless ``x``), a median line
     and a band per value of the colour field; diverged runs as crosses along the top."""
     runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=6)
-    fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=True)
+    mixed = _losses_differ(runs)
+    fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=not mixed)
     series = colours.codes(runs)
     n_series = len(colours.colours)
     n_max, floor_shown = 1, False
@@ -440,20 +444,27 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     finite = runs.loc[~runs["diverged"], "final_loss"].to_numpy(dtype=float)
     if _log_y(axes[0], finite):
         for ax in axes:
+            if mixed:
+                ax.set_yscale("log")
             _plain_log(ax.yaxis)
     elif not np.isfinite(finite).any():
         for ax in axes:
             ax.set_yticks([])
             ax.text(0.5, 0.5, "no run has a finite final loss", transform=ax.transAxes,
                     ha="center", va="center", color="0.3")  # fmt: skip
-    for ax in axes:
-        if ax.get_subplotspec().is_first_col():
-            ax.set_ylabel(loss_label(runs, "final loss"))
+    for ax, (_, mask) in zip(axes, groups, strict=True):
+        if mixed or ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(loss_label(runs[mask] if mixed else runs, "final loss"))
     extra = _diverged_handle(runs) + _floor_handle(floor_shown)
     _titles(fig, f"Final loss by {label(x)}: every run, median line, {_band_text(n_max)}",
             results, r.pooled)  # fmt: skip
     colours.key(fig, axes, extra)
     return fig
+
+
+def _losses_differ(runs) -> bool:
+    """Whether the runs have different loss functions (then no shared loss axis)."""
+    return "loss_fn" in runs and runs["loss_fn"].nunique() > 1
 
 
 def _floor_lines(ax, runs) -> bool:

@@ -362,3 +362,14 @@ def test_runs_that_diverge_at_once_still_show_where_they_started(shapes):
         assert len(dots.get_offsets()) == 2 and (dots.get_offsets()[:, 0] == 0).all()
     fig = plots.final_loss(results)
     assert "no run has a finite final loss" in all_text(fig)
+
+
+def test_runs_of_different_loss_functions_get_panels_of_their_own():
+    from types import SimpleNamespace
+
+    from fastbp.layout import roles
+
+    runs = pd.DataFrame({"lr": [0.1, 0.1, 0.01, 0.01], "loss_fn": ["mse", "bce"] * 2,
+                         "seed": [0, 0, 0, 0]})  # fmt: skip
+    r = roles(SimpleNamespace(runs=runs, swept=("loss_fn", "lr")))
+    assert r.colour == "lr" and r.panels == ("loss_fn",)  # never a colour, never pooled
