@@ -59,7 +59,7 @@ def folds(loss_fn: str) -> list[tuple[str, object]]:
     """What a loss needs from all the outputs of one sample before its terms, as folds
     over the units in order: (start, step) per value, ``start`` "first" (the first unit's
     output) or "zero", ``step(o, acc, y, names)`` the next value. cross_entropy: m, the
-    largest output, then s, the sum of exp(y - m). None for the other losses."""
+    largest output, then s, the sum of exp(y - m). Empty for the other losses."""
     if loss_fn != "cross_entropy":
         return []
     return [
@@ -237,23 +237,10 @@ class Vector(Scalar):
     def where_positive(self, v, h):
         return f"vwhere_positive({v}, {h})"
 
-    def tanh(self, v):
-        raise Lanewise
+    def _lanewise(self, *operands):
+        raise Lanewise  # no vector instruction for it here
 
-    def exp(self, v):
-        raise Lanewise
-
-    def log1p(self, v):
-        raise Lanewise
-
-    def log(self, v):
-        raise Lanewise
-
-    def max(self, a, b):
-        raise Lanewise
-
-    def abs(self, v):
-        raise Lanewise
+    tanh = exp = log1p = log = max = abs = cast = _lanewise
 
     def dot(self, pairs, zero=None):
         return f"vfma_chain({zero or self.zero}, {', '.join(f'{a}, {b}' for a, b in pairs)})"
