@@ -62,11 +62,14 @@ def _block_kernel(
     dtype: str,
     batch_size: int | None = None,
     loss_fn: str = "mse",
+    optimizer: str = "sgd",
+    decay: bool = False,
 ):
-    """The compiled ``train_block`` function for this architecture (generated if needed).
+    """The compiled ``train_block`` function for this architecture (generated if needed),
+    with the loss ``loss_fn`` and the ``optimizer`` (``decay``: with weight decay).
 
     ``train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at,
-    order)`` trains ``lanes`` runs side by side, full-batch, or one run in mini-batches
+    order, hyper)`` trains ``lanes`` runs side by side, full-batch, or one run in mini-batches
     of ``batch_size`` (see :func:`minibatch_form`):
 
     theta : (P * lanes,) parameter p of run r at p * lanes + r (the layout of
@@ -82,8 +85,10 @@ def _block_kernel(
     X : (n_samples, n_in); T_t : (n_out * n_samples,) the targets, transposed.
     order : (n_epochs, n_samples) int64, mini-batches only: row e is the sample order of
         epoch e, walked ``batch_size`` samples per update, as the loop kernel does.
+    hyper : float64, the optimizer's values (fastbp.step.HYPER), the same for all lanes.
+    The optimizer's state starts at zero.
     """
-    args = (layers, activation, bias, n_samples, lanes, dtype, batch_size, loss_fn)
+    args = (layers, activation, bias, n_samples, lanes, dtype, batch_size, loss_fn, optimizer, decay)
     return kernel_cache.load(_source(*args)).train_block
 
 
@@ -133,9 +138,10 @@ def products(layers, n_samples) -> int:
     return 3 * n_samples * sum(a * b for a, b in zip(layers[:-1], layers[1:], strict=False))
 
 
-def _layout(layers, N, L) -> dict:
+def _layout(layers, N, L, n_state=0) -> dict:
     """Workspace offsets, registers form: the parameters (P * L values, the layout of
-    fastbp.params.flatten with runs innermost), their gradients, the rates (L), the
+    fastbp.params.flatten with runs innermost), their gradients and the ``n_state``
+    values of the optimizer's state in the same layout, the rates (L), the
     flags of large squares (L) and the squares of one step (n_out * N * L)."""
     w_off, b_off, at = [], [], 0
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
@@ -144,7 +150,7 @@ def _layout(layers, N, L) -> dict:
         b_off.append(at)
         at += fan_out * L
     lay = dict(w=w_off, b=b_off, n_theta=at, g=at)
-    at *= 2
+    at *= 2 + n_state
     lay["rate"], lay["bad"], lay["sq"] = at, at + L, at + 2 * L
     lay["size"] = at + 2 * L + N * layers[-1] * L
     return lay
@@ -169,14 +175,40 @@ def minibatch_form(layers, n_samples, batch_size, dtype) -> bool:
 
 
 def _source(
-    layers, activation, bias, n_samples, lanes, dtype, batch_size=None, loss_fn="mse"
+    layers,
+    activation,
+    bias,
+    n_samples,
+    lanes,
+    dtype,
+    batch_size=None,
+    loss_fn="mse",
+    optimizer="sgd",
+    decay=False,
 ) -> str:
     L, N = lanes, n_samples
     form = form_for(layers, N, L, dtype, batch_size)
+    n_state = len(step.state(optimizer))
+    opt = (optimizer, decay)
+    # The full-batch forms (registers, vector) defer each update to the next step: their
+    # first step applies none (rate and weight decay zero), and step t applies update t.
+    deferred = form in ("registers", "vector")
+    number = "t" if deferred else "t + 1"
+    schedule = []  # what changes with every update (adam: the step size, bc2)
+    if optimizer == "adam":
+        schedule = [f"{n} = {v}" for n, v in step.per_update(optimizer, number)]
+        if form == "registers":
+            rates = _layout(layers, N, L, n_state)["rate"]
+            schedule[:0] = [
+                f"for r in range({L}):",
+                f"    ws[{rates} + r] = {step.rate(optimizer, 'lr[r]', number)}",
+            ]
+        else:
+            schedule[:0] = [f"rate = {step.rate(optimizer, 'lr[0]', number)}"]
     W = _vector_width(layers, N, dtype) if form.startswith("vector") else None
     slot, param, where = "p * snaps.shape[0] + r", "p", None
     if form.startswith("vector"):
-        lay = _layout_vectors(layers, N, W, batch_size)
+        lay = _layout_vectors(layers, N, W, batch_size, n_state)
         slot = param = "WHERE[p]"
         where = lay["where"]
         xt, x, tt = (lay[k + ("f" if batch_size else "")] for k in ("xt", "x", "tt"))
@@ -190,15 +222,16 @@ def _source(
             f"            ws[{tt} + j * {W} + i] = T_t[j * {N} + i]",
         ]
         if batch_size:
-            step = _step_minibatch(layers, activation, bias, N, batch_size, W, lay, loss_fn)
+            body = _step_minibatch(layers, activation, bias, N, batch_size, W, lay, loss_fn, opt)
         else:
-            step = (
-                _step_vectors(layers, activation, bias, N, W, lay, loss_fn)
+            body = (
+                _step_vectors(layers, activation, bias, N, W, lay, loss_fn, opt)
                 + _checks(1, slot)
-                + ["rate = lr_[0]  # from now on, every step starts with the last one's update"]
+                + ["if t == 0:  # from now on, every step starts with the last one's update"]
+                + ["    rate = lr_[0]", *(["    decay_ = F(hyper[4])"] if decay else [])]
             )
     elif form == "single-run":
-        lay = _layout_single(layers, N)
+        lay = _layout_single(layers, N, n_state)
         data = [
             "    rate = lr_[0]",
             f"    for i in range({N}):",
@@ -211,17 +244,24 @@ def _source(
             f"        for i in range({N}):",
             f"            ws[{lay['tt']} + i * {layers[-1]} + j] = T_t[j * {N} + i]",
         ]
-        step = _step_single(layers, activation, bias, N, lay, loss_fn)
+        body = _step_single(layers, activation, bias, N, lay, loss_fn, opt)
     else:
-        lay = _layout(layers, N, L)
+        lay = _layout(layers, N, L, n_state)
         # The data as scalar locals: loads from the workspace at addresses that do not
         # move with the lane would stop LLVM from proving the lanes independent.
         data = [f"    x{i}_{k} = F(X[{i}, {k}])" for i in range(N) for k in range(layers[0])]
         data += [f"    y{p} = F(T_t[{p}])" for p in range(N * layers[-1])]
-        step = _step_registers(layers, activation, bias, N, L, lay, loss_fn)
+        body = _step_registers(layers, activation, bias, N, L, lay, loss_fn, opt)
+    if schedule and deferred:
+        schedule = ["if t > 0:", *("    " + line for line in schedule)]
+    body = schedule + body
+    constants = [f"    {n} = {v}" for n, v in step.constants(optimizer, decay)]
+    if deferred:  # see above: no update at the first step
+        constants += ["    decay_ = zero"] * decay + ["    bc2 = one"] * (optimizer == "adam")
     out = [
         f'"""Generated by fastbp.codegen (version {kernel_cache.VERSION}) for layers {list(layers)}, '
-        f"activation {activation}, bias {bias}, loss {loss_fn},",
+        f"activation {activation}, bias {bias}, loss {loss_fn}, optimizer {optimizer}"
+        f"{' with weight decay' if decay else ''},",
         f"{N} samples{f' in batches of {batch_size}' if batch_size else ''}, {L} runs per "
         f"block, {dtype}, {form} form.\n"
         'Do not edit: regenerated when needed."""',
@@ -234,7 +274,7 @@ def _source(
         "where_positive",
         "from fastbp.numba_settings import cached_njit",
         "from fastbp.vectors import vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "
-        "vrelu, vstore, vsub, vwhere_positive",
+        "vrelu, vsqrt, vstore, vsub, vwhere_positive",
         "",
         f"F = np.{dtype}",
         f"LARGE = F({_large(layers[-1] * N, dtype)})  # see fastbp.codegen._large",
@@ -248,7 +288,8 @@ def _source(
         "",
         "",
         "@cached_njit",
-        "def train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at, order):",
+        "def train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at, order,",
+        "                hyper):",
         f'    """Train {L} runs side by side: see fastbp.codegen.block_kernel."""',
         "    stack_align_64()  # vector registers spilled to the stack: aligned stores",
         "    # One workspace, aligned to 64 bytes: a cache line, one 512-bit vector.",
@@ -263,6 +304,7 @@ def _source(
         f"    lr_ = np.empty({L}, dtype=F)  # the update in the parameters' dtype",
         f"    for r in range({L}):",
         "        lr_[r] = lr[r]",
+        *constants,
         f"    loss = np.zeros({L})",
         f"    alive = np.ones({L}, dtype=np.bool_)",
         f"    n_alive = {L}",
@@ -275,7 +317,7 @@ def _source(
         "    i_log = 0",
         "    n_steps = log_steps[-1]",
         "    for t in range(n_steps + 1):",
-        *["        " + line for line in step],
+        *["        " + line for line in body],
         "    for p in range(N_THETA):",
         f"        theta[p] = ws[{param}]",
         "",
@@ -294,7 +336,22 @@ def _source(
     return "\n".join(out)
 
 
-def _step_registers(layers, activation, bias, N, L, lay, loss_fn) -> list[str]:
+def _update_lines(name, at, grad, lay, opt, r="") -> list[str]:
+    """The update of the parameter at ws[at + r] (``grad``: its gradient, as code) into the
+    local ``name`` and the workspace, its optimizer's state at ws[state k + at + r]."""
+    optimizer, decay = opt
+    names = step.state(optimizer)
+    old = [f"ws[{(2 + k) * lay['g'] + at}{r}]" for k in range(len(names))]
+    lets, new = step.update(S, f"ws[{at}{r}]", grad, old, names, optimizer, decay)
+    return [
+        *(f"{n} = {v}" for n, v in lets),
+        *(f"{o} = {n}" for o, n in zip(old, names, strict=True)),
+        f"{name} = {new}",
+        f"ws[{at}{r}] = {name}",
+    ]
+
+
+def _step_registers(layers, activation, bias, N, L, lay, loss_fn, opt) -> list[str]:
     """One step, register form: per lane, one straight-line body with every parameter,
     activation, error and gradient sum in a local variable; the loop over the lanes
     around it is what LLVM vectorises, one vector register per local.
@@ -314,11 +371,7 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn) -> list[str]:
         ]
         names += [(f"b{l}_{j}", lay["b"][l] + j * L) for j in range(fo)]
         for name, at in names:
-            new = step.update(S, f"ws[{at} + r]", f"ws[{lay['g'] + at} + r]", "rate")
-            body += [
-                f"{name} = {new}",
-                f"ws[{at} + r] = {name}",
-            ]
+            body += _update_lines(name, at, f"ws[{lay['g'] + at} + r]", lay, opt, " + r")
     # acts[m][i][u]: unit u of layer m (0: the input) for sample i.
     acts = [[[f"x{i}_{k}" for k in range(layers[0])] for i in range(N)]]
     for l in range(n_layers):
@@ -398,10 +451,11 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn) -> list[str]:
         "if t == 0:  # from now on, every step starts with the last one's update",
         f"    for r in range({L}):",
         f"        ws[{lay['rate']} + r] = lr_[r]",
+        *(["    decay_ = F(hyper[4])"] if opt[1] else []),
     ]
 
 
-def _layout_single(layers, N) -> dict:
+def _layout_single(layers, N, n_state=0) -> dict:
     """Workspace offsets for one run: the parameters and their gradients (the layout of
     fastbp.params.flatten), then per layer m the activations A_m and errors D_m as
     (units, N), and the same transposed, AT_m and DT_m as (N, units); the targets T
@@ -414,7 +468,7 @@ def _layout_single(layers, N) -> dict:
         lay["b"].append(at + fan_in * fan_out)
         at += fan_in * fan_out + fan_out
     lay["n_theta"] = lay["g"] = at
-    at *= 2
+    at *= 2 + n_state  # the gradients, the optimizer's state, in the same layout
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
         lay["gt"].append(at)
         at += fan_in * fan_out
@@ -428,7 +482,7 @@ def _layout_single(layers, N) -> dict:
     return lay
 
 
-def _step_single(layers, activation, bias, N, lay, loss_fn) -> list[str]:
+def _step_single(layers, activation, bias, N, lay, loss_fn, opt) -> list[str]:
     """One step of one run, single-run form: the loop kernel's loops with constant
     bounds, arranged so that every innermost loop runs along contiguous memory, which
     LLVM turns into vector instructions. Forward and backpropagated errors run along
@@ -576,9 +630,9 @@ def _step_single(layers, activation, bias, N, lay, loss_fn) -> list[str]:
         )
         body += [
             f"for p in range({fi * fo}):",
-            f"    ws[{w} + p] = {step.update(S, f'ws[{w} + p]', grad, 'rate')}",
+            *("    " + x for x in _update_lines("new", w, grad, lay, opt, " + p")),
             f"for p in range({fo}):",
-            f"    ws[{b} + p] = {step.update(S, f'ws[{b} + p]', f'ws[{g + b} + p]', 'rate')}",
+            *("    " + x for x in _update_lines("new", b, f"ws[{g + b} + p]", lay, opt, " + p")),
         ]
     return body
 
@@ -593,7 +647,7 @@ def _vector_width(layers, N, dtype) -> int | None:
     return None
 
 
-def _layout_vectors(layers, N, W, batch_size=None) -> dict:
+def _layout_vectors(layers, N, W, batch_size=None, n_state=0) -> dict:
     """Workspace offsets, vector form, each block a whole number of W-lane vectors
     (the lanes past a layer's or the samples' count are zeros): per layer, its weights
     as vectors along the inputs (layer 0: one per output unit) or along the outputs
@@ -613,7 +667,7 @@ def _layout_vectors(layers, N, W, batch_size=None) -> dict:
         lay["where"] += [at + j for j in range(fan_out)]
         at += W
     lay["g"] = at
-    at *= 2
+    at *= 2 + n_state  # the gradients, the optimizer's state, in the same layout
     data = (("xt", layers[0]), ("x", N), ("tt", layers[-1]))
     for name, count in data + tuple((k + "f", n) for k, n in data if batch_size):
         lay[name] = at
@@ -634,9 +688,9 @@ class _Vectors:
     vectors transposed, lane by lane). The update is deferred to the next step, as in
     the registers form."""
 
-    def __init__(self, layers, activation, bias, W, lay, loss_fn="mse"):
+    def __init__(self, layers, activation, bias, W, lay, loss_fn="mse", opt=("sgd", False)):
         self.layers, self.activation, self.bias, self.W, self.lay = layers, activation, bias, W, lay
-        self.loss_fn = loss_fn
+        self.loss_fn, self.opt = loss_fn, opt
         self.V = step.Vector(W)
 
     def vec(self, at):
@@ -665,6 +719,18 @@ class _Vectors:
             yield from ((f"w{l}_{v}", lay["w"][l] + v * self.W, True) for v in range(count))
             yield f"b{l}", lay["b"][l], self.bias
 
+    def _update(self, at) -> tuple[list[str], str]:
+        """(lines, new value) of the update of the parameter vector at ``at``; the lines
+        store the optimizer's new state."""
+        optimizer, decay = self.opt
+        names = step.state(optimizer)
+        old = [self.vec((2 + k) * self.lay["g"] + at) for k in range(len(names))]
+        grad = self.vec(self.lay["g"] + at)
+        lets, new = step.update(self.V, self.vec(at), grad, old, names, optimizer, decay)
+        lines = [f"{n} = {v}" for n, v in lets]
+        lines += [f"vstore(ws, {(2 + k) * self.lay['g'] + at}, {n})" for k, n in enumerate(names)]
+        return lines, new
+
     def update(self) -> list[str]:
         """The last step's update (rate: zero at step 0), the parameters into locals."""
         lines = [f"zv = {self.tuple_([])}"]
@@ -672,8 +738,8 @@ class _Vectors:
             if not trained:
                 lines += [f"{name} = {self.vec(at)}"]
                 continue
-            new = self.V.apply(step.update, [self.vec(at), self.vec(self.lay["g"] + at)], "rate")
-            lines += [f"{name} = {new}", f"vstore(ws, {at}, {name})"]
+            state, new = self._update(at)
+            lines += [*state, f"{name} = {new}", f"vstore(ws, {at}, {name})"]
         return lines
 
     def load(self) -> list[str]:
@@ -687,10 +753,8 @@ class _Vectors:
         lines = []
         for _, at, trained in self._vectors():
             if trained:
-                new = self.V.apply(
-                    step.update, [self.vec(at), self.vec(self.lay["g"] + at)], "rate"
-                )
-                lines += [f"vstore(ws, {at}, {new})"]
+                state, new = self._update(at)
+                lines += [*state, f"vstore(ws, {at}, {new})"]
         return lines
 
     def forward(
@@ -769,15 +833,15 @@ class _Vectors:
         return lines
 
 
-def _step_vectors(layers, activation, bias, N, W, lay, loss_fn) -> list[str]:
+def _step_vectors(layers, activation, bias, N, W, lay, loss_fn, opt) -> list[str]:
     """One full-batch step of one run, vector form (see _Vectors)."""
-    code = _Vectors(layers, activation, bias, W, lay, loss_fn)
+    code = _Vectors(layers, activation, bias, W, lay, loss_fn, opt)
     inputs, targets, samples = code.data(N, lay["xt"], lay["tt"], lay["x"])
     forward, grads = code.forward(N, inputs, targets)
     return code.update() + forward + code.backward(N, samples, grads)
 
 
-def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn) -> list[str]:
+def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn, opt) -> list[str]:
     """One mini-batch step of one run, vector form, as the loop kernel takes it: at a
     logged step, the loss over the whole data set; then the batch of this step, its
     samples read from ``order``, its forward and backward passes, the size of the batch
@@ -787,7 +851,7 @@ def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn) -> list[str
     across them anyway). The batch's vectors are built from X and T_t directly (writing
     them to memory and loading them back as vectors stalls on every load). A batch
     whose loss is not finite ends the run."""
-    code = _Vectors(layers, activation, bias, W, lay, loss_fn)
+    code = _Vectors(layers, activation, bias, W, lay, loss_fn, opt)
     per_epoch = -(-N // B)
     last = N - (per_epoch - 1) * B
     inputs, targets, _ = code.data(N, lay["xtf"], lay["ttf"], lay["xf"])

@@ -19,6 +19,13 @@ DATASETS = ("encoder", "xor", "parity")
 PARITY_MAX_BITS = 16  # 65,536 samples
 DTYPES = ("float64", "float32")
 LOSSES = ("mse", "bce", "cross_entropy")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+# The fields of each optimizer, with their defaults; under another optimizer they are None.
+OPTIMIZER_FIELDS = {
+    "momentum": {"momentum": 0.9},
+    "nesterov": {"momentum": 0.9},
+    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
 
 
 class ConfigError(ValueError):
@@ -31,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run of a small MLP with full-batch or mini-batch SGD.
+    """One training run of a small MLP, full-batch or in mini-batches.
 
     Every default in one place; every field is validated on creation and a bad value
     raises :class:`ConfigError` (a ``ValueError``) naming the field, the rule and the value.
@@ -40,7 +47,7 @@ class RunConfig:
     layers: tuple[int, ...] = (8, 3, 8)  # widths: input, hidden..., output (>= 3 entries)
     activation: str = "relu"  # of the hidden layers: relu, tanh, sigmoid, identity
     bias: bool = True  # False: every b is zero and stays zero
-    lr: float = 1e-3  # SGD learning rate: p <- p - lr * dL/dp
+    lr: float = 1e-3  # learning rate (sgd: p <- p - lr * dL/dp)
     steps: int = 50_000  # number of SGD updates
     seed: int = 0  # seeds numpy.random.default_rng: initial parameters, batch order
     log_every: int = 100  # the loss is logged after every log_every updates (and at the end)
@@ -50,10 +57,26 @@ class RunConfig:
     dataset: str = "encoder"  # encoder: X = T = identity(layers[0]); xor; parity (fastbp.data)
     dtype: str = "float64"  # or "float32" (parameters, activations; loss sums stay float64)
     loss_fn: str = "mse"  # mse: mean (Y - T)^2; bce on sigmoid(Y); cross_entropy on softmax(Y)
+    optimizer: str = "sgd"  # sgd, momentum, nesterov, adam (as torch.optim.SGD and Adam)
+    momentum: float | None = None  # momentum and nesterov: 0.9 unless given; else None
+    beta1: float | None = None  # adam: 0.9 unless given; else None
+    beta2: float | None = None  # adam: 0.999 unless given; else None
+    eps: float | None = None  # adam: 1e-8 unless given; else None
+    weight_decay: float = 0.0  # every optimizer: weight_decay * p is added to each gradient
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
             object.__setattr__(self, name, check(name, getattr(self, name)))
+        # An optimizer's own fields get their defaults; the others' fields do not apply
+        # (None), so that runs differing only there are one run.
+        mine = OPTIMIZER_FIELDS.get(self.optimizer, {})
+        for name in ("momentum", "beta1", "beta2", "eps"):
+            value = getattr(self, name)
+            object.__setattr__(
+                self, name, (mine[name] if value is None else value) if name in mine else None
+            )
+        if self.optimizer == "nesterov" and self.momentum == 0:
+            raise ConfigError("momentum", "momentum must be > 0 for optimizer 'nesterov', got 0.0")
         n_in, n_out = self.layers[0], self.layers[-1]
         shape = {
             "encoder": ("as many outputs as inputs", n_in == n_out),
@@ -111,8 +134,10 @@ class RunConfig:
 
     @cached_property  # a sweep asks for it several times per run
     def run_id(self) -> str:
-        """A short stable hash of every field: the same config has the same id anywhere."""
-        values = {k: v for k, v in self.to_dict().items() if (k, v) not in SINCE_0_3.items()}
+        """A short stable hash of every field: the same config has the same id anywhere.
+        Fields added since fastbp 0.3 count only where they apply and differ from their
+        defaults (:data:`SINCE_0_3`), so that runs of 0.3 keep their ids."""
+        values = {k: v for k, v in self.to_dict().items() if not _as_in_0_3(k, v)}
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -203,6 +228,24 @@ def _check_batch_size(name, value):
     return None if value is None else _as_int(name, value, 1)
 
 
+def _in_range(low, high=math.inf, high_open=True):
+    """A float in [low, high) (or [low, high]), or None (see OPTIMIZER_FIELDS)."""
+
+    def check(name, value):
+        if value is None:
+            return None
+        top = "" if high == math.inf else f" and {'<' if high_open else '<='} {high}"
+        rule = f"{name} must be a number >= {low}{top}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, f"{rule}, got {value!r}")
+        below_top = value < high if high_open else value <= high
+        if not (math.isfinite(value) and low <= value and below_top):
+            raise ConfigError(name, f"{rule}, got {value!r}")
+        return float(value)
+
+    return check
+
+
 # Fields holding integers: values drawn from continuous distributions are rounded for them.
 INTEGER_FIELDS = ("steps", "seed", "log_every", "batch_size")
 
@@ -220,8 +263,34 @@ _CHECKS = {
     "dataset": _one_of(DATASETS),
     "dtype": _one_of(DTYPES),
     "loss_fn": _one_of(LOSSES),
+    "optimizer": _one_of(OPTIMIZERS),
+    "momentum": _in_range(0.0),
+    "beta1": _in_range(0.0, 1.0),
+    "beta2": _in_range(0.0, 1.0),
+    "eps": _in_range(0.0),
+    "weight_decay": lambda n, v: _in_range(0.0)(n, v if v is not None else 0.0),
 }
-# Fields added after fastbp 0.3, left out of a run's id at these values, so that results
-# of 0.3 keep their ids (and load, and resume).
-SINCE_0_3 = {"loss_fn": "mse"}
+# Fields added after fastbp 0.3, at the values that give 0.3's behaviour: left out of a
+# run's id at these values (and where they do not apply: None), so that results of 0.3
+# keep their ids (and load, and resume), and filled in where 0.3's tables lack them.
+SINCE_0_3 = {
+    "loss_fn": "mse",
+    "optimizer": "sgd",
+    "momentum": None,
+    "beta1": None,
+    "beta2": None,
+    "eps": None,
+    "weight_decay": 0.0,
+}
+
+
+def _as_in_0_3(field: str, value) -> bool:
+    """Whether a field's value leaves the run as fastbp 0.3 had it, or is an optimizer's
+    default (so that it stays out of the run's id)."""
+    if field not in SINCE_0_3:
+        return False
+    defaults = {d for fields in OPTIMIZER_FIELDS.values() for f, d in fields.items() if f == field}
+    return value is None or value == SINCE_0_3[field] or value in defaults
+
+
 assert tuple(_CHECKS) == tuple(f.name for f in fields(RunConfig)), "a check for every field"

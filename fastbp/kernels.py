@@ -28,7 +28,7 @@ import textwrap
 from functools import cache
 
 from fastbp import kernel_cache, step
-from fastbp.config import ACTIVATIONS, LOSSES
+from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS
 
 S = step.SCALAR
 
@@ -119,6 +119,29 @@ def _loss() -> str:
     return "\n".join(out)
 
 
+def _update() -> str:
+    """``if opt == 0 and not decay: ...``: per optimizer, with and without weight decay,
+    the update of every parameter, its state in ``state`` (one block of P per value)."""
+    out, keyword = [], "if"
+    for code, optimizer in enumerate(OPTIMIZERS):
+        names = step.state(optimizer)
+        old = [f"state[{k} * P + p]" for k in range(len(names))]
+        for decay in (False, True):
+            lets, new = step.update(S, "theta[p]", "G[p]", old, names, optimizer, decay)
+            out += [
+                f"{keyword} opt == {code} and {'' if decay else 'not '}decay:  # {optimizer}",
+                *(f"    {name} = {value}" for name, value in step.constants(optimizer, decay)),
+                f"    rate = {step.rate(optimizer, 'lr', 't + 1')}",
+                *(f"    {name} = {value}" for name, value in step.per_update(optimizer, "t + 1")),
+                "    for p in range(P):",
+                *(f"        {name} = {value}" for name, value in lets),
+                *(f"        {o} = {n}" for o, n in zip(old, names, strict=True)),
+                f"        theta[p] = {new}",
+            ]
+            keyword = "elif"
+    return "\n".join(out)
+
+
 def _indent(text: str, spaces: int) -> str:
     return textwrap.indent(text, " " * spaces).lstrip()
 
@@ -129,7 +152,7 @@ def source() -> str:
         activate=_indent(_by_activation(_activate), 4),
         slope=_indent(_by_activation(_slope), 4),
         loss=_indent(_loss(), 4),
-        update=step.update(S, "theta[p]", "G[p]", "lr_"),
+        update=_indent(_update(), 8),
         per_sample_means=tuple(k for k, fn in enumerate(LOSSES) if step.per_sample_mean(fn)),
     )
 
@@ -284,7 +307,7 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G, loss=0):
 @cached_njit
 def train_kernel(
     theta, sizes, w_off, b_off, act, use_bias, lr, n_steps, log_steps, X, T, batch_size, order,
-    losses, loss,
+    losses, loss, opt, hyper,
 ):
     """Run ``n_steps`` updates on theta in place, logging the full-dataset loss.
 
@@ -295,6 +318,8 @@ def train_kernel(
     order : int64 (n_epochs, n_samples); row e is the sample order of epoch e, walked
         ``batch_size`` samples per update (the last batch of an epoch may be smaller).
     loss : the loss function's number (its position in fastbp.config.LOSSES).
+    opt : the optimizer's number (in fastbp.config.OPTIMIZERS); its state starts at zero.
+    hyper : float64, the optimizer's values in the order of fastbp.step.HYPER.
     Returns -1, or the number of updates after which the loss became non-finite (theta
     then holds those parameters and training stopped there). All buffers are allocated
     before the loop.
@@ -310,7 +335,10 @@ def train_kernel(
     full = batch_size >= X.shape[0]
     per_epoch = (X.shape[0] + batch_size - 1) // batch_size
     _gather_transposed(A, X, every)
-    lr_ = theta.dtype.type(lr)  # the update in the parameters' dtype
+    F = theta.dtype.type  # the update in the parameters' dtype
+    P = theta.shape[0]
+    state = np.zeros(2 * P, dtype=theta.dtype)  # the optimizer's, per parameter
+    decay = hyper[4] != 0.0
     T_size = np.uint64(T.size)
     scratch = np.empty(2 * X.shape[0], dtype=theta.dtype)  # per-sample values of a loss
     i_log = 0
@@ -346,7 +374,6 @@ def train_kernel(
             if not math.isfinite(batch_loss):
                 return t
         backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
-        for p in range(theta.shape[0]):
-            theta[p] = {update}
+        {update}
     return -1
 '''

@@ -32,6 +32,12 @@ NAMES = {
     "dataset": "dataset",
     "dtype": "precision",
     "loss_fn": "loss function",
+    "optimizer": "optimizer",
+    "momentum": "momentum",
+    "beta1": "Adam's beta1",
+    "beta2": "Adam's beta2",
+    "eps": "Adam's epsilon",
+    "weight_decay": "weight decay",
 }
 assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
 

@@ -39,10 +39,41 @@ class Layer:
         self.db = dZ.sum(axis=0)
         return dZ @ self.W.T
 
-    def sgd_step(self, lr, bias=True):
-        self.W -= lr * self.dW
-        if bias:
-            self.b -= lr * self.db
+    def parameters(self, bias=True):
+        """The arrays an optimizer updates, with their gradients: W, and b if bias."""
+        return [(self.W, self.dW), (self.b, self.db)] if bias else [(self.W, self.dW)]
+
+
+class Optimizer:
+    """torch.optim.SGD (momentum, nesterov, no dampening) and torch.optim.Adam (amsgrad
+    off), with weight_decay added to every gradient; state starts at zero."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.state = {}  # id of a parameter array -> its momentum buffer, or Adam's (m, v)
+        self.t = 0  # updates so far
+
+    def step(self, parameters):
+        """Update each (p, dL/dp) pair in place."""
+        c = self.config
+        self.t += 1
+        for p, g in parameters:
+            g = g + c.weight_decay * p
+            if c.optimizer in ("momentum", "nesterov"):
+                buf = self.state.setdefault(id(p), np.zeros_like(p))
+                buf *= c.momentum
+                buf += g
+                g = g + c.momentum * buf if c.optimizer == "nesterov" else buf
+            if c.optimizer == "adam":
+                m, v = self.state.setdefault(id(p), (np.zeros_like(p), np.zeros_like(p)))
+                m += (1.0 - c.beta1) * (g - m)  # PyTorch's lerp
+                v *= c.beta2
+                v += (1.0 - c.beta2) * g * g
+                step_size = c.lr / (1.0 - c.beta1**self.t)
+                denom = np.sqrt(v) / np.sqrt(1.0 - c.beta2**self.t) + c.eps
+                p -= step_size * m / denom
+            else:
+                p -= c.lr * g
 
 
 def mse(Y, T):
@@ -107,7 +138,8 @@ def backward(layers, hidden, dY, act_grad):
 
 
 def train(config: RunConfig, params=None) -> RunResult:
-    """Full-batch SGD on the run's loss, one Python loop iteration per update."""
+    """Full-batch training on the run's loss with its optimizer, one Python loop
+    iteration per update."""
     if config.batch_size is not None and config.batch_size < config.n_samples:
         raise ValueError("the reference trains full batch only (batch_size None)")
     start = time.perf_counter()
@@ -117,6 +149,7 @@ def train(config: RunConfig, params=None) -> RunResult:
     act, act_grad = ACTIVATIONS[config.activation]
     loss_fn, loss_grad = LOSSES[config.loss_fn]
     X, T = make_dataset(config)
+    optimizer = Optimizer(config)
     steps = logged_steps(config.steps, config.log_every)
     losses = np.full(len(steps), np.nan)
     diverged_at = None
@@ -134,8 +167,7 @@ def train(config: RunConfig, params=None) -> RunResult:
             if step == config.steps:
                 break
             backward(layers, hidden, loss_grad(Y, T), act_grad)
-            for layer in layers:
-                layer.sgd_step(config.lr, config.bias)
+            optimizer.step([pair for layer in layers for pair in layer.parameters(config.bias)])
     return RunResult(
         config=config,
         steps=steps,

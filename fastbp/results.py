@@ -43,6 +43,12 @@ FIELD_TYPES = {
     "dataset": pa.string(),
     "dtype": pa.string(),
     "loss_fn": pa.string(),
+    "optimizer": pa.string(),
+    "momentum": pa.float64(),  # null where the optimizer has none
+    "beta1": pa.float64(),  # null outside adam, as beta2 and eps
+    "beta2": pa.float64(),
+    "eps": pa.float64(),
+    "weight_decay": pa.float64(),
 }
 assert tuple(FIELD_TYPES) == RunConfig.field_names(), "every RunConfig field needs a column"
 
@@ -124,6 +130,7 @@ def load_results(directory) -> Results:
     tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
     for field, value in SINCE_0_3.items():  # tables written by fastbp 0.3
         if field not in tables[0]:
+            value = np.nan if value is None else value
             tables[0].insert(list(RUNS_SCHEMA.names).index(field), field, value)
     try:
         meta = json.loads((directory / "meta.json").read_text())
@@ -161,6 +168,9 @@ def config_from_row(row) -> RunConfig:
     for name in ("steps", "seed", "log_every"):
         values[name] = int(values[name])
     values["bias"] = bool(values["bias"])
+    for name, value in values.items():
+        if name in SINCE_0_3 and SINCE_0_3[name] is None and pd.isna(value):
+            values[name] = None  # a field that does not apply to the run
     return RunConfig(**values)
 
 

@@ -127,9 +127,75 @@ def guard(o, y, loss_fn: str = "mse") -> str | None:
     return o.mul(y, y) if loss_fn in ("bce", "cross_entropy") else None
 
 
-def update(o, p, g, rate) -> str:
-    """Plain SGD: p - rate * g, as one fused multiply-add."""
-    return o.fma(o.neg(rate), g, p)
+# The optimizers' values a kernel reads from its float64 array ``hyper``, in this order
+# (fields of RunConfig: None where they do not apply, passed as 0).
+HYPER = ("momentum", "beta1", "beta2", "eps", "weight_decay")
+
+
+def state(optimizer: str) -> tuple[str, ...]:
+    """The names of an optimizer's state per parameter (each starts at zero)."""
+    return {"momentum": ("buf",), "nesterov": ("buf",), "adam": ("m", "v")}.get(optimizer, ())
+
+
+def constants(optimizer: str, decay: bool) -> list[tuple[str, str]]:
+    """(name, code) of the optimizer's constants, in the dtype F, from ``hyper``: assigned
+    once per kernel. ``decay`` is the weight decay; a kernel whose runs have none omits
+    it (kernels that defer the update keep it zero until the first one, as the rate)."""
+    lets = []
+    if optimizer in ("momentum", "nesterov"):
+        lets += [("mu", "F(hyper[0])")]
+    if optimizer == "adam":  # as PyTorch: 1 - beta in float64, then in the dtype
+        lets += [("c1", "F(1.0 - hyper[1])"), ("beta2", "F(hyper[2])")]
+        lets += [("c2", "F(1.0 - hyper[2])"), ("eps", "F(hyper[3])")]
+    return lets + ([("decay_", "F(hyper[4])")] if decay else [])
+
+
+def rate(optimizer: str, lr: str, number: str) -> str:
+    """The step size of update ``number`` (1 for the first), in the dtype, from the
+    float64 learning rate ``lr``: lr itself, or for adam lr / (1 - beta1^n), computed in
+    float64 as PyTorch does."""
+    if optimizer != "adam":
+        return f"F({lr})"
+    return f"F({lr} / (1.0 - math.pow(hyper[1], {number})))"
+
+
+def per_update(optimizer: str, number: str) -> list[tuple[str, str]]:
+    """(name, code) of the other values that change with the update's ``number``: for
+    adam, bc2 = sqrt(1 - beta2^n), in float64 as PyTorch, then in the dtype."""
+    if optimizer != "adam":
+        return []
+    return [("bc2", f"F(math.sqrt(1.0 - math.pow(hyper[2], {number})))")]
+
+
+def update(
+    o, p, g, old, new, optimizer: str = "sgd", decay: bool = False
+) -> tuple[list[tuple[str, str]], str]:
+    """The update of one parameter p with gradient g: (lets, p's new value). ``old``: the
+    optimizer's state values (:func:`state`), ``new``: the names the lets give the new
+    ones, which the kernel stores. As PyTorch's optimizers (no dampening, amsgrad off):
+
+    weight decay: g <- g + decay * p (one fused multiply-add), for every optimizer;
+    sgd: p - rate * g;
+    momentum: buf <- mu * buf + g; p - rate * buf;
+    nesterov: buf as momentum; p - rate * (g + mu * buf);
+    adam: m <- m + (1 - beta1) (g - m) (PyTorch's lerp); v <- beta2 v + (1 - beta2) g g;
+    p + (-rate * m) / (sqrt(v) / bc2 + eps), with :func:`rate` and :func:`per_update`.
+    Each fused multiply-add rounds once; everything else rounds at every operation."""
+    lets = []
+    if decay:
+        lets.append(("g_", o.fma("decay_", p, g)))
+        g = "g_"
+    if optimizer in ("momentum", "nesterov"):
+        lets.append((new[0], o.add(o.mul("mu", old[0]), g)))
+        step = new[0] if optimizer == "momentum" else o.fma("mu", new[0], g)
+        return lets, o.fma(o.neg("rate"), step, p)
+    if optimizer == "adam":
+        m, v = old
+        lets.append((new[0], o.fma("c1", o.sub(g, m), m)))
+        lets.append((new[1], o.add(o.mul("beta2", v), o.mul(o.mul("c2", g), g))))
+        denom = o.add(o.div(o.sqrt(new[1]), "bc2"), "eps")
+        return lets, o.add(p, o.div(o.mul(o.neg("rate"), new[0]), denom))
+    return lets, o.fma(o.neg("rate"), g, p)
 
 
 class Lanewise(Exception):
@@ -176,6 +242,9 @@ class Scalar:
 
     def log(self, v):
         return f"math.log({v})"
+
+    def sqrt(self, v):
+        return f"F(math.sqrt({v}))"  # F: Numba may take it in float64 (rounds the same)
 
     def max(self, a, b):
         return f"max({a}, {b})"
@@ -236,6 +305,9 @@ class Vector(Scalar):
 
     def where_positive(self, v, h):
         return f"vwhere_positive({v}, {h})"
+
+    def sqrt(self, v):
+        return f"vsqrt({v})"
 
     def _lanewise(self, *operands):
         raise Lanewise  # no vector instruction for it here

@@ -10,8 +10,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastbp import codegen, kernels
-from fastbp.config import ACTIVATIONS, LOSSES, RunConfig
+from fastbp import codegen, kernels, step
+from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig
 from fastbp.data import make_dataset
 from fastbp.params import Params, check_params, flatten, init_params, offsets, unflatten
 
@@ -132,6 +132,8 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         order,
         losses,
         LOSSES.index(config.loss_fn),
+        OPTIMIZERS.index(config.optimizer),
+        hyper(config),
     )
     result = RunResult(
         config=config,
@@ -144,6 +146,11 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     )
     kernels.mark_cached()
     return result
+
+
+def hyper(config: RunConfig) -> np.ndarray:
+    """The optimizer's values as the kernels read them (fastbp.step.HYPER; 0 for None)."""
+    return np.array([getattr(config, name) or 0.0 for name in step.HYPER])
 
 
 def full_batch(config: RunConfig) -> bool:
@@ -175,9 +182,11 @@ def family_key(config: RunConfig) -> tuple:
 
 
 def kernel_key(config: RunConfig) -> tuple:
-    """What runs must share to be trained by one generated kernel."""
+    """What runs must share to be trained in one block of a generated kernel: its
+    arguments, and the optimizer's values (the same for every lane of a block)."""
     return (config.layers, config.activation, config.bias, config.dataset, config.dtype,
-            _batch_size(config), config.loss_fn)  # fmt: skip
+            _batch_size(config), config.loss_fn, config.optimizer,
+            *(getattr(config, name) for name in step.HYPER))  # fmt: skip
 
 
 def block_lanes(config: RunConfig) -> int:
@@ -201,6 +210,8 @@ def kernel_args(config: RunConfig, lanes: int) -> tuple:
         config.dtype,
         _batch_size(config),
         config.loss_fn,
+        config.optimizer,
+        config.weight_decay != 0,
     )
 
 
@@ -305,7 +316,17 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
         start = time.perf_counter()
         samples = families[padded[0]][2]  # the order of samples (mini-batches: one lane)
         kernel(
-            theta.ravel(), lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at, samples
+            theta.ravel(),
+            lr,
+            log_steps,
+            snap_steps,
+            X,
+            T_t,
+            losses,
+            snaps,
+            diverged_at,
+            samples,
+            hyper(config),
         )
         wall = time.perf_counter() - start
         codegen.mark_cached(*args)

@@ -96,6 +96,18 @@ def vdiv(typingctx, a, b):
     return _elementwise(ir.IRBuilder.fdiv, (a, b))
 
 
+def _sqrt(builder, v):
+    name = f"llvm.sqrt.v{v.type.count}{v.type.element.intrinsic_name}"
+    sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v.type, [v.type]), name)
+    return builder.call(sqrt, [v])
+
+
+@intrinsic
+def vsqrt(typingctx, v):
+    """The square root per lane (correctly rounded, as math.sqrt)."""
+    return _elementwise(_sqrt, (v,))
+
+
 def _relu(builder, v):
     zero = ir.Constant(v.type, None)
     return builder.select(builder.fcmp_ordered("<", v, zero), zero, v)
@@ -207,6 +219,8 @@ def vstore(typingctx, arr, start, v):
 
 
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
+    import math
+
     from fastbp.intrinsics import fma_chain  # its plain-Python version, here
 
     def _per_lane(operation, *operands):
@@ -225,6 +239,9 @@ if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Pyth
 
     def vdiv(a, b):
         return _per_lane(lambda x, y: x / y, a, b)
+
+    def vsqrt(v):
+        return _per_lane(lambda x: type(x)(math.sqrt(x)), v)
 
     def vrelu(v):
         return _per_lane(lambda x: type(x)(0) if x < 0 else x, v)

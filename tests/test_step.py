@@ -11,20 +11,37 @@ FORMS = {  # (layers, lanes, dtype) of each generated form
 }
 
 
-def sources(activation="relu"):
-    """The source of every kernel form, and of the loop kernel, for this activation."""
+def sources(activation="relu", optimizer="sgd", decay=False):
+    """The source of every kernel form (mini-batches too), and of the loop kernel."""
     out = {"loops": kernels.source.__wrapped__()}
     for form, (layers, lanes, dtype) in FORMS.items():
         assert codegen.form_for(layers, layers[0], lanes, dtype) == form
-        out[form] = codegen._source(layers, activation, True, layers[0], lanes, dtype)
+        args = (layers, activation, True, layers[0], lanes, dtype)
+        out[form] = codegen._source(*args, None, "mse", optimizer, decay)
+    args = ((8, 3, 8), activation, True, 8, 1, "float64", 3, "mse", optimizer, decay)
+    out["mini-batch"] = codegen._source(*args)
     return out
 
 
 def test_every_form_takes_the_update_from_the_rule(monkeypatch):
-    monkeypatch.setattr(step, "update", lambda o, p, g, rate: o.sub(p, o.mul(g, "RULE")))
-    for form, source in sources().items():
-        assert "RULE" in source, form
+    def update(o, p, g, old, new, optimizer="sgd", decay=False):
+        return [(name, o.mul(value, "STATE")) for name, value in zip(new, old)], o.mul(g, "RULE")
+
+    monkeypatch.setattr(step, "update", update)
+    for form, source in sources(optimizer="momentum").items():
+        assert "RULE" in source and "STATE" in source, form
         assert "fma((-" not in source, form  # no update written by hand
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+def test_every_form_has_every_optimizer_with_its_state(optimizer):
+    names = step.state(optimizer)
+    for form, source in sources(optimizer=optimizer, decay=True).items():
+        assert source.count("decay_") >= 2, form  # defined, and used in the update
+        for name in names:
+            assert f"{name} = " in source, (form, name)
+        if form != "loops":  # the loop kernel has every optimizer
+            assert ("math.pow(hyper[1]" in source) == (optimizer == "adam"), form
 
 
 def test_every_form_takes_the_loss_from_the_rule(monkeypatch):
@@ -48,7 +65,9 @@ def test_every_form_takes_the_activation_from_the_rules(monkeypatch, rule):
 def test_vectors_use_vector_instructions_where_they_round_as_scalars_do():
     V = step.Vector(4)
     assert V.apply(step.activate, ["z"], "relu") == "vrelu(z)"
-    assert V.apply(step.update, ["p", "g"], "rate") == "vfma_chain(p, (-rate), g)"
+    assert step.update(V, "p", "g", [], []) == ([], "vfma_chain(p, (-rate), g)")
+    lets, new = step.update(V, "p", "g", ["m0", "v0"], ["m", "v"], "adam")
+    assert "vsqrt(v)" in new and [name for name, _ in lets] == ["m", "v"]
     # tanh has no vector instruction, and the slope meets the float64 1.0: lane by lane
     lanes = V.apply(step.slope, ["e", "h"], "tanh")
     assert lanes.count("F(") == 4 and "(e[3] * (1.0 - (h[3] * h[3])))" in lanes

@@ -161,6 +161,7 @@ def minibatch_reference(config):
         for epoch in order
         for i in range(0, len(epoch), config.batch_size)
     ]
+    optimizer = reference.Optimizer(config)
     losses = []
     for step in range(config.steps + 1):
         if step % config.log_every == 0 or step == config.steps:
@@ -170,8 +171,7 @@ def minibatch_reference(config):
         rows = batches[step]
         Y, hidden = reference.forward(layers, X[rows], act)
         reference.backward(layers, hidden, reference.mse_grad(Y, T[rows]), act_grad)
-        for layer in layers:
-            layer.sgd_step(config.lr, config.bias)
+        optimizer.step([pair for layer in layers for pair in layer.parameters(config.bias)])
     return np.array(losses), [(layer.W, layer.b) for layer in layers]
 
 
