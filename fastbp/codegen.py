@@ -88,7 +88,18 @@ def _block_kernel(
     hyper : float64, the optimizer's values (fastbp.step.HYPER), the same for all lanes.
     The optimizer's state starts at zero.
     """
-    args = (layers, activation, bias, n_samples, lanes, dtype, batch_size, loss_fn, optimizer, decay)
+    args = (
+        layers,
+        activation,
+        bias,
+        n_samples,
+        lanes,
+        dtype,
+        batch_size,
+        loss_fn,
+        optimizer,
+        decay,
+    )
     return kernel_cache.load(_source(*args)).train_block
 
 

@@ -25,7 +25,9 @@ def sources(activation="relu", optimizer="sgd", decay=False):
 
 def test_every_form_takes_the_update_from_the_rule(monkeypatch):
     def update(o, p, g, old, new, optimizer="sgd", decay=False):
-        return [(name, o.mul(value, "STATE")) for name, value in zip(new, old)], o.mul(g, "RULE")
+        return [(name, o.mul(value, "STATE")) for name, value in zip(new, old, strict=True)], o.mul(
+            g, "RULE"
+        )
 
     monkeypatch.setattr(step, "update", update)
     for form, source in sources(optimizer="momentum").items():
