@@ -1,12 +1,13 @@
-"""Nanoseconds per run-step for the 8-3-8 encoder (full-batch SGD), fastbp against the rest.
+"""Nanoseconds per run-step for the 8-3-8 encoder (full-batch), fastbp against the rest.
 
     python benchmarks/bench_step.py [--repeats N] [--quick] [--out FILE]
 
 Every measurement runs in a fresh process with its thread pools at 1 (one core), warms
 up first (compilation, caches), then times at least 5 repeats: the table gives the
 median and the minimum, and each median as a multiple of the speed of the NumPy
-reference measured in the same run. Measured: fastbp single runs (generated kernel, and
-the loop kernel), fastbp batched (64 and 1024 runs, float64 and float32), the NumPy
+reference measured in the same run. Measured, with SGD unless named: fastbp single runs
+(generated kernel, and the loop kernel), fastbp batched (64 and 1024 runs, float64 and
+float32), mini-batches, momentum and Adam (one run, 64 runs), the NumPy
 reference (fastbp.reference, written like the original report) and, when installed
 (pip install -e '.[bench]'), PyTorch eager with autograd and JAX jit + lax.scan, one run
 and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and steps.
@@ -62,11 +63,12 @@ def timed(fn, repeats):
     return times
 
 
-def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None):
+def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None, optimizer="sgd"):
     from fastbp import RunConfig
 
     return [RunConfig(layers=layers, lr=LR, seed=s, steps=steps, log_every=steps, dtype=dtype,
-                      batch_size=batch_size) for s in range(runs)]  # fmt: skip
+                      batch_size=batch_size, optimizer=optimizer)
+            for s in range(runs)]  # fmt: skip
 
 
 def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_size=None, **_):
@@ -81,17 +83,19 @@ def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_si
     return codegen.form_for(layers, n, lanes, dtype, batch_size if minibatch else None), lanes
 
 
-def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, **_):
+def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, optimizer="sgd", **_):
     from fastbp import train
 
-    (config,) = configs(1, steps, layers, batch_size=batch_size)
+    (config,) = configs(1, steps, layers, batch_size=batch_size, optimizer=optimizer)
     return lambda: train(config, engine=engine)
 
 
-def fastbp_batched(steps, runs, layers=(8, 3, 8), dtype="float64", batch_size=None, **_):
+def fastbp_batched(
+    steps, runs, layers=(8, 3, 8), dtype="float64", batch_size=None, optimizer="sgd", **_
+):
     from fastbp.train import train_batch
 
-    batch = configs(runs, steps, layers, dtype, batch_size)
+    batch = configs(runs, steps, layers, dtype, batch_size, optimizer)
     return lambda: train_batch(batch)
 
 
@@ -267,6 +271,13 @@ def main():
         name = "fastbp_single" if runs == 1 else "fastbp_batched"
         rows[f"fastbp_minibatch4_{runs}"] = measure(
             name, r, runs=runs, batch_size=4, steps=(100_000 if runs == 1 else 5_000) // scale
+        )
+    for optimizer in ("momentum", "adam"):  # the cost of an optimizer's state
+        rows[f"fastbp_single_{optimizer}"] = measure(
+            "fastbp_single", r, steps=300_000 // scale, optimizer=optimizer
+        )
+        rows[f"fastbp_batched_64_{optimizer}"] = measure(
+            "fastbp_batched", r, runs=64, steps=20_000 // scale, optimizer=optimizer
         )
     rows["torch_eager"] = measure("torch_eager", r, steps=2000 // scale)
     rows["jax_scan"] = measure("jax_scan", r, steps=100_000 // scale)

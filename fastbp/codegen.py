@@ -205,17 +205,17 @@ def _source(
     # first step applies none (rate and weight decay zero), and step t applies update t.
     deferred = form in ("registers", "vector")
     number = "t" if deferred else "t + 1"
-    schedule = []  # what changes with every update (adam: the step size, bc2)
+    schedule = []  # what changes with every update (adam: the step size, bias corrections)
     if optimizer == "adam":
         schedule = [f"{n} = {v}" for n, v in step.per_update(optimizer, number)]
         if form == "registers":
             rates = _layout(layers, N, L, n_state)["rate"]
-            schedule[:0] = [
+            schedule += [
                 f"for r in range({L}):",
-                f"    ws[{rates} + r] = {step.rate(optimizer, 'lr[r]', number)}",
+                f"    ws[{rates} + r] = {step.rate(optimizer, 'lr[r]')}",
             ]
         else:
-            schedule[:0] = [f"rate = {step.rate(optimizer, 'lr[0]', number)}"]
+            schedule += [f"rate = {step.rate(optimizer, 'lr[0]')}"]
     W = _vector_width(layers, N, dtype) if form.startswith("vector") else None
     slot, param, where = "p * snaps.shape[0] + r", "p", None
     if form.startswith("vector"):
@@ -281,7 +281,7 @@ def _source(
         "",
         "import numpy as np",
         "",
-        "from fastbp.intrinsics import fma, fma_chain, not_below, relu, stack_align_64, "
+        "from fastbp.intrinsics import fma, fma_chain, not_below, relu, sqrt, stack_align_64, "
         "where_positive",
         "from fastbp.numba_settings import cached_njit",
         "from fastbp.vectors import vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "

@@ -228,18 +228,19 @@ def _check_batch_size(name, value):
     return None if value is None else _as_int(name, value, 1)
 
 
-def _in_range(low, high=math.inf, high_open=True):
-    """A float in [low, high) (or [low, high]), or None (see OPTIMIZER_FIELDS)."""
+def _in_range(low, high=math.inf, low_open=False):
+    """A float at least ``low`` (above it if ``low_open``) and below ``high``, or None
+    (see OPTIMIZER_FIELDS)."""
 
     def check(name, value):
         if value is None:
             return None
-        top = "" if high == math.inf else f" and {'<' if high_open else '<='} {high}"
-        rule = f"{name} must be a number >= {low}{top}"
+        rule = f"{name} must be a number {'>' if low_open else '>='} {low}"
+        rule += "" if high == math.inf else f" and < {high}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, f"{rule}, got {value!r}")
-        below_top = value < high if high_open else value <= high
-        if not (math.isfinite(value) and low <= value and below_top):
+        above = low < value if low_open else low <= value
+        if not (math.isfinite(value) and above and value < high):
             raise ConfigError(name, f"{rule}, got {value!r}")
         return float(value)
 
@@ -267,7 +268,7 @@ _CHECKS = {
     "momentum": _in_range(0.0),
     "beta1": _in_range(0.0, 1.0),
     "beta2": _in_range(0.0, 1.0),
-    "eps": _in_range(0.0),
+    "eps": _in_range(0.0, low_open=True),  # 0: a gradient that stays 0 would give 0 / 0
     "weight_decay": lambda n, v: _in_range(0.0)(n, v if v is not None else 0.0),
 }
 # Fields added after fastbp 0.3, at the values that give 0.3's behaviour: left out of a

@@ -6,6 +6,9 @@ a correct, slower library call elsewhere; its result is the same bits on every C
 whether or not it is vectorised. Unlike ``fastmath`` contraction, which LLVM may or may
 not apply to each operation, an explicit fma is part of what the kernel computes.
 
+``sqrt(v)``: the square root as one instruction (Numba's ``math.sqrt`` is a library
+call, which LLVM does not vectorise).
+
 ``stack_align_64()``: makes the function that calls it align its stack frame to 64
 bytes. Vector registers that LLVM spills to the stack are then stored aligned; at the
 16-byte alignment Numba's functions otherwise get, a 512-bit spill can straddle two
@@ -110,6 +113,19 @@ def not_below(typingctx, q, bound):
 
 
 @intrinsic
+def sqrt(typingctx, v):
+    """The square root, correctly rounded, as LLVM's intrinsic: Numba's math.sqrt calls
+    the C library's, which LLVM does not vectorise (it may set errno)."""
+    if not isinstance(v, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.call(builder.module.declare_intrinsic("llvm.sqrt", [args[0].type]), args)
+
+    return v(v), codegen
+
+
+@intrinsic
 def stack_align_64(typingctx):
     """Align the caller's stack frame to 64 bytes (an aligned slot it must keep)."""
 
@@ -169,6 +185,9 @@ _python_choices = {  # the branch-free choices in plain Python
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
     fma, fma_chain = _python_fma, _python_fma_chain
     relu, where_positive, not_below = _python_choices.values()
+
+    def sqrt(v):
+        return type(v)(math.sqrt(v))
 
     def stack_align_64():
         pass

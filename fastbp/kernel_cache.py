@@ -22,7 +22,9 @@ from pathlib import Path
 
 from fastbp import numba_settings
 
-VERSION = 12  # bump when the generated code changes: older kernels are then deleted
+# Bump when the generated code, or how it is compiled (fastbp.numba_settings), changes:
+# older kernels are then deleted.
+VERSION = 13
 
 
 def kernel_dir() -> Path:
@@ -39,8 +41,9 @@ def calibration_file() -> Path:
 
 
 def name_of(source: str) -> str:
-    """The module name of a generated kernel: the hash of its source."""
-    return f"fastbp_kernel_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    """The module name of a generated kernel: the hash of its source and VERSION."""
+    text = f"{VERSION}\n{source}"
+    return f"fastbp_kernel_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 _lock = threading.Lock()

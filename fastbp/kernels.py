@@ -131,8 +131,8 @@ def _update() -> str:
             out += [
                 f"{keyword} opt == {code} and {'' if decay else 'not '}decay:  # {optimizer}",
                 *(f"    {name} = {value}" for name, value in step.constants(optimizer, decay)),
-                f"    rate = {step.rate(optimizer, 'lr', 't + 1')}",
                 *(f"    {name} = {value}" for name, value in step.per_update(optimizer, "t + 1")),
+                f"    rate = {step.rate(optimizer, 'lr')}",
                 "    for p in range(P):",
                 *(f"        {name} = {value}" for name, value in lets),
                 *(f"        {o} = {n}" for o, n in zip(old, names, strict=True)),
@@ -164,7 +164,7 @@ import math
 
 import numpy as np
 
-from fastbp.intrinsics import fma, relu, where_positive
+from fastbp.intrinsics import fma, relu, sqrt, where_positive
 from fastbp.numba_settings import cached_njit
 
 PER_SAMPLE_MEANS = {per_sample_means}  # loss codes whose mean is over the samples only

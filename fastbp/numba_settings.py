@@ -69,14 +69,17 @@ _noted = False
 
 
 def cached_njit(fn):
-    """``numba.njit(cache=True, nogil=True)`` (kernels release the GIL, so that threads
-    train runs in parallel), or, where Numba finds no place to write its cache (a
-    read-only install with no writable cache directory), an in-memory compilation, with
-    a one-line note the first time: slower to start, never a crash."""
+    """``numba.njit(cache=True, nogil=True, error_model="numpy")`` (kernels release the
+    GIL, so that threads train runs in parallel; a division by zero gives inf or NaN, as
+    IEEE 754 and NumPy have it, where Python's model raises, which also puts a branch
+    before every division that stops LLVM from vectorising it), or, where Numba finds no
+    place to write its cache (a read-only install with no writable cache directory), an
+    in-memory compilation, with a one-line note the first time: slower to start, never a
+    crash."""
     from numba import njit
 
     try:
-        return njit(cache=True, nogil=True)(fn)
+        return njit(cache=True, nogil=True, error_model="numpy")(fn)
     except RuntimeError as err:  # "cannot cache function ...: no locator available"
         global _noted
         if not _noted:
@@ -88,4 +91,4 @@ def cached_njit(fn):
                 "compiled in memory in every process",
                 file=sys.stderr,
             )
-        return njit(nogil=True)(fn)
+        return njit(nogil=True, error_model="numpy")(fn)

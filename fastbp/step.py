@@ -150,21 +150,23 @@ def constants(optimizer: str, decay: bool) -> list[tuple[str, str]]:
     return lets + ([("decay_", "F(hyper[4])")] if decay else [])
 
 
-def rate(optimizer: str, lr: str, number: str) -> str:
-    """The step size of update ``number`` (1 for the first), in the dtype, from the
-    float64 learning rate ``lr``: lr itself, or for adam lr / (1 - beta1^n), computed in
-    float64 as PyTorch does."""
-    if optimizer != "adam":
-        return f"F({lr})"
-    return f"F({lr} / (1.0 - math.pow(hyper[1], {number})))"
-
-
 def per_update(optimizer: str, number: str) -> list[tuple[str, str]]:
-    """(name, code) of the other values that change with the update's ``number``: for
-    adam, bc2 = sqrt(1 - beta2^n), in float64 as PyTorch, then in the dtype."""
+    """(name, code) of the values that change with the update's ``number`` (1 for the
+    first), the same for every run of a kernel: for adam, the bias corrections as
+    PyTorch computes them, in float64, bc1 = 1 - beta1^n and bc2 = sqrt(1 - beta2^n)
+    (then in the dtype)."""
     if optimizer != "adam":
         return []
-    return [("bc2", f"F(math.sqrt(1.0 - math.pow(hyper[2], {number})))")]
+    return [
+        ("bc1", f"1.0 - math.pow(hyper[1], {number})"),
+        ("bc2", f"F(math.sqrt(1.0 - math.pow(hyper[2], {number})))"),
+    ]
+
+
+def rate(optimizer: str, lr: str) -> str:
+    """The step size in the dtype, from the float64 learning rate ``lr``: lr itself, or
+    for adam lr / bc1 (in float64, as PyTorch; bc1 from :func:`per_update`)."""
+    return f"F({lr} / bc1)" if optimizer == "adam" else f"F({lr})"
 
 
 def update(
@@ -244,7 +246,7 @@ class Scalar:
         return f"math.log({v})"
 
     def sqrt(self, v):
-        return f"F(math.sqrt({v}))"  # F: Numba may take it in float64 (rounds the same)
+        return f"sqrt({v})"  # fastbp.intrinsics.sqrt, which LLVM vectorises
 
     def max(self, a, b):
         return f"max({a}, {b})"
