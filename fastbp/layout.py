@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastbp.config import RunConfig
+from fastbp.config import OPTIMIZER_FIELDS, RunConfig
 
 # Plain names, shown beside the field's own name: "learning rate (lr)".
 NAMES = {
@@ -42,6 +42,7 @@ NAMES = {
 assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
 
 LOSS_NAMES = {"mse": "MSE", "cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
+OPTIMIZERS_OWN = {f for fields in OPTIMIZER_FIELDS.values() for f in fields}  # else None
 MAX_PANELS = 12  # panels a figure may have before further fields are pooled
 PANEL_BINS = 4  # a continuous field that makes panels is cut into at most this many bins
 TABLE_ROWS = 10  # rows of a summary table, bins of a heatmap axis
@@ -90,9 +91,14 @@ def describe(fields, values) -> str:
 
 def swept(runs: pd.DataFrame, order=None) -> list[str]:
     """The RunConfig fields taking more than one value in ``runs`` (a missing value counts
-    as one): in ``order`` (the spec's, as saved with the results) where given, then in
-    RunConfig order; ``lr`` first and ``seed`` last."""
-    varies = [f for f in RunConfig.field_names() if f in runs and runs[f].nunique(dropna=False) > 1]
+    as one, except for an optimizer's own fields, missing where they do not apply): in
+    ``order`` (the spec's, as saved with the results) where given, then in RunConfig
+    order; ``lr`` first and ``seed`` last."""
+    varies = [
+        f
+        for f in RunConfig.field_names()
+        if f in runs and runs[f].nunique(dropna=f in OPTIMIZERS_OWN) > 1
+    ]
     order = [f for f in (order or ()) if f in varies]
     keys = order + [f for f in varies if f not in order]
     return sorted(keys, key=lambda f: (f != "lr", f == "seed"))
@@ -302,8 +308,18 @@ def subtitle(results, pooled=()) -> str:
     fixed = [f for f in RunConfig.field_names() if f in runs and f not in swept_of(results)]
     if len(runs):
         first = runs.iloc[0]
-        parts.append(", ".join(f"{f}={fmt(f, first[f])}" for f in fixed if _relevant(f, first)))
+        values = {f: _shared(runs, f) for f in fixed if _relevant(f, first)}
+        parts.append(", ".join(f"{f}={fmt(f, v)}" for f, v in values.items() if v is not None))
     return "; ".join(p for p in parts if p)
+
+
+def _shared(runs, field):
+    """The value of an unswept field; for an optimizer's own field, its value in the runs
+    it applies to (None where it applies to none)."""
+    if field in OPTIMIZERS_OWN:
+        values = runs[field].dropna()
+        return values.iloc[0] if len(values) else None
+    return runs[field].iloc[0]
 
 
 def _relevant(field, row) -> bool:

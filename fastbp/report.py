@@ -69,9 +69,9 @@ def best_line(runs, order=None) -> str:
             ["median", "size"]
         )
         if (medians["size"] > 1).any():
-            key = medians["median"].idxmin()
+            best = int(np.argmin(medians["median"].to_numpy()))  # by position: keys may be NaN
+            key, row = medians.index[best], medians.iloc[best]
             key = key if isinstance(key, tuple) else (key,)
-            row = medians.loc[key if len(key) > 1 else key[0]]
             return (
                 f"best: {describe(fields, key)}: median final loss {row['median']:.3g} "
                 f"over {int(row['size'])} run(s)"

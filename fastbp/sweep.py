@@ -412,6 +412,8 @@ def _kernel_text(run) -> str:
     parts += [
         run.dataset if run.dataset != "encoder" else "",
         run.loss_fn if run.loss_fn != "mse" else "",
+        run.optimizer if run.optimizer != "sgd" else "",
+        "weight decay" if run.weight_decay else "",
     ]
     return " ".join(p for p in parts if p)
 

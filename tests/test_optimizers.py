@@ -221,3 +221,33 @@ def test_against_torch_optim():
         ours = [a for W, b in train(config).params for a in (W, b)]
         for a, t in zip(ours, tensors, strict=True):
             np.testing.assert_allclose(a, t.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_sweep_over_optimizers_keeps_their_fields_where_they_apply(tmp_path, capsys):
+    from fastbp import load_results
+    from fastbp.results import config_from_row
+    from fastbp.sweep import main
+
+    spec = tmp_path / "opt.toml"
+    spec.write_text(
+        '[sweep]\nname = "opt"\nthreshold = 0.07\n'
+        "[base]\nlayers = [4, 2, 4]\nsteps = 300\nlog_every = 100\n"
+        '[grid]\noptimizer = ["sgd", "momentum", "adam"]\nmomentum = [0.5, 0.9]\n'
+        "lr = [0.01, 0.1]\n"
+    )
+    assert main([str(spec), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    runs = load_results(tmp_path / "out").runs
+    # sgd and adam have no momentum: 2 + 4 + 2 distinct runs, not 12
+    assert len(runs) == 8 and runs["run_id"].is_unique
+    by = runs.set_index(["optimizer", "lr", "momentum"], drop=False)
+    assert runs.loc[runs.optimizer != "momentum", "momentum"].isna().all()
+    assert runs.loc[runs.optimizer != "adam", ["beta1", "beta2", "eps"]].isna().all().all()
+    assert set(runs.loc[runs.optimizer == "adam", "beta2"]) == {0.999}
+    assert len(by.loc["momentum"]) == 4
+    for _, row in runs.iterrows():  # each row gives back its config, and its results
+        config = config_from_row(row)
+        assert config.run_id == row["run_id"]
+        assert train(config).final_loss == row["final_loss"]
+    assert "by momentum:" in printed and "by beta1:" not in printed
+    assert "best run: lr=" in printed
