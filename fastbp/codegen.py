@@ -69,7 +69,7 @@ def _block_kernel(
     with the loss ``loss_fn`` and the ``optimizer`` (``decay``: with weight decay).
 
     ``train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at,
-    order, hyper)`` trains ``lanes`` runs side by side, full-batch, or one run in mini-batches
+    order, hyper, plog)`` trains ``lanes`` runs side by side, full-batch, or one run in mini-batches
     of ``batch_size`` (see :func:`minibatch_form`):
 
     theta : (P * lanes,) parameter p of run r at p * lanes + r (the layout of
@@ -86,6 +86,8 @@ def _block_kernel(
     order : (n_epochs, n_samples) int64, mini-batches only: row e is the sample order of
         epoch e, walked ``batch_size`` samples per update, as the loop kernel does.
     hyper : float64, the optimizer's values (fastbp.step.HYPER), the same for all lanes.
+    plog : (lanes, n_log, P), or (lanes, 0, P) for none: plog[r, i] gets run r's
+        parameters after log_steps[i] updates (left as given once the run diverged).
     The optimizer's state starts at zero.
     """
     args = (
@@ -300,7 +302,7 @@ def _source(
         "",
         "@cached_njit",
         "def train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at, order,",
-        "                hyper):",
+        "                hyper, plog):",
         f'    """Train {L} runs side by side: see fastbp.codegen.block_kernel."""',
         "    stack_align_64()  # vector registers spilled to the stack: aligned stores",
         "    # One workspace, aligned to 64 bytes: a cache line, one 512-bit vector.",
@@ -931,6 +933,11 @@ def _checks(L, slot="p * snaps.shape[0] + r") -> list[str]:
         "if t == log_steps[i_log]:",
         f"    for r in range({L}):",
         "        losses[r, i_log] = loss[r] if alive[r] else np.nan",
+        "    if plog.shape[1] > 0:  # the parameters, for metrics computed from them",
+        f"        for r in range({L}):",
+        "            if alive[r]:",
+        "                for p in range(plog.shape[2]):",
+        f"                    plog[r, i_log, p] = ws[{slot}]",
         "    i_log += 1",
         "if t == n_steps or n_alive == 0:",
         "    break",

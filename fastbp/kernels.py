@@ -307,7 +307,7 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G, loss=0):
 @cached_njit
 def train_kernel(
     theta, sizes, w_off, b_off, act, use_bias, lr, n_steps, log_steps, X, T, batch_size, order,
-    losses, loss, opt, hyper,
+    losses, loss, opt, hyper, plog,
 ):
     """Run ``n_steps`` updates on theta in place, logging the full-dataset loss.
 
@@ -320,6 +320,8 @@ def train_kernel(
     loss : the loss function's number (its position in fastbp.config.LOSSES).
     opt : the optimizer's number (in fastbp.config.OPTIMIZERS); its state starts at zero.
     hyper : float64, the optimizer's values in the order of fastbp.step.HYPER.
+    plog : (n_log, P) or (0, P): where it has rows, plog[i] gets the parameters after
+        log_steps[i] updates (for metrics computed from them).
     Returns -1, or the number of updates after which the loss became non-finite (theta
     then holds those parameters and training stopped there). All buffers are allocated
     before the loop.
@@ -355,6 +357,8 @@ def train_kernel(
                 return t
             if log_now:
                 losses[i_log] = value
+                if plog.shape[0] > 0:
+                    plog[i_log, :] = theta
                 i_log += 1
         if t == n_steps:
             break

@@ -296,12 +296,16 @@ def _along_x(results, x, colour, panels, max_panels):
 # --- the figures ---
 
 
-def loss_curves(results, colour=None, panels=None) -> Figure:
-    """Loss against step, step 0 included: one median line per value of the colour field
-    (band over seeds and pooled fields) in one axes per panel."""
+def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
+    """Loss (or ``metric``: "accuracy") against step, step 0 included: one median line
+    per value of the colour field (band over seeds and pooled fields) in one axes per
+    panel."""
     runs, curves = results.runs, results.curves
     if len(curves) == 0 or len(runs) == 0:
         raise Skip("no curves in this sweep")
+    is_loss = metric == "loss"
+    if not is_loss and (metric not in curves or curves[metric].isna().all()):
+        raise Skip(f"no {metric} in this sweep (its targets are not classes)")
     r = roles(results, colour, panels)
     colours = Colours(runs, r.colour)
     groups = panel_groups(runs, r.panels)
@@ -312,11 +316,11 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
     row = pd.Index(runs["run_id"]).get_indexer(curves["run_id"])
     step = curves["step"].to_numpy()
     keep = _display_steps(step, runs["steps"].to_numpy()) & (row >= 0)  # runs shown only
-    loss = curves["loss"].to_numpy(dtype=float)
+    loss = curves[metric].to_numpy(dtype=float, na_value=np.nan)
     # A diverging run climbs towards 1e300 before its loss turns NaN: the axes show up to
     # a few times the initial loss, and such a run leaves them through the top.
     start = loss[(step == 0) & np.isfinite(loss)]
-    top = 3 * start.max() if len(start) else 1.0
+    top = 3 * start.max() if len(start) and is_loss else 1.0
     frame = pd.DataFrame(
         {
             "panel": panel[row],
@@ -335,7 +339,7 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
             [grouped.median(), grouped.quantile(lo), grouped.quantile(hi)], axis=1,
             keys=["median", "min", "max"],
         )  # fmt: skip
-    mixed = _losses_differ(runs)
+    mixed = is_loss and _losses_differ(runs)  # accuracy compares across losses
     fig, axes = _figure(len(groups), sharey=not mixed)
     diverged = runs["diverged"].to_numpy(bool)
     with_bands = len(colours.colours) <= len(PALETTE)  # more bands than that hide each other
@@ -364,23 +368,27 @@ def loss_curves(results, colour=None, panels=None) -> Figure:
         _steps_axis(ax, frame.loc[frame["panel"] == p, "step"].to_numpy())
         n_div = int(diverged[mask].sum())
         extra = f" ({n_div} of {int(mask.sum())} diverged)" if n_div else ""
-        floor_shown = _floor_lines(ax, runs[mask]) or floor_shown
+        floor_shown = is_loss and _floor_lines(ax, runs[mask]) or floor_shown
         ax.set_title(title + extra, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
     for ax, (_, mask) in zip(axes, groups, strict=True):
         if mixed or ax.get_subplotspec().is_first_col():
-            ax.set_ylabel(loss_label(runs[mask] if mixed else runs))
+            ax.set_ylabel(loss_label(runs[mask] if mixed else runs) if is_loss else metric)
     finite = stats["min"].to_numpy()
     finite = finite[np.isfinite(finite) & (finite > 0)]
-    if len(finite) and _log_y(axes[0], finite):
+    if not is_loss:  # a share of the samples
+        axes[0].set_ylim(-0.03, 1.03)
+        for ax in axes:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    elif len(finite) and _log_y(axes[0], finite):
         axes[0].set_ylim(finite.min() / 1.3, top)
         for ax in axes:
             if mixed:
                 ax.set_yscale("log")
             _plain_log(ax.yaxis)
     what = f"median, {_band_text(n_max)}" if with_bands else f"median of each {r.colour} value"
-    _titles(fig, f"Loss curves: {what}", results, r.pooled)
+    _titles(fig, f"{'Loss' if is_loss else metric.capitalize()} curves: {what}", results, r.pooled)
     colours.key(fig, axes, _floor_handle(floor_shown))
     return fig
 
@@ -731,6 +739,7 @@ def _bias_strip(ax, runs, params, x):
 
 FIGURES = {
     "loss_curves": loss_curves,
+    "accuracy_curves": lambda results: loss_curves(results, metric="accuracy"),
     "final_loss": final_loss,
     "heatmap": heatmap,
     "steps_to_threshold": steps_to_threshold,
@@ -773,8 +782,8 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
 
 
 # Milliseconds each figure took to draw for lr_grid, to share them out between processes.
-COST = {"learned_params": 400, "loss_curves": 330, "steps_to_threshold": 250, "final_loss": 200,
-        "heatmap": 140}  # fmt: skip
+COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
+        "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140}  # fmt: skip
 _JOB = None
 
 

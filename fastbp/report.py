@@ -22,8 +22,9 @@ DIVERGED_ROWS = 50
 
 def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataFrame]]:
     """(field, table) for each swept field but seed: for each of its values (or bins of
-    values, at most TABLE_ROWS), the number of runs, how many converged and diverged, and
-    the spread of their final losses."""
+    values, at most TABLE_ROWS), the number of runs, how many converged and diverged, the
+    spread of their final losses, and their final accuracy where the targets are
+    classes."""
     fields = [f for f in swept(runs, order) if f != "seed"]
     ok = ~runs["diverged"].to_numpy(bool)
     frame = pd.DataFrame(
@@ -32,8 +33,10 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
             "diverged": ~ok,
             "converged": (runs["final_loss"] <= threshold).to_numpy() & ok if threshold else 0,
             "steps": runs["steps_to_threshold"].astype("Float64"),
+            "accuracy": runs["accuracy"] if "accuracy" in runs else np.nan,
         }
     )
+    with_accuracy = bool(frame["accuracy"].notna().any())
     tables = []
     for field in fields or [None]:
         s = scale(runs, field, TABLE_ROWS) if field else None
@@ -51,6 +54,8 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
         )
         if threshold:
             table["median_steps_to_threshold"] = grouped["steps"].median().round().astype("Int64")
+        if with_accuracy:  # comparable across loss functions, where losses are not
+            table["median_accuracy"] = grouped["accuracy"].median()
         table.index = [s.labels[c] for c in table.index] if s else ["all runs"]
         table.index.name = (label(field) + (" (binned)" if s.binned else "")) if s else ""
         tables.append((field or "", table))

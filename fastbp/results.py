@@ -58,6 +58,7 @@ RUNS_SCHEMA = pa.schema(
     + [
         ("final_loss", pa.float64()),  # NaN for a diverged run
         ("min_loss", pa.float64()),
+        ("accuracy", pa.float64()),  # at the end, where the targets are classes; or null
         ("steps_to_threshold", pa.int64()),  # first logged step with loss <= threshold
         ("loss_floor", pa.float64()),  # no network of this shape does better (MSE); or null
         ("dead_units", pa.int64()),  # hidden ReLU units off for every sample; or null
@@ -71,7 +72,14 @@ RUNS_SCHEMA = pa.schema(
 # and is derived from the curves when the final tables are written.
 DERIVED = ("steps_to_threshold", "loss_floor", "dead_units")  # when final tables are written
 SHARD_RUNS_SCHEMA = pa.schema([f for f in RUNS_SCHEMA if f.name not in DERIVED])
-CURVES_SCHEMA = pa.schema([("run_id", pa.string()), ("step", pa.int64()), ("loss", pa.float64())])
+CURVES_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("loss", pa.float64()),
+        ("accuracy", pa.float64()),  # null where the targets are not classes
+    ]
+)
 PARAMS_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
@@ -142,7 +150,12 @@ def load_results(directory) -> Results:
 
 def _upgraded(table: pa.Table) -> pa.Table:
     """A shard's table with the fields added since fastbp 0.3, at their old behaviour,
-    where it was written without them (its runs keep their ids: see RunConfig.run_id)."""
+    where it was written without them (its runs keep their ids: see RunConfig.run_id),
+    and the metrics added since, null."""
+    for name in ("accuracy",):
+        if "run_id" in table.column_names and name not in table.column_names:
+            if "loss" in table.column_names or "final_loss" in table.column_names:
+                table = table.append_column(name, pa.nulls(len(table), pa.float64()))
     if "run_id" not in table.column_names or "layers" not in table.column_names:
         return table  # not a runs table
     for field, value in SINCE_0_3.items():
@@ -189,6 +202,8 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
     losses = _concat([r.losses for r in results], np.float64).astype(np.float64)
     ends = np.cumsum(lengths)
     runs["final_loss"] = losses[ends - 1] if len(results) else []
+    accuracy, known = _metric(results, "accuracy", lengths)
+    runs["accuracy"] = pa.array(accuracy[ends - 1], mask=~known[ends - 1]) if len(results) else []
     # each run's smallest finite loss, NaN where none is (an empty segment is impossible)
     finite = np.where(np.isfinite(losses), losses, np.inf)
     lowest = np.minimum.reduceat(finite, ends - lengths) if len(results) else finite
@@ -204,12 +219,21 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
         "run_id": run_ids.take(np.repeat(np.arange(len(results)), lengths)),
         "step": _concat([r.steps for r in results], np.int64),
         "loss": losses,
+        "accuracy": pa.array(accuracy, mask=~known),
     }
     return {
         "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
         "curves": pa.table(curves, schema=CURVES_SCHEMA),
         "params": _params_table(results, run_ids),
     }
+
+
+def _metric(results, name, lengths) -> tuple[np.ndarray, np.ndarray]:
+    """A metric's values over every run's logged steps, and where the metric is known."""
+    values = [getattr(r, name) for r in results]
+    known = np.repeat([v is not None for v in values], lengths)
+    filled = [np.full(n, np.nan) if v is None else v for v, n in zip(values, lengths, strict=True)]
+    return _concat(filled, np.float64).astype(np.float64), known
 
 
 def _params_table(results, run_ids) -> pa.Table:

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastbp import codegen, kernels, step
+from fastbp import codegen, kernels, metrics, step
 from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig
 from fastbp.data import make_dataset
 from fastbp.params import Params, check_params, flatten, init_params, offsets, unflatten
@@ -34,6 +34,9 @@ class RunResult:
         For a diverged run, the number of updates after which the loss was non-finite.
     wall_s : float
         Wall-clock seconds of the whole call.
+    accuracy : float64 ndarray of shape (n_log,), or None
+        Where the targets are classes (:func:`fastbp.metrics.classes`): the share of
+        samples classified right after steps[i] updates (NaN where losses are).
     """
 
     config: RunConfig
@@ -43,6 +46,7 @@ class RunResult:
     diverged: bool
     diverged_at: int | None
     wall_s: float
+    accuracy: np.ndarray | None = None
 
     @property
     def final_loss(self) -> float:
@@ -111,10 +115,13 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         (result,) = _train_families([([config], flatten(initial), order)], lanes=1)[0]
         return result
     dtype = np.dtype(config.dtype)
-    X, T = (a.astype(dtype) for a in make_dataset(config))
+    X64, T64 = make_dataset(config)
+    X, T = X64.astype(dtype), T64.astype(dtype)
     steps = logged_steps(config.steps, config.log_every)
     losses = np.full(steps.shape, np.nan)
     theta = flatten(initial).astype(dtype)
+    kind = metrics.classes(T64)
+    plog = np.full((len(steps) if kind else 0, theta.shape[0]), np.nan, dtype=dtype)
     w_off, b_off = offsets(config.layers)
     stopped_at = kernels.loop_kernel().train_kernel(
         theta,
@@ -134,6 +141,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         LOSSES.index(config.loss_fn),
         OPTIMIZERS.index(config.optimizer),
         hyper(config),
+        plog,
     )
     result = RunResult(
         config=config,
@@ -143,6 +151,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         diverged=bool(stopped_at >= 0),
         diverged_at=int(stopped_at) if stopped_at >= 0 else None,
         wall_s=time.perf_counter() - start,
+        accuracy=metrics.accuracy(plog, config, X64, T64, kind) if kind else None,
     )
     kernels.mark_cached()
     return result
@@ -291,8 +300,10 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
     dtype = np.dtype(config.dtype)
     args = kernel_args(config, lanes)
     kernel = codegen.block_kernel(*args)
-    X, T = (a.astype(dtype) for a in make_dataset(config))
+    X64, T64 = make_dataset(config)
+    X, T = X64.astype(dtype), T64.astype(dtype)
     T_t = np.ascontiguousarray(T.T).ravel()
+    kind = metrics.classes(T64)
     # Longest first, so that each block's lanes have similar amounts of work.
     order = sorted(range(len(families)), key=lambda f: -max(c.steps for c in families[f][0]))
     out = [None] * len(families)
@@ -312,6 +323,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
         losses = np.full((lanes, len(log_steps)), np.nan)
         snaps = np.zeros((lanes, snap_steps.shape[1], n_params), dtype=dtype)
         diverged_at = np.empty(lanes, dtype=np.int64)
+        plog = np.full((lanes, len(log_steps) if kind else 0, n_params), np.nan, dtype=dtype)
         lr = np.array([group[0].lr for group in runs])
         start = time.perf_counter()
         samples = families[padded[0]][2]  # the order of samples (mini-batches: one lane)
@@ -327,8 +339,13 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
             diverged_at,
             samples,
             hyper(config),
+            plog,
         )
         wall = time.perf_counter() - start
+        accuracy = None
+        if kind:  # every lane and logged step at once
+            flat = plog[: len(block)].reshape(-1, n_params)
+            accuracy = metrics.accuracy(flat, config, X64, T64, kind).reshape(len(block), -1)
         codegen.mark_cached(*args)
         total_steps = sum(c.steps for group in runs[: len(block)] for c in group)
         for lane, f in enumerate(block):
@@ -340,26 +357,27 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
                     snaps[lane, snaps_at[lane].index(c.steps)],
                     diverged_at[lane],
                     wall * c.steps / total_steps,
+                    None if accuracy is None else accuracy[lane],
                 )
                 for c in families[f][0]
             ]
     return out
 
 
-def _member_result(config, log_steps, losses, theta, diverged_at, wall_s) -> RunResult:
+def _member_result(config, log_steps, losses, theta, diverged_at, wall_s, accuracy) -> RunResult:
     steps = logged_steps(config.steps, config.log_every)  # a copy: the caller's to keep
     diverged = 0 <= diverged_at <= config.steps
+    at = None if len(steps) == len(log_steps) else np.searchsorted(log_steps, steps)
     return RunResult(
         config=config,
         steps=steps,
         # the block logged at the steps of this run alone, or of others too
-        losses=losses.copy()
-        if len(steps) == len(log_steps)
-        else losses[np.searchsorted(log_steps, steps)],
+        losses=losses.copy() if at is None else losses[at],
         params=unflatten(theta, config.layers, copy=False),  # views of this run's snapshot
         diverged=bool(diverged),
         diverged_at=int(diverged_at) if diverged else None,
         wall_s=wall_s,
+        accuracy=None if accuracy is None else accuracy.copy() if at is None else accuracy[at],
     )
 
 

@@ -302,7 +302,7 @@ def test_plot_command_notes_skipped_figures(tmp_path):
     assert "skipped final_loss: nothing is swept besides seed" in out.stdout
     assert "skipped heatmap:" in out.stdout
     written = list((tmp_path / "o" / "plots").glob("*.png"))
-    assert {p.stem for p in written} == {"loss_curves", "learned_params"}
+    assert {p.stem for p in written} == {"loss_curves", "accuracy_curves", "learned_params"}
     assert "skipped heatmap" in (tmp_path / "o" / "plots" / "report.html").read_text()
 
 

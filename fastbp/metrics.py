@@ -1,0 +1,62 @@
+"""Metrics beside the loss, from a run's parameters at its logged steps (NumPy).
+
+The kernels hand over the parameters of every logged step (where a metric applies); the
+metrics are computed here, for all of a block's runs and steps at once. Accuracy applies
+where the targets are classes: one-hot rows (the prediction is the largest output: the
+softmax of cross_entropy keeps the order) or a single column of 0s and 1s (the
+prediction is 1 where the output, after the loss's link, is at least 1/2: y >= 0.5 for
+mse, sigmoid(y) >= 0.5, that is y >= 0, for bce).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = {
+    "relu": lambda Z: np.maximum(Z, 0.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda Z: 1.0 / (1.0 + np.exp(-Z)),
+    "identity": lambda Z: Z,
+}
+
+
+def classes(T: np.ndarray) -> str | None:
+    """ "one-hot", "binary" or None (accuracy does not apply) for targets T of shape
+    (n_samples, n_out)."""
+    zeros_and_ones = bool(np.isin(T, (0.0, 1.0)).all())
+    if T.shape[1] == 1 and zeros_and_ones:
+        return "binary"
+    if T.shape[1] > 1 and zeros_and_ones and bool((T.sum(axis=1) == 1).all()):
+        return "one-hot"
+    return None
+
+
+def outputs(thetas: np.ndarray, layers, activation: str, X: np.ndarray) -> np.ndarray:
+    """Network outputs of shape (k, n_samples, n_out) for k flat parameter vectors
+    ``thetas`` of shape (k, P) (the layout of fastbp.params.flatten), in float64."""
+    k = thetas.shape[0]
+    thetas = thetas.astype(np.float64, copy=False)
+    H, at = np.broadcast_to(X, (k, *X.shape)), 0
+    pairs = list(zip(layers[:-1], layers[1:], strict=False))
+    with np.errstate(all="ignore"):  # parameters of a diverging run overflow
+        for l, (fan_in, fan_out) in enumerate(pairs):
+            W = thetas[:, at : at + fan_in * fan_out].reshape(k, fan_in, fan_out)
+            b = thetas[:, at + fan_in * fan_out : at + fan_in * fan_out + fan_out]
+            at += fan_in * fan_out + fan_out
+            H = H @ W + b[:, None, :]
+            if l < len(pairs) - 1:
+                H = ACTIVATIONS[activation](H)
+    return H
+
+
+def accuracy(thetas, config, X, T, kind: str) -> np.ndarray:
+    """The share of samples classified right, (k,), by the k parameter vectors ``thetas``
+    (NaN for a vector that is not finite: a run that had diverged)."""
+    Y = outputs(thetas, config.layers, config.activation, X)
+    if kind == "one-hot":
+        right = Y.argmax(axis=2) == T.argmax(axis=1)
+    else:
+        cut = 0.0 if config.loss_fn == "bce" else 0.5
+        right = (Y[:, :, 0] >= cut) == (T[:, 0] == 1.0)
+    share = right.mean(axis=1)
+    return np.where(np.isfinite(thetas).all(axis=1), share, np.nan)
