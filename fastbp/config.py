@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -63,10 +64,13 @@ class RunConfig:
     beta2: float | None = None  # adam: 0.999 unless given; else None
     eps: float | None = None  # adam: 1e-8 unless given; else None
     weight_decay: float = 0.0  # every optimizer: weight_decay * p is added to each gradient
+    targets: tuple[str, ...] | None = None  # a .csv dataset's target columns (else the last)
+    val_fraction: float = 0.0  # samples held out for validation, where the data has none
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
             object.__setattr__(self, name, check(name, getattr(self, name)))
+        self._load_data()
         # An optimizer's own fields get their defaults; the others' fields do not apply
         # (None), so that runs differing only there are one run.
         mine = OPTIMIZER_FIELDS.get(self.optimizer, {})
@@ -92,13 +96,14 @@ class RunConfig:
                 f"loss_fn 'cross_entropy' needs at least 2 outputs (a softmax over them), "
                 f"got {_fmt_layers(self.layers)}; for one output use 'bce'",
             )
-        rule, fits = shape[self.dataset]
+        rule, fits = shape.get(self.dataset, ("", True))  # the user's data: checked on loading
         if not fits:
             raise ConfigError(
                 "layers",
                 f"layers must have {rule} for dataset '{self.dataset}', "
                 f"got {_fmt_layers(self.layers)}",
             )
+        self._check_split()
         n = self.n_samples
         if self.batch_size is not None and not 1 <= self.batch_size <= n:
             raise ConfigError(
@@ -106,15 +111,66 @@ class RunConfig:
                 f"batch_size must be None or between 1 and n_samples = {n}, got {self.batch_size}",
             )
 
+    def _load_data(self):
+        """A dataset that names a file becomes its Data (the arrays travel with the config),
+        checked against layers; targets apply to .csv files only."""
+        from fastbp import datafiles  # NumPy only
+
+        if datafiles.is_path(self.dataset):
+            try:
+                data = datafiles.load(self.dataset, self.layers[-1], self.targets)
+            except datafiles.DataError as err:
+                raise ConfigError("dataset", f"dataset {err}") from None
+            object.__setattr__(self, "dataset", data)
+        elif self.targets is not None:
+            raise ConfigError("targets", "targets names the target columns of a .csv dataset")
+        if isinstance(self.dataset, datafiles.Data):
+            try:
+                self.dataset.check(self.layers)
+            except datafiles.DataError as err:
+                raise ConfigError("dataset", f"dataset {err}") from None
+
+    def _check_split(self):
+        if not self.val_fraction:
+            return
+        if self.has_own_validation:
+            raise ConfigError(
+                "val_fraction",
+                f"val_fraction must be 0 for dataset {self.dataset}: it has X_val and T_val",
+            )
+        n = self.n_total
+        if not 1 <= self.n_val < n:
+            raise ConfigError(
+                "val_fraction",
+                f"val_fraction {self.val_fraction} of {n} samples holds out {self.n_val}: "
+                "at least one must be held out and one left to train on",
+            )
+
     @property
-    def n_samples(self) -> int:
-        """Number of samples in the dataset: encoder layers[0], xor 4, parity
-        2 ** layers[0]."""
+    def has_own_validation(self) -> bool:
+        return getattr(self.dataset, "X_val", None) is not None
+
+    @property
+    def n_total(self) -> int:
+        """Samples in the data, validation split included (not the data's own X_val):
+        encoder layers[0], xor 4, parity 2 ** layers[0], a file its rows."""
         if self.dataset == "xor":
             return 4
         if self.dataset == "parity":
             return 2 ** self.layers[0]
-        return self.layers[0]
+        if self.dataset == "encoder":
+            return self.layers[0]
+        return len(self.dataset.X)
+
+    @property
+    def n_val(self) -> int:
+        """Samples held out by val_fraction."""
+        return round(self.n_total * self.val_fraction)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples trained on: n_total less those held out by val_fraction."""
+        return self.n_total - self.n_val
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -138,6 +194,8 @@ class RunConfig:
         Fields added since fastbp 0.3 count only where they apply and differ from their
         defaults (:data:`SINCE_0_3`), so that runs of 0.3 keep their ids."""
         values = {k: v for k, v in self.to_dict().items() if not _as_in_0_3(k, v)}
+        if not isinstance(self.dataset, str):  # the user's data: its contents, not its path
+            values["dataset"] = self.dataset.id
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -190,6 +248,35 @@ def _as_positive_float(name, value):
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(name, f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def _check_dataset(name, value):
+    from fastbp import datafiles
+
+    if isinstance(value, datafiles.Data) or datafiles.is_path(value):
+        return str(value) if isinstance(value, os.PathLike) else value
+    if value not in DATASETS:
+        allowed = ", ".join(repr(c) for c in DATASETS)
+        hint = did_you_mean(value, DATASETS)
+        raise ConfigError(
+            name,
+            f"{name} must be one of {allowed} or a .npz or .csv file, got {value!r}{hint}",
+        )
+    return value
+
+
+def _check_targets(name, value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise ConfigError(name, f"{name} must be a list of column names, got {value!r}")
+    return tuple(value)
 
 
 def _one_of(choices):
@@ -261,7 +348,7 @@ _CHECKS = {
     "batch_size": _check_batch_size,
     "init": _one_of(INITS),
     "init_scale": _as_positive_float,
-    "dataset": _one_of(DATASETS),
+    "dataset": _check_dataset,
     "dtype": _one_of(DTYPES),
     "loss_fn": _one_of(LOSSES),
     "optimizer": _one_of(OPTIMIZERS),
@@ -270,6 +357,8 @@ _CHECKS = {
     "beta2": _in_range(0.0, 1.0),
     "eps": _in_range(0.0, low_open=True),  # 0: a gradient that stays 0 would give 0 / 0
     "weight_decay": lambda n, v: _in_range(0.0)(n, v if v is not None else 0.0),
+    "targets": _check_targets,
+    "val_fraction": lambda n, v: _in_range(0.0, 1.0)(n, v if v is not None else 0.0),
 }
 # Fields added after fastbp 0.3, at the values that give 0.3's behaviour: left out of a
 # run's id at these values (and where they do not apply: None), so that results of 0.3
@@ -282,6 +371,8 @@ SINCE_0_3 = {
     "beta2": None,
     "eps": None,
     "weight_decay": 0.0,
+    "targets": None,
+    "val_fraction": 0.0,
 }
 
 

@@ -27,15 +27,38 @@ def loss_floor(config: RunConfig) -> float | None:
     """
     if config.loss_fn != "mse":
         return None
-    return _floor(config.dataset, config.layers[0], config.layers[-1], config.layers[-2],
-                  config.bias)  # fmt: skip
+    data = _data_key(config.dataset, config.val_fraction, config.targets)
+    return _floor(data, config.layers[0], config.layers[-1], config.layers[-2], config.bias)
+
+
+def _data_key(dataset, val_fraction=0.0, targets=None) -> tuple:
+    """What picks a run's training data (a hashable key for the caches below)."""
+    missing = targets is None or np.ndim(targets) == 0
+    return (dataset, float(val_fraction or 0.0), None if missing else tuple(targets))
+
+
+def _training_data(data: tuple, layers) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (X, T) a run of this data key and shape trains on; None where the data cannot
+    be read any more (a file moved since)."""
+    from fastbp.config import ConfigError
+    from fastbp.data import make_dataset
+
+    dataset, val_fraction, targets = data
+    try:
+        config = RunConfig(
+            layers=layers, dataset=dataset, val_fraction=val_fraction, targets=targets
+        )
+    except ConfigError:
+        return None
+    return make_dataset(config)
 
 
 @lru_cache(maxsize=256)
-def _floor(dataset: str, n_in: int, n_out: int, hidden: int, bias: bool) -> float | None:
-    from fastbp.data import make_dataset
-
-    _, T = make_dataset(RunConfig(layers=(n_in, hidden, n_out), dataset=dataset))
+def _floor(data: tuple, n_in: int, n_out: int, hidden: int, bias: bool) -> float | None:
+    training = _training_data(data, (n_in, hidden, n_out))
+    if training is None:
+        return None
+    T = training[1]
     if bias:
         T = T - T.mean(axis=0)
     singular = np.linalg.svd(T, compute_uv=False)
@@ -49,10 +72,18 @@ def _layers(text: str) -> tuple[int, ...]:
     return tuple(int(w) for w in str(text).split("-"))
 
 
+def _data_keys(runs) -> list[tuple]:
+    """The data key of every row of a runs table (tables of fastbp 0.3: the dataset)."""
+    n = len(runs)
+    fractions = runs["val_fraction"] if "val_fraction" in runs else [0.0] * n
+    targets = runs["targets"] if "targets" in runs else [None] * n
+    return [_data_key(*row) for row in zip(runs["dataset"], fractions, targets, strict=True)]
+
+
 def floors(runs) -> np.ndarray:
     """:func:`loss_floor` of every row of a runs table (NaN: none), as float64."""
     loss_fn = runs["loss_fn"] if "loss_fn" in runs else ["mse"] * len(runs)
-    keys = list(zip(runs["dataset"], runs["layers"], runs["bias"], loss_fn, strict=True))
+    keys = list(zip(_data_keys(runs), runs["layers"], runs["bias"], loss_fn, strict=True))
     known = {}
     for key in set(keys):
         dataset, layers, bias, fn = key
@@ -68,7 +99,6 @@ def dead_units(runs, values: np.ndarray) -> np.ndarray:
     at its final parameters, over all hidden layers; -1 for other activations, and where
     a parameter is not finite. ``values``: every run's parameters one after the other, in
     the runs' order, each in the layout of fastbp.params.flatten."""
-    from fastbp.data import make_dataset
 
     layers = [_layers(text) for text in runs["layers"]]
     sizes = np.array([sum(a * b + b for a, b in zip(w[:-1], w[1:], strict=False)) for w in layers])
@@ -76,11 +106,14 @@ def dead_units(runs, values: np.ndarray) -> np.ndarray:
     out = np.full(len(runs), -1, dtype=np.int64)
     relu = (runs["activation"] == "relu").to_numpy()
     groups: dict[tuple, list[int]] = {}
-    for r, (shape, dataset) in enumerate(zip(layers, runs["dataset"], strict=True)):
+    for r, (shape, data) in enumerate(zip(layers, _data_keys(runs), strict=True)):
         if relu[r]:
-            groups.setdefault((shape, dataset), []).append(r)
-    for (shape, dataset), rows in groups.items():
-        X, _ = make_dataset(RunConfig(layers=shape, dataset=dataset))
+            groups.setdefault((shape, data), []).append(r)
+    for (shape, data), rows in groups.items():
+        training = _training_data(data, shape)
+        if training is None:
+            continue
+        X = training[0]
         theta = values[starts[rows][:, None] + np.arange(sizes[rows[0]])]  # (runs, P)
         H, at, dead = X, 0, np.zeros(len(rows), dtype=np.int64)
         for fan_in, fan_out in zip(shape[:-2], shape[1:-1], strict=True):  # hidden layers

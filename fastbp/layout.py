@@ -38,6 +38,8 @@ NAMES = {
     "beta2": "Adam's beta2",
     "eps": "Adam's epsilon",
     "weight_decay": "weight decay",
+    "targets": "target columns",
+    "val_fraction": "validation fraction",
 }
 assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
 

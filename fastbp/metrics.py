@@ -49,6 +49,47 @@ def outputs(thetas: np.ndarray, layers, activation: str, X: np.ndarray) -> np.nd
     return H
 
 
+METRICS = ("accuracy", "val_loss", "val_accuracy")  # columns beside the loss
+
+
+def wanted(config, T, validation) -> dict:
+    """What :func:`compute` needs for a run: {"kind": classes(T), "validation": (X_val,
+    T_val) or None}, empty where no metric applies."""
+    kind = classes(T)
+    return {"kind": kind, "validation": validation} if kind or validation is not None else {}
+
+
+def compute(thetas, config, X, T, want: dict) -> dict:
+    """{metric: (k,) values} for k parameter vectors: accuracy where the targets are
+    classes; with validation data, val_loss and (classes) val_accuracy."""
+    out = {}
+    if want.get("kind"):
+        out["accuracy"] = accuracy(thetas, config, X, T, want["kind"])
+    if want.get("validation") is not None:
+        X_val, T_val = want["validation"]
+        out["val_loss"] = loss(thetas, config, X_val, T_val)
+        if want.get("kind"):
+            out["val_accuracy"] = accuracy(thetas, config, X_val, T_val, want["kind"])
+    return out
+
+
+def loss(thetas, config, X, T) -> np.ndarray:
+    """The run's loss function on (X, T), (k,), for k parameter vectors (NaN for one that
+    is not finite), in float64 (as the NumPy reference writes it)."""
+    Y = outputs(thetas, config.layers, config.activation, X)
+    with np.errstate(all="ignore"):
+        if config.loss_fn == "bce":
+            terms = np.maximum(Y, 0.0) - Y * T + np.log1p(np.exp(-np.abs(Y)))
+            value = terms.mean(axis=(1, 2))
+        elif config.loss_fn == "cross_entropy":
+            m = Y.max(axis=2, keepdims=True)
+            log_softmax = Y - m - np.log(np.exp(Y - m).sum(axis=2, keepdims=True))
+            value = -(T * log_softmax).sum(axis=2).mean(axis=1)
+        else:
+            value = ((Y - T) ** 2).mean(axis=(1, 2))
+    return np.where(np.isfinite(thetas).all(axis=1), value, np.nan)
+
+
 def accuracy(thetas, config, X, T, kind: str) -> np.ndarray:
     """The share of samples classified right, (k,), by the k parameter vectors ``thetas``
     (NaN for a vector that is not finite: a run that had diverged)."""

@@ -297,15 +297,16 @@ def _along_x(results, x, colour, panels, max_panels):
 
 
 def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
-    """Loss (or ``metric``: "accuracy") against step, step 0 included: one median line
-    per value of the colour field (band over seeds and pooled fields) in one axes per
-    panel."""
+    """Loss (or ``metric``: "accuracy", "val_loss", "val_accuracy") against step, step 0
+    included: one median line per value of the colour field (band over seeds and pooled
+    fields) in one axes per panel."""
     runs, curves = results.runs, results.curves
     if len(curves) == 0 or len(runs) == 0:
         raise Skip("no curves in this sweep")
-    is_loss = metric == "loss"
-    if not is_loss and (metric not in curves or curves[metric].isna().all()):
-        raise Skip(f"no {metric} in this sweep (its targets are not classes)")
+    is_loss = metric in ("loss", "val_loss")
+    if metric != "loss" and (metric not in curves or curves[metric].isna().all()):
+        why = "no validation data" if metric.startswith("val") else "targets are not classes"
+        raise Skip(f"no {metric} in this sweep ({why})")
     r = roles(results, colour, panels)
     colours = Colours(runs, r.colour)
     groups = panel_groups(runs, r.panels)
@@ -368,13 +369,16 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
         _steps_axis(ax, frame.loc[frame["panel"] == p, "step"].to_numpy())
         n_div = int(diverged[mask].sum())
         extra = f" ({n_div} of {int(mask.sum())} diverged)" if n_div else ""
-        floor_shown = is_loss and _floor_lines(ax, runs[mask]) or floor_shown
+        floor_shown = metric == "loss" and _floor_lines(ax, runs[mask]) or floor_shown
         ax.set_title(title + extra, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
     for ax, (_, mask) in zip(axes, groups, strict=True):
         if mixed or ax.get_subplotspec().is_first_col():
-            ax.set_ylabel(loss_label(runs[mask] if mixed else runs) if is_loss else metric)
+            label = loss_label(runs[mask] if mixed else runs) if is_loss else "accuracy"
+            if metric.startswith("val_"):
+                label = label.replace("loss", "validation loss", 1).replace("acc", "validation acc")
+            ax.set_ylabel(label)
     finite = stats["min"].to_numpy()
     finite = finite[np.isfinite(finite) & (finite > 0)]
     if not is_loss:  # a share of the samples
@@ -388,7 +392,9 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
                 ax.set_yscale("log")
             _plain_log(ax.yaxis)
     what = f"median, {_band_text(n_max)}" if with_bands else f"median of each {r.colour} value"
-    _titles(fig, f"{'Loss' if is_loss else metric.capitalize()} curves: {what}", results, r.pooled)
+    name = {"loss": "Loss", "accuracy": "Accuracy", "val_loss": "Validation loss"}
+    title = name.get(metric, "Validation accuracy")
+    _titles(fig, f"{title} curves: {what}", results, r.pooled)
     colours.key(fig, axes, _floor_handle(floor_shown))
     return fig
 
@@ -740,6 +746,8 @@ def _bias_strip(ax, runs, params, x):
 FIGURES = {
     "loss_curves": loss_curves,
     "accuracy_curves": lambda results: loss_curves(results, metric="accuracy"),
+    "val_loss_curves": lambda results: loss_curves(results, metric="val_loss"),
+    "val_accuracy_curves": lambda results: loss_curves(results, metric="val_accuracy"),
     "final_loss": final_loss,
     "heatmap": heatmap,
     "steps_to_threshold": steps_to_threshold,
@@ -783,6 +791,7 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
 
 # Milliseconds each figure took to draw for lr_grid, to share them out between processes.
 COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
+        "val_loss_curves": 300, "val_accuracy_curves": 300,
         "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140}  # fmt: skip
 _JOB = None
 

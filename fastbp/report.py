@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
+from fastbp.metrics import METRICS
 
 BEST_ROWS = 10
 DIVERGED_ROWS = 50
@@ -33,10 +34,10 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
             "diverged": ~ok,
             "converged": (runs["final_loss"] <= threshold).to_numpy() & ok if threshold else 0,
             "steps": runs["steps_to_threshold"].astype("Float64"),
-            "accuracy": runs["accuracy"] if "accuracy" in runs else np.nan,
+            **{m: runs[m] if m in runs else np.nan for m in METRICS},
         }
     )
-    with_accuracy = bool(frame["accuracy"].notna().any())
+    metrics = [m for m in METRICS if frame[m].notna().any()]
     tables = []
     for field in fields or [None]:
         s = scale(runs, field, TABLE_ROWS) if field else None
@@ -54,8 +55,8 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
         )
         if threshold:
             table["median_steps_to_threshold"] = grouped["steps"].median().round().astype("Int64")
-        if with_accuracy:  # comparable across loss functions, where losses are not
-            table["median_accuracy"] = grouped["accuracy"].median()
+        for metric in metrics:  # accuracy compares across loss functions, losses do not
+            table[f"median_{metric}"] = grouped[metric].median()
         table.index = [s.labels[c] for c in table.index] if s else ["all runs"]
         table.index.name = (label(field) + (" (binned)" if s.binned else "")) if s else ""
         tables.append((field or "", table))

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastbp.config import SINCE_0_3, RunConfig
+from fastbp.metrics import METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +41,7 @@ FIELD_TYPES = {
     "batch_size": pa.int64(),  # null: full batch
     "init": pa.string(),
     "init_scale": pa.float64(),
-    "dataset": pa.string(),
+    "dataset": pa.string(),  # a built-in task, or the user's data file (its path)
     "dtype": pa.string(),
     "loss_fn": pa.string(),
     "optimizer": pa.string(),
@@ -49,6 +50,8 @@ FIELD_TYPES = {
     "beta2": pa.float64(),
     "eps": pa.float64(),
     "weight_decay": pa.float64(),
+    "targets": pa.list_(pa.string()),  # a .csv's target columns; null: the last ones
+    "val_fraction": pa.float64(),
 }
 assert tuple(FIELD_TYPES) == RunConfig.field_names(), "every RunConfig field needs a column"
 
@@ -59,6 +62,8 @@ RUNS_SCHEMA = pa.schema(
         ("final_loss", pa.float64()),  # NaN for a diverged run
         ("min_loss", pa.float64()),
         ("accuracy", pa.float64()),  # at the end, where the targets are classes; or null
+        ("val_loss", pa.float64()),  # at the end, with validation data; or null
+        ("val_accuracy", pa.float64()),
         ("steps_to_threshold", pa.int64()),  # first logged step with loss <= threshold
         ("loss_floor", pa.float64()),  # no network of this shape does better (MSE); or null
         ("dead_units", pa.int64()),  # hidden ReLU units off for every sample; or null
@@ -78,6 +83,8 @@ CURVES_SCHEMA = pa.schema(
         ("step", pa.int64()),
         ("loss", pa.float64()),
         ("accuracy", pa.float64()),  # null where the targets are not classes
+        ("val_loss", pa.float64()),  # null without validation data
+        ("val_accuracy", pa.float64()),
     ]
 )
 PARAMS_SCHEMA = pa.schema(
@@ -152,7 +159,7 @@ def _upgraded(table: pa.Table) -> pa.Table:
     """A shard's table with the fields added since fastbp 0.3, at their old behaviour,
     where it was written without them (its runs keep their ids: see RunConfig.run_id),
     and the metrics added since, null."""
-    for name in ("accuracy",):
+    for name in METRICS:
         if "run_id" in table.column_names and name not in table.column_names:
             if "loss" in table.column_names or "final_loss" in table.column_names:
                 table = table.append_column(name, pa.nulls(len(table), pa.float64()))
@@ -181,8 +188,11 @@ def config_from_row(row) -> RunConfig:
     for name in ("steps", "seed", "log_every"):
         values[name] = int(values[name])
     values["bias"] = bool(values["bias"])
+    targets = values.get("targets")
+    missing = targets is None or np.ndim(targets) == 0 and pd.isna(targets)
+    values["targets"] = None if missing else tuple(str(t) for t in targets)
     for name, value in values.items():
-        if name in SINCE_0_3 and SINCE_0_3[name] is None and pd.isna(value):
+        if name in SINCE_0_3 and SINCE_0_3[name] is None and np.ndim(value) == 0 and pd.isna(value):
             values[name] = None  # a field that does not apply to the run
     return RunConfig(**values)
 
@@ -197,13 +207,15 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
     columns = zip(*(_FIELDS(r.config) for r in results), strict=True) if results else []
     runs = dict(zip(fields, map(list, columns), strict=False)) or {f: [] for f in fields}
     runs["layers"] = [_layers_texts(layers) for layers in runs["layers"]]
+    runs["dataset"] = [d if isinstance(d, str) else str(d) for d in runs["dataset"]]
     runs["run_id"] = [r.config.run_id for r in results]
     lengths = np.array([len(r.losses) for r in results], dtype=np.int64)
     losses = _concat([r.losses for r in results], np.float64).astype(np.float64)
     ends = np.cumsum(lengths)
     runs["final_loss"] = losses[ends - 1] if len(results) else []
-    accuracy, known = _metric(results, "accuracy", lengths)
-    runs["accuracy"] = pa.array(accuracy[ends - 1], mask=~known[ends - 1]) if len(results) else []
+    logged = {name: _metric(results, name, lengths) for name in METRICS}
+    for name, (values, known) in logged.items():
+        runs[name] = pa.array(values[ends - 1], mask=~known[ends - 1]) if len(results) else []
     # each run's smallest finite loss, NaN where none is (an empty segment is impossible)
     finite = np.where(np.isfinite(losses), losses, np.inf)
     lowest = np.minimum.reduceat(finite, ends - lengths) if len(results) else finite
@@ -219,7 +231,7 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
         "run_id": run_ids.take(np.repeat(np.arange(len(results)), lengths)),
         "step": _concat([r.steps for r in results], np.int64),
         "loss": losses,
-        "accuracy": pa.array(accuracy, mask=~known),
+        **{name: pa.array(values, mask=~known) for name, (values, known) in logged.items()},
     }
     return {
         "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),

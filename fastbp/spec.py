@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean
+from fastbp.datafiles import is_path
 
 SECTIONS = ("sweep", "base", "grid", "random")
 SWEEP_KEYS = ("name", "threshold", "backend", "scheduler")
@@ -75,6 +76,10 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     def fail(where, message):
         raise SpecError(path, where, message)
 
+    # a data file named relatively: beside the spec file; from a dict or string, in the
+    # working directory
+    base_dir = Path.cwd() if str(path) == "<spec>" else Path(path).parent
+
     for section in doc:
         if section not in SECTIONS:
             fail(f"[{section}]", f"unknown section{did_you_mean(section, SECTIONS)}")
@@ -110,7 +115,9 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         swept += list(axes)
         where = {**origin, **{key: f"[{label}].{key}" for key in axes}}
         for combo in itertools.product(*axes.values()):
-            runs.append(_config({**base, **dict(zip(axes, combo, strict=True))}, where, fail))
+            runs.append(
+                _config({**base, **dict(zip(axes, combo, strict=True))}, where, fail, base_dir)
+            )
     if "random" in doc:
         random = _table(doc, "random", fail)
         keys = [key for key in random if key not in RANDOM_KEYS]
@@ -120,9 +127,9 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         swept += keys
         where = {**origin, **{key: f"[random].{key}" for key in keys}}
         for values in _draw(random, keys, fail):
-            runs.append(_config({**base, **values}, where, fail))
+            runs.append(_config({**base, **values}, where, fail, base_dir))
     if "grid" not in doc and "random" not in doc:
-        runs.append(_config(dict(base), origin, fail))
+        runs.append(_config(dict(base), origin, fail, base_dir))
 
     unique = list({run.run_id: run for run in reversed(runs)}.values())[::-1]  # first wins
     varies = [key for key in swept if len({getattr(run, key) for run in unique}) > 1]
@@ -272,7 +279,10 @@ def _finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _config(values: dict, where: dict, fail) -> RunConfig:
+def _config(values: dict, where: dict, fail, base_dir: Path) -> RunConfig:
+    dataset = values.get("dataset")
+    if is_path(dataset) and not Path(dataset).is_absolute():  # relative to the spec file
+        values = {**values, "dataset": str(base_dir / dataset)}
     try:
         return RunConfig(**values)
     except ConfigError as err:

@@ -410,7 +410,7 @@ def _kernel_text(run) -> str:
     parts += [run.dtype if run.dtype != "float64" else ""]
     parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
     parts += [
-        run.dataset if run.dataset != "encoder" else "",
+        str(run.dataset) if run.dataset != "encoder" else "",
         run.loss_fn if run.loss_fn != "mse" else "",
         run.optimizer if run.optimizer != "sgd" else "",
         "weight decay" if run.weight_decay else "",

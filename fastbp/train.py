@@ -12,7 +12,7 @@ import numpy as np
 
 from fastbp import codegen, kernels, metrics, step
 from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig
-from fastbp.data import make_dataset
+from fastbp.data import make_dataset, make_validation
 from fastbp.params import Params, check_params, flatten, init_params, offsets, unflatten
 
 
@@ -37,6 +37,9 @@ class RunResult:
     accuracy : float64 ndarray of shape (n_log,), or None
         Where the targets are classes (:func:`fastbp.metrics.classes`): the share of
         samples classified right after steps[i] updates (NaN where losses are).
+    val_loss, val_accuracy : float64 ndarrays of shape (n_log,), or None
+        With validation data (the data's own, or ``val_fraction``): the loss, and the
+        accuracy where the targets are classes, on it after steps[i] updates.
     """
 
     config: RunConfig
@@ -47,6 +50,8 @@ class RunResult:
     diverged_at: int | None
     wall_s: float
     accuracy: np.ndarray | None = None
+    val_loss: np.ndarray | None = None
+    val_accuracy: np.ndarray | None = None
 
     @property
     def final_loss(self) -> float:
@@ -120,8 +125,8 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     steps = logged_steps(config.steps, config.log_every)
     losses = np.full(steps.shape, np.nan)
     theta = flatten(initial).astype(dtype)
-    kind = metrics.classes(T64)
-    plog = np.full((len(steps) if kind else 0, theta.shape[0]), np.nan, dtype=dtype)
+    want = metrics.wanted(config, T64, make_validation(config))
+    plog = np.full((len(steps) if want else 0, theta.shape[0]), np.nan, dtype=dtype)
     w_off, b_off = offsets(config.layers)
     stopped_at = kernels.loop_kernel().train_kernel(
         theta,
@@ -151,7 +156,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
         diverged=bool(stopped_at >= 0),
         diverged_at=int(stopped_at) if stopped_at >= 0 else None,
         wall_s=time.perf_counter() - start,
-        accuracy=metrics.accuracy(plog, config, X64, T64, kind) if kind else None,
+        **metrics.compute(plog, config, X64, T64, want),
     )
     kernels.mark_cached()
     return result
@@ -303,7 +308,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
     X64, T64 = make_dataset(config)
     X, T = X64.astype(dtype), T64.astype(dtype)
     T_t = np.ascontiguousarray(T.T).ravel()
-    kind = metrics.classes(T64)
+    want = metrics.wanted(config, T64, make_validation(config))
     # Longest first, so that each block's lanes have similar amounts of work.
     order = sorted(range(len(families)), key=lambda f: -max(c.steps for c in families[f][0]))
     out = [None] * len(families)
@@ -323,7 +328,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
         losses = np.full((lanes, len(log_steps)), np.nan)
         snaps = np.zeros((lanes, snap_steps.shape[1], n_params), dtype=dtype)
         diverged_at = np.empty(lanes, dtype=np.int64)
-        plog = np.full((lanes, len(log_steps) if kind else 0, n_params), np.nan, dtype=dtype)
+        plog = np.full((lanes, len(log_steps) if want else 0, n_params), np.nan, dtype=dtype)
         lr = np.array([group[0].lr for group in runs])
         start = time.perf_counter()
         samples = families[padded[0]][2]  # the order of samples (mini-batches: one lane)
@@ -342,10 +347,9 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
             plog,
         )
         wall = time.perf_counter() - start
-        accuracy = None
-        if kind:  # every lane and logged step at once
-            flat = plog[: len(block)].reshape(-1, n_params)
-            accuracy = metrics.accuracy(flat, config, X64, T64, kind).reshape(len(block), -1)
+        flat = plog[: len(block)].reshape(-1, n_params)  # every lane and logged step at once
+        logged = metrics.compute(flat, config, X64, T64, want)
+        logged = {name: values.reshape(len(block), -1) for name, values in logged.items()}
         codegen.mark_cached(*args)
         total_steps = sum(c.steps for group in runs[: len(block)] for c in group)
         for lane, f in enumerate(block):
@@ -357,14 +361,14 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
                     snaps[lane, snaps_at[lane].index(c.steps)],
                     diverged_at[lane],
                     wall * c.steps / total_steps,
-                    None if accuracy is None else accuracy[lane],
+                    {name: values[lane] for name, values in logged.items()},
                 )
                 for c in families[f][0]
             ]
     return out
 
 
-def _member_result(config, log_steps, losses, theta, diverged_at, wall_s, accuracy) -> RunResult:
+def _member_result(config, log_steps, losses, theta, diverged_at, wall_s, logged) -> RunResult:
     steps = logged_steps(config.steps, config.log_every)  # a copy: the caller's to keep
     diverged = 0 <= diverged_at <= config.steps
     at = None if len(steps) == len(log_steps) else np.searchsorted(log_steps, steps)
@@ -377,7 +381,7 @@ def _member_result(config, log_steps, losses, theta, diverged_at, wall_s, accura
         diverged=bool(diverged),
         diverged_at=int(diverged_at) if diverged else None,
         wall_s=wall_s,
-        accuracy=None if accuracy is None else accuracy.copy() if at is None else accuracy[at],
+        **{name: values.copy() if at is None else values[at] for name, values in logged.items()},
     )
 
 

@@ -55,7 +55,11 @@ def test_numbers_are_normalised():
         ("activation", "rleu", "activation must be one of 'relu', 'tanh', 'sigmoid', 'identity'"),
         ("init", "glorot", "init must be one of 'he', 'xavier', 'normal', got 'glorot'"),
         ("init_scale", -1.0, "init_scale must be a finite number > 0, got -1.0"),
-        ("dataset", "mnist", "dataset must be one of 'encoder', 'xor', 'parity', got 'mnist'"),
+        (
+            "dataset",
+            "mnist",
+            "dataset must be one of 'encoder', 'xor', 'parity' or a .npz or .csv file, got 'mnist'",
+        ),
         ("dataset", "xor", "layers must have 2 inputs and 1 output for dataset 'xor', got 8-3-8"),
         ("dataset", "parity", "layers must have 1 output and at most 16 inputs for dataset"),
         ("loss_fn", "ce", "loss_fn must be one of 'mse', 'bce', 'cross_entropy', got 'ce'"),

@@ -279,9 +279,11 @@ def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == sorted([f"{name}.svg" for name in plots.FIGURES] + ["report.html"])
+    drawn = [name for name in plots.FIGURES if not name.startswith("val_")]  # no validation
+    assert files == sorted([f"{name}.svg" for name in drawn] + ["report.html"])
+    assert "skipped val_loss_curves: no val_loss in this sweep (no validation data)" in out.stdout
     html = (tmp_path / "report.html").read_text()
-    assert html.count("<svg") == len(plots.FIGURES)  # inline, whatever the format
+    assert html.count("<svg") == len(drawn)  # inline, whatever the format
 
 
 def test_plot_command_notes_skipped_figures(tmp_path):
@@ -309,7 +311,8 @@ def test_plot_command_notes_skipped_figures(tmp_path):
 def test_sweep_draws_the_figures_unless_told_not_to(sweep_dir):
     assert not (sweep_dir / "plots").exists()  # the fixture ran with --no-plots
     assert sweep_main([str(sweep_dir / "spec.toml"), "--out", str(sweep_dir), "--quiet"]) == 0
-    assert len(list((sweep_dir / "plots").glob("*.png"))) == len(plots.FIGURES)
+    drawn = [name for name in plots.FIGURES if not name.startswith("val_")]  # no validation
+    assert len(list((sweep_dir / "plots").glob("*.png"))) == len(drawn)
     assert (sweep_dir / "plots" / "report.html").is_file()
 
 

@@ -78,8 +78,9 @@ def test_tables_have_the_documented_schema_and_one_row_per_run(small_sweep):
     res = load_results(tmp / "out")
     assert len(res.runs) == 8 and res.runs["run_id"].is_unique
     expected = ["run_id", *RunConfig.field_names()]
-    expected += ["final_loss", "min_loss", "accuracy", "steps_to_threshold", "loss_floor"]
-    expected += ["dead_units", "diverged", "diverged_at", "wall_s", "fastbp_version"]
+    expected += ["final_loss", "min_loss", "accuracy", "val_loss", "val_accuracy"]
+    expected += ["steps_to_threshold", "loss_floor", "dead_units", "diverged", "diverged_at"]
+    expected += ["wall_s", "fastbp_version"]
     assert list(res.runs.columns) == expected
     assert set(res.runs["layers"]) == {"8-3-8"}
     assert str(res.runs["steps_to_threshold"].dtype) == "Int64"
@@ -87,8 +88,11 @@ def test_tables_have_the_documented_schema_and_one_row_per_run(small_sweep):
     floors = res.runs.groupby("bias")["loss_floor"].unique()
     assert list(floors[True]) == [4 / 64] and list(floors[False]) == [5 / 64]
     assert (res.runs["fastbp_version"] == fastbp.__version__).all()
-    assert list(res.curves.columns) == ["run_id", "step", "loss", "accuracy"]
+    assert list(res.curves.columns) == [
+        "run_id", "step", "loss", "accuracy", "val_loss", "val_accuracy"
+    ]  # fmt: skip
     assert res.curves["accuracy"].between(0, 1).all()  # the encoder's classes
+    assert res.curves["val_loss"].isna().all()  # no validation data
     assert len(res.curves) == 8 * 7  # steps 0, 250, ..., 1500
     assert list(res.params.columns) == ["run_id", "layer", "kind", "i", "j", "value"]
     assert len(res.params) == 8 * (8 * 3 + 3 + 3 * 8 + 8)
