@@ -14,6 +14,7 @@ from fastbp.config import ConfigError, RunConfig
 __version__ = "0.3.0"
 __all__ = [
     "ConfigError",
+    "Data",
     "Results",
     "RunConfig",
     "RunResult",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Data": "fastbp.datafiles",
     "RunResult": "fastbp.train",
     "train": "fastbp.train",
     "init_params": "fastbp.params",

@@ -1,0 +1,152 @@
+"""The user's own data: files and arrays, their errors, identity by content, the
+validation split and the validation metrics."""
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from fastbp import reference
+from fastbp.config import ConfigError, RunConfig
+from fastbp.data import make_dataset, make_validation
+from fastbp.datafiles import Data
+from fastbp.spec import SpecError, parse_spec
+from fastbp.train import train, train_batch
+
+RNG = np.random.default_rng(3)
+X = RNG.normal(size=(24, 3))
+T = (X[:, :1] * X[:, 1:2] > 0).astype(float)  # same sign of the first two inputs
+
+
+def write_csv(path, X, T, names=("a", "b", "c", "y")):
+    rows = [",".join(names)] + [
+        ",".join(repr(float(v)) for v in [*x, *t]) for x, t in zip(X, T, strict=True)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    np.savez(tmp_path / "d.npz", X=X, T=T)
+    write_csv(tmp_path / "d.csv", X, T)
+    return tmp_path
+
+
+def test_a_file_trains_as_its_arrays_and_its_id_is_its_content(files, tmp_path):
+    base = dict(layers=(3, 6, 1), lr=0.1, steps=300, log_every=100, loss_fn="bce")
+    by_npz = RunConfig(dataset=str(files / "d.npz"), **base)
+    by_csv = RunConfig(dataset=str(files / "d.csv"), **base)
+    by_arrays = RunConfig(dataset=Data(X, T), **base)
+    assert by_npz.run_id == by_csv.run_id == by_arrays.run_id  # the same numbers
+    assert by_npz.n_samples == 24 and str(by_npz.dataset) == str(files / "d.npz")
+    results = [train(c) for c in (by_npz, by_csv, by_arrays)]
+    assert all(np.array_equal(r.losses, results[0].losses) for r in results)
+    moved = tmp_path / "elsewhere.npz"
+    shutil.copy(files / "d.npz", moved)
+    assert RunConfig(dataset=str(moved), **base).run_id == by_npz.run_id
+    np.savez(moved, X=X, T=1 - T)  # edited: another run
+    assert RunConfig(dataset=str(moved), **base).run_id != by_npz.run_id
+
+
+def test_the_data_travels_with_the_config(files, tmp_path):
+    shutil.copy(files / "d.npz", tmp_path / "gone.npz")
+    config = RunConfig(dataset=str(tmp_path / "gone.npz"), layers=(3, 4, 1), steps=50)
+    shipped = pickle.dumps(config)
+    os.remove(tmp_path / "gone.npz")  # a worker without the file
+    again = pickle.loads(shipped)
+    assert again == config and again.run_id == config.run_id
+    assert np.array_equal(train(again).losses, train(config).losses)
+
+
+def test_csv_targets_are_the_last_columns_unless_named(files):
+    last = RunConfig(dataset=str(files / "d.csv"), layers=(3, 4, 1))
+    np.testing.assert_array_equal(make_dataset(last)[1], T)
+    named = RunConfig(dataset=str(files / "d.csv"), layers=(3, 4, 1), targets=["a"])
+    Xn, Tn = make_dataset(named)
+    np.testing.assert_array_equal(Tn[:, 0], X[:, 0])
+    np.testing.assert_array_equal(Xn, np.column_stack([X[:, 1:], T]))
+
+
+@pytest.mark.parametrize(
+    ("make", "values", "field", "message"),
+    [
+        (None, {"layers": (4, 4, 1)}, "dataset", "d.npz: X has shape (24, 3), layers 4-4-1 need"),
+        (None, {"layers": (3, 4, 2)}, "dataset", "d.npz: T has shape (24, 1), layers 3-4-2 need"),
+        (lambda p: np.savez(p / "d.npz", X=X), {}, "dataset", "d.npz: no array T (it has X)"),
+        (lambda p: np.savez(p / "d.npz", X=X, T=T, W=X), {}, "dataset", "d.npz: unknown array W"),
+        (lambda p: np.savez(p / "d.npz", X=X, T=T[:5]), {}, "dataset", "X has 24 rows and T has 5"),
+        (lambda p: np.savez(p / "d.npz", X=np.where(X > 1, np.nan, X), T=T), {}, "dataset", "NaN"),
+        (lambda p: (p / "d.npz").write_text("no"), {}, "dataset", "d.npz: not a readable .npz"),
+        (lambda p: os.remove(p / "d.npz"), {}, "dataset", "d.npz: no such file"),
+        (None, {"targets": ["y"]}, "dataset", "targets names columns of a .csv file"),
+        (None, {"val_fraction": 0.01}, "val_fraction", "holds out 0: at least one"),
+        (None, {"batch_size": 30}, "batch_size", "between 1 and n_samples = 24"),
+    ],
+)  # fmt: skip
+def test_bad_data_is_one_line_naming_the_file_and_the_array(files, make, values, field, message):
+    if make:
+        make(files)
+    with pytest.raises(ConfigError) as err:
+        RunConfig(**{"dataset": str(files / "d.npz"), "layers": (3, 4, 1), **values})
+    assert err.value.field == field and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_csv_cells_name_the_line_and_column(files):
+    text = (files / "d.csv").read_text().splitlines()
+    text[3] = text[3].replace(text[3].split(",")[1], "oops", 1)
+    (files / "d.csv").write_text("\n".join(text))
+    with pytest.raises(ConfigError, match=r"d.csv: line 4, column 'b': not a number: 'oops'"):
+        RunConfig(dataset=str(files / "d.csv"), layers=(3, 4, 1))
+
+
+def test_a_relative_path_is_relative_to_the_spec_file(files, tmp_path, monkeypatch):
+    doc = {"sweep": {"name": "s"}, "base": {"dataset": "d.npz", "layers": [3, 4, 1]}}
+    spec_file = files / "spec.toml"
+    (run,) = parse_spec(doc, spec_file).runs
+    assert str(run.dataset) == str(files / "d.npz")
+    monkeypatch.chdir(tmp_path.parent)  # from a dict: the working directory
+    with pytest.raises(SpecError, match=r"\[base\].dataset: dataset .*d.npz: no such file"):
+        parse_spec(doc)
+    monkeypatch.chdir(files)
+    (run,) = parse_spec(doc).runs
+    assert run.dataset == Data(X, T)
+
+
+def test_the_validation_split_is_seeded_and_shared_by_every_run(files):
+    config = RunConfig(dataset=str(files / "d.npz"), layers=(3, 4, 1), val_fraction=0.25)
+    (Xt, Tt), (Xv, Tv) = make_dataset(config), make_validation(config)
+    assert config.n_samples == len(Xt) == 18 and len(Xv) == 6
+    rows = {tuple(x) for x in X}
+    assert {tuple(x) for x in Xt} | {tuple(x) for x in Xv} == rows
+    assert not {tuple(x) for x in Xt} & {tuple(x) for x in Xv}
+    other = RunConfig(dataset=str(files / "d.npz"), layers=(3, 4, 1), val_fraction=0.25, seed=9)
+    np.testing.assert_array_equal(make_validation(other)[0], Xv)
+    own = RunConfig(dataset=Data(Xt, Tt, Xv, Tv), layers=(3, 4, 1))
+    np.testing.assert_array_equal(make_validation(own)[0], Xv)
+    with pytest.raises(ConfigError, match="it has X_val and T_val"):
+        RunConfig(dataset=Data(Xt, Tt, Xv, Tv), layers=(3, 4, 1), val_fraction=0.2)
+    parity = RunConfig(dataset="parity", layers=(6, 8, 1), val_fraction=0.25)
+    assert parity.n_samples == 48 and len(make_validation(parity)[0]) == 16
+
+
+def test_validation_metrics_at_each_logged_step_match_the_reference(files):
+    config = RunConfig(dataset=str(files / "d.npz"), layers=(3, 6, 1), lr=0.05, steps=400,
+                       log_every=200, loss_fn="bce", val_fraction=0.25)  # fmt: skip
+    result = train(config)
+    Xv, Tv = make_validation(config)
+    for i, step in enumerate(result.steps):
+        params = (
+            reference.init_params(config)
+            if step == 0
+            else train(RunConfig(**{**config.to_dict(), "steps": int(step)})).params
+        )
+        Y = reference.predict(params, Xv, config.activation)
+        assert result.val_loss[i] == pytest.approx(reference.bce(Y, Tv), rel=1e-12)
+        assert result.val_accuracy[i] == np.mean((Y[:, 0] >= 0) == (Tv[:, 0] == 1))
+    block = train_batch([RunConfig(**{**config.to_dict(), "seed": s}) for s in (1, 2)] + [config])
+    np.testing.assert_array_equal(block[-1].val_loss, result.val_loss)
+    assert train(RunConfig(layers=(3, 6, 1), dataset=str(files / "d.npz"))).val_loss is None
