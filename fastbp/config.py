@@ -193,7 +193,9 @@ class RunConfig:
         """A short stable hash of every field: the same config has the same id anywhere.
         Fields added since fastbp 0.3 count only where they apply and differ from their
         defaults (:data:`SINCE_0_3`), so that runs of 0.3 keep their ids."""
-        values = {k: v for k, v in self.to_dict().items() if not _as_in_0_3(k, v)}
+        values = {
+            k: v for k, v in self.to_dict().items() if k not in SINCE_0_3 or not _as_in_0_3(k, v)
+        }
         if not isinstance(self.dataset, str):  # the user's data: its contents, not its path
             values["dataset"] = self.dataset.id
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))
@@ -381,8 +383,13 @@ def _as_in_0_3(field: str, value) -> bool:
     default (so that it stays out of the run's id)."""
     if field not in SINCE_0_3:
         return False
-    defaults = {d for fields in OPTIMIZER_FIELDS.values() for f, d in fields.items() if f == field}
-    return value is None or value == SINCE_0_3[field] or value in defaults
+    return value is None or value == SINCE_0_3[field] or value in _OPTIMIZER_DEFAULTS[field]
+
+
+_OPTIMIZER_DEFAULTS = {  # field -> the defaults it takes under the optimizers it applies to
+    field: {d for fields in OPTIMIZER_FIELDS.values() for f, d in fields.items() if f == field}
+    for field in SINCE_0_3
+}
 
 
 assert tuple(_CHECKS) == tuple(f.name for f in fields(RunConfig)), "a check for every field"

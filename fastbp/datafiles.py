@@ -182,6 +182,6 @@ def _csv(path: Path, n_out, targets) -> Data:
 
 def is_path(value) -> bool:
     """Whether a dataset value names a file (not a built-in task)."""
-    return isinstance(value, os.PathLike) or (
-        isinstance(value, str) and Path(value).suffix.lower() in SUFFIXES
-    )
+    if isinstance(value, str):
+        return value.lower().endswith(SUFFIXES)
+    return isinstance(value, os.PathLike)

@@ -243,6 +243,9 @@ def shard_tables(results, version: str) -> dict[str, pa.Table]:
 def _metric(results, name, lengths) -> tuple[np.ndarray, np.ndarray]:
     """A metric's values over every run's logged steps, and where the metric is known."""
     values = [getattr(r, name) for r in results]
+    if all(v is None for v in values):  # the common case for the validation metrics
+        total = int(lengths.sum())
+        return np.full(total, np.nan), np.zeros(total, dtype=bool)
     known = np.repeat([v is not None for v in values], lengths)
     filled = [np.full(n, np.nan) if v is None else v for v, n in zip(values, lengths, strict=True)]
     return _concat(filled, np.float64).astype(np.float64), known

@@ -195,12 +195,16 @@ def family_key(config: RunConfig) -> tuple:
     return _ALL_BUT_STEPS(config)
 
 
+_KERNEL_FIELDS = operator.attrgetter(
+    "layers", "activation", "bias", "dataset", "dtype", "loss_fn", "optimizer", "val_fraction",
+    "targets", *step.HYPER,
+)  # fmt: skip
+
+
 def kernel_key(config: RunConfig) -> tuple:
     """What runs must share to be trained in one block of a generated kernel: its
-    arguments, and the optimizer's values (the same for every lane of a block)."""
-    return (config.layers, config.activation, config.bias, config.dataset, config.dtype,
-            _batch_size(config), config.loss_fn, config.optimizer,
-            *(getattr(config, name) for name in step.HYPER))  # fmt: skip
+    arguments, their data, and the optimizer's values (the same for every lane)."""
+    return (_batch_size(config), *_KERNEL_FIELDS(config))
 
 
 def block_lanes(config: RunConfig) -> int:
@@ -311,7 +315,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
     want = metrics.wanted(config, T64, make_validation(config))
     # Longest first, so that each block's lanes have similar amounts of work.
     order = sorted(range(len(families)), key=lambda f: -max(c.steps for c in families[f][0]))
-    out = [None] * len(families)
+    out, pending, held = [None] * len(families), [], 0  # blocks trained, results not made yet
     for first in range(0, len(order), lanes):
         block = order[first : first + lanes]
         padded = block + [block[-1]] * (lanes - len(block))  # spare lanes repeat a family
@@ -347,11 +351,32 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
             plog,
         )
         wall = time.perf_counter() - start
-        flat = plog[: len(block)].reshape(-1, n_params)  # every lane and logged step at once
-        logged = metrics.compute(flat, config, X64, T64, want)
-        logged = {name: values.reshape(len(block), -1) for name, values in logged.items()}
         codegen.mark_cached(*args)
         total_steps = sum(c.steps for group in runs[: len(block)] for c in group)
+        pending.append((block, snaps_at, log_steps, losses, snaps, diverged_at, plog, wall,
+                        total_steps))  # fmt: skip
+        held += plog.size
+        if held > METRICS_BATCH or first + lanes >= len(order):
+            _finish(pending, families, out, config, X64, T64, want)
+            held = 0
+    return out
+
+
+# Parameters of logged steps handed to the metrics at once: NumPy's cost per call (about
+# 50 us) would otherwise be a tenth of the kernel's time for runs of 1,000 steps.
+METRICS_BATCH = 1 << 21
+
+
+def _finish(pending, families, out, config, X64, T64, want) -> None:
+    """The results of the blocks in ``pending`` (then emptied), with their metrics
+    computed for all of them at once."""
+    n_params = pending[0][4].shape[2]
+    flat = np.concatenate([p[6][: len(p[0])].reshape(-1, n_params) for p in pending])
+    computed, at = metrics.compute(flat, config, X64, T64, want), 0
+    for block, snaps_at, log_steps, losses, snaps, diverged_at, _, wall, total in pending:
+        size = len(block) * len(log_steps) if want else 0
+        logged = {k: v[at : at + size].reshape(len(block), -1) for k, v in computed.items()}
+        at += size
         for lane, f in enumerate(block):
             out[f] = [
                 _member_result(
@@ -360,12 +385,12 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
                     losses[lane],
                     snaps[lane, snaps_at[lane].index(c.steps)],
                     diverged_at[lane],
-                    wall * c.steps / total_steps,
+                    wall * c.steps / total,
                     {name: values[lane] for name, values in logged.items()},
                 )
                 for c in families[f][0]
             ]
-    return out
+    pending.clear()
 
 
 def _member_result(config, log_steps, losses, theta, diverged_at, wall_s, logged) -> RunResult:
