@@ -530,8 +530,14 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
         if key not in runs.columns or runs[key].nunique(dropna=False) < 2:
             raise Skip(f"{key} is not swept")
     sx, sy = scale(runs, x), scale(runs, y)
-    finite = ~runs["diverged"].to_numpy(bool) & np.isfinite(runs["final_loss"].to_numpy())
-    losses = runs["final_loss"].to_numpy(dtype=float)
+    # Losses of different functions share no colour scale: accuracy, where there is one.
+    column, what = "final_loss", "final loss"
+    if _losses_differ(runs):
+        if "accuracy" not in runs or (runs["accuracy"].isna() & ~runs["diverged"]).any():
+            raise Skip("runs of different loss functions: their losses share no colour scale")
+        column, what = "accuracy", "final accuracy"
+    finite = ~runs["diverged"].to_numpy(bool) & np.isfinite(runs[column].to_numpy(dtype=float))
+    losses = runs[column].to_numpy(dtype=float)
     cells = pd.DataFrame(
         {"i": sy.codes, "j": sx.codes, "loss": np.where(finite, losses, np.nan), "ok": finite}
     )
@@ -583,12 +589,15 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
         ax.tick_params(axis="x", labelrotation=35)
     ax.set_xlabel(label(x) + (" (binned)" if sx.binned else ""))
     ax.set_ylabel(label(y) + (" (binned)" if sy.binned else ""))
-    bar = fig.colorbar(image, ax=ax, label=loss_label(runs, "median final loss"))
+    bar_label = (
+        loss_label(runs, "median final loss") if column == "final_loss" else f"median {what}"
+    )
+    bar = fig.colorbar(image, ax=ax, label=bar_label)
     if isinstance(norm, LogNorm):
         _plain_log(bar.ax.yaxis)
     each = "" if uneven else f", {counts.max()} runs per cell"
     pooled = [f for f in swept_of(results) if f not in (x, y)]
-    _titles(fig, f"Median final loss by {label(x)} and {label(y)}{each}", results, pooled)
+    _titles(fig, f"Median {what} by {label(x)} and {label(y)}{each}", results, pooled)
     return fig
 
 

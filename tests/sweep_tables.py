@@ -3,7 +3,8 @@ report are functions of the tables, so their tests build the tables directly, th
 same code that writes a real sweep's (shards, final tables, meta.json).
 
 Each run's loss decays from its initial value towards a floor, faster for a larger lr, with
-a seeded wobble; runs with lr >= DIVERGE_LR diverge at a step that depends on lr.
+a seeded wobble; runs with lr >= DIVERGE_LR diverge at a step that depends on lr. Accuracy
+follows the loss; runs with val_fraction get validation metrics too.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def fake_result(config) -> RunResult:
         diverged=diverged_at is not None,
         diverged_at=diverged_at,
         wall_s=0.001,
+        # classes: accuracy rises as the loss falls; held-out samples do a little worse
+        accuracy=np.clip(1.5 - 4 * losses, 0, 1),
+        val_loss=1.2 * losses if config.val_fraction else None,
+        val_accuracy=np.clip(1.4 - 4 * losses, 0, 1) if config.val_fraction else None,
     )
 
 
@@ -128,6 +133,21 @@ SHAPES = {
         [grid]
         lr = [20.0, 50.0]
         bias = [true, false]
+        seed = [0, 1]
+        """,
+    "losses, optimizers, held-out samples": """
+        [sweep]
+        name = "heldout"
+        [base]
+        dataset = "parity"
+        layers = [4, 4, 1]
+        steps = 300
+        log_every = 20
+        val_fraction = 0.25
+        [grid]
+        loss_fn = ["mse", "bce"]
+        optimizer = ["sgd", "momentum", "adam"]
+        lr = [0.01, 0.1]
         seed = [0, 1]
         """,
     "one seed": """

@@ -230,7 +230,7 @@ def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     written = plots.write_figures(results, tmp_path / "plots", note=lambda _: None)
     page = write_report(tmp_path, results, written, tmp_path / "plots")
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == len(written) == 5
+    assert html.count("data:image/png;base64,") == len(written) == 6  # no validation figures
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "best run: lr=1" in html and "2 of 8 runs diverged" in html
     assert html.count("<table") == 2 + 2  # by lr, by bias; best runs; diverged runs
@@ -376,3 +376,19 @@ def test_runs_of_different_loss_functions_get_panels_of_their_own():
                          "seed": [0, 0, 0, 0]})  # fmt: skip
     r = roles(SimpleNamespace(runs=runs, swept=("loss_fn", "lr")))
     assert r.colour == "lr" and r.panels == ("loss_fn",)  # never a colour, never pooled
+
+
+def test_runs_of_different_losses_compare_by_accuracy_and_show_validation(shapes):
+    results = shapes["losses, optimizers, held-out samples"]
+    fig = plots.heatmap(results)
+    assert "Median final accuracy" in all_text(fig)  # not losses on one colour scale
+    for name in ("accuracy_curves", "val_loss_curves", "val_accuracy_curves"):
+        fig = plots.FIGURES[name](results)
+        labels = {ax.get_ylabel() for ax in visible_axes(fig)} - {""}
+        assert labels, name
+        if name == "val_loss_curves":  # each loss function on its own axis
+            assert labels == {"validation loss (MSE)", "validation loss (binary cross-entropy)"}
+    tables = dict(summary_tables(results.runs, results.swept))
+    assert {"median_accuracy", "median_val_loss", "median_val_accuracy"} <= set(
+        tables["optimizer"].columns
+    )
