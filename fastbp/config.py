@@ -167,7 +167,7 @@ class RunConfig:
         """Samples held out by val_fraction."""
         return round(self.n_total * self.val_fraction)
 
-    @property
+    @cached_property  # a sweep asks for it several times per run
     def n_samples(self) -> int:
         """Samples trained on: n_total less those held out by val_fraction."""
         return self.n_total - self.n_val

@@ -364,7 +364,7 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
 
 # Parameters of logged steps handed to the metrics at once: NumPy's cost per call (about
 # 50 us) would otherwise be a tenth of the kernel's time for runs of 1,000 steps.
-METRICS_BATCH = 1 << 21
+METRICS_BATCH = 1 << 18
 
 
 def _finish(pending, families, out, config, X64, T64, want) -> None:
