@@ -62,6 +62,11 @@ class Skip(Exception):
     """A figure cannot be drawn from this sweep; the message says why, in one line."""
 
 
+class Absent(Skip):
+    """A figure of something the sweep does not have at all (validation curves without
+    validation data): skipped without a note."""
+
+
 # --- colours ---
 
 
@@ -305,8 +310,9 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
         raise Skip("no curves in this sweep")
     is_loss = metric in ("loss", "val_loss")
     if metric != "loss" and (metric not in curves or curves[metric].isna().all()):
-        why = "no validation data" if metric.startswith("val") else "targets are not classes"
-        raise Skip(f"no {metric} in this sweep ({why})")
+        if metric.startswith("val"):
+            raise Absent(f"no {metric} in this sweep (no validation data)")
+        raise Skip(f"no {metric} in this sweep (its targets are not classes)")
     r = roles(results, colour, panels)
     colours = Colours(runs, r.colour)
     groups = panel_groups(runs, r.panels)
@@ -793,7 +799,7 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
     for name in names:
         if isinstance(outcomes[name], Path):
             written.append(outcomes[name])
-        else:
+        elif outcomes[name] is not None:
             note(f"skipped {name}: {outcomes[name]}")
     return written
 
@@ -822,6 +828,8 @@ def _draw_share(names, job=None):
 def _draw_one(name, results, out, fmt, dpi):
     try:
         fig = FIGURES[name](results)
+    except Absent:
+        return None  # nothing to say
     except Skip as why:
         return str(why)
     path = out / f"{name}.{fmt}"
