@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fastbp.backends import Backend, BackendError, can_fork, cores, open_backend
 from fastbp.cli import Parser, positive_int
+from fastbp.config import SINCE_0_3
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
@@ -539,6 +540,12 @@ def _print_plan(spec, out, force):
     print("  swept: " + (", ".join(spec.swept) or "nothing (a single run)"))
     first = spec.runs[0].to_dict()
     shared = {k: v for k, v in first.items() if k not in spec.swept}
+    for name in set(SINCE_0_3) & set(shared):  # e.g. momentum, set where it applies only
+        values = {getattr(run, name) for run in spec.runs} - {None}
+        if len(values) == 1:
+            shared[name] = values.pop()
+        else:  # applies to none of the runs, or varies with a swept field
+            del shared[name]
     print("  every run: " + ", ".join(f"{k}={fmt(k, v)}" for k, v in shared.items()))
     for run in spec.runs[:PREVIEW_RUNS]:
         values = run.to_dict()
