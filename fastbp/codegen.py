@@ -349,12 +349,18 @@ def _source(
     return "\n".join(out)
 
 
+def _state_at(lay, at, optimizer) -> list[tuple[str, int]]:
+    """(name, offset) of each value of the optimizer's state of the parameter at ``at``: in
+    every form's workspace, value k in the parameters' layout after the gradients."""
+    return [(name, (2 + k) * lay["g"] + at) for k, name in enumerate(step.state(optimizer))]
+
+
 def _update_lines(name, at, grad, lay, opt, r="") -> list[str]:
     """The update of the parameter at ws[at + r] (``grad``: its gradient, as code) into the
     local ``name`` and the workspace, its optimizer's state at ws[state k + at + r]."""
     optimizer, decay = opt
     names = step.state(optimizer)
-    old = [f"ws[{(2 + k) * lay['g'] + at}{r}]" for k in range(len(names))]
+    old = [f"ws[{offset}{r}]" for _, offset in _state_at(lay, at, optimizer)]
     lets, new = step.update(S, f"ws[{at}{r}]", grad, old, names, optimizer, decay)
     return [
         *(f"{n} = {v}" for n, v in lets),
@@ -736,12 +742,12 @@ class _Vectors:
         """(lines, new value) of the update of the parameter vector at ``at``; the lines
         store the optimizer's new state."""
         optimizer, decay = self.opt
-        names = step.state(optimizer)
-        old = [self.vec((2 + k) * self.lay["g"] + at) for k in range(len(names))]
+        state = _state_at(self.lay, at, optimizer)
+        old, names = [self.vec(offset) for _, offset in state], [name for name, _ in state]
         grad = self.vec(self.lay["g"] + at)
         lets, new = step.update(self.V, self.vec(at), grad, old, names, optimizer, decay)
         lines = [f"{n} = {v}" for n, v in lets]
-        lines += [f"vstore(ws, {(2 + k) * self.lay['g'] + at}, {n})" for k, n in enumerate(names)]
+        lines += [f"vstore(ws, {offset}, {name})" for name, offset in state]
         return lines, new
 
     def update(self) -> list[str]:

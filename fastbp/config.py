@@ -27,6 +27,7 @@ OPTIMIZER_FIELDS = {
     "nesterov": {"momentum": 0.9},
     "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
 }
+OPTIMIZERS_OWN = ("momentum", "beta1", "beta2", "eps")  # fields of some optimizers only
 
 
 class ConfigError(ValueError):
@@ -74,7 +75,7 @@ class RunConfig:
         # An optimizer's own fields get their defaults; the others' fields do not apply
         # (None), so that runs differing only there are one run.
         mine = OPTIMIZER_FIELDS.get(self.optimizer, {})
-        for name in ("momentum", "beta1", "beta2", "eps"):
+        for name in OPTIMIZERS_OWN:
             value = getattr(self, name)
             object.__setattr__(
                 self, name, (mine[name] if value is None else value) if name in mine else None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastbp.config import OPTIMIZER_FIELDS, RunConfig
+from fastbp.config import OPTIMIZERS_OWN, RunConfig
 
 # Plain names, shown beside the field's own name: "learning rate (lr)".
 NAMES = {
@@ -44,7 +44,6 @@ NAMES = {
 assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
 
 LOSS_NAMES = {"mse": "MSE", "cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
-OPTIMIZERS_OWN = {f for fields in OPTIMIZER_FIELDS.values() for f in fields}  # else None
 MAX_PANELS = 12  # panels a figure may have before further fields are pooled
 PANEL_BINS = 4  # a continuous field that makes panels is cut into at most this many bins
 TABLE_ROWS = 10  # rows of a summary table, bins of a heatmap axis
