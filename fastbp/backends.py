@@ -31,6 +31,11 @@ class Backend:
     n_workers: int
     client: object = None  # a distributed.Client for "dask"
 
+    @property
+    def in_process(self) -> bool:
+        """Whether the workers are threads of this process (sharing its kernels)."""
+        return self.name in ("threads", "sequential")
+
     def parallel(self):
         """A joblib Parallel that yields each task's result as soon as it is done."""
         from joblib import Parallel
@@ -69,6 +74,25 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cycle collector off, and the objects that exist now out of its sight, for
+    the duration: training and drawing make many short-lived objects, and each of its
+    full passes over a heap of tens of thousands of configs, pandas and Numba stops every
+    thread for tens of milliseconds, for nothing it could free. Restored on the way out."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def can_fork() -> bool:

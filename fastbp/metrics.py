@@ -34,21 +34,25 @@ def classes(T: np.ndarray) -> str | None:
 def outputs(thetas: np.ndarray, layers, activation: str, X: np.ndarray) -> np.ndarray:
     """Network outputs of shape (k, n_samples, n_out) for k flat parameter vectors
     ``thetas`` of shape (k, P) (the layout of fastbp.params.flatten), in float64."""
-    k = thetas.shape[0]
+    k, n = thetas.shape[0], X.shape[0]
     thetas = thetas.astype(np.float64, copy=False)
-    H, at = X, 0
+    # A layer's W and then b in the flat layout are the weights [W; b] of its inputs with
+    # a 1 appended: one matrix product per layer does both.
+    H = np.concatenate([X, np.ones((n, 1))], axis=1)
     pairs = list(zip(layers[:-1], layers[1:], strict=False))
+    at = 0
     with np.errstate(all="ignore"):  # parameters of a diverging run overflow
         for l, (fan_in, fan_out) in enumerate(pairs):
+            size = (fan_in + 1) * fan_out
             # contiguous weights: matmul over views of the flat vectors is twice as slow
-            W = np.ascontiguousarray(thetas[:, at : at + fan_in * fan_out])
-            b = thetas[:, at + fan_in * fan_out : at + fan_in * fan_out + fan_out]
-            at += fan_in * fan_out + fan_out
-            H = np.matmul(H, W.reshape(k, fan_in, fan_out))  # X is broadcast at first
-            H += b[:, None, :]
+            Wb = np.ascontiguousarray(thetas[:, at : at + size]).reshape(k, fan_in + 1, fan_out)
+            at += size
+            Z = np.matmul(H, Wb)  # the samples are broadcast at first
             if l < len(pairs) - 1:
-                H = ACTIVATIONS[activation](H)
-    return H
+                H = np.empty((k, n, fan_out + 1))
+                H[:, :, fan_out] = 1.0
+                H[:, :, :fan_out] = ACTIVATIONS[activation](Z)
+    return Z
 
 
 METRICS = ("accuracy", "val_loss", "val_accuracy")  # columns beside the loss

@@ -99,6 +99,19 @@ PARAMS_SCHEMA = pa.schema(
 )
 TABLES = {"runs": RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": PARAMS_SCHEMA}
 SHARD_SCHEMAS = {"runs": SHARD_RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": PARAMS_SCHEMA}
+# A shard as a worker builds it: the strings repeated row after row (run_id in curves and
+# params, kind) are dictionary arrays, indices into their distinct values. Parquet then
+# writes them as they are instead of hashing millions of strings; reading casts them back.
+_CODED = pa.dictionary(pa.int32(), pa.string())
+SHARD_CODED = {
+    name: pa.schema(
+        [
+            f.with_type(_CODED) if f.name in ("run_id", "kind") and name != "runs" else f
+            for f in schema
+        ]  # fmt: skip
+    )
+    for name, schema in SHARD_SCHEMAS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -200,97 +213,90 @@ def config_from_row(row) -> RunConfig:
 _FIELDS = operator.attrgetter(*RunConfig.field_names())  # a config's fields, as a tuple
 
 
-def shard_tables(results, version: str) -> dict[str, pa.Table]:
-    """The three tables of a shard for a list of RunResults (column by column: a sweep of
-    many short runs writes tens of thousands of them)."""
+def shard_tables(trained, version: str) -> dict[str, pa.Table]:
+    """The three tables of a shard for finished runs as columns (a
+    :class:`fastbp.train.Trained`; ``Trained.of(results)`` for a list of RunResults),
+    built column by column: a sweep of many short runs writes tens of thousands of them."""
+    n = len(trained.configs)
     fields = RunConfig.field_names()
-    columns = zip(*(_FIELDS(r.config) for r in results), strict=True) if results else []
+    columns = zip(*map(_FIELDS, trained.configs), strict=True) if n else []
     runs = dict(zip(fields, map(list, columns), strict=False)) or {f: [] for f in fields}
     runs["layers"] = [_layers_texts(layers) for layers in runs["layers"]]
     runs["dataset"] = [d if isinstance(d, str) else str(d) for d in runs["dataset"]]
-    runs["run_id"] = [r.config.run_id for r in results]
-    lengths = np.array([len(r.losses) for r in results], dtype=np.int64)
-    losses = _concat([r.losses for r in results], np.float64).astype(np.float64)
+    runs["run_id"] = [c.run_id for c in trained.configs]
+    lengths, losses = trained.lengths, trained.losses
     ends = np.cumsum(lengths)
-    runs["final_loss"] = losses[ends - 1] if len(results) else []
-    logged = {name: _metric(results, name, lengths) for name in METRICS}
-    for name, (values, known) in logged.items():
-        runs[name] = pa.array(values[ends - 1], mask=~known[ends - 1]) if len(results) else []
+    last = ends - 1 if n else np.zeros(0, np.int64)
+    runs["final_loss"] = losses[last]
+    for name in METRICS:
+        runs[name] = pa.array(trained.metrics[name][last], mask=~trained.known[name])
     # each run's smallest finite loss, NaN where none is (an empty segment is impossible)
     finite = np.where(np.isfinite(losses), losses, np.inf)
-    lowest = np.minimum.reduceat(finite, ends - lengths) if len(results) else finite
+    lowest = np.minimum.reduceat(finite, ends - lengths) if n else finite
     runs["min_loss"] = np.where(np.isinf(lowest), np.nan, lowest)
-    runs["diverged"] = [r.diverged for r in results]
-    runs["diverged_at"] = [r.diverged_at for r in results]
-    runs["wall_s"] = [r.wall_s for r in results]
-    runs["fastbp_version"] = [version] * len(results)
+    runs["diverged"] = trained.diverged_at >= 0
+    runs["diverged_at"] = pa.array(trained.diverged_at, mask=trained.diverged_at < 0)
+    runs["wall_s"] = trained.wall_s
+    runs["fastbp_version"] = [version] * n
     runs = {name: runs[name] for name in SHARD_RUNS_SCHEMA.names}
-    # run ids repeated per row by index (converting millions of Python strings is slow)
     run_ids = pa.array(runs["run_id"], pa.string())
     curves = {
-        "run_id": run_ids.take(np.repeat(np.arange(len(results)), lengths)),
-        "step": _concat([r.steps for r in results], np.int64),
+        "run_id": _coded(np.repeat(np.arange(n), lengths), run_ids),
+        "step": trained.steps,
         "loss": losses,
-        **{name: pa.array(values, mask=~known) for name, (values, known) in logged.items()},
+        **{
+            name: pa.array(trained.metrics[name], mask=~np.repeat(trained.known[name], lengths))
+            for name in METRICS
+        },  # fmt: skip
     }
     return {
         "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
-        "curves": pa.table(curves, schema=CURVES_SCHEMA),
-        "params": _params_table(results, run_ids),
+        "curves": pa.table(curves, schema=SHARD_CODED["curves"]),
+        "params": _params_table(trained, run_ids),
     }
 
 
-def _metric(results, name, lengths) -> tuple[np.ndarray, np.ndarray]:
-    """A metric's values over every run's logged steps, and where the metric is known."""
-    values = [getattr(r, name) for r in results]
-    if all(v is None for v in values):  # the common case for the validation metrics
-        total = int(lengths.sum())
-        return np.full(total, np.nan), np.zeros(total, dtype=bool)
-    known = np.repeat([v is not None for v in values], lengths)
-    filled = [np.full(n, np.nan) if v is None else v for v, n in zip(values, lengths, strict=True)]
-    return _concat(filled, np.float64).astype(np.float64), known
-
-
-def _params_table(results, run_ids) -> pa.Table:
+def _params_table(trained, run_ids) -> pa.Table:
     """Long table of every run's final parameters, one architecture at a time."""
     parts = []
     by_layers: dict[tuple, list[int]] = {}
-    for k, result in enumerate(results):
-        by_layers.setdefault(tuple(result.config.layers), []).append(k)
+    for k, config in enumerate(trained.configs):
+        by_layers.setdefault(tuple(config.layers), []).append(k)
     for layers, members in by_layers.items():
         layer, kind, i, j = _param_index(layers)
         n = len(members)
-        arrays = [a.ravel() for k in members for W, b in results[k].params for a in (W, b)]
-        values = np.concatenate(arrays).astype(np.float64)  # the order of params.flatten
+        values = np.concatenate([trained.thetas[k] for k in members]).astype(np.float64)
         parts.append(pa.table({
-            "run_id": run_ids.take(np.repeat(np.array(members), len(layer))),
+            "run_id": _coded(np.repeat(np.array(members), len(layer)), run_ids),
             "layer": np.tile(layer, n),
-            "kind": np.tile(kind, n),
+            "kind": _coded(np.tile(kind, n), _KINDS),
             "i": pa.array(np.tile(i, n), mask=np.tile(i < 0, n)),  # null for biases
             "j": np.tile(j, n),
-            "value": values,
-        }, schema=PARAMS_SCHEMA))  # fmt: skip
-    return pa.concat_tables(parts) if parts else PARAMS_SCHEMA.empty_table()
+            "value": values,  # in the order of params.flatten
+        }, schema=SHARD_CODED["params"]))  # fmt: skip
+    return pa.concat_tables(parts) if parts else SHARD_CODED["params"].empty_table()
 
 
-def _param_index(layers):
-    """layer, kind, i, j of each parameter in the order of fastbp.params.flatten (i = -1
-    for biases)."""
+def _coded(index: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
+    """values[index] as a dictionary array (no string is copied)."""
+    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), values)
+
+
+_KINDS = pa.array(["W", "b"])
+
+
+@lru_cache(maxsize=64)
+def _param_index(layers: tuple):
+    """layer, kind (0 for W, 1 for b), i, j of each parameter in the order of
+    fastbp.params.flatten (i = -1 for biases)."""
     layer, kind, i, j = [], [], [], []
     for l, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=False), 1):
         rows, cols = np.indices((fan_in, fan_out))
         layer += [l] * (fan_in * fan_out + fan_out)
-        kind += ["W"] * (fan_in * fan_out) + ["b"] * fan_out
+        kind += [0] * (fan_in * fan_out) + [1] * fan_out
         i += [*rows.ravel(), *[-1] * fan_out]
         j += [*cols.ravel(), *range(fan_out)]
-    return (np.array(layer, np.int64), np.array(kind, object), np.array(i, np.int64),
-            np.array(j, np.int64))  # fmt: skip
-
-
-def _concat(arrays, dtype=None):
-    if not arrays:
-        return np.array([], dtype=dtype or object)
-    return np.concatenate(arrays)
+    return tuple(np.array(x, np.int64) for x in (layer, kind, i, j))
 
 
 class Store:
@@ -306,7 +312,7 @@ class Store:
         self.directory.mkdir(parents=True, exist_ok=True)
         stem = f"part-{time.time_ns():020d}-{os.getpid()}"
         for name in ("params", "curves", "runs"):  # read whole: no statistics (a third faster)
-            _write_atomic(tables[name], self.directory / f"{stem}.{name}.parquet", stats=False)
+            _write_atomic(tables[name], self.directory / f"{stem}.{name}.parquet", shard=True)
         self.seen.append(tables)
 
     def current(self) -> dict[str, pa.Table]:
@@ -359,6 +365,8 @@ COMPACT_AFTER = 32
 
 def _newest_wins(shards) -> dict[str, pa.Table]:
     """The shards' runs, one row per run_id: the last shard that holds a run wins."""
+    shards = [{name: s[name].cast(schema) for name, schema in SHARD_SCHEMAS.items()}
+              for s in shards]  # fmt: skip
     owner = {}  # run_id -> index of the newest shard holding it
     for k, shard in enumerate(shards):
         owner.update(dict.fromkeys(shard["runs"].column("run_id").to_pylist(), k))
@@ -379,9 +387,15 @@ def _newest_wins(shards) -> dict[str, pa.Table]:
     }
 
 
-def _write_atomic(table: pa.Table, path: Path, stats: bool = True) -> None:
+def _write_atomic(table: pa.Table, path: Path, shard: bool = False) -> None:
+    """Write a table in full, then give it its name. A shard is always read whole: no
+    statistics, and no dictionary for floats, where it rarely pays (half the time)."""
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, write_statistics=stats)
+    if shard:
+        coded = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+        pq.write_table(table, tmp, write_statistics=False, use_dictionary=coded)
+    else:
+        pq.write_table(table, tmp)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastbp.backends import Backend, BackendError, can_fork, cores, open_backend
+from fastbp.backends import (
+    Backend,
+    BackendError,
+    can_fork,
+    collector_paused,
+    cores,
+    open_backend,
+)
 from fastbp.cli import Parser, positive_int
 from fastbp.config import SINCE_0_3
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
@@ -50,6 +57,7 @@ class SweepReport:
     train_s: float = 0.0  # summed over runs, inside the workers
     parallel_s: float = 0.0  # wall time of the parallel phase, compiling excluded
     compile_s: float = 0.0  # wall time compiling (or loading) kernels before it
+    compiled: bool = False  # whether a kernel compiled (else they were only loaded)
     n_jobs: int = 1
     loops: frozenset = frozenset()  # kernel keys whose runs the loop kernel trained
 
@@ -191,24 +199,31 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     bar = None
     try:
         # Compile every kernel first, here and then on one worker at a time: processes
-        # compiling into an empty Numba cache at the same time can corrupt it. Kernels
-        # already in the cache are left for the workers to load, all at once.
+        # compiling into an empty Numba cache at the same time can corrupt it. Threads
+        # share this process's kernels: load them here, once, before they start (each
+        # would wait for the other's loading); worker processes load their own.
         report.loops = not_worth_compiling(todo)
         if not all_cached(todo, report.loops):
-            report.compile_s = _compile(todo, backend, quiet, report.loops)
-        chunks = plan_chunks(todo, backend.n_workers)
-        bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
-                   disable=quiet, desc="training")  # fmt: skip
-        bar.set_postfix_str(f"runs 0/{len(todo)}")
-        tasks = (delayed(train_shard)(chunk, version, report.loops) for chunk in chunks)
-        for shard in backend.parallel()(tasks):
-            report.failed += shard.failed
-            if shard.tables is not None:
-                store.write(shard.tables)
-            report.computed += shard.runs
-            report.train_s += shard.train_s
-            bar.update(shard.steps)
-            bar.set_postfix_str(f"runs {report.computed}/{len(todo)}")
+            _compile(todo, backend, quiet, report.loops)
+            report.compiled = True
+        elif backend.in_process:
+            warm_up(todo, report.loops)
+        if report.compiled or backend.in_process:  # the kernels' time, training's apart
+            report.compile_s = time.perf_counter() - start
+        with collector_paused():
+            chunks = plan_chunks(todo, backend.n_workers)
+            bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
+                       disable=quiet, desc="training")  # fmt: skip
+            bar.set_postfix_str(f"runs 0/{len(todo)}")
+            tasks = (delayed(train_shard)(chunk, version, report.loops) for chunk in chunks)
+            for shard in backend.parallel()(tasks):
+                report.failed += shard.failed
+                if shard.tables is not None:
+                    store.write(shard.tables)
+                report.computed += shard.runs
+                report.train_s += shard.train_s
+                bar.update(shard.steps)
+                bar.set_postfix_str(f"runs {report.computed}/{len(todo)}")
     except KeyboardInterrupt:
         report.interrupted = True
     except Exception as err:  # a killed worker, a full disk: keep what is saved, say why
@@ -237,14 +252,13 @@ def train_shard(chunk, version: str, loops: frozenset = frozenset()) -> Shard:
     from fastbp.results import shard_tables
     from fastbp.train import train_chunk
 
-    outcomes = train_chunk(chunk, loops)
-    done = [o for o in outcomes if not isinstance(o, str)]
+    trained, failed = train_chunk(chunk, loops)
     return Shard(
-        tables=shard_tables(done, version) if done else None,
-        failed=[o for o in outcomes if isinstance(o, str)],
-        runs=len(done),
-        train_s=sum(r.wall_s for r in done),
-        steps=sum(r.config.steps for r in done),
+        tables=shard_tables(trained, version) if trained.configs else None,
+        failed=failed,
+        runs=len(trained.configs),
+        train_s=float(trained.wall_s.sum()),
+        steps=sum(c.steps for c in trained.configs),
     )
 
 
@@ -366,16 +380,21 @@ def not_worth_compiling(runs) -> frozenset:
     from fastbp import codegen
     from fastbp.train import block_lanes, family_key, generated, kernel_args, kernel_key
 
-    longest: dict[tuple, dict[tuple, int]] = {}  # kernel key -> family -> most steps
+    uncached = {
+        key: run for key, run in kernels_needed(runs).items()
+        if key != "loops" and not codegen.is_cached(*kernel_args(run, block_lanes(run)))
+    }  # fmt: skip
+    if not uncached:
+        return frozenset()
+    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in uncached}  # family -> steps
     for run in runs:
-        if generated(run):
-            families = longest.setdefault(kernel_key(run), {})
-            families[family_key(run)] = max(families.get(family_key(run), 0), run.steps)
+        families = longest.get(kernel_key(run)) if generated(run) else None
+        if families is not None:
+            family = family_key(run)
+            families[family] = max(families.get(family, 0), run.steps)
     cheap, budget = set(), loop_budget_s()
     for key, families in longest.items():
-        run = next(r for r in runs if generated(r) and kernel_key(r) == key)
-        if codegen.is_cached(*kernel_args(run, block_lanes(run))):
-            continue
+        run = uncached[key]
         products = codegen.products(run.layers, run.n_samples)
         seconds = sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9
         if seconds < budget:
@@ -569,7 +588,8 @@ def _print_start(spec, todo, report, out, force):
 def _closing_line(report, out) -> str:
     busy = report.n_jobs * report.parallel_s
     share = f", {100 * report.train_s / busy:.0f}% of worker time in training" if busy else ""
-    compiled = f"; kernels compiled in {report.compile_s:.1f} s" if report.compile_s >= 0.05 else ""
+    done = "compiled" if report.compiled else "loaded"
+    compiled = f"; kernels {done} in {report.compile_s:.1f} s" if report.compile_s >= 0.05 else ""
     return (
         f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}; "
         f"{report.reused} reused; results in {out}"
@@ -601,7 +621,8 @@ def _write_meta(out, spec, report, started, version):
         "runs_retrained_other_version": report.stale,
         "runs_failed": len(report.failed),
         "interrupted": report.interrupted,
-        "compile_s": round(report.compile_s, 3),
+        "compile_s": round(report.compile_s, 3),  # or loading them from the cache
+        "kernels_compiled": report.compiled,
         "parallel_wall_s": round(report.parallel_s, 3),
         "train_s": round(report.train_s, 3),
         "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,

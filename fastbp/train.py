@@ -58,6 +58,88 @@ class RunResult:
         return float(self.losses[-1])
 
 
+@dataclass
+class Trained:
+    """Finished runs as columns: one row per run, and one per logged step of each run, run
+    after run. A sweep makes a shard's tables of it (:func:`fastbp.results.shard_tables`)
+    without a RunResult per run; :meth:`results` gives those."""
+
+    configs: list[RunConfig]
+    index: np.ndarray  # int64 per run: its position in the configs asked for
+    lengths: np.ndarray  # int64 per run: how many steps it logged
+    steps: np.ndarray  # int64 per logged step
+    losses: np.ndarray  # float64 per logged step
+    metrics: dict[str, np.ndarray]  # name -> float64 per logged step (NaN where unknown)
+    known: dict[str, np.ndarray]  # name -> bool per run: whether it has the metric
+    thetas: list[np.ndarray]  # per run: its final parameters, flat (params.flatten)
+    diverged_at: np.ndarray  # int64 per run: -1 where it did not diverge
+    wall_s: np.ndarray  # float64 per run
+
+    def results(self) -> list[RunResult]:
+        """A RunResult per run, in the order of the rows."""
+        ends = np.cumsum(self.lengths)
+        out = []
+        for k, config in enumerate(self.configs):
+            rows = slice(ends[k] - self.lengths[k], ends[k])
+            out.append(RunResult(
+                config=config,
+                steps=self.steps[rows].copy(),
+                losses=self.losses[rows].copy(),
+                params=unflatten(self.thetas[k], config.layers, copy=False),
+                diverged=bool(self.diverged_at[k] >= 0),
+                diverged_at=int(self.diverged_at[k]) if self.diverged_at[k] >= 0 else None,
+                wall_s=float(self.wall_s[k]),
+                **{name: self.metrics[name][rows].copy() if self.known[name][k] else None
+                   for name in metrics.METRICS},
+            ))  # fmt: skip
+        return out
+
+    @classmethod
+    def of(cls, results: list[RunResult], index=None) -> Trained:
+        """The columns of RunResults (``index``: their positions; default 0, 1, ...)."""
+        lengths = np.array([len(r.losses) for r in results], dtype=np.int64)
+        values = {name: [getattr(r, name) for r in results] for name in metrics.METRICS}
+        return cls.concat([cls(
+            configs=[r.config for r in results],
+            index=np.arange(len(results)) if index is None else np.asarray(index, np.int64),
+            lengths=lengths,
+            steps=_joined([r.steps for r in results], np.int64),
+            losses=_joined([r.losses for r in results], np.float64),
+            metrics={name: _joined([np.full(n, np.nan) if v is None else v
+                                    for v, n in zip(vs, lengths, strict=True)], np.float64)
+                     for name, vs in values.items()},
+            known={name: np.array([v is not None for v in vs], bool)
+                   for name, vs in values.items()},
+            thetas=[flatten(r.params) for r in results],
+            diverged_at=np.array([-1 if r.diverged_at is None else r.diverged_at
+                                  for r in results], dtype=np.int64),
+            wall_s=np.array([r.wall_s for r in results], dtype=np.float64),
+        )])  # fmt: skip
+
+    @classmethod
+    def concat(cls, parts: list[Trained]) -> Trained:
+        """One Trained of several, their rows one after the other."""
+        return cls(
+            configs=[c for p in parts for c in p.configs],
+            index=_joined([p.index for p in parts], np.int64),
+            lengths=_joined([p.lengths for p in parts], np.int64),
+            steps=_joined([p.steps for p in parts], np.int64),
+            losses=_joined([p.losses for p in parts], np.float64),
+            metrics={name: _joined([p.metrics[name] for p in parts], np.float64)
+                     for name in metrics.METRICS},
+            known={name: _joined([p.known[name] for p in parts], bool)
+                   for name in metrics.METRICS},
+            thetas=[t for p in parts for t in p.thetas],
+            diverged_at=_joined([p.diverged_at for p in parts], np.int64),
+            wall_s=_joined([p.wall_s for p in parts], np.float64),
+        )  # fmt: skip
+
+
+def _joined(arrays, dtype) -> np.ndarray:
+    """The arrays one after the other, as ``dtype`` (an empty array for none)."""
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
+
+
 def logged_steps(steps: int, log_every: int) -> np.ndarray:
     """0, log_every, 2 log_every, ... below steps, then steps itself (int64)."""
     return _logged_steps(steps, log_every).copy()
@@ -117,7 +199,7 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     initial = drawn if params is None else check_params(params, config)
     order = batch_order(config, rng)
     if engine == "auto" and generated(config):
-        (result,) = _train_families([([config], flatten(initial), order)], lanes=1)[0]
+        (result,) = _train_families([([config], flatten(initial), order, [0])], 1).results()
         return result
     dtype = np.dtype(config.dtype)
     X64, T64 = make_dataset(config)
@@ -249,23 +331,31 @@ def train_batch(
     sweep finds compiling their kernel dearer than what it saves), are trained one by one
     by the loop kernel. Results come back in the order of ``configs``.
     """
-    results: dict[int, RunResult] = {}
-    groups: dict[tuple, dict[RunConfig, list[int]]] = {}
+    trained = train_columns(configs, lanes, loops)
+    results = [None] * len(configs)
+    for k, result in zip(trained.index, trained.results(), strict=True):
+        results[k] = result
+    return results
+
+
+def train_columns(
+    configs: list[RunConfig], lanes: int | None = None, loops: frozenset = frozenset()
+) -> Trained:
+    """:func:`train_batch`'s runs as columns, in an order of its own (``index`` says
+    which config each row is): what a sweep's workers make their shards of."""
+    parts, groups = [], {}
     for k, config in enumerate(configs):
         if not generated(config) or kernel_key(config) in loops:
-            results[k] = train(config, engine="loops")
+            parts.append(Trained.of([train(config, engine="loops")], index=[k]))
             continue
         family = family_key(config)
         groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
     for families in groups.values():
-        members = [[configs[k] for k in ks] for ks in families.values()]
-        lanes_ = lanes or block_lanes(members[0][0])
-        if not full_batch(members[0][0]):
-            lanes_ = 1  # one run at a time, in its own order of samples
-        trained = _train_families([_drawn(group) for group in members], lanes_)
-        for ks, runs in zip(families.values(), trained, strict=True):
-            results.update(zip(ks, runs, strict=True))
-    return [results[k] for k in range(len(configs))]
+        first = configs[next(iter(families.values()))[0]]
+        lanes_ = (lanes or block_lanes(first)) if full_batch(first) else 1  # mini-batches:
+        drawn = [(*_drawn([configs[k] for k in ks]), ks) for ks in families.values()]  # alone
+        parts.append(_train_families(drawn, lanes_))
+    return Trained.concat(parts)
 
 
 def _drawn(family: list[RunConfig]) -> tuple:
@@ -302,9 +392,10 @@ def _initial_theta(config: RunConfig) -> np.ndarray:
     return theta
 
 
-def _train_families(families, lanes: int) -> list[list[RunResult]]:
-    """Train (configs, initial params, order) families, a block of ``lanes`` families at a
-    time; each family's configs differ only in steps. Returns the results per family."""
+def _train_families(families, lanes: int) -> Trained:
+    """Train (configs, initial params, order, indices) families, a block of ``lanes``
+    families at a time; each family's configs differ only in steps, and ``indices`` are
+    their positions in the caller's list."""
     config = families[0][0][0]
     dtype = np.dtype(config.dtype)
     args = kernel_args(config, lanes)
@@ -313,17 +404,16 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
     X, T = X64.astype(dtype), T64.astype(dtype)
     T_t = np.ascontiguousarray(T.T).ravel()
     want = metrics.wanted(config, T64, make_validation(config))
+    values = hyper(config)  # the same for every run of the group (kernel_key)
     # Longest first, so that each block's lanes have similar amounts of work.
     order = sorted(range(len(families)), key=lambda f: -max(c.steps for c in families[f][0]))
-    out, pending, held = [None] * len(families), [], 0  # blocks trained, results not made yet
+    parts, pending, held = [], [], 0  # blocks trained, their columns not made yet
     for first in range(0, len(order), lanes):
         block = order[first : first + lanes]
         padded = block + [block[-1]] * (lanes - len(block))  # spare lanes repeat a family
         runs = [families[f][0] for f in padded]
         snaps_at = [sorted({c.steps for c in group}) for group in runs]
-        log_steps = np.unique(
-            np.concatenate([_logged_steps(c.steps, c.log_every) for group in runs for c in group])
-        )
+        log_steps = _block_steps(tuple((c.steps, c.log_every) for group in runs for c in group))
         theta = np.stack([families[f][1] for f in padded], axis=1).astype(dtype)
         n_params = theta.shape[0]
         snap_steps = np.full((lanes, max(map(len, snaps_at))), -1, dtype=np.int64)
@@ -347,19 +437,40 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
             snaps,
             diverged_at,
             samples,
-            hyper(config),
+            values,
             plog,
         )
         wall = time.perf_counter() - start
-        codegen.mark_cached(*args)
-        total_steps = sum(c.steps for group in runs[: len(block)] for c in group)
-        pending.append((block, snaps_at, log_steps, losses, snaps, diverged_at, plog, wall,
-                        total_steps))  # fmt: skip
+        if first == 0:
+            codegen.mark_cached(*args)
+        pending.append(_Block(block, snaps_at, log_steps, losses, snaps, diverged_at, plog, wall))
         held += plog.size
         if held > METRICS_BATCH or first + lanes >= len(order):
-            _finish(pending, families, out, config, X64, T64, want)
-            held = 0
+            parts.append(_columns(pending, families, config, X64, T64, want))
+            pending, held = [], 0
+    return Trained.concat(parts)
+
+
+@lru_cache(maxsize=256)
+def _block_steps(runs: tuple) -> np.ndarray:
+    """The steps a block logs: those of each of its (steps, log_every)."""
+    out = np.unique(np.concatenate([_logged_steps(*run) for run in runs]))
+    out.flags.writeable = False
     return out
+
+
+@dataclass
+class _Block:
+    """What the kernel gave for a block of families (in the lanes ``families``)."""
+
+    families: list[int]
+    snaps_at: list[list[int]]  # per lane: the step counts of its snapshots
+    log_steps: np.ndarray
+    losses: np.ndarray  # (lanes, len(log_steps))
+    snaps: np.ndarray  # (lanes, snapshots, params)
+    diverged_at: np.ndarray  # (lanes,)
+    plog: np.ndarray  # (lanes, len(log_steps) or 0, params)
+    wall: float
 
 
 # Parameters of logged steps handed to the metrics at once: NumPy's cost per call (about
@@ -367,66 +478,84 @@ def _train_families(families, lanes: int) -> list[list[RunResult]]:
 METRICS_BATCH = 1 << 18
 
 
-def _finish(pending, families, out, config, X64, T64, want) -> None:
-    """The results of the blocks in ``pending`` (then emptied), with their metrics
-    computed for all of them at once."""
-    n_params = pending[0][4].shape[2]
-    flat = np.concatenate([p[6][: len(p[0])].reshape(-1, n_params) for p in pending])
+def _columns(blocks: list[_Block], families, config, X64, T64, want) -> Trained:
+    """The runs of trained blocks as columns, with their metrics computed for all of them
+    at once. A block whose lanes each hold one run that logged every step the block
+    logged (the common case: a sweep of one step count) is taken as whole arrays."""
+    n_params = blocks[0].snaps.shape[2]
+    flat = np.concatenate([b.plog[: len(b.families)].reshape(-1, n_params) for b in blocks])
     computed, at = metrics.compute(flat, config, X64, T64, want), 0
-    for block, snaps_at, log_steps, losses, snaps, diverged_at, _, wall, total in pending:
-        size = len(block) * len(log_steps) if want else 0
-        logged = {k: v[at : at + size].reshape(len(block), -1) for k, v in computed.items()}
-        at += size
-        for lane, f in enumerate(block):
-            out[f] = [
-                _member_result(
-                    c,
-                    log_steps,
-                    losses[lane],
-                    snaps[lane, snaps_at[lane].index(c.steps)],
-                    diverged_at[lane],
-                    wall * c.steps / total,
-                    {name: values[lane] for name, values in logged.items()},
-                )
-                for c in families[f][0]
-            ]
-    pending.clear()
-
-
-def _member_result(config, log_steps, losses, theta, diverged_at, wall_s, logged) -> RunResult:
-    steps = logged_steps(config.steps, config.log_every)  # a copy: the caller's to keep
-    diverged = 0 <= diverged_at <= config.steps
-    at = None if len(steps) == len(log_steps) else np.searchsorted(log_steps, steps)
-    return RunResult(
-        config=config,
-        steps=steps,
-        # the block logged at the steps of this run alone, or of others too
-        losses=losses.copy() if at is None else losses[at],
-        params=unflatten(theta, config.layers, copy=False),  # views of this run's snapshot
-        diverged=bool(diverged),
-        diverged_at=int(diverged_at) if diverged else None,
-        wall_s=wall_s,
-        **{name: values.copy() if at is None else values[at] for name, values in logged.items()},
+    names = ("configs", "index", "lengths", "steps", "losses", "thetas", "diverged_at", "wall_s")
+    cols = {name: [] for name in (*names, *metrics.METRICS)}
+    for b in blocks:
+        n, n_log = len(b.families), len(b.log_steps)
+        logged = {name: computed[name][at : at + n * n_log].reshape(n, n_log)
+                  if name in computed else np.full((n, n_log), np.nan)
+                  for name in metrics.METRICS}  # fmt: skip
+        at += n * n_log
+        groups = [families[f][0] for f in b.families]
+        total = sum(c.steps for group in groups for c in group)
+        whole = all(len(g) == 1 and len(_logged_steps(g[0].steps, g[0].log_every)) == n_log
+                    for g in groups)  # fmt: skip
+        if whole:  # one run per lane, logged at every step the block logged
+            steps = np.array([g[0].steps for g in groups])
+            cols["configs"] += [g[0] for g in groups]
+            cols["index"] += [families[f][3][0] for f in b.families]
+            cols["thetas"] += list(b.snaps[:n, 0])
+            cols["wall_s"] += list(b.wall * steps / total)
+            stopped = b.diverged_at[:n]
+            cols["diverged_at"] += list(np.where((stopped >= 0) & (stopped <= steps), stopped, -1))
+            cols["lengths"].append(np.full(n, n_log))
+            cols["steps"].append(np.tile(b.log_steps, n))
+            cols["losses"].append(b.losses[:n].ravel())
+            for name in metrics.METRICS:
+                cols[name].append(logged[name].ravel())
+            continue
+        for lane, f in enumerate(b.families):
+            for c, k in zip(groups[lane], families[f][3], strict=True):
+                steps = _logged_steps(c.steps, c.log_every)
+                rows = np.searchsorted(b.log_steps, steps)  # the block's rows of this run
+                stopped = b.diverged_at[lane]
+                cols["configs"].append(c)
+                cols["index"].append(k)
+                cols["thetas"].append(b.snaps[lane, b.snaps_at[lane].index(c.steps)])
+                cols["wall_s"].append(b.wall * c.steps / total)
+                cols["diverged_at"].append(stopped if 0 <= stopped <= c.steps else -1)
+                cols["lengths"].append([len(steps)])
+                cols["steps"].append(steps)
+                cols["losses"].append(b.losses[lane, rows])
+                for name in metrics.METRICS:
+                    cols[name].append(logged[name][lane, rows])
+    n = len(cols["configs"])
+    return Trained(
+        configs=cols["configs"],
+        index=np.array(cols["index"], dtype=np.int64),
+        lengths=_joined(cols["lengths"], np.int64),
+        steps=_joined(cols["steps"], np.int64),
+        losses=_joined(cols["losses"], np.float64),
+        metrics={name: _joined(cols[name], np.float64) for name in metrics.METRICS},
+        known={name: np.full(n, name in computed) for name in metrics.METRICS},
+        thetas=cols["thetas"],
+        diverged_at=np.array(cols["diverged_at"], dtype=np.int64),
+        wall_s=np.array(cols["wall_s"], dtype=np.float64),
     )
 
 
-def train_chunk(configs: list[RunConfig], loops: frozenset = frozenset()) -> list:
-    """Train a sweep's task: what joblib runs in a worker.
+def train_chunk(configs: list[RunConfig], loops: frozenset = frozenset()) -> tuple:
+    """Train a sweep's task: what joblib runs in a worker. Returns (Trained, failures).
 
-    The runs are trained together by :func:`train_batch` (``loops`` as there). Should that
-    fail, each is trained alone, and a run that raises comes back as the error's text
-    instead of a RunResult: one failing run never costs the others their results.
+    The runs are trained together by :func:`train_columns` (``loops`` as there). Should
+    that fail, each is trained alone, and a run that raises is a failure, the error's
+    text: one failing run never costs the others their results.
     """
     try:
-        return train_batch(configs, loops=loops)
+        return train_columns(configs, loops=loops), []
     except Exception:  # noqa: BLE001 - find the culprit run by run
         pass
-    outcomes = []
+    done, failed = [], []
     for config in configs:
         try:
-            outcomes.append(
-                train(config, engine="loops" if kernel_key(config) in loops else "auto")
-            )
+            done.append(train(config, engine="loops" if kernel_key(config) in loops else "auto"))
         except Exception as err:  # noqa: BLE001 - returned as data, reported by the sweep
-            outcomes.append(f"run {config.run_id}: {type(err).__name__}: {err}")
-    return outcomes
+            failed.append(f"run {config.run_id}: {type(err).__name__}: {err}")
+    return Trained.of(done), failed

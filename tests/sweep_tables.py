@@ -16,7 +16,7 @@ import numpy as np
 from fastbp.params import init_params
 from fastbp.results import Store, load_results, shard_tables, write_final_tables
 from fastbp.spec import parse_spec
-from fastbp.train import RunResult, logged_steps
+from fastbp.train import RunResult, Trained, logged_steps
 
 DIVERGE_LR = 10.0
 
@@ -54,7 +54,7 @@ def sweep_results(spec: str, directory):
 
     parsed = parse_spec(tomllib.loads(spec))
     store = Store(directory)
-    store.write(shard_tables([fake_result(run) for run in parsed.runs], "test"))
+    store.write(shard_tables(Trained.of([fake_result(run) for run in parsed.runs]), "test"))
     tables = store.current()
     write_final_tables(directory, tables, [r.run_id for r in parsed.runs], parsed.threshold)
     meta = {"name": parsed.name, "threshold": parsed.threshold, "swept": list(parsed.swept)}

@@ -274,16 +274,16 @@ def test_a_damaged_shard_is_retrained_with_a_warning(small_sweep, tmp_path):
 
 def test_shards_are_compacted_into_one_once_there_are_many(tmp_path, monkeypatch):
     from fastbp import results
-    from fastbp.train import train_batch
+    from fastbp.train import Trained, train_batch
 
     monkeypatch.setattr(results, "COMPACT_AFTER", 2)
     runs = train_batch([RunConfig(steps=20, log_every=5, seed=s) for s in range(4)])
     store = results.Store(tmp_path)
-    store.write(results.shard_tables(runs[:2], "x"))
-    store.write(results.shard_tables(runs[1:3], "x"))  # run 1 twice: the newest wins
+    store.write(results.shard_tables(Trained.of(runs[:2]), "x"))
+    store.write(results.shard_tables(Trained.of(runs[1:3]), "x"))  # run 1 twice: newest wins
     store.compact(store.current())
     assert len(list(store.directory.glob("*.parquet"))) == 6  # not yet: 2 shards
-    store.write(results.shard_tables(runs[3:], "x"))
+    store.write(results.shard_tables(Trained.of(runs[3:]), "x"))
     expected = store.current()
     assert expected["runs"].num_rows == 4
     store.compact(expected)
@@ -331,7 +331,7 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch
     real = train_module._train_families
 
     def flaky(families, lanes):
-        if any(c.seed == 1 and c.bias for configs, _, _ in families for c in configs):
+        if any(c.seed == 1 and c.bias for configs, *_ in families for c in configs):
             raise MemoryError("simulated")
         return real(families, lanes)
 
@@ -365,6 +365,14 @@ def test_compiling_kernels_is_shown_and_timed_apart_from_training(tmp_path):
     closing = out.stdout.strip().splitlines()[-1]
     assert closing.startswith("4 run(s) trained in ")
     assert f"kernels compiled in {meta['compile_s']:.1f} s" in closing or meta["compile_s"] < 0.05
+    assert meta["kernels_compiled"] is True
+    # Again with the kernels cached: they are loaded before training, and said to be.
+    out = sweep(spec, "--out", tmp_path / "again", "--no-plots", env=empty)
+    meta = json.loads((tmp_path / "again" / "meta.json").read_text())
+    assert meta["kernels_compiled"] is False and "compiling" not in out.stderr
+    closing = out.stdout.strip().splitlines()[-1]
+    assert "kernels compiled" not in closing
+    assert f"kernels loaded in {meta['compile_s']:.1f} s" in closing or meta["compile_s"] < 0.05
 
 
 def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
@@ -437,7 +445,8 @@ def test_compile_only_compiles_what_the_spec_needs_and_trains_nothing(tmp_path):
     then = sweep(spec, "--out", tmp_path / "out", "--no-plots", env=empty)
     assert then.returncode == 0, then.stderr
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
-    assert meta["kernels"]["3-2-3 relu"]["form"] != "loop kernel" and meta["compile_s"] == 0
+    assert meta["kernels"]["3-2-3 relu"]["form"] != "loop kernel"
+    assert meta["kernels_compiled"] is False  # only loaded from the cache
 
 
 def test_results_written_before_loss_fn_existed_load_and_resume_as_they_are(tmp_path):
