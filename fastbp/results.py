@@ -98,19 +98,23 @@ PARAMS_SCHEMA = pa.schema(
     ]
 )
 TABLES = {"runs": RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": PARAMS_SCHEMA}
-SHARD_SCHEMAS = {"runs": SHARD_RUNS_SCHEMA, "curves": CURVES_SCHEMA, "params": PARAMS_SCHEMA}
-# A shard as a worker builds it: the strings repeated row after row (run_id in curves and
-# params, kind) are dictionary arrays, indices into their distinct values. Parquet then
-# writes them as they are instead of hashing millions of strings; reading casts them back.
+# Shards, on disk and in memory, hold the strings repeated row after row (run_id in curves
+# and params, kind) as dictionary arrays: indices into their distinct values. Parquet
+# writes them as they are, without hashing millions of strings, and the final tables are
+# put in order by the indices; they are strings again only in the final tables.
 _CODED = pa.dictionary(pa.int32(), pa.string())
-SHARD_CODED = {
+SHARD_SCHEMAS = {
     name: pa.schema(
         [
             f.with_type(_CODED) if f.name in ("run_id", "kind") and name != "runs" else f
             for f in schema
         ]  # fmt: skip
     )
-    for name, schema in SHARD_SCHEMAS.items()
+    for name, schema in (
+        ("runs", SHARD_RUNS_SCHEMA),
+        ("curves", CURVES_SCHEMA),
+        ("params", PARAMS_SCHEMA),
+    )  # fmt: skip
 }
 
 
@@ -251,7 +255,7 @@ def shard_tables(trained, version: str) -> dict[str, pa.Table]:
     }
     return {
         "runs": pa.table(runs, schema=SHARD_RUNS_SCHEMA),
-        "curves": pa.table(curves, schema=SHARD_CODED["curves"]),
+        "curves": pa.table(curves, schema=SHARD_SCHEMAS["curves"]),
         "params": _params_table(trained, run_ids),
     }
 
@@ -273,8 +277,8 @@ def _params_table(trained, run_ids) -> pa.Table:
             "i": pa.array(np.tile(i, n), mask=np.tile(i < 0, n)),  # null for biases
             "j": np.tile(j, n),
             "value": values,  # in the order of params.flatten
-        }, schema=SHARD_CODED["params"]))  # fmt: skip
-    return pa.concat_tables(parts) if parts else SHARD_CODED["params"].empty_table()
+        }, schema=SHARD_SCHEMAS["params"]))  # fmt: skip
+    return pa.concat_tables(parts) if parts else SHARD_SCHEMAS["params"].empty_table()
 
 
 def _coded(index: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
@@ -435,25 +439,30 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
 
     from fastbp import diagnostics
 
+    directory = Path(directory)
     wanted = pa.array(list(run_ids), pa.string())
-    curves = _in_order(tables["curves"], wanted, "step").cast(CURVES_SCHEMA)
-    params = _in_order(tables["params"], wanted).cast(PARAMS_SCHEMA)
-    params = params.replace_schema_metadata(_pandas_metadata())  # read back as Int64
     runs = _in_order(tables["runs"], wanted).to_pandas()
-    at = runs.columns.get_loc("min_loss") + 1
+    # Curves and parameters (millions of rows for a sweep of many runs) one at a time,
+    # each written as soon as it is made. The runs table last: complete and naming these
+    # runs, it vouches for the other two (final_tables_hold relies on that after a crash).
+    curves = _in_order(tables["curves"], wanted, "step").cast(CURVES_SCHEMA)
     reached = runs["run_id"].map(steps_to_threshold(curves, threshold)).astype("Int64")
+    _write_atomic(curves, directory / "curves.parquet")
+    del curves
+    params = _in_order(tables["params"], wanted).cast(PARAMS_SCHEMA)
+    values = params.column("value").to_numpy()
+    params = params.replace_schema_metadata(_pandas_metadata())  # read back as Int64
+    _write_atomic(params, directory / "params.parquet")
+    del params
+    at = runs.columns.get_loc("min_loss") + 1
     runs.insert(at, "steps_to_threshold", reached)
     runs.insert(at + 1, "loss_floor", diagnostics.floors(runs))
-    values = params.column("value").to_numpy()
     dead = pd.Series(diagnostics.dead_units(runs, values), index=runs.index, dtype="Int64")
     runs.insert(at + 2, "dead_units", dead.mask(dead < 0))  # null: not ReLU, or diverged
     for name in ("batch_size", "diverged_at"):
         runs[name] = runs[name].astype("Int64")
     runs_table = pa.Table.from_pandas(runs, schema=RUNS_SCHEMA, preserve_index=False)
-    # The runs table last: complete and naming these runs, it vouches for the other two
-    # (final_tables_hold relies on that after a crash between two of these writes).
-    for name, table in (("curves", curves), ("params", params), ("runs", runs_table)):
-        _write_atomic(table, Path(directory) / f"{name}.parquet")
+    _write_atomic(runs_table, directory / "runs.parquet")
     return runs
 
 
@@ -471,7 +480,9 @@ def _in_order(table: pa.Table, run_ids: pa.Array, then: str | None = None) -> pa
     """The rows of the runs in ``run_ids``, in that order (then by ``then``), the order of
     the table kept otherwise."""
     position = pc.index_in(table.column("run_id"), value_set=run_ids)
-    table = table.append_column("_position", position).filter(pc.is_valid(position))
+    if position.null_count:  # runs saved that the spec does not ask for
+        table, position = table.filter(pc.is_valid(position)), position.drop_null()
+    table = table.append_column("_position", position)
     keys = [("_position", "ascending")] + ([(then, "ascending")] if then else [])
     order = pc.sort_indices(table, sort_keys=keys)  # a stable sort
     return table.take(order).drop_columns(["_position"])

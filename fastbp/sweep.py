@@ -12,6 +12,7 @@ import atexit
 import functools
 import json
 import multiprocessing
+import operator
 import os
 import platform
 import shlex
@@ -388,9 +389,9 @@ def not_worth_compiling(runs) -> frozenset:
         return frozenset()
     longest: dict[tuple, dict[tuple, int]] = {key: {} for key in uncached}  # family -> steps
     for run in runs:
-        families = longest.get(kernel_key(run)) if generated(run) else None
+        family = family_key(run)
+        families = longest.get(kernel_key(run, family)) if generated(run) else None
         if families is not None:
-            family = family_key(run)
             families[family] = max(families.get(family, 0), run.steps)
     cheap, budget = set(), loop_budget_s()
     for key, families in longest.items():
@@ -461,14 +462,16 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
         if not generated(run):
             units.append((_cost(run), [run]))
             continue
-        groups.setdefault(kernel_key(run), {}).setdefault(family_key(run), []).append(run)
+        family = family_key(run)
+        groups.setdefault(kernel_key(run, family), {}).setdefault(family, []).append(run)
     for families in groups.values():
-        members = sorted(families.values(), key=lambda f: -max(r.steps for r in f))
-        lanes = block_lanes(members[0][0])
-        for first in range(0, len(members), lanes):
-            block = members[first : first + lanes]
-            cost = _cost(max((r for f in block for r in f), key=lambda r: r.steps)) * lanes
-            units.append((cost, [r for f in block for r in f]))
+        longest = [max(f, key=_STEPS) for f in families.values()]  # the run each trains to
+        order = sorted(range(len(longest)), key=lambda k: -longest[k].steps)
+        members = list(families.values())
+        lanes = block_lanes(longest[0])
+        for first in range(0, len(order), lanes):
+            block = order[first : first + lanes]  # the first family trains longest
+            units.append((_cost(longest[block[0]]) * lanes, [r for k in block for r in members[k]]))
     total_steps = sum(run.steps for run in runs)
     n_chunks = min(len(units), n_jobs * CHUNKS_PER_WORKER, total_steps // MIN_CHUNK_STEPS)
     n_chunks = max(n_chunks, min(n_jobs, len(units)), 1)
@@ -479,6 +482,9 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
         chunks[k] += unit
         loads[k] += cost
     return [chunk for _, chunk in sorted(zip(loads, chunks, strict=True), key=lambda p: -p[0])]
+
+
+_STEPS = operator.attrgetter("steps")
 
 
 def _cost(run) -> int:

@@ -268,7 +268,8 @@ def _batch_size(config: RunConfig) -> int | None:
     return None if full_batch(config) else config.batch_size
 
 
-_ALL_BUT_STEPS = operator.attrgetter(*(f for f in RunConfig.field_names() if f != "steps"))
+_FAMILY_FIELDS = tuple(f for f in RunConfig.field_names() if f != "steps")
+_ALL_BUT_STEPS = operator.attrgetter(*_FAMILY_FIELDS)
 
 
 def family_key(config: RunConfig) -> tuple:
@@ -277,16 +278,18 @@ def family_key(config: RunConfig) -> tuple:
     return _ALL_BUT_STEPS(config)
 
 
-_KERNEL_FIELDS = operator.attrgetter(
+_KERNEL_FIELDS = (
     "layers", "activation", "bias", "dataset", "dtype", "loss_fn", "optimizer", "val_fraction",
     "targets", *step.HYPER,
 )  # fmt: skip
+_KERNEL_OF_FAMILY = operator.itemgetter(*(_FAMILY_FIELDS.index(f) for f in _KERNEL_FIELDS))
 
 
-def kernel_key(config: RunConfig) -> tuple:
+def kernel_key(config: RunConfig, family: tuple | None = None) -> tuple:
     """What runs must share to be trained in one block of a generated kernel: its
-    arguments, their data, and the optimizer's values (the same for every lane)."""
-    return (_batch_size(config), *_KERNEL_FIELDS(config))
+    arguments, their data, and the optimizer's values (the same for every lane). A part of
+    the run's :func:`family_key`, passed as ``family`` where it is known already."""
+    return (_batch_size(config), _KERNEL_OF_FAMILY(family or family_key(config)))
 
 
 def block_lanes(config: RunConfig) -> int:
@@ -345,11 +348,12 @@ def train_columns(
     which config each row is): what a sweep's workers make their shards of."""
     parts, groups = [], {}
     for k, config in enumerate(configs):
-        if not generated(config) or kernel_key(config) in loops:
+        family = family_key(config)
+        key = kernel_key(config, family) if generated(config) else None
+        if key is None or key in loops:
             parts.append(Trained.of([train(config, engine="loops")], index=[k]))
             continue
-        family = family_key(config)
-        groups.setdefault(kernel_key(config), {}).setdefault(family, []).append(k)
+        groups.setdefault(key, {}).setdefault(family, []).append(k)
     for families in groups.values():
         first = configs[next(iter(families.values()))[0]]
         lanes_ = (lanes or block_lanes(first)) if full_batch(first) else 1  # mini-batches:
@@ -414,8 +418,8 @@ def _train_families(families, lanes: int) -> Trained:
         runs = [families[f][0] for f in padded]
         snaps_at = [sorted({c.steps for c in group}) for group in runs]
         log_steps = _block_steps(tuple((c.steps, c.log_every) for group in runs for c in group))
-        theta = np.stack([families[f][1] for f in padded], axis=1).astype(dtype)
-        n_params = theta.shape[0]
+        theta = np.array([families[f][1] for f in padded], dtype=dtype)  # (lanes, params)
+        n_params = theta.shape[1]
         snap_steps = np.full((lanes, max(map(len, snaps_at))), -1, dtype=np.int64)
         for lane, steps in enumerate(snaps_at):
             snap_steps[lane, : len(steps)] = steps
@@ -427,7 +431,7 @@ def _train_families(families, lanes: int) -> Trained:
         start = time.perf_counter()
         samples = families[padded[0]][2]  # the order of samples (mini-batches: one lane)
         kernel(
-            theta.ravel(),
+            theta.T.ravel(),  # runs innermost
             lr,
             log_steps,
             snap_steps,
