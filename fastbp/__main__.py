@@ -1,17 +1,31 @@
 """``python -m fastbp [--field VALUE ...]``: train one network and report how it went.
 
 Any RunConfig field can be set, e.g. ``python -m fastbp --lr 1e-2 --steps 300000``.
-Values are read as TOML values (``--layers [8,4,8]``, ``--bias false``); a bad value
-prints one line naming the field and exits with status 2.
+Values are read as TOML values (``--layers [8,4,8]``, ``--bias false``); layers also as
+``8-4-8``. A bad value prints one line naming the field and exits with status 2.
 """
 
+import dataclasses
 import sys
 import tomllib
 
 import numpy as np
 
+from fastbp import cli
 from fastbp.cli import Parser
-from fastbp.config import ConfigError, RunConfig
+from fastbp.config import (
+    ACTIVATIONS,
+    DATASETS,
+    INITS,
+    LOSSES,
+    OPTIMIZER_FIELDS,
+    OPTIMIZERS,
+    ConfigError,
+    RunConfig,
+)
+
+CHOICES = {"activation": ACTIVATIONS, "init": INITS, "dataset": DATASETS, "loss_fn": LOSSES,
+           "optimizer": OPTIMIZERS, "dtype": ("float64", "float32")}  # fmt: skip
 
 
 def _value(text: str):
@@ -22,9 +36,27 @@ def _value(text: str):
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m fastbp", description=__doc__.split("\n")[0])
-    for name in RunConfig.field_names():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
+    parser = Parser(
+        prog="python -m fastbp",
+        description="Train one network and report how it went. Values are TOML values "
+        "(--layers [8,4,8] or 8-4-8, --bias false, --lr 1e-2); fields not given keep "
+        "their defaults.",
+    )
+    for field in dataclasses.fields(RunConfig):
+        default = "-".join(map(str, field.default)) if field.name == "layers" else field.default
+        default = str(default).lower() if isinstance(default, bool) else default  # TOML
+        users = [o for o, own in OPTIMIZER_FIELDS.items() if field.name in own]
+        if users:  # momentum, beta1, ...: a default for the optimizers that have them
+            default = f"{OPTIMIZER_FIELDS[users[0]][field.name]} (optimizer {' or '.join(users)})"
+        known = CHOICES.get(field.name)
+        help = f"default: {default}" + (f"; one of {', '.join(known)}" if known else "")
+        if field.name == "dataset":
+            help += ", or a .npz or .csv file"
+        if field.name in ("batch_size", "targets"):
+            help = "default: none" + (" (full batch)" if field.name == "batch_size" else "")
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", dest=field.name, metavar="VALUE", help=help
+        )
     args = parser.parse_args(argv)
     given = {k: _value(v) for k, v in vars(args).items() if v is not None}
     try:
@@ -56,4 +88,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -70,7 +71,7 @@ class RunConfig:
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
-            object.__setattr__(self, name, check(name, getattr(self, name)))
+            object.__setattr__(self, name, check(name, _plain(getattr(self, name))))
         self._load_data()
         # An optimizer's own fields get their defaults; the others' fields do not apply
         # (None), so that runs differing only there are one run.
@@ -234,6 +235,14 @@ def _fmt_layers(layers) -> str:
     return "-".join(str(w) for w in layers)
 
 
+def _plain(value):
+    """NumPy's scalars (np.int64(3), np.float32(0.1), np.True_) and 0-d arrays as the
+    Python values they hold, and a NumPy array as a list of them; anything else as it is."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
 def _as_int(name, value, minimum):
     # bool is an int subclass: True is not a step count. Integral floats (3e5) are accepted.
     if isinstance(value, float) and value.is_integer():
@@ -294,9 +303,13 @@ def _one_of(choices):
 
 
 def _check_layers(name, value):
+    if isinstance(value, str) and re.fullmatch(r"\d+(-\d+)+", value.strip()):
+        value = [int(w) for w in value.split("-")]  # "8-3-8", as the tables write it
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ConfigError(name, f"{name} must be a list of widths like [8, 3, 8], got {value!r}")
-    value = tuple(value)
+        raise ConfigError(
+            name, f'{name} must be a list of widths like [8, 3, 8] or "8-3-8", got {value!r}'
+        )
+    value = tuple(map(_plain, value))
     if len(value) < 3:
         raise ConfigError(
             name,

@@ -5,6 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fastbp import cli
 from fastbp.cli import Parser
 
 
@@ -26,9 +27,17 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    out = None if args.out is None else Path(args.out)
-    if out is not None and (not args.out.strip() or out.exists() and not out.is_dir()):
-        print(f"error: --out {args.out!r}: must be a directory", file=sys.stderr)
+    out = directory / "plots" if args.out is None else Path(args.out)
+    problem = None
+    if args.out is not None and (not args.out.strip() or out.exists() and not out.is_dir()):
+        problem = "must be a directory"
+    else:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file in its path, no permission
+            problem = f"cannot be created: {err.strerror or err}"
+    if problem:
+        print(f"error: --out {args.out!r}: {problem}", file=sys.stderr)
         return 2
     return draw(directory, out, args.format)
 
@@ -63,4 +72,4 @@ def draw(directory: Path, out: Path | None = None, fmt: str = "png") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -159,7 +159,18 @@ def load_results(directory) -> Results:
     import pandas as pd
 
     directory = Path(directory)
-    tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
+    for name in TABLES:
+        if not (directory / f"{name}.parquet").is_file():
+            what = "there is no such folder" if not directory.is_dir() else (
+                f"{name}.parquet is missing")  # fmt: skip
+            raise FileNotFoundError(
+                f"{directory}: not a sweep's results ({what}); a sweep writes them there "
+                f"when it finishes: python -m fastbp.sweep SPEC --out {directory}"
+            )
+    try:
+        tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
+    except (OSError, pa.ArrowException) as err:
+        raise ValueError(f"{directory}: its tables cannot be read: {err}") from None
     for field, value in SINCE_0_3.items():  # tables written by fastbp 0.3
         if field not in tables[0]:
             value = np.nan if value is None else value

@@ -94,7 +94,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     if threshold is not None and not _positive_number(threshold):
         fail("[sweep].threshold", f"must be a finite number > 0, got {threshold!r}")
 
-    backend = sweep.get("backend", "threads")
+    backend = sweep.get("backend", "dask" if "scheduler" in sweep else "threads")
     if backend not in BACKENDS:
         fail(
             "[sweep].backend",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fastbp import cli
 from fastbp.backends import (
     Backend,
     BackendError,
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.out is not None and not args.out.strip():
+        print("error: --out: must name a directory, got ''", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path("results") / spec.name
     if out.exists() and not out.is_dir():
         print(f"error: {out}: --out must be a directory, and this is a file", file=sys.stderr)
@@ -85,9 +89,14 @@ def main(argv=None) -> int:
     except (LanesError, LoopBudgetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    n_jobs = args.n_jobs or cores()
-    backend_name = args.backend or spec.backend
     scheduler = args.scheduler or spec.scheduler
+    # A scheduler means the cluster: it implies the dask backend unless one is named.
+    backend_name = args.backend or ("dask" if args.scheduler else spec.backend)
+    n_jobs = args.n_jobs or cores()
+    if n_jobs > cores() and not (backend_name == "dask" and scheduler):
+        print(f"note: --n-jobs {n_jobs} on {cores()} cores: using {cores()} workers; more "
+              "would only take turns", file=sys.stderr)  # fmt: skip
+        n_jobs = cores()
     if args.compile_only:
         return _compile_only(spec, backend_name, n_jobs, scheduler, args.quiet)
     try:
@@ -522,8 +531,8 @@ def _parse_args(argv):
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="the Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default "
-        "with --backend dask: a local cluster, started and stopped here)",
+        help="the Dask scheduler to use, e.g. tcp://10.0.0.5:8786; implies --backend "
+        "dask (default with --backend dask: a local cluster, started and stopped here)",
     )
     return parser.parse_args(argv)
 
@@ -700,4 +709,4 @@ def _exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
-    _exit_now(main())
+    _exit_now(cli.run(main))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -168,12 +169,14 @@ def batch_order(config: RunConfig, rng: np.random.Generator) -> np.ndarray:
     return rng.permuted(np.tile(np.arange(n, dtype=np.int64), (n_epochs, 1)), axis=1)
 
 
-def train(config: RunConfig, params: Params | None = None, engine: str = "auto") -> RunResult:
+def train(
+    config: RunConfig | Mapping, params: Params | None = None, engine: str = "auto"
+) -> RunResult:
     """Train the network that ``config`` describes with SGD on the MSE loss.
 
     Parameters
     ----------
-    config : RunConfig
+    config : RunConfig, or a dict of its fields (``{"lr": 0.1}``)
     params : list of (W, b), optional
         Starting parameters, W of shape (fan_in, fan_out) and b of shape (fan_out,);
         copied, never modified. By default they are drawn by :func:`init_params` from
@@ -191,6 +194,10 @@ def train(config: RunConfig, params: Params | None = None, engine: str = "auto")
     true, with L the loss ``config.loss_fn``: the mean over all samples and outputs of
     (Y - T)² (mse) or of the binary cross-entropy on sigmoid(Y) (bce).
     """
+    if isinstance(config, Mapping):  # train({"lr": 0.1})
+        config = RunConfig.from_dict(config)
+    elif not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig or a dict of its fields, got {config!r}")
     if engine not in ("auto", "loops"):
         raise ValueError(f"engine must be 'auto' or 'loops', got {engine!r}")
     start = time.perf_counter()

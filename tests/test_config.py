@@ -50,7 +50,8 @@ def test_numbers_are_normalised():
         ("layers", [8, 0, 8], "layers widths must be integers >= 1, got [8, 0, 8]"),
         ("layers", [8, -3, 8], "layers widths must be integers >= 1"),
         ("layers", [8, 2.5, 8], "layers widths must be integers >= 1"),
-        ("layers", "8-3-8", "layers must be a list of widths"),
+        ("layers", "8x3x8", 'layers must be a list of widths like [8, 3, 8] or "8-3-8"'),
+        ("layers", "8-3", "layers must have at least 3 entries"),
         ("layers", [8, 3, 4], "layers must have as many outputs as inputs for dataset 'encoder'"),
         ("activation", "rleu", "activation must be one of 'relu', 'tanh', 'sigmoid', 'identity'"),
         ("init", "glorot", "init must be one of 'he', 'xavier', 'normal', got 'glorot'"),
@@ -141,3 +142,23 @@ def test_cross_entropy_needs_two_outputs():
     with pytest.raises(ConfigError, match="^loss_fn 'cross_entropy' needs at least 2 outputs") as e:
         RunConfig(layers=(2, 3, 1), dataset="xor", loss_fn="cross_entropy")
     assert e.value.field == "loss_fn" and "use 'bce'" in str(e.value)
+
+
+def test_numpy_scalars_and_arrays_are_taken_as_the_python_values_they_hold():
+    import numpy as np
+
+    plain = RunConfig(layers=[8, 4, 8], seed=3, steps=300_000, lr=0.5, bias=False)
+    numpy = RunConfig(layers=np.array([8, 4, 8]), seed=np.int64(3), steps=np.int32(300_000),
+                      lr=np.float64(0.5), bias=np.False_)  # fmt: skip
+    assert numpy == plain and numpy.run_id == plain.run_id
+    assert type(numpy.seed) is int and type(numpy.layers[0]) is int and numpy.bias is False
+    assert RunConfig(lr=np.float32(0.1)).lr == float(np.float32(0.1))  # its exact value
+    with pytest.raises(ConfigError, match="^seed must be an integer >= 0, got -1"):
+        RunConfig(seed=np.int64(-1))
+    with pytest.raises(ConfigError, match="^steps must be an integer >= 1, got 2.5"):
+        RunConfig(steps=np.float64(2.5))
+
+
+def test_layers_may_be_written_as_the_tables_write_them():
+    assert RunConfig(layers="8-4-3-8").layers == (8, 4, 3, 8)
+    assert RunConfig(layers=" 8-3-8 ").run_id == RunConfig().run_id

@@ -54,3 +54,37 @@ def test_a_bad_command_line_is_one_line_and_exit_2(command, args, message):
     assert out.returncode == 2
     assert out.stderr.startswith(message)
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_help_shows_each_fields_default_and_choices_and_layers_take_8_4_8():
+    out = run("--help")
+    assert out.returncode == 0 and "``" not in out.stdout
+    assert "--layers VALUE" in out.stdout and "default: 8-3-8" in out.stdout
+    assert "default: relu; one of relu, tanh, sigmoid, identity" in out.stdout
+    assert "default: 0.9 (optimizer momentum or nesterov)" in out.stdout
+    out = run("--layers", "8-4-8", "--steps", "200")
+    assert out.returncode == 0, out.stderr
+    assert "layers=(8, 4, 8)" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["fastbp", "fastbp.sweep", "fastbp.plot"])
+def test_every_command_says_its_version(command):
+    import fastbp
+
+    out = subprocess.run([sys.executable, "-m", command, "--version"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == f"fastbp {fastbp.__version__}"
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path):
+    # `python -m fastbp.sweep SPEC --dry-run | head -2`: the plan of many runs, cut short
+    spec = tmp_path / "many.toml"
+    spec.write_text('[sweep]\nname = "many"\n[grid]\nseed = { range = [0, 3000] }\n')
+    proc = subprocess.Popen([sys.executable, "-m", "fastbp.sweep", str(spec), "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its lines
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141  # as a process stopped by SIGPIPE
+    assert "Traceback" not in err and err == ""

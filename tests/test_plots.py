@@ -335,6 +335,14 @@ def test_plot_command_rejects_a_file_as_output(sweep_dir, tmp_path):
     )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.strip() == f"error: --out '{target}': must be a directory"
+    for where, problem in [(target / "sub", "cannot be created: Not a directory"),
+                           ("", "must be a directory")]:  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "fastbp.plot", str(sweep_dir), "--out", str(where)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert out.returncode == 2
+        assert out.stderr.strip() == f"error: --out '{where}': {problem}"
 
 
 def test_figures_of_a_subset_of_runs(sweep_dir):

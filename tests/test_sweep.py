@@ -324,6 +324,42 @@ def test_bad_out_directory_is_one_line(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
     out = sweep(spec, "--n-jobs", 0)
     assert out.returncode == 2 and "--n-jobs: must be an integer >= 1" in out.stderr
+    out = sweep(spec, "--out", "")
+    assert (
+        out.returncode == 2 and out.stderr.strip() == "error: --out: must name a directory, got ''"
+    )
+
+
+def test_more_workers_than_cores_are_said_and_capped(tmp_path):
+    from fastbp.backends import cores
+
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    out = sweep(spec, "--out", tmp_path / "out", "--n-jobs", 1000, "--no-plots")
+    assert out.returncode == 0, out.stderr
+    note = f"note: --n-jobs 1000 on {cores()} cores: using {cores()} workers"
+    assert out.stderr.count(note) == 1
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["n_jobs"] == cores()
+
+
+def test_a_scheduler_means_the_dask_backend(tmp_path):
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    out = sweep(spec, "--out", tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9")
+    assert out.returncode == 2  # not trained locally: the cluster was meant
+    assert ("cannot reach the Dask scheduler at tcp://127.0.0.1:9" in out.stderr
+            or "the dask backend needs the 'distributed' package" in out.stderr)  # fmt: skip
+    assert (
+        len(out.stderr.strip().splitlines()) == 1
+        and not (tmp_path / "out" / "runs.parquet").exists()
+    )
+
+
+def test_load_results_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="there is no such folder"):
+        load_results(tmp_path / "nowhere")
+    with pytest.raises(
+        FileNotFoundError, match=r"not a sweep's results \(runs.parquet is missing\)"
+    ):
+        load_results(tmp_path)
 
 
 def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch, capsys):

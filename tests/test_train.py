@@ -269,3 +269,15 @@ def test_kernels_run_in_plain_python_with_numba_disabled_and_keep_their_bits():
         assert out.returncode == 0, out.stderr
         runs.append(out.stdout.split(","))
     assert len(runs[0]) == 9 and runs[0] == runs[1]
+
+
+def test_train_takes_a_dict_of_fields_and_names_a_wrong_one():
+    from fastbp.config import ConfigError
+
+    by_dict, by_config = train({"lr": 0.1, "steps": 30}), train(RunConfig(lr=0.1, steps=30))
+    assert by_dict.config == by_config.config
+    np.testing.assert_array_equal(by_dict.losses, by_config.losses)
+    with pytest.raises(ConfigError, match="unknown field 'stepz'; did you mean 'steps'"):
+        train({"stepz": 30})
+    with pytest.raises(TypeError, match="config must be a RunConfig or a dict of its fields"):
+        train(30)
