@@ -13,7 +13,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # hidden layers; output is linear
 INITS = ("he", "xavier", "normal")
@@ -111,6 +111,26 @@ class RunConfig:
             raise ConfigError(
                 "batch_size",
                 f"batch_size must be None or between 1 and n_samples = {n}, got {self.batch_size}",
+            )
+        self._check_memory()
+
+    def _check_memory(self):
+        """A run keeps its logged losses and metrics, the parameters at each logged step
+        (for the metrics) and, for mini-batches, the order of its samples: refused where
+        that is more than half of this machine's memory, before anything trains."""
+        logged = self.steps // self.log_every + 2
+        n_params = sum((a + 1) * b for a, b in zip(self.layers, self.layers[1:], strict=False))
+        curve = logged * (40 + n_params * (4 if self.dtype == "float32" else 8))
+        order = 0 if self.batch_size is None else self.steps * self.batch_size * 8
+        memory = _physical_memory()
+        if memory and curve + order > memory / 2:
+            what, fix = (("the order of its samples", "lower steps") if order > curve else
+                         ("its logged steps", "lower steps or raise log_every"))  # fmt: skip
+            raise ConfigError(
+                "steps",
+                f"steps = {self.steps:,} with log_every = {self.log_every:,} would hold "
+                f"{_size(curve + order)} for {what}, more than half of this machine's "
+                f"memory ({_size(memory)}): {fix}",
             )
 
     def _load_data(self):
@@ -241,6 +261,23 @@ def _plain(value):
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
         return value.tolist()
     return value
+
+
+@lru_cache(maxsize=1)
+def _physical_memory() -> int:
+    """This machine's memory in bytes (0 where it cannot be told)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return ""
 
 
 def _as_int(name, value, minimum):

@@ -335,10 +335,12 @@ class Store:
         (when no other process writes to the directory: the sweep holds its lock)."""
         return _newest_wins(self.seen)
 
-    def read(self, warn=print) -> dict[str, pa.Table]:
+    def read(self, warn=print, set_aside: bool = False) -> dict[str, pa.Table]:
         """Every saved run, one row per run_id: the newest shard that holds a run wins.
 
         A damaged shard is skipped with a one-line warning: its runs count as not done.
+        With ``set_aside`` (a sweep that will train them again, holding the directory's
+        lock), its files move to ``shards/damaged/``, so that the warning is said once.
         """
         shards = []
         for runs_file in sorted(self.directory.glob("part-*.runs.parquet")):
@@ -351,9 +353,16 @@ class Store:
                     for name, schema in SHARD_SCHEMAS.items()
                 }
             except (OSError, pa.ArrowException) as err:
+                moved = ""
+                if set_aside:
+                    aside = self.directory / "damaged"
+                    aside.mkdir(exist_ok=True)
+                    for path in self.directory.glob(f"{stem}.*"):
+                        os.replace(path, aside / path.name)
+                    moved = f"; moved to {aside}"
                 warn(
                     f"warning: {self.directory / stem}.*: unreadable shard ({err}); "
-                    "its runs will be trained again"
+                    f"its runs will be trained again{moved}"
                 )
                 self.damaged += 1
                 continue

@@ -108,10 +108,12 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     _check_keys(base, RunConfig.field_names(), "base", fail)
     origin = {key: f"[base].{key}" for key in base}
 
-    runs, swept = [], []
+    runs, swept, planned = [], [], 0
     for label, table in _grid_tables(doc, fail):
         _check_keys(table, RunConfig.field_names(), label, fail)
         axes = {key: _expand(key, value, f"[{label}].{key}", fail) for key, value in table.items()}
+        planned += math.prod(map(len, axes.values()))
+        _check_count(planned, f"[{label}]", fail)
         swept += list(axes)
         where = {**origin, **{key: f"[{label}].{key}" for key in axes}}
         for combo in itertools.product(*axes.values()):
@@ -124,6 +126,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         _check_keys(
             {k: random[k] for k in keys}, RunConfig.field_names() + RANDOM_KEYS, "random", fail
         )
+        _check_count(planned + (random.get("n") or 0), "[random].n", fail)
         swept += keys
         where = {**origin, **{key: f"[random].{key}" for key in keys}}
         for values in _draw(random, keys, fail):
@@ -184,6 +187,17 @@ def _grid_tables(doc, fail):
     fail("[grid]", "must be a table [grid] or tables [[grid]]")
 
 
+# Reading a spec makes a RunConfig per run, about 25 us each: a spec of more runs than this
+# would take minutes to read before anything trains.
+MAX_RUNS = 1_000_000
+
+
+def _check_count(n, where, fail) -> None:
+    if isinstance(n, int) and n > MAX_RUNS:
+        fail(where, f"{n:,} runs; a spec holds at most {MAX_RUNS:,}: split the sweep into "
+                    "several specs")  # fmt: skip
+
+
 def _expand(key, value, where, fail) -> list:
     """The values a grid entry stands for: a list, or a range / logspace / linspace table."""
     if isinstance(value, list):
@@ -212,6 +226,7 @@ def _expand(key, value, where, fail) -> list:
             fail(where, f"range takes [start, stop] or [start, stop, step] integers, got {args!r}")
         if len(args) == 3 and args[2] == 0:
             fail(where, "range step must not be 0")
+        _check_count(len(range(*args)), where, fail)
         values = list(range(*args))
         if not values:
             fail(where, f"range {args} yields no values (stop is excluded)")
@@ -226,6 +241,7 @@ def _expand(key, value, where, fail) -> list:
     ):
         fail(where, f"{kind} takes [low, high, count] with count an integer >= 1, got {args!r}")
     lo, hi, num = args
+    _check_count(num, where, fail)
     points = np.logspace(lo, hi, num) if kind == "logspace" else np.linspace(lo, hi, num)
     # 12 significant digits: 1e-5 rather than 9.999999999999999e-06, so a spec that lists
     # the same values gets the same runs (and run_ids).

@@ -122,12 +122,15 @@ def main(argv=None) -> int:
         return 2
     finally:
         lock.close()  # the lock goes with the file descriptor (also when a sweep is killed)
-    if runs is not None and len(runs):
+    # Stopped by Ctrl-C, the sweep says so and how to resume, and shows no summary or "best"
+    # of the runs that happened to finish first.
+    finished = runs is not None and len(runs) and not report.interrupted
+    if finished:
         from fastbp.report import summarize
 
         print(summarize(runs, spec.swept, spec.threshold))
     print(_closing_line(report, out))
-    if not args.no_plots and runs is not None and len(runs):
+    if finished and not args.no_plots:
         _draw_plots(out)
     if report.interrupted or report.crashed or report.failed:
         for line in report.failed[:10]:
@@ -172,7 +175,7 @@ def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False)
     started = datetime.now(UTC)
     version = fastbp.__version__
     store = results.Store(out)
-    saved = store.read(warn=lambda line: print(line, file=sys.stderr))
+    saved = store.read(warn=lambda line: print(line, file=sys.stderr), set_aside=True)
     saved_versions = dict(
         zip(
             saved["runs"].column("run_id").to_pylist(),
@@ -182,6 +185,10 @@ def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False)
     )
     wanted = {run.run_id for run in spec.runs}
     done = set() if force else {r for r, v in saved_versions.items() if v == version} & wanted
+    others = len(saved_versions.keys() - wanted)
+    if others:  # another spec's runs, in the same folder: kept, but not in these tables
+        print(f"note: {others} finished run(s) in {out} are not in this spec: they stay in "
+              f"{out / 'shards'}, and out of its tables", file=sys.stderr)  # fmt: skip
     todo = [run for run in spec.runs if run.run_id not in done]
     report = SweepReport(total=len(spec.runs), reused=len(done), n_jobs=n_jobs)
     report.stale = sum(

@@ -213,3 +213,33 @@ def test_missing_file_is_reported_with_its_name(tmp_path):
 def test_parse_spec_accepts_a_document():
     spec = parse_spec({"sweep": {"name": "d"}, "grid": {"seed": [1, 2]}})
     assert [r.seed for r in spec.runs] == [1, 2]
+
+
+def test_a_spec_of_too_many_runs_is_refused_before_it_is_read(tmp_path):
+    import time
+
+    from fastbp.spec import MAX_RUNS
+
+    spec = tmp_path / "big.toml"
+    spec.write_text('[sweep]\nname = "big"\n[grid]\nseed = { range = [0, 5000000] }\n')
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=r"\[grid\].seed: 5,000,000 runs; a spec holds at most"):
+        load_spec(spec)
+    assert time.perf_counter() - start < 5  # refused at once, not after minutes of reading
+    grid = {"seed": {"range": [0, 2000]}, "lr": {"logspace": [-4, 0, 1000]}}
+    with pytest.raises(SpecError, match=r"\[grid\]: 2,000,000 runs"):
+        parse_spec({"sweep": {"name": "b"}, "grid": grid})
+    with pytest.raises(SpecError, match=r"\[random\].n: 1,000,001 runs"):
+        parse_spec({"sweep": {"name": "b"}, "random": {"n": MAX_RUNS + 1, "lr": [0.1]}})
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_when_the_spec_is_read():
+    doc = {"sweep": {"name": "huge"}, "base": {"steps": 1_000_000_000_000}}
+    with pytest.raises(SpecError, match=r"\[base\].steps: steps = 1,000,000,000,000 with "
+                       r"log_every = 100 would hold .* TiB for its logged steps"):  # fmt: skip
+        parse_spec(doc)
+    doc["base"]["log_every"] = 10**9  # a few points: it fits (and would train for hours)
+    assert parse_spec(doc).runs[0].steps == 10**12
+    doc["base"].update(steps=10**10, batch_size=4)  # one index per sample and step
+    with pytest.raises(SpecError, match="for the order of its samples.*: lower steps$"):
+        parse_spec(doc)

@@ -237,10 +237,11 @@ def test_an_interrupted_sweep_resumes_to_the_same_tables(how, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with no warning
     else:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     if how == "SIGINT":
         assert proc.returncode == 130
         assert "interrupted:" in err and "resume with: python -m fastbp.sweep" in err
+        assert "best:" not in out and "median_loss" not in out  # no summary of a part
     else:
         assert proc.returncode == -signal.SIGKILL
     n_shards = saved_runs(out_dir)
@@ -269,7 +270,12 @@ def test_a_damaged_shard_is_retrained_with_a_warning(small_sweep, tmp_path):
     again = sweep(spec, "--out", out_dir, "--quiet")
     assert again.returncode == 0
     assert "unreadable shard" in again.stderr and f"{lost} run(s) trained" in again.stdout
+    assert f"moved to {out_dir / 'shards' / 'damaged'}" in again.stderr
     assert_same_tables(load_results(out_dir), good)
+    assert (out_dir / "shards" / "damaged" / shards[0].name).exists()  # kept, set aside
+    third = sweep(spec, "--out", out_dir, "--quiet")
+    assert third.returncode == 0 and "unreadable" not in third.stderr  # said once
+    assert "0 run(s) trained" in third.stdout
 
 
 def test_shards_are_compacted_into_one_once_there_are_many(tmp_path, monkeypatch):
@@ -508,3 +514,18 @@ def test_meta_names_every_kernel_apart():
             for d in ("xor", "parity") for f in ("mse", "bce")]  # fmt: skip
     runs.append(RunConfig(layers=(2, 3, 1), dataset="xor", batch_size=2, steps=5))
     assert len(_kernel_forms(runs)) == 5
+
+
+def test_a_spec_that_leaves_out_finished_runs_says_they_stay_in_the_shards(tmp_path):
+    out_dir = tmp_path / "out"
+    two = write_spec(tmp_path / "two.toml", seeds=2)
+    assert sweep(two, "--out", out_dir, "--no-plots").returncode == 0
+    one = write_spec(tmp_path / "one.toml", seeds=1)  # the same sweep, half its seeds
+    again = sweep(one, "--out", out_dir, "--no-plots")
+    assert again.returncode == 0, again.stderr
+    assert f"note: 4 finished run(s) in {out_dir} are not in this spec: they stay in" in (
+        again.stderr
+    )
+    assert len(load_results(out_dir).runs) == 4  # the tables hold this spec's runs
+    back = sweep(two, "--out", out_dir, "--no-plots")  # and nothing was lost
+    assert "8 reused" in back.stdout and "note:" not in back.stderr
