@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -69,11 +68,11 @@ class Backend:
 
 
 def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """The cores this process may use: those it may run on, within a container's CPU
+    quota (joblib's count)."""
+    from joblib import cpu_count
+
+    return cpu_count()
 
 
 @contextlib.contextmanager

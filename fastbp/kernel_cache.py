@@ -31,8 +31,9 @@ def kernel_dir() -> Path:
     """Where generated kernels live: $FASTBP_KERNEL_DIR, else the user's cache directory."""
     if os.environ.get("FASTBP_KERNEL_DIR"):
         return Path(os.environ["FASTBP_KERNEL_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fastbp" / "kernels"
+    from platformdirs import user_cache_dir  # ~/.cache (or $XDG_CACHE_HOME) on Linux
+
+    return Path(user_cache_dir("fastbp", appauthor=False)) / "kernels"
 
 
 def calibration_file() -> Path:

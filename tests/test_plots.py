@@ -400,3 +400,34 @@ def test_runs_of_different_losses_compare_by_accuracy_and_show_validation(shapes
     assert {"median_accuracy", "median_val_loss", "median_val_accuracy"} <= set(
         tables["optimizer"].columns
     )
+
+
+def test_the_best_line_picks_the_lowest_median_over_seeds_and_skips_diverged_runs():
+    import pandas as pd
+
+    runs = pd.DataFrame({
+        "run_id": [f"r{k}" for k in range(7)],
+        "lr": [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 1.0],
+        "seed": [0, 1, 2, 0, 1, 2, 0],
+        "final_loss": [0.01, 0.30, 0.30, 0.05, 0.06, 0.07, float("nan")],  # lr 0.1 has the
+        "diverged": [False] * 6 + [True],  # single lowest run, lr 0.01 the lowest median
+    })  # fmt: skip
+    assert best_line(runs, ["lr", "seed"]) == "best: lr=0.01: median final loss 0.06 over 3 run(s)"
+    one_each = runs[runs["seed"] == 0]  # one run per configuration: the best run
+    assert best_line(one_each, ["lr"]) == "best run: lr=0.1: final loss 0.01"
+    assert best_line(runs[runs["diverged"]], ["lr"]) == "best: none: every run diverged"
+
+
+def test_run_params_gives_each_runs_final_weights_back(tmp_path):
+    from fastbp import init_params
+    from fastbp.results import config_from_row
+
+    spec = '[sweep]\nname = "p"\n[base]\nsteps = 10\n[grid]\nlayers = [[3, 2, 3], [4, 5, 2, 4]]\n'
+    results = sweep_results(spec + "seed = [0, 1]\n", tmp_path)  # params: those drawn
+    for _, row in results.runs.iterrows():
+        expected = init_params(config_from_row(row))
+        got = results.run_params(row["run_id"])
+        assert [W.shape for W, _ in got] == [W.shape for W, _ in expected]
+        for (W, b), (W0, b0) in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)

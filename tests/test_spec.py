@@ -182,22 +182,19 @@ GOOD = '[sweep]\nname = "s"\n'
         ),
     ],
 )
-def test_each_spec_mistake_is_one_line_exit_2_and_no_traceback(text, expected, tmp_path):
+def test_each_spec_mistake_is_one_line_exit_2_and_no_traceback(text, expected, tmp_path, capsys):
+    from fastbp.sweep import main  # the command, in this process (one real one: below)
+
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert expected in str(info.value)
-    out = subprocess.run(
-        [sys.executable, "-m", "fastbp.sweep", str(path), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 2
-    assert out.stderr.startswith(f"error: {path}: ")
-    assert expected in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ")
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()  # nothing started
 
 
@@ -207,7 +204,7 @@ def test_missing_file_is_reported_with_its_name(tmp_path):
         [sys.executable, "-m", "fastbp.sweep", str(missing)], capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert out.stderr.strip() == f"error: {missing}: no such file"
+    assert out.stderr.strip() == f"error: {missing}: no such file"  # one line, no traceback
 
 
 def test_parse_spec_accepts_a_document():

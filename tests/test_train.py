@@ -281,3 +281,21 @@ def test_train_takes_a_dict_of_fields_and_names_a_wrong_one():
         train({"stepz": 30})
     with pytest.raises(TypeError, match="config must be a RunConfig or a dict of its fields"):
         train(30)
+
+
+@pytest.mark.parametrize("init", ["he", "xavier", "normal"])
+def test_initial_weights_have_the_documented_scale(init):
+    # The reference draws with the same init_params, so its agreement cannot catch a
+    # wrong scale: checked here against the formulas, on layers wide enough to tell.
+    config = RunConfig(layers=(400, 200, 400), init=init, init_scale=0.3, seed=7)
+    for W, b in init_params(config):
+        fan_in, fan_out = W.shape
+        expected = {
+            "he": np.sqrt(2 / fan_in),
+            "xavier": np.sqrt(2 / (fan_in + fan_out)),
+            "normal": 0.3,
+        }[init]  # fmt: skip  (xavier: U(-a, a) has std a / sqrt 3)
+        assert abs(W.std() / expected - 1) < 0.02 and abs(W.mean()) < 0.01 * expected
+        assert not b.any()
+        if init == "xavier":
+            assert np.abs(W).max() <= np.sqrt(6 / (fan_in + fan_out))
