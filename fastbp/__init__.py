@@ -29,7 +29,7 @@ __all__ = [
 
 _LAZY = {
     "Data": "fastbp.datafiles",
-    "RunResult": "fastbp.train",
+    "RunResult": "fastbp.config",
     "train": "fastbp.train",
     "init_params": "fastbp.params",
     "Results": "fastbp.results",

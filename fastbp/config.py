@@ -1,7 +1,7 @@
-"""RunConfig: one training run, validated on creation.
+"""RunConfig: one training run, validated on creation; RunResult: what it gives back.
 
 Field names are the TOML keys of a sweep spec and the columns of the results tables.
-This module imports no Numba code, so bad input is reported before anything compiles.
+This module imports no Numba code (nor NumPy), so bad input is reported at once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ import os
 import re
 from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: this module runs without NumPy
+    import numpy as np
+
+    from fastbp.params import Params
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")  # hidden layers; output is linear
 INITS = ("he", "xavier", "normal")
@@ -444,3 +450,51 @@ _OPTIMIZER_DEFAULTS = {  # field -> the defaults it takes under the optimizers i
 
 
 assert tuple(_CHECKS) == tuple(f.name for f in fields(RunConfig)), "a check for every field"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one training run gives back.
+
+    logged_steps : int64 ndarray of shape (n_log,)
+        Logged update counts: 0, log_every, 2 log_every, ..., always ending with steps
+        (also as ``steps``, its name before 0.4).
+    losses : float64 ndarray of shape (n_log,)
+        losses[i] is the full-dataset loss after logged_steps[i] updates; NaN from the first
+        logged step at or after a divergence.
+    params : list of (W, b)
+        Final parameters, W of shape (fan_in, fan_out), b of shape (fan_out,). For a
+        diverged run, those in force when the loss became non-finite.
+    diverged : bool
+        True when the loss became non-finite and training stopped early.
+    diverged_at : int or None
+        For a diverged run, the number of updates after which the loss was non-finite.
+    wall_s : float
+        Wall-clock seconds of the whole call.
+    accuracy : float64 ndarray of shape (n_log,), or None
+        Where the targets are classes (:func:`fastbp.metrics.classes`): the share of
+        samples classified right after logged_steps[i] updates (NaN where losses are).
+    val_loss, val_accuracy : float64 ndarrays of shape (n_log,), or None
+        With validation data (the data's own, or ``val_fraction``): the loss, and the
+        accuracy where the targets are classes, on it after logged_steps[i] updates.
+    """
+
+    config: RunConfig
+    logged_steps: np.ndarray
+    losses: np.ndarray
+    params: Params
+    diverged: bool
+    diverged_at: int | None
+    wall_s: float
+    accuracy: np.ndarray | None = None
+    val_loss: np.ndarray | None = None
+    val_accuracy: np.ndarray | None = None
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.losses[-1])
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The logged steps (:attr:`logged_steps`): the name before 0.4, kept working."""
+        return self.logged_steps

@@ -103,3 +103,20 @@ def offsets(layers) -> tuple[np.ndarray, np.ndarray]:
         b_off.append(at)
         at += fan_out
     return np.array(w_off, dtype=np.uint64), np.array(b_off, dtype=np.uint64)
+
+
+def logged_steps(steps: int, log_every: int, copy: bool = True) -> np.ndarray:
+    """0, log_every, 2 log_every, ... below steps, then steps itself (int64); with
+    ``copy=False``, one read-only array shared by every caller."""
+    out = _logged_steps(steps, log_every)
+    return out.copy() if copy else out
+
+
+@lru_cache(maxsize=256)  # a sweep of many short runs asks for the same few, many times
+def _logged_steps(steps: int, log_every: int) -> np.ndarray:
+    below = -(-steps // log_every)  # multiples of log_every below steps
+    out = np.empty(below + 1, dtype=np.int64)
+    out[:below] = np.arange(below) * log_every
+    out[below] = steps
+    out.flags.writeable = False
+    return out

@@ -8,10 +8,9 @@ import time
 
 import numpy as np
 
-from fastbp.config import RunConfig
+from fastbp.config import RunConfig, RunResult
 from fastbp.data import make_dataset
-from fastbp.params import check_params, init_params
-from fastbp.train import RunResult, logged_steps
+from fastbp.params import check_params, init_params, logged_steps
 
 # name -> (activation, its derivative written in terms of the activation's output)
 ACTIVATIONS = {
@@ -170,7 +169,7 @@ def train(config: RunConfig, params=None) -> RunResult:
             optimizer.step([pair for layer in layers for pair in layer.parameters(config.bias)])
     return RunResult(
         config=config,
-        steps=steps,
+        logged_steps=steps,
         losses=losses,
         params=[(layer.W, layer.b) for layer in layers],
         diverged=diverged_at is not None,

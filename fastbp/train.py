@@ -12,51 +12,17 @@ from functools import lru_cache
 import numpy as np
 
 from fastbp import codegen, kernels, metrics, step
-from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig
+from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult
 from fastbp.data import make_dataset, make_validation
-from fastbp.params import Params, check_params, flatten, init_params, offsets, unflatten
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one training run gives back.
-
-    steps : int64 ndarray of shape (n_log,)
-        Logged update counts: 0, log_every, 2 log_every, ..., always ending with steps.
-    losses : float64 ndarray of shape (n_log,)
-        losses[i] is the full-dataset loss after steps[i] updates; NaN from the first
-        logged step at or after a divergence.
-    params : list of (W, b)
-        Final parameters, W of shape (fan_in, fan_out), b of shape (fan_out,). For a
-        diverged run, those in force when the loss became non-finite.
-    diverged : bool
-        True when the loss became non-finite and training stopped early.
-    diverged_at : int or None
-        For a diverged run, the number of updates after which the loss was non-finite.
-    wall_s : float
-        Wall-clock seconds of the whole call.
-    accuracy : float64 ndarray of shape (n_log,), or None
-        Where the targets are classes (:func:`fastbp.metrics.classes`): the share of
-        samples classified right after steps[i] updates (NaN where losses are).
-    val_loss, val_accuracy : float64 ndarrays of shape (n_log,), or None
-        With validation data (the data's own, or ``val_fraction``): the loss, and the
-        accuracy where the targets are classes, on it after steps[i] updates.
-    """
-
-    config: RunConfig
-    steps: np.ndarray
-    losses: np.ndarray
-    params: Params
-    diverged: bool
-    diverged_at: int | None
-    wall_s: float
-    accuracy: np.ndarray | None = None
-    val_loss: np.ndarray | None = None
-    val_accuracy: np.ndarray | None = None
-
-    @property
-    def final_loss(self) -> float:
-        return float(self.losses[-1])
+from fastbp.params import (
+    Params,
+    check_params,
+    flatten,
+    init_params,
+    logged_steps,
+    offsets,
+    unflatten,
+)
 
 
 @dataclass
@@ -84,7 +50,7 @@ class Trained:
             rows = slice(ends[k] - self.lengths[k], ends[k])
             out.append(RunResult(
                 config=config,
-                steps=self.steps[rows].copy(),
+                logged_steps=self.steps[rows].copy(),
                 losses=self.losses[rows].copy(),
                 params=unflatten(self.thetas[k], config.layers, copy=False),
                 diverged=bool(self.diverged_at[k] >= 0),
@@ -104,7 +70,7 @@ class Trained:
             configs=[r.config for r in results],
             index=np.arange(len(results)) if index is None else np.asarray(index, np.int64),
             lengths=lengths,
-            steps=_joined([r.steps for r in results], np.int64),
+            steps=_joined([r.logged_steps for r in results], np.int64),
             losses=_joined([r.losses for r in results], np.float64),
             metrics={name: _joined([np.full(n, np.nan) if v is None else v
                                     for v, n in zip(vs, lengths, strict=True)], np.float64)
@@ -139,21 +105,6 @@ class Trained:
 def _joined(arrays, dtype) -> np.ndarray:
     """The arrays one after the other, as ``dtype`` (an empty array for none)."""
     return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
-
-
-def logged_steps(steps: int, log_every: int) -> np.ndarray:
-    """0, log_every, 2 log_every, ... below steps, then steps itself (int64)."""
-    return _logged_steps(steps, log_every).copy()
-
-
-@lru_cache(maxsize=256)  # a sweep of many short runs asks for the same few, many times
-def _logged_steps(steps: int, log_every: int) -> np.ndarray:
-    below = -(-steps // log_every)  # multiples of log_every below steps
-    out = np.empty(below + 1, dtype=np.int64)
-    out[:below] = np.arange(below) * log_every
-    out[below] = steps
-    out.flags.writeable = False
-    return out
 
 
 def batch_order(config: RunConfig, rng: np.random.Generator) -> np.ndarray:
@@ -239,7 +190,7 @@ def train(
     )
     result = RunResult(
         config=config,
-        steps=steps,
+        logged_steps=steps,
         losses=losses,
         params=unflatten(theta, config.layers),
         diverged=bool(stopped_at >= 0),
@@ -465,7 +416,7 @@ def _train_families(families, lanes: int) -> Trained:
 @lru_cache(maxsize=256)
 def _block_steps(runs: tuple) -> np.ndarray:
     """The steps a block logs: those of each of its (steps, log_every)."""
-    out = np.unique(np.concatenate([_logged_steps(*run) for run in runs]))
+    out = np.unique(np.concatenate([logged_steps(*run, copy=False) for run in runs]))
     out.flags.writeable = False
     return out
 
@@ -506,8 +457,9 @@ def _columns(blocks: list[_Block], families, config, X64, T64, want) -> Trained:
         at += n * n_log
         groups = [families[f][0] for f in b.families]
         total = sum(c.steps for group in groups for c in group)
-        whole = all(len(g) == 1 and len(_logged_steps(g[0].steps, g[0].log_every)) == n_log
-                    for g in groups)  # fmt: skip
+        whole = all(
+            len(g) == 1 and -(-g[0].steps // g[0].log_every) + 1 == n_log for g in groups
+        )  # fmt: skip  (the number of steps it logs)
         if whole:  # one run per lane, logged at every step the block logged
             steps = np.array([g[0].steps for g in groups])
             cols["configs"] += [g[0] for g in groups]
@@ -524,7 +476,7 @@ def _columns(blocks: list[_Block], families, config, X64, T64, want) -> Trained:
             continue
         for lane, f in enumerate(b.families):
             for c, k in zip(groups[lane], families[f][3], strict=True):
-                steps = _logged_steps(c.steps, c.log_every)
+                steps = logged_steps(c.steps, c.log_every, copy=False)
                 rows = np.searchsorted(b.log_steps, steps)  # the block's rows of this run
                 stopped = b.diverged_at[lane]
                 cols["configs"].append(c)

@@ -34,7 +34,7 @@ def fake_result(config) -> RunResult:
         losses[(steps > 0) & (steps < diverged_at)] *= 1e3  # it climbs first
     return RunResult(
         config=config,
-        steps=steps,
+        logged_steps=steps,
         losses=losses,
         params=init_params(config),
         diverged=diverged_at is not None,

@@ -106,6 +106,17 @@ def test_reading_configs_and_specs_imports_no_numba():
     assert out.stdout.strip() == "[]"
 
 
+def test_results_figures_and_the_reference_import_no_engine():
+    # The layers: results and figures above config, never importing the engine or the sweep.
+    code = (
+        "import sys, fastbp.results, fastbp.plots, fastbp.report, fastbp.reference;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numba' or m in"
+        " ('fastbp.train', 'fastbp.codegen', 'fastbp.kernels', 'fastbp.sweep')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("first", ["fastbp.kernels", "fastbp.vectors", "fastbp.train", "fastbp"])
 def test_numba_settings_apply_whichever_module_is_imported_first(first):
     code = (
