@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Data": "fastbp.datafiles",
+    "Data": "fastbp.data",
     "RunResult": "fastbp.config",
     "train": "fastbp.train",
     "init_params": "fastbp.params",

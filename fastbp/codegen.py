@@ -17,7 +17,7 @@ becomes one vector register (or an aligned stack slot). Its code, and its compil
 grow with the network: above register_limit(), runs are trained one at a time instead.
 One run at a time (``train``, and every run of those larger networks) is trained by the
 vector form where the samples and every layer fit in one vector register: straight-line
-code on explicit vectors (:mod:`fastbp.vectors`) of samples, or of a layer's units for
+code on explicit vectors (:mod:`fastbp.intrinsics`) of samples, or of a layer's units for
 the weight gradients, kept in registers through the whole step. Wider networks get the
 single-run form: the loop kernel's loops with constant bounds, arranged so that the
 innermost loops run along contiguous memory, which LLVM vectorises across the samples.
@@ -284,10 +284,9 @@ def _source(
         "import numpy as np",
         "",
         "from fastbp.intrinsics import fma, fma_chain, not_below, relu, sqrt, stack_align_64, "
-        "where_positive",
+        "where_positive, vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, vrelu, vsqrt, "
+        "vstore, vsub, vwhere_positive",
         "from fastbp.numba_settings import cached_njit",
-        "from fastbp.vectors import vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "
-        "vrelu, vsqrt, vstore, vsub, vwhere_positive",
         "",
         f"F = np.{dtype}",
         f"LARGE = F({_large(layers[-1] * N, dtype)})  # see fastbp.codegen._large",
@@ -697,7 +696,7 @@ def _layout_vectors(layers, N, W, batch_size=None, n_state=0) -> dict:
 
 class _Vectors:
     """Code of the vector form: straight-line code on W-lane vectors held in local
-    variables (tuples: see fastbp.vectors), which stay in vector registers.
+    variables (tuples: see fastbp.intrinsics), which stay in vector registers.
 
     Activations and errors are vectors of samples, one per unit: a{m}_{u} and
     e{m}_{u} for unit u of layer m; forward and backward passes broadcast each weight

@@ -142,20 +142,20 @@ class RunConfig:
     def _load_data(self):
         """A dataset that names a file becomes its Data (the arrays travel with the config),
         checked against layers; targets apply to .csv files only."""
-        from fastbp import datafiles  # NumPy only
+        from fastbp import data  # NumPy only
 
-        if datafiles.is_path(self.dataset):
+        if data.is_path(self.dataset):
             try:
-                data = datafiles.load(self.dataset, self.layers[-1], self.targets)
-            except datafiles.DataError as err:
+                loaded = data.load(self.dataset, self.layers[-1], self.targets)
+            except data.DataError as err:
                 raise ConfigError("dataset", f"dataset {err}") from None
-            object.__setattr__(self, "dataset", data)
+            object.__setattr__(self, "dataset", loaded)
         elif self.targets is not None:
             raise ConfigError("targets", "targets names the target columns of a .csv dataset")
-        if isinstance(self.dataset, datafiles.Data):
+        if isinstance(self.dataset, data.Data):
             try:
                 self.dataset.check(self.layers)
-            except datafiles.DataError as err:
+            except data.DataError as err:
                 raise ConfigError("dataset", f"dataset {err}") from None
 
     def _check_split(self):
@@ -306,9 +306,9 @@ def _as_positive_float(name, value):
 
 
 def _check_dataset(name, value):
-    from fastbp import datafiles
+    from fastbp import data
 
-    if isinstance(value, datafiles.Data) or datafiles.is_path(value):
+    if isinstance(value, data.Data) or data.is_path(value):
         return str(value) if isinstance(value, os.PathLike) else value
     if value not in DATASETS:
         allowed = ", ".join(repr(c) for c in DATASETS)

@@ -1,4 +1,5 @@
-"""LLVM operations that Numba does not offer, for fastbp's kernels.
+"""LLVM operations that Numba does not offer, for fastbp's kernels: on floats, and on
+vectors of floats.
 
 ``fma(a, b, c)``: a * b + c rounded once (IEEE 754 fusedMultiplyAdd), for floats of one
 type. It is one instruction on CPUs with FMA (x86-64 since 2013, every 64-bit ARM), and
@@ -18,6 +19,21 @@ happened to be.
 With ``NUMBA_DISABLE_JIT=1`` (to step through kernels in a debugger), plain Python
 versions take their place: ``fma`` then computes the exact result with fractions and
 rounds it once, so results keep their bits.
+
+Vectors (the ``v`` operations) for generated kernels: a vector is a tuple of floats of one
+type.
+
+Numba has no vector type, and LLVM's vectorisers do not find the best vector code for
+one run of a tiny network on their own. Here a tuple of W floats stands for one
+W-lane vector register: each operation turns its tuple operands into an LLVM vector,
+applies one vector instruction (or one per lane, for the FMA chain) and turns the
+result back into a tuple; LLVM folds the conversions between consecutive operations
+away. A float operand where a vector is expected stands for that float in every lane.
+Lane ``i`` of a vector ``v`` is ``v[i]``, and a vector is built lane by lane as a tuple.
+
+Every operation rounds exactly as its scalar counterpart does, lane by lane: ``vfma``
+is :func:`fma` per lane, ``vadd`` is ``+``, and so on. With
+``NUMBA_DISABLE_JIT=1``, plain Python versions on tuples take their place.
 """
 
 import math
@@ -30,7 +46,7 @@ from fastbp import numba_settings  # noqa: F401 - first: before Numba reads its 
 # isort: split
 from llvmlite import ir
 from numba import types
-from numba.core import config
+from numba.core import cgutils, config
 from numba.core.extending import intrinsic
 
 
@@ -191,3 +207,241 @@ if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Pyth
 
     def stack_align_64():
         pass
+
+
+# Vectors: tuples of floats as LLVM vectors.
+def _float_of(*tys):
+    """The float type shared by these tuple and float types (None if there is none), and
+    the width of the tuples among them (None if there is no tuple or they differ)."""
+    floats, widths = set(), set()
+    for ty in tys:
+        if isinstance(ty, types.UniTuple) and isinstance(ty.dtype, types.Float):
+            floats.add(ty.dtype)
+            widths.add(ty.count)
+        elif isinstance(ty, types.Float):
+            floats.add(ty)
+        else:
+            return None, None
+    if len(floats) != 1 or len(widths) != 1:
+        return None, None
+    return floats.pop(), widths.pop()
+
+
+def _to_vector(builder, value, ty, width):
+    """An LLVM <width x float> from a tuple, or from a float put in every lane."""
+    if isinstance(ty, types.UniTuple):
+        lanes = [builder.extract_value(value, i) for i in range(width)]
+    else:
+        lanes = [value] * width
+    vec = ir.Constant(ir.VectorType(lanes[0].type, width), ir.Undefined)
+    for i, lane in enumerate(lanes):
+        vec = builder.insert_element(vec, lane, ir.IntType(32)(i))
+    return vec
+
+
+def _to_tuple(context, builder, vec, tuple_type):
+    out = cgutils.get_null_value(context.get_value_type(tuple_type))
+    for i in range(tuple_type.count):
+        out = builder.insert_value(out, builder.extract_element(vec, ir.IntType(32)(i)), i)
+    return out
+
+
+def _elementwise(operation, tys):
+    """Typing and code generation of an operation applied lane by lane."""
+    dtype, width = _float_of(*tys)
+    if dtype is None:
+        return None
+    result = types.UniTuple(dtype, width)
+
+    def codegen(context, builder, signature, args):
+        vecs = [_to_vector(builder, a, t, width) for a, t in zip(args, signature.args, strict=True)]
+        return _to_tuple(context, builder, operation(builder, *vecs), result)
+
+    return result(*tys), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b per lane."""
+    return _elementwise(ir.IRBuilder.fadd, (a, b))
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    """a - b per lane."""
+    return _elementwise(ir.IRBuilder.fsub, (a, b))
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    """a * b per lane."""
+    return _elementwise(ir.IRBuilder.fmul, (a, b))
+
+
+@intrinsic
+def vdiv(typingctx, a, b):
+    """a / b per lane."""
+    return _elementwise(ir.IRBuilder.fdiv, (a, b))
+
+
+def _sqrt(builder, v):
+    name = f"llvm.sqrt.v{v.type.count}{v.type.element.intrinsic_name}"
+    sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v.type, [v.type]), name)
+    return builder.call(sqrt, [v])
+
+
+@intrinsic
+def vsqrt(typingctx, v):
+    """The square root per lane (correctly rounded, as math.sqrt)."""
+    return _elementwise(_sqrt, (v,))
+
+
+def _relu(builder, v):
+    zero = ir.Constant(v.type, None)
+    return builder.select(builder.fcmp_ordered("<", v, zero), zero, v)
+
+
+@intrinsic
+def vrelu(typingctx, v):
+    """0 where v < 0, else v (NaN passes through), per lane."""
+    return _elementwise(_relu, (v,))
+
+
+def _where_positive(builder, v, h):
+    zero = ir.Constant(v.type, None)
+    return builder.select(builder.fcmp_ordered(">", h, zero), v, zero)
+
+
+@intrinsic
+def vwhere_positive(typingctx, v, h):
+    """v where h > 0, else 0 (also where h is NaN), per lane."""
+    return _elementwise(_where_positive, (v, h))
+
+
+@intrinsic
+def vfma_chain(typingctx, acc, *pairs):
+    """fma(a_n, b_n, ... fma(a_0, b_0, acc)) per lane, for vfma_chain(acc, a_0, b_0, ...)."""
+    if len(pairs) == 1 and isinstance(pairs[0], types.BaseTuple):
+        pairs = tuple(pairs[0])
+    if len(pairs) % 2 or not isinstance(acc, types.UniTuple):
+        return None
+    dtype, width = _float_of(acc, *pairs)
+    if dtype is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        total, terms = args
+        total = _to_vector(builder, total, acc, width)
+        terms = [
+            _to_vector(builder, builder.extract_value(terms, i), ty, width)
+            for i, ty in enumerate(pairs)
+        ]
+        vec_type = total.type
+        name = f"llvm.fma.v{width}{vec_type.element.intrinsic_name}"
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec_type, [vec_type] * 3), name
+        )
+        for a, b in zip(terms[::2], terms[1::2], strict=True):
+            total = builder.call(fma, [a, b, total])
+        return _to_tuple(context, builder, total, acc)
+
+    return acc(acc, types.StarArgTuple.from_types(pairs)), codegen
+
+
+@intrinsic
+def vcount_not_below(typingctx, v, bound):
+    """How many lanes of v are not below the float ``bound`` (NaN lanes count)."""
+    dtype, width = _float_of(v, bound)
+    if dtype is None or not isinstance(v, types.UniTuple):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vec = _to_vector(builder, args[0], v, width)
+        limit = _to_vector(builder, args[1], bound, width)
+        mask = builder.fcmp_unordered(">=", vec, limit)
+        bits = builder.bitcast(mask, ir.IntType(width))
+        count = builder.call(builder.module.declare_intrinsic("llvm.ctpop", [bits.type]), [bits])
+        return builder.zext(count, ir.IntType(64))
+
+    return types.int64(v, bound), codegen
+
+
+def _pointer(context, builder, arr, value, start, vec_type):
+    """A pointer to a vector at value[start] (value of array type arr), and its alignment
+    (the element's: whether the vector is aligned is not known here)."""
+    data = context.make_array(arr)(context, builder, value).data
+    ptr = builder.bitcast(builder.gep(data, [start]), vec_type.as_pointer())
+    return ptr, arr.dtype.bitwidth // 8
+
+
+@intrinsic
+def vload(typingctx, arr, start, width):
+    """arr[start : start + width] as a vector (``width`` a constant)."""
+    if not (isinstance(arr, types.Array) and isinstance(width, types.IntegerLiteral)):
+        return None
+    result = types.UniTuple(arr.dtype, width.literal_value)
+
+    def codegen(context, builder, signature, args):
+        vec_type = ir.VectorType(context.get_value_type(arr.dtype), result.count)
+        ptr, align = _pointer(context, builder, arr, args[0], args[1], vec_type)
+        return _to_tuple(context, builder, builder.load(ptr, align=align), result)
+
+    return result(arr, start, width), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, start, v):
+    """arr[start : start + len(v)] = v."""
+    if not (isinstance(arr, types.Array) and isinstance(v, types.UniTuple)):
+        return None
+    if v.dtype != arr.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        vec = _to_vector(builder, args[2], v, v.count)
+        ptr, align = _pointer(context, builder, arr, args[0], args[1], vec.type)
+        builder.store(vec, ptr, align=align)
+        return context.get_dummy_value()
+
+    return types.none(arr, start, v), codegen
+
+
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
+
+    def _per_lane(operation, *operands):
+        width = max(len(v) for v in operands if isinstance(v, tuple))
+        lanes = [v if isinstance(v, tuple) else (v,) * width for v in operands]
+        return tuple(operation(*lane) for lane in zip(*lanes, strict=True))
+
+    def vadd(a, b):
+        return _per_lane(lambda x, y: x + y, a, b)
+
+    def vsub(a, b):
+        return _per_lane(lambda x, y: x - y, a, b)
+
+    def vmul(a, b):
+        return _per_lane(lambda x, y: x * y, a, b)
+
+    def vdiv(a, b):
+        return _per_lane(lambda x, y: x / y, a, b)
+
+    def vsqrt(v):
+        return _per_lane(lambda x: type(x)(math.sqrt(x)), v)
+
+    def vrelu(v):
+        return _per_lane(lambda x: type(x)(0) if x < 0 else x, v)
+
+    def vwhere_positive(v, h):
+        return _per_lane(lambda x, y: x if y > 0 else type(x)(0), v, h)
+
+    def vfma_chain(acc, *pairs):
+        return _per_lane(fma_chain, acc, *pairs)
+
+    def vcount_not_below(v, bound):
+        return sum(not x < bound for x in v)
+
+    def vload(arr, start, width):
+        return tuple(arr[start : start + width])
+
+    def vstore(arr, start, v):
+        arr[start : start + len(v)] = v

@@ -24,7 +24,7 @@ from fastbp import numba_settings
 
 # Bump when the generated code, or how it is compiled (fastbp.numba_settings), changes:
 # older kernels are then deleted.
-VERSION = 13
+VERSION = 14
 
 
 def kernel_dir() -> Path:

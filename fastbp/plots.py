@@ -487,7 +487,7 @@ def _losses_differ(runs) -> bool:
 
 
 def _floor_lines(ax, runs) -> bool:
-    """The loss floors of these runs (fastbp.diagnostics.loss_floor), as dashed lines,
+    """The loss floors of these runs (fastbp.metrics.loss_floor), as dashed lines,
     each labelled at the left; whether there was one."""
     if "loss_floor" not in runs:
         return False

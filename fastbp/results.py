@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastbp.config import SINCE_0_3, RunConfig
-from fastbp.metrics import METRICS
+from fastbp.metrics import METRICS, dead_units, floors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -457,8 +457,6 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     of many runs they are millions of rows."""
     import pandas as pd
 
-    from fastbp import diagnostics
-
     directory = Path(directory)
     wanted = pa.array(list(run_ids), pa.string())
     runs = _in_order(tables["runs"], wanted).to_pandas()
@@ -476,8 +474,8 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     del params
     at = runs.columns.get_loc("min_loss") + 1
     runs.insert(at, "steps_to_threshold", reached)
-    runs.insert(at + 1, "loss_floor", diagnostics.floors(runs))
-    dead = pd.Series(diagnostics.dead_units(runs, values), index=runs.index, dtype="Int64")
+    runs.insert(at + 1, "loss_floor", floors(runs))
+    dead = pd.Series(dead_units(runs, values), index=runs.index, dtype="Int64")
     runs.insert(at + 2, "dead_units", dead.mask(dead < 0))  # null: not ReLU, or diverged
     for name in ("batch_size", "diverged_at"):
         runs[name] = runs[name].astype("Int64")

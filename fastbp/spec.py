@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean
-from fastbp.datafiles import is_path
+from fastbp.data import is_path
 
 SECTIONS = ("sweep", "base", "grid", "random")
 SWEEP_KEYS = ("name", "threshold", "backend", "scheduler")

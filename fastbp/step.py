@@ -10,7 +10,7 @@ form then has it, with the same bits.
 
 Rules are written against ``o``, the operations of one kernel form: :class:`Scalar` (one
 value at a time, code such as ``(a - b)``) or :class:`Vector` (one vector of values, code
-such as ``vsub(a, b)`` on the tuples of :mod:`fastbp.vectors`). Operands are code: the
+such as ``vsub(a, b)`` on the tuples of :mod:`fastbp.intrinsics`). Operands are code: the
 names or expressions of values of the parameters' dtype, and ``o.zero`` and ``o.two``,
 that dtype's 0 and 2, which every kernel defines as ``zero`` and ``two``. ``o.one`` is
 the float64 literal 1.0, as in the reference: a float32 value meets it in float64, so a
@@ -272,7 +272,7 @@ class Scalar:
 
 
 class Vector(Scalar):
-    """Operations on W-lane vectors (:mod:`fastbp.vectors`), each rounding as its scalar
+    """Operations on W-lane vectors (:mod:`fastbp.intrinsics`), each rounding as its scalar
     counterpart lane by lane. A float of the dtype stands for itself in every lane."""
 
     zero = "zv"  # a vector of zeros, defined by the kernel

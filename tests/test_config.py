@@ -117,7 +117,7 @@ def test_results_figures_and_the_reference_import_no_engine():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("first", ["fastbp.kernels", "fastbp.vectors", "fastbp.train", "fastbp"])
+@pytest.mark.parametrize("first", ["fastbp.kernels", "fastbp.intrinsics", "fastbp.train", "fastbp"])
 def test_numba_settings_apply_whichever_module_is_imported_first(first):
     code = (
         f"import {first}, fastbp; from fastbp.train import train_batch;"

@@ -6,7 +6,7 @@ import pytest
 
 from fastbp import RunConfig, reference, train
 from fastbp.data import make_dataset
-from fastbp.diagnostics import dead_units, floors, loss_floor
+from fastbp.metrics import dead_units, floors, loss_floor
 from fastbp.params import flatten, init_params
 from fastbp.results import layers_text
 

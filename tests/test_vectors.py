@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp.intrinsics import fma, not_below, relu, where_positive
-from fastbp.vectors import (
+from fastbp.intrinsics import (
+    fma,
+    not_below,
+    relu,
     vadd,
     vcount_not_below,
     vdiv,
@@ -18,6 +20,7 @@ from fastbp.vectors import (
     vstore,
     vsub,
     vwhere_positive,
+    where_positive,
 )
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from fastbp import reference
 from fastbp.config import ConfigError, RunConfig
-from fastbp.data import make_dataset, make_validation
-from fastbp.datafiles import Data
+from fastbp.data import Data, make_dataset, make_validation
 from fastbp.spec import SpecError, parse_spec
 from fastbp.train import train, train_batch
 
