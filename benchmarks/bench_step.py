@@ -215,15 +215,9 @@ def machine():
     import numba
     import numpy
 
-    cpu = platform.processor()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    from fastbp.backends import cpu_name
+
+    cpu = cpu_name()
     versions = {"python": platform.python_version(), "numpy": numpy.__version__,
                 "numba": numba.__version__}  # fmt: skip
     for name in ("torch", "jax"):

@@ -22,6 +22,7 @@ from fastbp.config import (
     OPTIMIZERS,
     ConfigError,
     RunConfig,
+    layers_text,
 )
 
 CHOICES = {"activation": ACTIVATIONS, "init": INITS, "dataset": DATASETS, "loss_fn": LOSSES,
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
         "their defaults.",
     )
     for field in dataclasses.fields(RunConfig):
-        default = "-".join(map(str, field.default)) if field.name == "layers" else field.default
+        default = layers_text(field.default) if field.name == "layers" else field.default
         default = str(default).lower() if isinstance(default, bool) else default  # TOML
         users = [o for o, own in OPTIMIZER_FIELDS.items() if field.name in own]
         if users:  # momentum, beta1, ...: a default for the optimizers that have them

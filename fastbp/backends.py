@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 CONNECT_TIMEOUT_S = 10
 
@@ -27,7 +29,7 @@ class BackendError(Exception):
 @dataclass
 class Backend:
     name: str
-    n_workers: int
+    n_jobs: int  # workers: threads, processes, or the cluster's
     client: object = None  # a distributed.Client for "dask"
 
     @property
@@ -43,7 +45,7 @@ class Backend:
             return Parallel(n_jobs=1, backend="sequential", return_as="generator_unordered")
         if self.name == "threads":
             return Parallel(
-                n_jobs=self.n_workers, backend="threading", return_as="generator_unordered"
+                n_jobs=self.n_jobs, backend="threading", return_as="generator_unordered"
             )
         if self.name == "dask":
             from joblib import parallel_config
@@ -51,7 +53,7 @@ class Backend:
             with parallel_config(backend="dask"):  # registers joblib's Dask backend
                 return Parallel(n_jobs=-1, return_as="generator_unordered")
         return Parallel(
-            n_jobs=self.n_workers,
+            n_jobs=self.n_jobs,
             backend="loky",
             return_as="generator_unordered",
             max_nbytes=None,  # tasks are small: no memory-mapped temporary folder
@@ -65,6 +67,17 @@ class Backend:
             # this process compiled them, and load them from the cache
         for address in self.client.scheduler_info()["workers"]:
             self.client.run(fn, *args, workers=[address])
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as meta.json and the benchmarks record it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cores() -> int:

@@ -102,14 +102,14 @@ class RunConfig:
             raise ConfigError(
                 "loss_fn",
                 f"loss_fn 'cross_entropy' needs at least 2 outputs (a softmax over them), "
-                f"got {_fmt_layers(self.layers)}; for one output use 'bce'",
+                f"got {layers_text(self.layers)}; for one output use 'bce'",
             )
         rule, fits = shape.get(self.dataset, ("", True))  # the user's data: checked on loading
         if not fits:
             raise ConfigError(
                 "layers",
                 f"layers must have {rule} for dataset '{self.dataset}', "
-                f"got {_fmt_layers(self.layers)}",
+                f"got {layers_text(self.layers)}",
             )
         self._check_split()
         n = self.n_samples
@@ -257,8 +257,17 @@ def did_you_mean(word, choices) -> str:
     return f"; did you mean '{ALIASES.get(close[0], close[0])}'?" if close else ""
 
 
-def _fmt_layers(layers) -> str:
+def layers_text(layers) -> str:
+    """Layer widths as the tables and messages write them: (8, 3, 8) -> "8-3-8"."""
     return "-".join(str(w) for w in layers)
+
+
+def parse_layers(text) -> tuple[int, ...]:
+    """The widths of a layers text: "8-3-8" -> (8, 3, 8) (ValueError if it is not one)."""
+    text = str(text).strip()
+    if not re.fullmatch(r"\d+(-\d+)+", text):
+        raise ValueError(f"not layer widths like 8-3-8: {text!r}")
+    return tuple(int(w) for w in text.split("-"))
 
 
 def _plain(value):
@@ -347,7 +356,7 @@ def _one_of(choices):
 
 def _check_layers(name, value):
     if isinstance(value, str) and re.fullmatch(r"\d+(-\d+)+", value.strip()):
-        value = [int(w) for w in value.split("-")]  # "8-3-8", as the tables write it
+        value = parse_layers(value)  # "8-3-8", as the tables write it
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ConfigError(
             name, f'{name} must be a list of widths like [8, 3, 8] or "8-3-8", got {value!r}'

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastbp.config import OPTIMIZERS_OWN, RunConfig
+from fastbp.config import OPTIMIZERS_OWN, RunConfig, layers_text, parse_layers
 
 # Plain names, shown beside the field's own name: "learning rate (lr)".
 NAMES = {
@@ -68,7 +68,7 @@ def fmt(field: str, value) -> str:
             return "with biases" if value else "without biases"
         return "yes" if value else "no"
     if isinstance(value, (tuple, list)):  # layers
-        return "-".join(str(v) for v in value)
+        return layers_text(value)
     if isinstance(value, (float, np.floating)):
         return _number(float(value))
     if isinstance(value, (int, np.integer)):
@@ -197,7 +197,7 @@ def _distinct_labels(field, values) -> tuple[str, ...]:
 
 def _sort_key(field, value):
     if field == "layers" and isinstance(value, str):  # "8-3-8": by depth, then widths
-        widths = tuple(int(w) for w in value.split("-"))
+        widths = parse_layers(value)
         return (len(widths), widths)
     return value
 

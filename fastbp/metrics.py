@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastbp.config import RunConfig
+from fastbp.config import RunConfig, parse_layers
 from fastbp.data import make_dataset
 
 ACTIVATIONS = {
@@ -174,10 +174,6 @@ def _floor(data: tuple, n_in: int, n_out: int, hidden: int, bias: bool) -> float
     return float((singular[hidden:] ** 2).sum() / T.size)
 
 
-def _layers(text: str) -> tuple[int, ...]:
-    return tuple(int(w) for w in str(text).split("-"))
-
-
 def _data_keys(runs) -> list[tuple]:
     """The data key of every row of a runs table (tables of fastbp 0.3: the dataset)."""
     n = len(runs)
@@ -193,7 +189,7 @@ def floors(runs) -> np.ndarray:
     known = {}
     for key in set(keys):
         dataset, layers, bias, fn = key
-        layers = _layers(layers)
+        layers = parse_layers(layers)
         value = None if fn != "mse" else _floor(dataset, layers[0], layers[-1], layers[-2],
                                                  bool(bias))  # fmt: skip
         known[key] = np.nan if value is None else value
@@ -206,7 +202,7 @@ def dead_units(runs, values: np.ndarray) -> np.ndarray:
     a parameter is not finite. ``values``: every run's parameters one after the other, in
     the runs' order, each in the layout of fastbp.params.flatten."""
 
-    layers = [_layers(text) for text in runs["layers"]]
+    layers = [parse_layers(text) for text in runs["layers"]]
     sizes = np.array([sum(a * b + b for a, b in zip(w[:-1], w[1:], strict=False)) for w in layers])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     out = np.full(len(runs), -1, dtype=np.int64)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fastbp.config import SINCE_0_3, RunConfig
+from fastbp.config import SINCE_0_3, RunConfig, layers_text, parse_layers
 from fastbp.metrics import METRICS, dead_units, floors
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Results:
     def run_params(self, run_id: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """The final [(W, b), ...] of one run, W of shape (fan_in, fan_out)."""
         row = self.runs.loc[self.runs["run_id"] == run_id].iloc[0]
-        widths = [int(w) for w in str(row["layers"]).split("-")]
+        widths = parse_layers(row["layers"])
         mine = self.params[self.params["run_id"] == run_id]
         params = []
         for layer, (fan_in, fan_out) in enumerate(zip(widths, widths[1:], strict=False), 1):
@@ -199,11 +199,7 @@ def _upgraded(table: pa.Table) -> pa.Table:
     return table
 
 
-def layers_text(layers) -> str:
-    return "-".join(str(w) for w in layers)
-
-
-_layers_texts = lru_cache(maxsize=256)(layers_text)
+_layers_texts = lru_cache(maxsize=256)(layers_text)  # a shard writes many, of few kinds
 
 
 def config_from_row(row) -> RunConfig:
@@ -211,7 +207,7 @@ def config_from_row(row) -> RunConfig:
     import pandas as pd
 
     values = {name: row[name] for name in RunConfig.field_names() if name in row}
-    values["layers"] = tuple(int(w) for w in str(values["layers"]).split("-"))
+    values["layers"] = parse_layers(values["layers"])
     values["batch_size"] = None if pd.isna(values["batch_size"]) else int(values["batch_size"])
     for name in ("steps", "seed", "log_every"):
         values[name] = int(values[name])

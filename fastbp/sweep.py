@@ -32,6 +32,7 @@ from fastbp.backends import (
     can_fork,
     collector_paused,
     cores,
+    cpu_name,
     open_backend,
 )
 from fastbp.cli import Parser, positive_int
@@ -267,7 +268,7 @@ def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
 
 def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False):
     """Train the spec's missing runs into ``out``; return (SweepReport, runs DataFrame)."""
-    n_jobs = backend.n_workers
+    n_jobs = backend.n_jobs
     import fastbp
     from fastbp import results
 
@@ -327,7 +328,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         if report.compiled or backend.in_process:  # the kernels' time, training's apart
             report.compile_s = time.perf_counter() - start
         with collector_paused():
-            chunks = plan_chunks(todo, backend.n_workers)
+            chunks = plan_chunks(todo, backend.n_jobs)
             bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
                        disable=quiet, desc="training")  # fmt: skip
             bar.set_postfix_str(f"runs 0/{len(todo)}")
@@ -729,7 +730,7 @@ def _write_meta(out, spec, report, started, version):
         "numba_version": numba.__version__,
         "numpy_version": numpy.__version__,
         "python_version": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "n_jobs": report.n_jobs,
         "kernels": _kernel_forms(spec.runs, report.loops),
         "started": started.isoformat(timespec="seconds"),
@@ -786,16 +787,6 @@ def _draw_plots(out):
         print(
             f"warning: the figures could not be drawn: {type(err).__name__}: {err}", file=sys.stderr
         )
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _exit_now(code: int) -> None:

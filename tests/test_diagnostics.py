@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from fastbp import RunConfig, reference, train
+from fastbp.config import layers_text
 from fastbp.data import make_dataset
 from fastbp.metrics import dead_units, floors, loss_floor
 from fastbp.params import flatten, init_params
-from fastbp.results import layers_text
 
 
 def test_the_floor_of_the_encoder_is_4_64_with_biases_and_5_64_without():
