@@ -353,16 +353,19 @@ def test_more_workers_than_cores_are_said_and_capped(tmp_path):
     assert json.loads((tmp_path / "out" / "meta.json").read_text())["n_jobs"] == cores()
 
 
-def test_a_scheduler_means_the_dask_backend(tmp_path):
+def test_a_scheduler_means_the_dask_backend(tmp_path, monkeypatch, capsys):
+    # Without distributed, the dask backend says so at once: proof that it was chosen (and
+    # no wait for a scheduler; test_dask.py reaches for one that is not there).
+    monkeypatch.setitem(sys.modules, "distributed", None)
     spec = write_spec(tmp_path / "s.toml", seeds=1)
-    out = sweep(spec, "--out", tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9")
-    assert out.returncode == 2  # not trained locally: the cluster was meant
-    assert ("cannot reach the Dask scheduler at tcp://127.0.0.1:9" in out.stderr
-            or "the dask backend needs the 'distributed' package" in out.stderr)  # fmt: skip
-    assert (
-        len(out.stderr.strip().splitlines()) == 1
-        and not (tmp_path / "out" / "runs.parquet").exists()
+    assert main([str(spec), "--out", str(tmp_path / "out"), "--scheduler", "tcp://x:1"]) == 2
+    assert "the dask backend needs the 'distributed' package" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs.parquet").exists()  # not trained locally instead
+    spec.write_text(
+        spec.read_text().replace('name = "small"', 'name = "small"\nscheduler = "tcp://x:1"')
     )
+    assert main([str(spec), "--out", str(tmp_path / "out")]) == 2  # also from the spec
+    assert "the dask backend needs the 'distributed' package" in capsys.readouterr().err
 
 
 def test_load_results_names_what_is_missing(tmp_path):
