@@ -18,6 +18,7 @@ import sys
 import time
 
 from fastbp.cli import Parser, positive_int
+from fastbp.files import write_text_atomic
 
 RUNS = 64
 MARGIN = 0.05  # the default block size stays unless another is this much faster
@@ -78,9 +79,7 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(table, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(table, indent=2) + "\n")
     return timings, best
 
 

@@ -257,6 +257,14 @@ def did_you_mean(word, choices) -> str:
     return f"; did you mean '{ALIASES.get(close[0], close[0])}'?" if close else ""
 
 
+def swept_order(varies, order=()) -> list[str]:
+    """Swept fields (those in ``varies``) as every view lists them: in ``order`` (the
+    spec's) where given, the others in RunConfig's order; lr first and seed last."""
+    order = list(dict.fromkeys(f for f in order if f in varies))
+    keys = order + [f for f in RunConfig.field_names() if f in varies and f not in order]
+    return sorted(keys, key=lambda f: (f != "lr", f == "seed"))
+
+
 def layers_text(layers) -> str:
     """Layer widths as the tables and messages write them: (8, 3, 8) -> "8-3-8"."""
     return "-".join(str(w) for w in layers)

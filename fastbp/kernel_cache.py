@@ -21,6 +21,7 @@ import types
 from pathlib import Path
 
 from fastbp import numba_settings
+from fastbp.files import write_text_atomic
 
 # Bump when the generated code, or how it is compiled (fastbp.numba_settings), changes:
 # older kernels are then deleted.
@@ -111,9 +112,7 @@ def _written(name: str, source: str) -> Path | None:
                     directory.mkdir(parents=True, exist_ok=True)
                     with contextlib.suppress(OSError):
                         _prune(directory)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(source)
-                os.replace(tmp, path)
+                write_text_atomic(path, source)
             return path
         except OSError:
             continue  # not writable: try the next place

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastbp.config import OPTIMIZERS_OWN, RunConfig, layers_text, parse_layers
+from fastbp.config import OPTIMIZERS_OWN, RunConfig, layers_text, parse_layers, swept_order
 
 # Plain names, shown beside the field's own name: "learning rate (lr)".
 NAMES = {
@@ -100,9 +100,7 @@ def swept(runs: pd.DataFrame, order=None) -> list[str]:
         for f in RunConfig.field_names()
         if f in runs and runs[f].nunique(dropna=f in OPTIMIZERS_OWN) > 1
     ]
-    order = [f for f in (order or ()) if f in varies]
-    keys = order + [f for f in varies if f not in order]
-    return sorted(keys, key=lambda f: (f != "lr", f == "seed"))
+    return swept_order(varies, order or ())
 
 
 def loss_label(runs: pd.DataFrame, what: str = "loss") -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fastbp.files import write_text_atomic
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
 from fastbp.metrics import METRICS
 
@@ -173,9 +173,7 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
     )
     out.mkdir(parents=True, exist_ok=True)
     target = out / "report.html"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, page)
     return target
 
 

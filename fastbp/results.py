@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastbp.config import SINCE_0_3, RunConfig, layers_text, parse_layers
+from fastbp.files import write_atomic
 from fastbp.metrics import METRICS, dead_units, floors
 
 if TYPE_CHECKING:
@@ -410,15 +411,12 @@ def _newest_wins(shards) -> dict[str, pa.Table]:
 def _write_atomic(table: pa.Table, path: Path, shard: bool = False) -> None:
     """Write a table in full, then give it its name. A shard is always read whole: no
     statistics, and no dictionary for floats, where it rarely pays (half the time)."""
-    tmp = path.with_name(path.name + ".tmp")
     if shard:
         coded = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-        pq.write_table(table, tmp, write_statistics=False, use_dictionary=coded)
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp, write_statistics=False,
+                                                      use_dictionary=coded))  # fmt: skip
     else:
-        pq.write_table(table, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def final_tables_hold(directory: Path, run_ids, threshold) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean
+from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean, swept_order
 from fastbp.data import is_path
 
 SECTIONS = ("sweep", "base", "grid", "random")
@@ -138,7 +138,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
 
     unique = list({run.run_id: run for run in reversed(runs)}.values())[::-1]  # first wins
     varies = [key for key in swept if len({getattr(run, key) for run in unique}) > 1]
-    swept = sorted(set(varies), key=lambda key: (key != "lr", varies.index(key)))
+    swept = swept_order(varies, varies)
     return Spec(
         Path(path),
         name,

@@ -37,6 +37,7 @@ from fastbp.backends import (
 )
 from fastbp.cli import Parser, positive_int
 from fastbp.config import SINCE_0_3
+from fastbp.files import write_text_atomic
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec, parse_spec, to_toml
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
@@ -747,9 +748,7 @@ def _write_meta(out, spec, report, started, version):
         "train_s": round(report.train_s, 3),
         "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,
     }
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, out / "meta.json")
+    write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
 
 
 def _kernel_forms(runs, loops=frozenset()) -> dict:
