@@ -13,7 +13,6 @@ import contextvars
 import functools
 import json
 import multiprocessing
-import operator
 import os
 import platform
 import shlex
@@ -255,6 +254,8 @@ def _unfinished(report, out) -> str:
 def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
     """Compile every kernel the spec's runs need (also those a sweep would leave to the
     loop kernel), here and on the backend's workers; train nothing."""
+    from fastbp.train import kernels_needed
+
     try:
         with open_backend(backend_name, n_jobs, scheduler) as backend:
             needed = kernels_needed(spec.runs)
@@ -311,17 +312,19 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
 
 
 def _run_parallel(todo, backend, store, version, report, quiet):
+    start = time.perf_counter()  # the engine's import counts with its kernels
     from joblib import delayed
 
-    start = time.perf_counter()
+    from fastbp.train import cheap_on_loops, is_cached, kernels_needed, warm_up
+
     bar = None
     try:
         # Compile every kernel first, here and then on one worker at a time: processes
         # compiling into an empty Numba cache at the same time can corrupt it. Threads
         # share this process's kernels: load them here, once, before they start (each
         # would wait for the other's loading); worker processes load their own.
-        report.loops = not_worth_compiling(todo)
-        if not all_cached(todo, report.loops):
+        report.loops = cheap_on_loops(todo, loop_budget_s())
+        if not all(is_cached(*kernel) for kernel in kernels_needed(todo, report.loops).items()):
             _compile(todo, backend, quiet, report.loops)
             report.compiled = True
         elif backend.in_process:
@@ -399,9 +402,11 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
     one is compiling; return the seconds it took. Kernels not yet in the cache compile
     side by side in forked processes, one per core, where that is safe; this process then
     loads them from the cache."""
+    from fastbp.train import is_cached, kernel_what, kernels_needed, warm_up
+
     start = time.perf_counter()
     needed = kernels_needed(todo, loops)
-    cold = _not_cached(needed)
+    cold = [(key, run) for key, run in needed.items() if not is_cached(key, run)]
     workers = min(len(cold), cores()) if can_fork() else 1
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     bar = _bar(total=len(needed), disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s")
@@ -417,7 +422,7 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
     try:
         if pool is not None:
             with pool:
-                names = ", ".join(_kernel_what(key, run) for key, run in cold)
+                names = ", ".join(kernel_what(key, run) for key, run in cold)
                 bar.set_description_str(f"compiling {names}, {workers} at a time")
                 warm = functools.partial(warm_up, loops=loops)
                 for _ in pool.imap_unordered(warm, [[run] for _, run in cold]):
@@ -437,40 +442,9 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
     return time.perf_counter() - start
 
 
-def _not_cached(needed: dict) -> list:
-    """(key, run) for each kernel of ``needed`` not known to be in the cache."""
-    return [(key, run) for key, run in needed.items() if not _cached(key, run)]
-
-
-def _cached(key, run) -> bool:
-    """Whether the kernel ``key`` (as in kernels_needed) is known to be in the cache."""
-    from fastbp import codegen, kernels
-    from fastbp.train import block_lanes, kernel_args
-
-    if key == "loops":
-        return kernels.is_cached()
-    return codegen.is_cached(*kernel_args(run, block_lanes(run)))
-
-
-def kernels_needed(runs, loops=frozenset()) -> dict:
-    """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
-    trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
-    is in ``loops``)."""
-    from fastbp.train import generated, kernel_key
-
-    needed = {}
-    for run in runs:
-        key = kernel_key(run) if generated(run) else "loops"
-        needed.setdefault("loops" if key in loops else key, run)
-    return needed
-
-
-# A kernel generated for an architecture takes 5-20 s to compile the first time; the loop
-# kernel, compiled once for every architecture, trains the same bits at about this many
-# ns per product of a step (measured on the 8-3-8, 0.5-0.6). A sweep whose runs of an
-# architecture the loop kernel trains in under FASTBP_LOOP_BUDGET_S seconds (default 2;
-# 0: always compile) leaves that architecture's kernel uncompiled.
-LOOP_NS_PER_PRODUCT = 0.6
+# A sweep whose runs of an architecture the loop kernel trains in under
+# FASTBP_LOOP_BUDGET_S seconds (default 2; 0: always compile) leaves that architecture's
+# kernel uncompiled (fastbp.train.cheap_on_loops).
 LOOP_BUDGET_S = 2.0
 
 
@@ -494,77 +468,6 @@ class LoopBudgetError(ValueError):
     """FASTBP_LOOP_BUDGET_S holds something other than a number of seconds."""
 
 
-def not_worth_compiling(runs) -> frozenset:
-    """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
-    loop kernel trains in less than loop_budget_s() (one core, runs sharing a trajectory
-    trained once): for these, compiling costs more than it saves."""
-    from fastbp import codegen
-    from fastbp.train import block_lanes, family_key, generated, kernel_args, kernel_key
-
-    uncached = {
-        key: run for key, run in kernels_needed(runs).items()
-        if key != "loops" and not codegen.is_cached(*kernel_args(run, block_lanes(run)))
-    }  # fmt: skip
-    if not uncached:
-        return frozenset()
-    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in uncached}  # family -> steps
-    for run in runs:
-        family = family_key(run)
-        families = longest.get(kernel_key(run, family)) if generated(run) else None
-        if families is not None:
-            families[family] = max(families.get(family, 0), run.steps)
-    cheap, budget = set(), loop_budget_s()
-    for key, families in longest.items():
-        run = uncached[key]
-        products = codegen.products(run.layers, run.n_samples)
-        seconds = sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9
-        if seconds < budget:
-            cheap.add(key)
-    return frozenset(cheap)
-
-
-def warm_up(runs, loops=frozenset(), starting=None, done=None) -> None:
-    """Compile or load, in this process, every kernel these runs need (the loop kernel for
-    the kernel keys in ``loops``); ``starting(k, n, text)`` names the k-th of n before its
-    turn, ``done()`` follows each."""
-    from fastbp.train import train, train_batch
-
-    needed = kernels_needed(runs, loops)
-    for k, (key, run) in enumerate(needed.items(), start=1):
-        if starting:
-            starting(k, len(needed), _kernel_what(key, run))
-        tiny = replace(run, steps=1, log_every=1)
-        train(tiny, engine="loops") if key == "loops" else train_batch([tiny])
-        if done:
-            done()
-
-
-def _kernel_what(key, run) -> str:
-    return "the loop kernel" if key == "loops" else f"the kernel for {_kernel_text(run)}"
-
-
-def _kernel_text(run) -> str:
-    from fastbp.layout import fmt
-    from fastbp.train import full_batch
-
-    parts = [fmt("layers", run.layers), run.activation, "" if run.bias else "no bias"]
-    parts += [run.dtype if run.dtype != "float64" else ""]
-    parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
-    parts += [
-        str(run.dataset) if run.dataset != "encoder" else "",
-        run.loss_fn if run.loss_fn != "mse" else "",
-        run.optimizer if run.optimizer != "sgd" else "",
-        "weight decay" if run.weight_decay else "",
-    ]
-    return " ".join(p for p in parts if p)
-
-
-def all_cached(runs, loops=frozenset()) -> bool:
-    """Whether every kernel these runs need (``loops`` as in kernels_needed) is known to
-    be in Numba's disk cache."""
-    return not _not_cached(kernels_needed(runs, loops))
-
-
 def plan_chunks(runs, n_jobs: int) -> list[list]:
     """Group runs into joblib tasks of similar cost, the most expensive first.
 
@@ -574,24 +477,9 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
     of work where possible, and there are up to CHUNKS_PER_WORKER tasks per worker, so
     that both cores stay busy to the end and results stream back steadily.
     """
-    from fastbp.train import block_lanes, family_key, generated, kernel_key
+    from fastbp.train import blocks
 
-    units = []  # (cost, runs): a block of families, or one run for the loop kernel
-    groups: dict[tuple, dict] = {}
-    for run in runs:
-        if not generated(run):
-            units.append((_cost(run), [run]))
-            continue
-        family = family_key(run)
-        groups.setdefault(kernel_key(run, family), {}).setdefault(family, []).append(run)
-    for families in groups.values():
-        longest = [max(f, key=_STEPS) for f in families.values()]  # the run each trains to
-        order = sorted(range(len(longest)), key=lambda k: -longest[k].steps)
-        members = list(families.values())
-        lanes = block_lanes(longest[0])
-        for first in range(0, len(order), lanes):
-            block = order[first : first + lanes]  # the first family trains longest
-            units.append((_cost(longest[block[0]]) * lanes, [r for k in block for r in members[k]]))
+    units = blocks(runs)
     total_steps = sum(run.steps for run in runs)
     n_chunks = min(len(units), n_jobs * CHUNKS_PER_WORKER, total_steps // MIN_CHUNK_STEPS)
     n_chunks = max(n_chunks, min(n_jobs, len(units)), 1)
@@ -602,16 +490,6 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
         chunks[k] += unit
         loads[k] += cost
     return [chunk for _, chunk in sorted(zip(loads, chunks, strict=True), key=lambda p: -p[0])]
-
-
-_STEPS = operator.attrgetter("steps")
-
-
-def _cost(run) -> int:
-    """Work of one run: steps x products per step."""
-    from fastbp.codegen import products
-
-    return run.steps * products(run.layers, run.n_samples)
 
 
 def _parse_args(argv):
@@ -721,6 +599,8 @@ def _write_meta(out, spec, report, started, version):
     import numba
     import numpy
 
+    from fastbp.train import kernel_forms
+
     busy = report.n_jobs * report.parallel_s
     meta = {
         "spec": str(spec.path),
@@ -733,7 +613,7 @@ def _write_meta(out, spec, report, started, version):
         "python_version": platform.python_version(),
         "cpu": cpu_name(),
         "n_jobs": report.n_jobs,
-        "kernels": _kernel_forms(spec.runs, report.loops),
+        "kernels": kernel_forms(spec.runs, report.loops),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "runs": report.total,
@@ -749,31 +629,6 @@ def _write_meta(out, spec, report, started, version):
         "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,
     }
     write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
-
-
-def _kernel_forms(runs, loops=frozenset()) -> dict:
-    """For each kernel the runs need: its form, runs per block, and why that many."""
-    from fastbp import codegen
-    from fastbp.train import full_batch
-
-    forms = {}
-    for key, run in kernels_needed(runs).items():
-        if key == "loops" or key in loops:
-            why = "mini-batches" if key == "loops" else "cheaper than compiling"
-            forms[_kernel_text(run) if key in loops else "mini-batches"] = {
-                "form": "loop kernel", "lanes": 1, "why": why
-            }  # fmt: skip
-            continue
-        if full_batch(run):
-            lanes, why = codegen.lanes_and_source(
-                run.layers, run.n_samples, run.dtype, run.activation, run.loss_fn
-            )
-        else:
-            lanes, why = 1, "mini-batches"
-        batch = None if full_batch(run) else run.batch_size
-        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype, batch)
-        forms[_kernel_text(run)] = {"form": form, "lanes": lanes, "why": why}
-    return forms
 
 
 def _draw_plots(out):

@@ -6,13 +6,13 @@ import operator
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
 from fastbp import codegen, kernels, metrics, step
-from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult
+from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult, layers_text
 from fastbp.data import make_dataset, make_validation
 from fastbp.params import (
     Params,
@@ -522,3 +522,143 @@ def train_chunk(configs: list[RunConfig], loops: frozenset = frozenset()) -> tup
         except Exception as err:  # noqa: BLE001 - returned as data, reported by the sweep
             failed.append(f"run {config.run_id}: {type(err).__name__}: {err}")
     return Trained.of(done), failed
+
+
+# What a sweep's runs need from the engine: which kernels, whether they are compiled, which
+# are not worth compiling, and the blocks in which runs train together. The sweep plans
+# with these; it does not group runs itself.
+
+# The loop kernel, compiled once for every architecture, trains the same bits at about
+# this many ns per product of a step (measured on the 8-3-8, 0.5-0.6); a kernel generated
+# for an architecture takes 5-20 s to compile the first time.
+LOOP_NS_PER_PRODUCT = 0.6
+
+
+def kernels_needed(runs, loops=frozenset()) -> dict:
+    """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
+    trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
+    is in ``loops``)."""
+    needed = {}
+    for run in runs:
+        key = kernel_key(run) if generated(run) else "loops"
+        needed.setdefault("loops" if key in loops else key, run)
+    return needed
+
+
+def is_cached(key, run) -> bool:
+    """Whether the kernel ``key`` (as in :func:`kernels_needed`) is known to be in Numba's
+    disk cache."""
+    if key == "loops":
+        return kernels.is_cached()
+    return codegen.is_cached(*kernel_args(run, block_lanes(run)))
+
+
+def cheap_on_loops(runs, budget_s: float) -> frozenset:
+    """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
+    loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
+    trajectory trained once): for these, compiling costs more than it saves."""
+    uncached = {key: run for key, run in kernels_needed(runs).items()
+                if key != "loops" and not is_cached(key, run)}  # fmt: skip
+    if not uncached:
+        return frozenset()
+    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in uncached}  # family -> steps
+    for run in runs:
+        family = family_key(run)
+        families = longest.get(kernel_key(run, family)) if generated(run) else None
+        if families is not None:
+            families[family] = max(families.get(family, 0), run.steps)
+    cheap = set()
+    for key, families in longest.items():
+        run = uncached[key]
+        products = codegen.products(run.layers, run.n_samples)
+        if sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9 < budget_s:
+            cheap.add(key)
+    return frozenset(cheap)
+
+
+def warm_up(runs, loops=frozenset(), starting=None, done=None) -> None:
+    """Compile or load, in this process, every kernel these runs need (the loop kernel for
+    the kernel keys in ``loops``); ``starting(k, n, text)`` names the k-th of n before its
+    turn, ``done()`` follows each."""
+    needed = kernels_needed(runs, loops)
+    for k, (key, run) in enumerate(needed.items(), start=1):
+        if starting:
+            starting(k, len(needed), kernel_what(key, run))
+        tiny = replace(run, steps=1, log_every=1)
+        train(tiny, engine="loops") if key == "loops" else train_batch([tiny])
+        if done:
+            done()
+
+
+def blocks(runs) -> list[tuple[int, list[RunConfig]]]:
+    """The units a sweep can hand to a worker whole, each with its cost (steps x products
+    of a step, for every lane): a block of families (runs that differ only in steps) as
+    :func:`train_batch` trains them side by side, the longest families first, or one run
+    for the loop kernel."""
+    units, groups = [], {}
+    for run in runs:
+        if not generated(run):
+            units.append((run_cost(run), [run]))
+            continue
+        family = family_key(run)
+        groups.setdefault(kernel_key(run, family), {}).setdefault(family, []).append(run)
+    for families in groups.values():
+        longest = [max(f, key=_STEPS) for f in families.values()]  # the run each trains to
+        order = sorted(range(len(longest)), key=lambda k: -longest[k].steps)
+        members = list(families.values())
+        lanes = block_lanes(longest[0])
+        for first in range(0, len(order), lanes):
+            block = order[first : first + lanes]  # its first family trains longest
+            units.append((run_cost(longest[block[0]]) * lanes,
+                          [r for k in block for r in members[k]]))  # fmt: skip
+    return units
+
+
+_STEPS = operator.attrgetter("steps")
+
+
+def run_cost(run) -> int:
+    """Work of one run: steps x products per step."""
+    return run.steps * codegen.products(run.layers, run.n_samples)
+
+
+def kernel_forms(runs, loops=frozenset()) -> dict:
+    """For each kernel the runs need (named by :func:`kernel_text`): its form, runs per
+    block, and why that many (as meta.json records them)."""
+    forms = {}
+    for key, run in kernels_needed(runs).items():
+        if key == "loops" or key in loops:
+            why = "mini-batches" if key == "loops" else "cheaper than compiling"
+            forms[kernel_text(run) if key in loops else "mini-batches"] = {
+                "form": "loop kernel", "lanes": 1, "why": why
+            }  # fmt: skip
+            continue
+        if full_batch(run):
+            lanes, why = codegen.lanes_and_source(
+                run.layers, run.n_samples, run.dtype, run.activation, run.loss_fn
+            )
+        else:
+            lanes, why = 1, "mini-batches"
+        batch = None if full_batch(run) else run.batch_size
+        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype, batch)
+        forms[kernel_text(run)] = {"form": form, "lanes": lanes, "why": why}
+    return forms
+
+
+def kernel_what(key, run) -> str:
+    """'the loop kernel', or 'the kernel for 8-3-8 relu ...'."""
+    return "the loop kernel" if key == "loops" else f"the kernel for {kernel_text(run)}"
+
+
+def kernel_text(run) -> str:
+    """What sets a run's kernel apart, in words: '8-4-8 tanh no bias float32 adam'."""
+    parts = [layers_text(run.layers), run.activation, "" if run.bias else "no bias"]
+    parts += [run.dtype if run.dtype != "float64" else ""]
+    parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
+    parts += [
+        str(run.dataset) if run.dataset != "encoder" else "",
+        run.loss_fn if run.loss_fn != "mse" else "",
+        run.optimizer if run.optimizer != "sgd" else "",
+        "weight decay" if run.weight_decay else "",
+    ]
+    return " ".join(p for p in parts if p)

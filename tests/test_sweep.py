@@ -517,12 +517,12 @@ def test_results_written_before_loss_fn_existed_load_and_resume_as_they_are(tmp_
 
 
 def test_meta_names_every_kernel_apart():
-    from fastbp.sweep import _kernel_forms
+    from fastbp.train import kernel_forms
 
     runs = [RunConfig(layers=(2, 3, 1), dataset=d, loss_fn=f, steps=5)
             for d in ("xor", "parity") for f in ("mse", "bce")]  # fmt: skip
     runs.append(RunConfig(layers=(2, 3, 1), dataset="xor", batch_size=2, steps=5))
-    assert len(_kernel_forms(runs)) == 5
+    assert len(kernel_forms(runs)) == 5
 
 
 def test_a_spec_that_leaves_out_finished_runs_says_they_stay_in_the_shards(tmp_path):
