@@ -344,7 +344,8 @@ def test_initial_parameters_kept_for_reuse_are_those_of_each_runs_own_fields():
     base = dict(steps=20, seed=3, init="normal", init_scale=0.5)
     configs = [RunConfig(**base, lr=0.1), RunConfig(**base, lr=0.2),
                RunConfig(**{**base, "init_scale": 1.0}), RunConfig(**{**base, "init": "he"}),
-               RunConfig(**{**base, "seed": 4}), RunConfig(**base, layers=(8, 4, 8))]  # fmt: skip
+               RunConfig(**{**base, "seed": 4}), RunConfig(**base, layers=(3, 16, 3))]  # fmt: skip
     for _ in range(2):  # the second time, from what was kept
-        for config, result in zip(configs, train_batch(configs), strict=True):
+        # one run at a time: the kernels test_train compiles anyway (the lanes do not matter)
+        for config, result in zip(configs, train_batch(configs, lanes=1), strict=True):
             assert_bits(result, train(config))
