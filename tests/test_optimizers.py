@@ -183,7 +183,7 @@ def test_bad_optimizer_values_name_the_field(values, field, text):
 
 def test_adam_reaches_the_encoders_floor_where_sgd_at_the_same_rate_does_not():
     runs = [RunConfig(optimizer=o, lr=0.01, steps=3000, seed=0) for o in ("sgd", "adam")]
-    sgd, adam = (train(c, engine="loops") for c in runs)  # the bits of any kernel; compiled
+    sgd, adam = (train(c, engine="loops") for c in runs)  # any kernel's bits, compiled once
     assert adam.final_loss == pytest.approx(4 / 64, abs=1e-6)  # the floor with biases
     assert sgd.final_loss > 0.08  # still descending
 
