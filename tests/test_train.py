@@ -175,7 +175,7 @@ def minibatch_reference(config):
     return np.array(losses), [(layer.W, layer.b) for layer in layers]
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 5])
+@pytest.mark.parametrize("batch_size", [1, 3, 4])  # one sample; a short last batch; whole
 def test_minibatch_walks_a_fresh_permutation_each_epoch(batch_size):
     config = RunConfig(steps=301, lr=0.05, batch_size=batch_size, log_every=20, seed=2)
     r = train(config)
@@ -190,12 +190,14 @@ def test_minibatch_walks_a_fresh_permutation_each_epoch(batch_size):
 
 
 def test_minibatch_is_deterministic_and_converges():
+    # on the loop kernel, compiled once for all (the other kernels' bits: test_batch.py)
     config = RunConfig(layers=(8, 6, 8), steps=4000, lr=0.1, batch_size=2, log_every=500)
-    a, b = train(config), train(config)
+    a, b = train(config, engine="loops"), train(config, engine="loops")
     assert a.losses.tobytes() == b.losses.tobytes()
     assert not a.diverged and a.diverged_at is None
     assert a.losses[-1] < 0.2 * a.losses[0]
-    assert not np.array_equal(a.losses, train(RunConfig(**{**config.to_dict(), "seed": 1})).losses)
+    other = train(RunConfig(**{**config.to_dict(), "seed": 1}), engine="loops")
+    assert not np.array_equal(a.losses, other.losses)
 
 
 def test_full_size_batch_is_full_batch():
