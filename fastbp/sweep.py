@@ -206,11 +206,12 @@ def _workers(spec: Spec, backend, n_jobs, scheduler) -> tuple[str, int, str | No
     if name not in BACKENDS:
         raise SweepError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
     scheduler = scheduler or spec.scheduler
-    n_jobs = n_jobs or cores()
-    if n_jobs > cores() and not (name == "dask" and scheduler):
-        print(f"note: --n-jobs {n_jobs} on {cores()} cores: using {cores()} workers; more "
+    here = cores()
+    n_jobs = n_jobs or here
+    if n_jobs > here and not (name == "dask" and scheduler):
+        print(f"note: --n-jobs {n_jobs} on {here} cores: using {here} workers; more "
               "would only take turns", file=sys.stderr)  # fmt: skip
-        n_jobs = cores()
+        n_jobs = here
     return name, n_jobs, scheduler
 
 
@@ -315,7 +316,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     start = time.perf_counter()  # the engine's import counts with its kernels
     from joblib import delayed
 
-    from fastbp.train import cheap_on_loops, is_cached, kernels_needed, warm_up
+    from fastbp.train import cheap_on_loops, uncached, warm_up
 
     bar = None
     try:
@@ -324,7 +325,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # share this process's kernels: load them here, once, before they start (each
         # would wait for the other's loading); worker processes load their own.
         report.loops = cheap_on_loops(todo, loop_budget_s())
-        if not all(is_cached(*kernel) for kernel in kernels_needed(todo, report.loops).items()):
+        if uncached(todo, report.loops):
             _compile(todo, backend, quiet, report.loops)
             report.compiled = True
         elif backend.in_process:

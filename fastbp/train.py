@@ -553,15 +553,20 @@ def is_cached(key, run) -> bool:
     return codegen.is_cached(*kernel_args(run, block_lanes(run)))
 
 
+def uncached(runs, loops=frozenset()) -> dict:
+    """The kernels of :func:`kernels_needed` not known to be in the cache: key -> run."""
+    return {key: run for key, run in kernels_needed(runs, loops).items()
+            if not is_cached(key, run)}  # fmt: skip
+
+
 def cheap_on_loops(runs, budget_s: float) -> frozenset:
     """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
     loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
     trajectory trained once): for these, compiling costs more than it saves."""
-    uncached = {key: run for key, run in kernels_needed(runs).items()
-                if key != "loops" and not is_cached(key, run)}  # fmt: skip
-    if not uncached:
+    cold = {key: run for key, run in uncached(runs).items() if key != "loops"}
+    if not cold:
         return frozenset()
-    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in uncached}  # family -> steps
+    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in cold}  # family -> steps
     for run in runs:
         family = family_key(run)
         families = longest.get(kernel_key(run, family)) if generated(run) else None
@@ -569,7 +574,7 @@ def cheap_on_loops(runs, budget_s: float) -> frozenset:
             families[family] = max(families.get(family, 0), run.steps)
     cheap = set()
     for key, families in longest.items():
-        run = uncached[key]
+        run = cold[key]
         products = codegen.products(run.layers, run.n_samples)
         if sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9 < budget_s:
             cheap.add(key)

@@ -329,13 +329,8 @@ def test_plot_command_rejects_a_directory_without_results(tmp_path):
 def test_plot_command_rejects_a_file_as_output(sweep_dir, tmp_path):
     target = tmp_path / "taken"
     target.write_text("")
-    out = subprocess.run(
-        [sys.executable, "-m", "fastbp.plot", str(sweep_dir), "--out", str(target)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert out.returncode == 2
-    assert out.stderr.strip() == f"error: --out '{target}': must be a directory"
-    for where, problem in [(target / "sub", "cannot be created: Not a directory"),
+    for where, problem in [(target, "must be a directory"),
+                           (target / "sub", "cannot be created: Not a directory"),
                            ("", "must be a directory")]:  # fmt: skip
         out = subprocess.run(
             [sys.executable, "-m", "fastbp.plot", str(sweep_dir), "--out", str(where)],
