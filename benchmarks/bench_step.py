@@ -215,7 +215,7 @@ def machine():
     import numba
     import numpy
 
-    from fastbp.backends import cpu_name
+    from fastbp.system import cpu_name
 
     cpu = cpu_name()
     versions = {"python": platform.python_version(), "numpy": numpy.__version__,
@@ -225,10 +225,10 @@ def machine():
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    from fastbp import numba_settings
+    from fastbp import kernel_cache
 
     target = {"numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
-              "vector_bits": numba_settings.vector_bits()}  # fmt: skip
+              "vector_bits": kernel_cache.vector_bits()}  # fmt: skip
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), **target,
             **versions}  # fmt: skip
 

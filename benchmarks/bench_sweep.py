@@ -36,7 +36,7 @@ ARCHITECTURES = HERE.parent / "sweeps" / "architectures.toml"
 DRAW = """
 import sys, time
 from pathlib import Path
-import fastbp.layout, fastbp.plot, fastbp.plots, fastbp.report, fastbp.results
+import fastbp.layout, fastbp.plot, fastbp.report, fastbp.results
 start = time.perf_counter()
 fastbp.plot.draw(Path(sys.argv[1]), Path(sys.argv[2]))
 print(time.perf_counter() - start, file=sys.stderr)

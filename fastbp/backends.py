@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import platform
-import sys
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 CONNECT_TIMEOUT_S = 10
 
@@ -67,50 +63,6 @@ class Backend:
             # this process compiled them, and load them from the cache
         for address in self.client.scheduler_info()["workers"]:
             self.client.run(fn, *args, workers=[address])
-
-
-def cpu_name() -> str:
-    """The CPU's model name, as meta.json and the benchmarks record it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cores() -> int:
-    """The cores this process may use: those it may run on, within a container's CPU
-    quota (joblib's count)."""
-    from joblib import cpu_count
-
-    return cpu_count()
-
-
-@contextlib.contextmanager
-def collector_paused():
-    """Python's cycle collector off, and the objects that exist now out of its sight, for
-    the duration: training and drawing make many short-lived objects, and each of its
-    full passes over a heap of tens of thousands of configs, pandas and Numba stops every
-    thread for tens of milliseconds, for nothing it could free. Restored on the way out."""
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
-
-
-def can_fork() -> bool:
-    """Whether side work (compiling kernels, drawing figures) may go to forked processes:
-    on Linux, where no other thread of this process could hold a lock the child inherits."""
-    return sys.platform == "linux" and threading.active_count() == 1
 
 
 @contextlib.contextmanager

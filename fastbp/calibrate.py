@@ -5,7 +5,7 @@ How many runs a block kernel should train at once depends on more than the vecto
 on one AVX-512 CPU 8 float64 runs per block were fastest, on another 4, and on an AVX2
 CPU one run at a time beat every block. This times 64 runs of the 8-3-8 encoder with
 each block size, per dtype, and writes the fastest to ``calibration.json`` in the kernel
-directory, under this host's Numba target (:func:`fastbp.numba_settings.host_key`), where
+directory, under this host's Numba target (:func:`fastbp.kernel_cache.host_key`), where
 :func:`fastbp.codegen.lanes_for` finds it. ``FASTBP_LANES`` still wins over it.
 """
 
@@ -18,7 +18,7 @@ import sys
 import time
 
 from fastbp.cli import Parser, positive_int
-from fastbp.files import write_text_atomic
+from fastbp.system import write_text_atomic
 
 RUNS = 64
 MARGIN = 0.05  # the default block size stays unless another is this much faster
@@ -40,7 +40,7 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
     slow and fast spells touch every size alike); save the choice and return
     {dtype: {lanes: median ns per run-step}}. A size other than the vector-width default
     is chosen only when it is faster by more than MARGIN."""
-    from fastbp import codegen, kernel_cache, numba_settings
+    from fastbp import codegen, kernel_cache
 
     widest = {"float64": 8, "float32": 16}
     timings, best = {}, {}
@@ -58,7 +58,7 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
                 run()
                 samples[lanes].append((time.perf_counter() - start) / (RUNS * steps) * 1e9)
         timings[dtype] = {lanes: statistics.median(t) for lanes, t in samples.items()}
-        default = numba_settings.vector_bits() // (64 if dtype == "float64" else 32)
+        default = kernel_cache.vector_bits() // (64 if dtype == "float64" else 32)
         fastest = min(timings[dtype], key=timings[dtype].get)
         keep = default in timings[dtype] and (
             timings[dtype][default] <= (1 + MARGIN) * timings[dtype][fastest]
@@ -69,9 +69,9 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
         table = json.loads(path.read_text())
     except (OSError, ValueError):
         table = {}
-    table[numba_settings.host_key()] = {
+    table[kernel_cache.host_key()] = {
         "cpu_target": os.environ.get("NUMBA_CPU_NAME") or _host_cpu(),
-        "vector_bits": numba_settings.vector_bits(),
+        "vector_bits": kernel_cache.vector_bits(),
         "lanes": best,
         "ns_per_run_step": {
             d: {str(k): round(v, 1) for k, v in t.items()} for d, t in timings.items()

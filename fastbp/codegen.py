@@ -33,7 +33,7 @@ it is logged or may not be finite).
 Bits. The generated code performs, for every run, the operations of the loop kernel in
 the same order (:mod:`fastbp.step` states that order), so a run's results are the same
 whichever kernel trains it. Numba settings that speed it
-up (:mod:`fastbp.numba_settings`) change how it is vectorised, never what it computes.
+up (:mod:`fastbp.kernel_cache`) change how it is vectorised, never what it computes.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import math
 import os
 from functools import cache
 
-from fastbp import kernel_cache, numba_settings, step
+from fastbp import kernel_cache, step
 from fastbp.step import SCALAR as S
 
 
@@ -133,7 +133,7 @@ REGISTER_LIMIT = 4096
 def register_limit(dtype: str) -> int:
     """REGISTER_LIMIT for this dtype on the target CPU: in proportion to the runs one
     vector register holds, up to 8."""
-    per_register = numba_settings.vector_bits() // (64 if dtype == "float64" else 32)
+    per_register = kernel_cache.vector_bits() // (64 if dtype == "float64" else 32)
     return REGISTER_LIMIT * min(per_register, 8) // 8
 
 
@@ -286,7 +286,7 @@ def _source(
         "from fastbp.intrinsics import fma, fma_chain, not_below, relu, sqrt, stack_align_64, "
         "where_positive, vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, vrelu, vsqrt, "
         "vstore, vsub, vwhere_positive",
-        "from fastbp.numba_settings import cached_njit",
+        "from fastbp.kernel_cache import cached_njit",
         "",
         f"F = np.{dtype}",
         f"LARGE = F({_large(layers[-1] * N, dtype)})  # see fastbp.codegen._large",
@@ -997,7 +997,7 @@ def lanes_and_source(
     measured = calibration().get(dtype)
     if measured in LANE_CHOICES:
         return measured, "calibrated"
-    return numba_settings.vector_bits() // (64 if dtype == "float64" else 32), "vector width"
+    return kernel_cache.vector_bits() // (64 if dtype == "float64" else 32), "vector width"
 
 
 class LanesError(ValueError):
@@ -1024,5 +1024,5 @@ def calibration() -> dict:
         table = json.loads(kernel_cache.calibration_file().read_text())
     except (OSError, ValueError):
         return {}
-    entry = table.get(numba_settings.host_key(), {})
+    entry = table.get(kernel_cache.host_key(), {})
     return entry.get("lanes", {}) if isinstance(entry, dict) else {}

@@ -41,7 +41,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from fastbp import numba_settings  # noqa: F401 - first: before Numba reads its settings
+from fastbp import kernel_cache  # noqa: F401 - first: before Numba reads its settings
 
 # isort: split
 from llvmlite import ir

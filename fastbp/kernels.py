@@ -165,7 +165,7 @@ import math
 import numpy as np
 
 from fastbp.intrinsics import fma, relu, sqrt, where_positive
-from fastbp.numba_settings import cached_njit
+from fastbp.kernel_cache import cached_njit
 
 PER_SAMPLE_MEANS = {per_sample_means}  # loss codes whose mean is over the samples only
 

@@ -1,24 +1,47 @@
-"""What a sweep found, in words and tables: the summary printed after a sweep, and
-``report.html``, one self-contained page with the spec, the summary, every figure, the
-best runs and the runs that diverged. pandas only; the figures come in as files.
+"""What a sweep did and found, in words and tables: its closing line and ``meta.json``,
+the summary printed after it, and ``report.html``, one self-contained page with the spec,
+the summary, every figure, the best runs and the runs that diverged. pandas only; the
+figures come in as files.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
+import platform
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fastbp.files import write_text_atomic
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
 from fastbp.metrics import METRICS
+from fastbp.system import cpu_name, write_text_atomic
 
 BEST_ROWS = 10
 DIVERGED_ROWS = 50
+
+
+@dataclasses.dataclass
+class SweepReport:
+    """What a sweep did: counts, timings, and why it stopped early if it did."""
+
+    total: int = 0
+    reused: int = 0
+    computed: int = 0
+    failed: list[str] = dataclasses.field(default_factory=list)
+    stale: int = 0  # finished runs of another fastbp version, trained again
+    interrupted: bool = False
+    crashed: str | None = None
+    train_s: float = 0.0  # summed over runs, inside the workers
+    parallel_s: float = 0.0  # wall time of the parallel phase, compiling excluded
+    compile_s: float = 0.0  # wall time compiling (or loading) kernels before it
+    compiled: bool = False  # whether a kernel compiled (else they were only loaded)
+    n_jobs: int = 1
+    loops: frozenset = frozenset()  # kernel keys whose runs the loop kernel trained
 
 
 def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataFrame]]:
@@ -99,6 +122,54 @@ def summarize(runs, order=None, threshold=None) -> str:
 
 
 # --- report.html ---
+
+
+def closing_line(report, out) -> str:
+    """The sweep's last line: runs trained and reused, the time, the kernels' share."""
+    busy = report.n_jobs * report.parallel_s
+    share = f", {100 * report.train_s / busy:.0f}% of worker time in training" if busy else ""
+    done = "compiled" if report.compiled else "loaded"
+    compiled = f"; kernels {done} in {report.compile_s:.1f} s" if report.compile_s >= 0.05 else ""
+    return (
+        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}; "
+        f"{report.reused} reused; results in {out}"
+    )
+
+
+def write_meta(out, spec, report, started, version, kernels) -> None:
+    """out/meta.json: what ran, on what, with which kernels (``kernels``: the kernel form of
+    each architecture, :func:`fastbp.train.kernel_forms`), and how the time went."""
+    from importlib.metadata import version as installed
+
+    busy = report.n_jobs * report.parallel_s
+    meta = {
+        "spec": str(spec.path),
+        "name": spec.name,
+        "threshold": spec.threshold,
+        "swept": list(spec.swept),  # in the spec's order, lr first: the figures' roles
+        "fastbp_version": version,
+        "numba_version": installed("numba"),
+        "numpy_version": installed("numpy"),
+        "python_version": platform.python_version(),
+        "cpu": cpu_name(),
+        "n_jobs": report.n_jobs,
+        "kernels": kernels,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs": report.total,
+        "runs_computed": report.computed,
+        "runs_reused": report.reused,
+        "runs_retrained_other_version": report.stale,
+        "runs_failed": len(report.failed),
+        "interrupted": report.interrupted,
+        "compile_s": round(report.compile_s, 3),  # or loading them from the cache
+        "kernels_compiled": report.compiled,
+        "parallel_wall_s": round(report.parallel_s, 3),
+        "train_s": round(report.train_s, 3),
+        "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,
+    }
+    write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;

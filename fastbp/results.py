@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastbp.config import SINCE_0_3, RunConfig, layers_text, parse_layers
-from fastbp.files import write_atomic
 from fastbp.metrics import METRICS, dead_units, floors
+from fastbp.system import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -8,36 +8,26 @@ which packs them as a shard there), and results are written by :mod:`fastbp.resu
 
 from __future__ import annotations
 
-import atexit
 import contextvars
 import functools
-import json
 import multiprocessing
 import os
-import platform
 import shlex
 import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fastbp import cli
-from fastbp.backends import (
-    Backend,
-    BackendError,
-    can_fork,
-    collector_paused,
-    cores,
-    cpu_name,
-    open_backend,
-)
+from fastbp.backends import Backend, BackendError, open_backend
 from fastbp.cli import Parser, positive_int
 from fastbp.config import SINCE_0_3
-from fastbp.files import write_text_atomic
+from fastbp.report import SweepReport, closing_line, write_meta
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec, parse_spec, to_toml
+from fastbp.system import can_fork, collector_paused, cores, lock_directory
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
 # overhead (milliseconds) stays negligible next to training; and there should be enough
@@ -45,25 +35,6 @@ from fastbp.spec import BACKENDS, Spec, SpecError, load_spec, parse_spec, to_tom
 MIN_CHUNK_STEPS = 200_000
 CHUNKS_PER_WORKER = 8
 PREVIEW_RUNS = 5
-
-
-@dataclass
-class SweepReport:
-    """What a sweep did: counts, timings, and why it stopped early if it did."""
-
-    total: int = 0
-    reused: int = 0
-    computed: int = 0
-    failed: list[str] = field(default_factory=list)
-    stale: int = 0  # finished runs of another fastbp version, trained again
-    interrupted: bool = False
-    crashed: str | None = None
-    train_s: float = 0.0  # summed over runs, inside the workers
-    parallel_s: float = 0.0  # wall time of the parallel phase, compiling excluded
-    compile_s: float = 0.0  # wall time compiling (or loading) kernels before it
-    compiled: bool = False  # whether a kernel compiled (else they were only loaded)
-    n_jobs: int = 1
-    loops: frozenset = frozenset()  # kernel keys whose runs the loop kernel trained
 
 
 class SweepError(Exception):
@@ -93,7 +64,7 @@ def main(argv=None) -> int:
         from fastbp.report import summarize
 
         print(summarize(runs, spec.swept, spec.threshold))
-    print(_closing_line(report, out))
+    print(closing_line(report, out))
     if finished and not args.no_plots:
         _draw_plots(out)
     if report.interrupted or report.crashed or report.failed:
@@ -152,7 +123,7 @@ def run_sweep(
         why = report.crashed or f"{len(report.failed)} run(s) failed, the first: {report.failed[0]}"
         raise SweepError(f"{_unfinished(report, out)}: {why}")
     if not quiet:
-        print(_closing_line(report, out).strip())
+        print(closing_line(report, out).strip())
     if plots and len(runs):
         from fastbp.plot import draw
 
@@ -195,12 +166,11 @@ def _out_dir(spec: Spec, out, option: str) -> Path:
 def _workers(spec: Spec, backend, n_jobs, scheduler) -> tuple[str, int, str | None]:
     """(backend, workers, scheduler) as asked, or as the spec says. A scheduler implies the
     dask backend; more workers than cores are said once and capped (not on a cluster)."""
-    from fastbp.codegen import LanesError, pinned_lanes
+    from fastbp.train import check_settings
 
     try:
-        pinned_lanes()
-        loop_budget_s()
-    except (LanesError, LoopBudgetError) as err:
+        check_settings()
+    except ValueError as err:
         raise SweepError(str(err)) from None
     name = backend or ("dask" if scheduler else spec.backend)
     if name not in BACKENDS:
@@ -220,7 +190,7 @@ def _sweep(spec, out, backend_name, n_jobs, scheduler, force, quiet):
     (SweepReport, runs DataFrame). SweepError where it cannot start."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock = _lock(out)
+        lock = lock_directory(out)
         if lock is None:
             raise SweepError(
                 f"{out}: another sweep is writing to this directory; wait for it to "
@@ -274,6 +244,7 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
     n_jobs = backend.n_jobs
     import fastbp
     from fastbp import results
+    from fastbp.train import kernel_forms
 
     started = datetime.now(UTC)
     version = fastbp.__version__
@@ -308,7 +279,7 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
         runs = results.read_runs(out)  # nothing new: the tables are already these
     else:
         runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
-    _write_meta(out, spec, report, started, version)
+    write_meta(out, spec, report, started, version, kernel_forms(spec.runs, report.loops))
     return report, runs
 
 
@@ -316,7 +287,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     start = time.perf_counter()  # the engine's import counts with its kernels
     from joblib import delayed
 
-    from fastbp.train import cheap_on_loops, uncached, warm_up
+    from fastbp.train import cheap_on_loops, loop_budget_s, uncached, warm_up
 
     bar = None
     try:
@@ -443,32 +414,6 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
     return time.perf_counter() - start
 
 
-# A sweep whose runs of an architecture the loop kernel trains in under
-# FASTBP_LOOP_BUDGET_S seconds (default 2; 0: always compile) leaves that architecture's
-# kernel uncompiled (fastbp.train.cheap_on_loops).
-LOOP_BUDGET_S = 2.0
-
-
-def loop_budget_s() -> float:
-    """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
-    text = os.environ.get("FASTBP_LOOP_BUDGET_S", "").strip()
-    if not text:
-        return LOOP_BUDGET_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise LoopBudgetError(
-            f"FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got {text!r}"
-        )
-    return value
-
-
-class LoopBudgetError(ValueError):
-    """FASTBP_LOOP_BUDGET_S holds something other than a number of seconds."""
-
-
 def plan_chunks(runs, n_jobs: int) -> list[list]:
     """Group runs into joblib tasks of similar cost, the most expensive first.
 
@@ -527,19 +472,6 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _lock(out: Path):
-    """An exclusive lock on out/.lock (a FileLock, to release), None if another process
-    holds it. The system drops it when the holder exits, even when killed."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(out / ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return None
-    return lock
-
-
 def _without_force(argv):
     return [a for a in argv if a != "--force"]
 
@@ -585,53 +517,6 @@ def _print_start(spec, todo, report, out, force):
     print("; ".join(parts), file=sys.stderr)
 
 
-def _closing_line(report, out) -> str:
-    busy = report.n_jobs * report.parallel_s
-    share = f", {100 * report.train_s / busy:.0f}% of worker time in training" if busy else ""
-    done = "compiled" if report.compiled else "loaded"
-    compiled = f"; kernels {done} in {report.compile_s:.1f} s" if report.compile_s >= 0.05 else ""
-    return (
-        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}; "
-        f"{report.reused} reused; results in {out}"
-    )
-
-
-def _write_meta(out, spec, report, started, version):
-    import numba
-    import numpy
-
-    from fastbp.train import kernel_forms
-
-    busy = report.n_jobs * report.parallel_s
-    meta = {
-        "spec": str(spec.path),
-        "name": spec.name,
-        "threshold": spec.threshold,
-        "swept": list(spec.swept),  # in the spec's order, lr first: the figures' roles
-        "fastbp_version": version,
-        "numba_version": numba.__version__,
-        "numpy_version": numpy.__version__,
-        "python_version": platform.python_version(),
-        "cpu": cpu_name(),
-        "n_jobs": report.n_jobs,
-        "kernels": kernel_forms(spec.runs, report.loops),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runs": report.total,
-        "runs_computed": report.computed,
-        "runs_reused": report.reused,
-        "runs_retrained_other_version": report.stale,
-        "runs_failed": len(report.failed),
-        "interrupted": report.interrupted,
-        "compile_s": round(report.compile_s, 3),  # or loading them from the cache
-        "kernels_compiled": report.compiled,
-        "parallel_wall_s": round(report.parallel_s, 3),
-        "train_s": round(report.train_s, 3),
-        "training_share_of_worker_time": round(report.train_s / busy, 4) if busy else None,
-    }
-    write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
-
-
 def _draw_plots(out):
     """Draw the sweep's figures; a failure here costs a warning, never the results."""
     from fastbp.plot import draw
@@ -644,19 +529,5 @@ def _draw_plots(out):
         )
 
 
-def _exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown, which takes 0.2-0.5 s once Numba,
-    pandas and pyarrow are loaded: every result is written, synced and closed by now.
-    The exit handlers still run; only where joblib's loky processes were used is the
-    normal exit kept, as their clean-up relies on finalizers."""
-    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
-    if loky is not None and getattr(loky, "_executor", True) is not None:
-        sys.exit(code)
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    _exit_now(cli.run(main))
+    cli.exit_now(cli.run(main))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -557,6 +558,39 @@ def uncached(runs, loops=frozenset()) -> dict:
     """The kernels of :func:`kernels_needed` not known to be in the cache: key -> run."""
     return {key: run for key, run in kernels_needed(runs, loops).items()
             if not is_cached(key, run)}  # fmt: skip
+
+
+# A sweep whose runs of an architecture the loop kernel trains in under
+# FASTBP_LOOP_BUDGET_S seconds (default 2; 0: always compile) leaves that architecture's
+# kernel uncompiled (fastbp.train.cheap_on_loops).
+LOOP_BUDGET_S = 2.0
+
+
+def loop_budget_s() -> float:
+    """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
+    text = os.environ.get("FASTBP_LOOP_BUDGET_S", "").strip()
+    if not text:
+        return LOOP_BUDGET_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise LoopBudgetError(
+            f"FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got {text!r}"
+        )
+    return value
+
+
+class LoopBudgetError(ValueError):
+    """FASTBP_LOOP_BUDGET_S holds something other than a number of seconds."""
+
+
+def check_settings() -> None:
+    """ValueError, with a one-line message, where an environment variable the engine reads
+    (FASTBP_LANES, FASTBP_LOOP_BUDGET_S) holds a bad value: said before a sweep starts."""
+    codegen.pinned_lanes()
+    loop_budget_s()
 
 
 def cheap_on_loops(runs, budget_s: float) -> frozenset:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastbp import RunConfig, codegen, kernel_cache, numba_settings, reference, train
+from fastbp import RunConfig, codegen, kernel_cache, reference, train
 from fastbp.params import flatten
 from fastbp.train import generated, train_batch
 
@@ -46,7 +46,7 @@ def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time(no_lane
     """Blocks: the registers form. One run at a time: the vector form where the samples
     and every layer fit in one vector, else the single-run form."""
 
-    bits = numba_settings.vector_bits()  # one vector register's worth of runs by default
+    bits = kernel_cache.vector_bits()  # one vector register's worth of runs by default
     assert bits in (128, 256, 512)
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (bits // 64, "vector width")
     assert codegen.lanes_for((8, 3, 8), 8, "float32") == bits // 32
@@ -68,7 +68,7 @@ def test_vector_width_follows_the_target_cpu(monkeypatch):
                            (avx2 + ",+avx512f,+prefer-256-bit", 256), ("+sse4.2,+sse2", 128),
                            ("+neon,+fp-armv8", 128)]:  # fmt: skip
         monkeypatch.setenv("NUMBA_CPU_FEATURES", features)
-        assert numba_settings.vector_bits() == bits, features
+        assert kernel_cache.vector_bits() == bits, features
 
 
 def test_blocks_stop_at_a_smaller_network_where_a_register_holds_fewer_runs(
@@ -83,7 +83,7 @@ def test_blocks_stop_at_a_smaller_network_where_a_register_holds_fewer_runs(
 
 
 def test_steps_that_call_exp_per_value_train_one_run_at_a_time(no_lane_settings):
-    bits = numba_settings.vector_bits()
+    bits = kernel_cache.vector_bits()
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "sigmoid") == (1, "exp per lane")
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "relu", "bce") == (1, "exp per lane")
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "tanh") == (bits // 64, "vector width")
@@ -93,7 +93,7 @@ def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
     import json
 
     (no_lane_settings / "calibration.json").write_text(
-        json.dumps({numba_settings.host_key(): {"lanes": {"float64": 2, "float32": 4}}})
+        json.dumps({kernel_cache.host_key(): {"lanes": {"float64": 2, "float32": 4}}})
     )
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (2, "calibrated")
     assert codegen.lanes_and_source((8, 3, 8), 8, "float32") == (4, "calibrated")
@@ -113,14 +113,14 @@ def test_calibration_keeps_the_default_unless_another_size_is_clearly_faster(
 
     from fastbp import calibrate
 
-    default = numba_settings.vector_bits() // 64
+    default = kernel_cache.vector_bits() // 64
     fast = 1 if default != 1 else 2
     cost = {fast: 0.002}  # seconds per call: one size clearly fastest, the others alike
     monkeypatch.setattr(calibrate, "_trainer", lambda lanes, dtype, steps: (
         lambda: time.sleep(cost.get(lanes, 0.02))))  # fmt: skip
     timings, best = calibrate.calibrate(steps=10, rounds=3, dtypes=("float64",), say=str)
     assert best == {"float64": fast} and set(timings["float64"]) == {1, 2, 4, 8}
-    saved = json.loads(kernel_cache.calibration_file().read_text())[numba_settings.host_key()]
+    saved = json.loads(kernel_cache.calibration_file().read_text())[kernel_cache.host_key()]
     assert saved["lanes"] == {"float64": fast}
     assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (fast, "calibrated")
     cost.clear()  # every size alike: the default stays
@@ -168,7 +168,7 @@ def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
 
 
 def test_results_do_not_depend_on_batch_size_companions_or_order():
-    configs = many_runs(ARCHITECTURES[0])
+    configs = many_runs(ARCHITECTURES[5])  # small: a kernel per lane count compiles here
     reference_results = train_batch(configs, lanes=16)
     for lanes in (1, 4, 8):  # 1: the vector form, with snapshots for steps and divergence
         for result, expected in zip(
@@ -237,7 +237,7 @@ def test_mini_batch_runs_train_on_a_generated_kernel_with_the_loop_kernels_bits(
 
 def test_cross_entropy_in_blocks_has_the_bits_of_runs_alone():
     # One run at a time is the default for it (exp per lane): blocks are asked for here.
-    configs = many_runs(dict(loss_fn="cross_entropy"))[:6]
+    configs = many_runs(dict(layers=(4, 2, 4), loss_fn="cross_entropy"))[:6]
     for config, result in zip(configs, train_batch(configs, lanes=4), strict=True):
         assert_bits(result, train(config, engine="loops"))
 
@@ -267,7 +267,7 @@ def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
 
 
 def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp_path):
-    tag = tmp_path / numba_settings.TAG
+    tag = tmp_path / kernel_cache.TAG
     stale = [tag / "v1" / "fastbp_kernel_a.py", tag / "fastbp_kernel_b.py",
              tag / "__pycache__" / "fastbp_kernel_b.nbi"]  # fmt: skip
     for path in stale:
@@ -289,7 +289,7 @@ def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp
 def test_numba_settings_are_applied_once_and_never_override_the_user():
     code = (
         "import os, fastbp.train;"  # the engine applies the settings before Numba reads them
-        "print(fastbp.numba_settings.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
+        "print(fastbp.kernel_cache.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -302,13 +302,13 @@ def test_numba_settings_are_applied_once_and_never_override_the_user():
 def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
     tmp_path, monkeypatch, capsys
 ):
-    from fastbp import numba_settings
+    from fastbp import kernel_cache
 
     blocker = tmp_path / "file"
     blocker.write_text("")  # a file where a directory should be: nothing can be written
     monkeypatch.setenv("FASTBP_KERNEL_DIR", str(blocker))
     monkeypatch.setattr(kernel_cache.tempfile, "gettempdir", lambda: str(blocker))
-    monkeypatch.setattr(numba_settings, "_noted", False)
+    monkeypatch.setattr(kernel_cache, "_noted", False)
     codegen._block_kernel.cache_clear()
     kernel_cache.forget()
     try:

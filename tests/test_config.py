@@ -109,7 +109,7 @@ def test_reading_configs_and_specs_imports_no_numba():
 def test_results_figures_and_the_reference_import_no_engine():
     # The layers: results and figures above config, never importing the engine or the sweep.
     code = (
-        "import sys, fastbp.results, fastbp.plots, fastbp.report, fastbp.reference;"
+        "import sys, fastbp.results, fastbp.plot, fastbp.report, fastbp.reference;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numba' or m in"
         " ('fastbp.train', 'fastbp.codegen', 'fastbp.kernels', 'fastbp.sweep')))"
     )

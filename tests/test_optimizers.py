@@ -59,8 +59,9 @@ def test_every_kernel_form_gives_the_loop_kernels_bits(optimizer, weight_decay, 
 
 
 def test_runs_of_a_block_may_have_other_optimizer_values():
+    # (kernels the test above compiles: the same optimizers, Adam with weight decay)
     runs = [RunConfig(optimizer="momentum", momentum=m, **SMALL) for m in (0.5, 0.9, 0.99)]
-    runs += [RunConfig(optimizer="adam", beta2=b, **SMALL) for b in (0.9, 0.999)]
+    runs += [RunConfig(optimizer="adam", beta2=b, weight_decay=0.01, **SMALL) for b in (0.9, 0.999)]
     for together, alone in zip(train_batch(runs), map(train, runs), strict=True):
         assert same_bits(together, alone)
     assert len({r.final_loss for r in train_batch(runs)}) == len(runs)
@@ -80,8 +81,9 @@ def identity_network():
 
 
 def run_by_hand(config, p):
+    """The parameters after training from p (the loop kernel: every form has its bits)."""
     params = [(np.array([[p[0]]]), np.array([p[1]])), (np.array([[p[2]]]), np.array([p[3]]))]
-    (W1, b1), (W2, b2) = train(config, params=params).params
+    (W1, b1), (W2, b2) = train(config, params=params, engine="loops").params
     return np.array([W1[0, 0], b1[0], W2[0, 0], b2[0]])
 
 
@@ -125,8 +127,8 @@ def test_weight_decay_is_added_to_the_gradient():
     config = RunConfig(layers=(2, 2, 2), activation="identity", lr=0.1, steps=1, log_every=1)
     W1, b2 = np.array([[1.0, -2.0], [0.5, 3.0]]), np.array([0.5, 0.25])
     params = [(W1, np.zeros(2)), (np.zeros((2, 2)), b2)]
-    decayed = train(replace(config, weight_decay=0.1), params=params)
-    plain = train(config, params=params)
+    decayed = train(replace(config, weight_decay=0.1), params=params, engine="loops")
+    plain = train(config, params=params, engine="loops")
     np.testing.assert_allclose(decayed.params[0][0], W1 * 0.99, rtol=1e-15)
     np.testing.assert_array_equal(plain.params[0][0], W1)
     np.testing.assert_allclose(decayed.params[1][1], plain.params[1][1] - 0.1 * 0.1 * b2)
@@ -135,9 +137,9 @@ def test_weight_decay_is_added_to_the_gradient():
 def test_optimizer_state_starts_at_zero_when_params_are_given():
     # two runs of 100 steps are not one of 200: the second starts with fresh state
     config = RunConfig(optimizer="adam", steps=100, lr=0.01)
-    first = train(config)
-    again = train(config, params=first.params)
-    whole = train(replace(config, steps=200))
+    first = train(config, engine="loops")
+    again = train(config, params=first.params, engine="loops")
+    whole = train(replace(config, steps=200), engine="loops")
     assert not np.allclose(again.params[0][0], whole.params[0][0], rtol=1e-6)
     fresh = reference.train(config, params=first.params)
     np.testing.assert_allclose(again.params[0][0], fresh.params[0][0], rtol=1e-8)

@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.text import Text
 from sweep_tables import SHAPES, sweep_results
 
-from fastbp import load_results, plots
+from fastbp import load_results, plot
 from fastbp.layout import roles, scale
 from fastbp.report import best_line, summary_tables, write_report
 from fastbp.results import Results
@@ -34,7 +34,7 @@ def shapes(tmp_path_factory):
 def draw_or_skip(draw, results, **kw):
     try:
         return draw(results, **kw)
-    except plots.Skip:
+    except plot.Skip:
         return None
 
 
@@ -51,10 +51,10 @@ def legends(fig):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("name", plots.FIGURES)
+@pytest.mark.parametrize("name", plot.FIGURES)
 def test_every_figure_of_every_shape_is_honest_and_readable(shapes, shape, name):
     results = shapes[shape]
-    fig = draw_or_skip(plots.FIGURES[name], results)
+    fig = draw_or_skip(plot.FIGURES[name], results)
     if fig is None:
         return
     text = all_text(fig)
@@ -78,7 +78,7 @@ def test_every_figure_of_every_shape_is_honest_and_readable(shapes, shape, name)
 def test_every_final_loss_is_drawn_at_its_own_x(shapes, shape):
     results = shapes[shape]
     runs = results.runs
-    fig = plots.final_loss(results)
+    fig = plot.final_loss(results)
     points, crosses = [], []
     for ax in visible_axes(fig):
         for c in ax.collections:
@@ -94,7 +94,7 @@ def test_every_final_loss_is_drawn_at_its_own_x(shapes, shape):
 
 def test_categorical_x_keeps_each_run_in_its_own_slot(shapes):
     results = shapes["architectures x activations"]
-    fig = plots.final_loss(results)
+    fig = plot.final_loss(results)
     (ax,) = visible_axes(fig)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["8-3-8", "8-6-8", "8-4-3-8"]
     slots = {"8-3-8": 0, "8-6-8": 1, "8-4-3-8": 2}
@@ -107,7 +107,7 @@ def test_categorical_x_keeps_each_run_in_its_own_slot(shapes):
 
 def test_loss_curves_show_every_colour_value_from_step_0_in_each_panel(shapes):
     results = shapes["architectures x activations"]
-    fig = plots.loss_curves(results)
+    fig = plot.loss_curves(results)
     axes = visible_axes(fig)
     assert sorted(ax.get_title() for ax in axes) == [
         "activation=relu", "activation=sigmoid", "activation=tanh"
@@ -122,7 +122,7 @@ def test_loss_curves_show_every_colour_value_from_step_0_in_each_panel(shapes):
 
 def test_a_missing_value_is_a_value_like_any_other(shapes):
     results = shapes["union with missing values"]
-    fig = plots.loss_curves(results)
+    fig = plot.loss_curves(results)
     titles = sorted(ax.get_title() for ax in visible_axes(fig))
     assert titles == ["batch_size=2", "batch_size=4", "batch_size=full batch"]
     for ax in visible_axes(fig):
@@ -132,11 +132,11 @@ def test_a_missing_value_is_a_value_like_any_other(shapes):
 
 def test_many_values_get_a_colour_bar_not_a_legend(shapes):
     results = shapes["dense lr grid"]
-    fig = plots.loss_curves(results)
+    fig = plot.loss_curves(results)
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and bars[0].get_ylabel() == "learning rate (lr)"
     assert not legends(fig)
-    heat = plots.heatmap(results)
+    heat = plot.heatmap(results)
     image = visible_axes(heat)[0].get_images()[0]
     assert image.get_array().shape[1] <= 10  # 40 learning rates in at most 10 bins
     assert "binned" in visible_axes(heat)[0].get_xlabel()
@@ -144,7 +144,7 @@ def test_many_values_get_a_colour_bar_not_a_legend(shapes):
 
 def test_heatmap_leaves_empty_cells_blank_and_counts_runs(shapes):
     results = shapes["random search"]
-    fig = plots.heatmap(results)  # lr (binned) x init: 12 runs, most cells empty
+    fig = plot.heatmap(results)  # lr (binned) x init: 12 runs, most cells empty
     ax = visible_axes(fig)[0]
     cells = ax.get_images()[0].get_array()
     texts = [t.get_text() for t in ax.texts]
@@ -154,35 +154,35 @@ def test_heatmap_leaves_empty_cells_blank_and_counts_runs(shapes):
 
 
 def test_heatmap_says_diverged_with_how_many_of_how_many(shapes):
-    fig = plots.heatmap(shapes["every run diverged"])
+    fig = plot.heatmap(shapes["every run diverged"])
     texts = [t.get_text() for t in visible_axes(fig)[0].texts]
     assert texts == ["2 of 2\ndiverged"] * 4
-    fig = plots.heatmap(shapes["one seed"])
+    fig = plot.heatmap(shapes["one seed"])
     texts = [t.get_text() for t in visible_axes(fig)[0].texts]
     assert texts.count("1 of 1\ndiverged") == 2 and len(texts) == 8  # lr = 30
-    fig = plots.heatmap(shapes["dense lr grid"], x="seed", y="bias")  # every lr in each cell
+    fig = plot.heatmap(shapes["dense lr grid"], x="seed", y="bias")  # every lr in each cell
     texts = [t.get_text() for t in visible_axes(fig)[0].texts]
     assert len(texts) == 12 and all(t.endswith("\n3 of 40 diverged") for t in texts)
 
 
 def test_colour_and_panels_can_be_chosen_by_hand(shapes):
     results = shapes["dense lr grid"]
-    fig = plots.final_loss(results, x="seed", colour="lr")  # a colour bar, and crosses
+    fig = plot.final_loss(results, x="seed", colour="lr")  # a colour bar, and crosses
     assert not legends(fig)  # what the crosses mean is in the caption
     caption = fig.get_supxlabel()  # what the crosses and the dashed floor line mean
     assert caption.startswith("x diverged: 36 of 480 runs (at the top); - - loss floor: no ")
     assert "; 480 runs" in caption
-    fig = plots.loss_curves(results, colour="bias", panels=())
+    fig = plot.loss_curves(results, colour="bias", panels=())
     (ax,) = visible_axes(fig)
     assert fig.axes[0].get_legend().get_title().get_text() == "biases (bias)"
-    fig = plots.final_loss(results, x="lr", colour=None, panels=["bias"])
+    fig = plot.final_loss(results, x="lr", colour=None, panels=["bias"])
     assert len(visible_axes(fig)) == 2
     wrong = [
-        (plots.loss_curves, {"colour": "learning_rate"}),
-        (plots.loss_curves, {"panels": ["Bias"]}),
-        (plots.final_loss, {"x": "eta"}),
-        (plots.heatmap, {"y": "lrs"}),
-        (plots.learned_params, {"x": "?"}),
+        (plot.loss_curves, {"colour": "learning_rate"}),
+        (plot.loss_curves, {"panels": ["Bias"]}),
+        (plot.final_loss, {"x": "eta"}),
+        (plot.heatmap, {"y": "lrs"}),
+        (plot.learned_params, {"x": "?"}),
     ]
     for draw, kw in wrong:
         (name,) = kw
@@ -208,7 +208,7 @@ def test_log_spaced_values_are_binned_in_log_bins(shapes):
 
 def test_the_best_run_names_swept_fields_only(shapes):
     results = shapes["architectures x activations"]
-    fig = plots.learned_params(results)
+    fig = plot.learned_params(results)
     best = [ax.get_title() for ax in visible_axes(fig) if "best run" in ax.get_title()]
     assert len(best) == 1 and "layers=" in best[0] and "lr=" not in best[0]
     line = best_line(results.runs, results.swept)
@@ -227,7 +227,7 @@ def test_summary_tables_stay_short_and_readable(shapes):
 
 def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     results = shapes["one seed"]
-    written = plots.write_figures(results, tmp_path / "plots", note=lambda _: None)
+    written = plot.write_figures(results, tmp_path / "plots", note=lambda _: None)
     page = write_report(tmp_path, results, written, tmp_path / "plots")
     html = page.read_text()
     assert html.count("data:image/png;base64,") == len(written) == 6  # no validation figures
@@ -265,7 +265,7 @@ def sweep_dir(tmp_path_factory):
 def test_a_real_sweep_keeps_its_spec_order_and_draws_diverged_runs(sweep_dir):
     results = load_results(sweep_dir)
     assert results.swept == ("lr", "steps", "bias", "seed")
-    fig = plots.final_loss(results)
+    fig = plot.final_loss(results)
     assert "diverged: 4 of 24 runs (at the top)" in all_text(fig)
     assert [ax.get_title() for ax in visible_axes(fig)] == [
         "bias=without biases", "bias=with biases"
@@ -279,7 +279,7 @@ def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    drawn = [name for name in plots.FIGURES if not name.startswith("val_")]  # no validation
+    drawn = [name for name in plot.FIGURES if not name.startswith("val_")]  # no validation
     assert files == sorted([f"{name}.svg" for name in drawn] + ["report.html"])
     assert "val_loss_curves" not in out.stdout  # no validation data: nothing to say
     html = (tmp_path / "report.html").read_text()
@@ -311,7 +311,7 @@ def test_plot_command_notes_skipped_figures(tmp_path):
 def test_sweep_draws_the_figures_unless_told_not_to(sweep_dir):
     assert not (sweep_dir / "plots").exists()  # the fixture ran with --no-plots
     assert sweep_main([str(sweep_dir / "spec.toml"), "--out", str(sweep_dir), "--quiet"]) == 0
-    drawn = [name for name in plots.FIGURES if not name.startswith("val_")]  # no validation
+    drawn = [name for name in plot.FIGURES if not name.startswith("val_")]  # no validation
     assert len(list((sweep_dir / "plots").glob("*.png"))) == len(drawn)
     assert (sweep_dir / "plots" / "report.html").is_file()
 
@@ -344,14 +344,14 @@ def test_figures_of_a_subset_of_runs(sweep_dir):
     results = load_results(sweep_dir)
     runs = results.runs[results.runs["lr"] == 0.05]
     one = Results(runs, results.curves, results.params, results.threshold, results.swept)
-    fig = plots.loss_curves(one)  # lr takes one value here: steps is the colour, bias panels
+    fig = plot.loss_curves(one)  # lr takes one value here: steps is the colour, bias panels
     assert len(visible_axes(fig)) == 2
     drawn = [seg for ax in visible_axes(fig) for c in ax.collections
              if isinstance(c, LineCollection) for seg in c.get_segments()]  # fmt: skip
     expected = runs.groupby(["bias", "steps"])["final_loss"].median()  # other runs left out
     assert sorted(seg[-1, 1] for seg in drawn) == pytest.approx(sorted(expected))
     assert fig.axes[1].get_legend().get_title().get_text() == "steps"
-    fig = plots.final_loss(one)  # steps along x, bias as colour
+    fig = plot.final_loss(one)  # steps along x, bias as colour
     assert "steps" in visible_axes(fig)[0].get_xlabel()
 
 
@@ -362,11 +362,11 @@ def test_values_that_round_alike_keep_distinct_labels():
 
 def test_runs_that_diverge_at_once_still_show_where_they_started(shapes):
     results = shapes["every run diverged"]
-    fig = plots.loss_curves(results)
+    fig = plot.loss_curves(results)
     for ax in visible_axes(fig):
         (dots,) = [c for c in ax.collections if isinstance(c, PathCollection)]
         assert len(dots.get_offsets()) == 2 and (dots.get_offsets()[:, 0] == 0).all()
-    fig = plots.final_loss(results)
+    fig = plot.final_loss(results)
     assert "no run has a finite final loss" in all_text(fig)
 
 
@@ -383,10 +383,10 @@ def test_runs_of_different_loss_functions_get_panels_of_their_own():
 
 def test_runs_of_different_losses_compare_by_accuracy_and_show_validation(shapes):
     results = shapes["losses, optimizers, held-out samples"]
-    fig = plots.heatmap(results)
+    fig = plot.heatmap(results)
     assert "Median final accuracy" in all_text(fig)  # not losses on one colour scale
     for name in ("accuracy_curves", "val_loss_curves", "val_accuracy_curves"):
-        fig = plots.FIGURES[name](results)
+        fig = plot.FIGURES[name](results)
         labels = {ax.get_ylabel() for ax in visible_axes(fig)} - {""}
         assert labels, name
         if name == "val_loss_curves":  # each loss function on its own axis

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import fastbp
-from fastbp import RunConfig, kernels, load_results, train
+from fastbp import RunConfig, load_results, train
 from fastbp.results import config_from_row
-from fastbp.spec import parse_spec
+from fastbp.spec import load_spec, parse_spec
 from fastbp.sweep import main, plan_chunks
 
 SMALL = """
@@ -343,7 +343,7 @@ def test_bad_out_directory_is_one_line(tmp_path):
 
 
 def test_more_workers_than_cores_are_said_and_capped(tmp_path):
-    from fastbp.backends import cores
+    from fastbp.system import cores
 
     spec = write_spec(tmp_path / "s.toml", seeds=1)
     out = sweep(spec, "--out", tmp_path / "out", "--n-jobs", 1000, "--no-plots")
@@ -402,14 +402,15 @@ def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch
 
 
 def test_compiling_kernels_is_shown_and_timed_apart_from_training(tmp_path):
-    # Mini-batch runs need the loop kernel, compiled here into empty caches: the progress
-    # line names what compiles, and its time is its own.
-    spec = tmp_path / "mini.toml"
-    spec.write_text(SMALL.format(seeds=1).replace("steps = 1500", "steps = 300\nbatch_size = 4"))
-    empty = {"FASTBP_KERNEL_DIR": str(tmp_path / "k"), "NUMBA_CACHE_DIR": str(tmp_path / "n")}
+    # Kernels compiled into empty caches (small ones, and compiled however cheap the runs):
+    # the progress line names what compiles, and its time is its own.
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SMALL.format(seeds=1).replace("[8, 3, 8]", "[3, 2, 3]"))
+    empty = {"FASTBP_KERNEL_DIR": str(tmp_path / "k"), "NUMBA_CACHE_DIR": str(tmp_path / "n"),
+             "FASTBP_LOOP_BUDGET_S": "0"}  # fmt: skip
     out = sweep(spec, "--out", tmp_path / "out", "--no-plots", env=empty)
     assert out.returncode == 0, out.stderr
-    assert "compiling the loop kernel (1 of 1)" in out.stderr
+    assert "compiling the kernel for 3-2-3 relu" in out.stderr
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["compile_s"] > 0 and meta["parallel_wall_s"] >= 0
     assert meta["swept"] == ["lr", "bias"]
@@ -454,12 +455,14 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
 
 
 def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
+    from fastbp.train import uncached
+
     spec = tmp_path / "small.toml"
-    spec.write_text(
+    spec.write_text(  # architectures no other test compiles a kernel for
         '[sweep]\nname = "small"\n[base]\nsteps = 60\nlog_every = 20\n'
-        "[grid]\nlayers = [[3, 2, 3], [3, 1, 3]]\nseed = [0, 1]\n"
+        "[grid]\nlayers = [[5, 2, 5], [5, 1, 5]]\nseed = [0, 1]\n"
     )
-    env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path / "k")}
+    env = dict(os.environ)
     env.pop("FASTBP_LOOP_BUDGET_S", None)
     cmd = [sys.executable, "-m", "fastbp.sweep", str(spec), "--out", str(tmp_path / "out"),
            "--no-plots"]  # fmt: skip
@@ -467,12 +470,11 @@ def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
     assert out.returncode == 0, out.stderr
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     cheaper = {"form": "loop kernel", "lanes": 1, "why": "cheaper than compiling"}
-    assert meta["kernels"] == {"3-2-3 relu": cheaper, "3-1-3 relu": cheaper}
-    generated = [path.stem for path in (tmp_path / "k").rglob("fastbp_kernel_*.py")]
-    assert generated == [kernels.name()]  # the loop kernel only
+    assert meta["kernels"] == {"5-2-5 relu": cheaper, "5-1-5 relu": cheaper}
+    assert len(uncached(load_spec(spec).runs)) == 2  # their own kernels: not compiled
     results = load_results(tmp_path / "out")
-    for _, row in results.runs.iterrows():  # the same bits as their own kernels give
-        direct = train(config_from_row(row))
+    for _, row in results.runs.iterrows():  # the bits of the loop kernel, trained here
+        direct = train(config_from_row(row), engine="loops")
         curve = results.curves[results.curves["run_id"] == row["run_id"]]
         np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
     bad = subprocess.run(cmd, capture_output=True, text=True,
@@ -582,8 +584,8 @@ def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     hold = (
-        "import sys, time; from pathlib import Path; from fastbp.sweep import _lock\n"
-        "lock = _lock(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)"
+        "import sys, time; from pathlib import Path; from fastbp.system import lock_directory\n"
+        "lock = lock_directory(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)"
     )
     holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE,
                               text=True)  # fmt: skip
