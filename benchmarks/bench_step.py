@@ -73,7 +73,7 @@ def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None, opt
 
 def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_size=None, **_):
     """Which kernel form (and how many runs per block) a measurement trains with."""
-    from fastbp import codegen
+    from fastbp.engine import codegen
 
     n = layers[0]  # the encoder: as many samples as inputs
     minibatch = batch_size is not None and batch_size < n
@@ -225,7 +225,7 @@ def machine():
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    from fastbp import kernel_cache
+    from fastbp.engine import kernel_cache
 
     target = {"numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
               "vector_bits": kernel_cache.vector_bits()}  # fmt: skip

@@ -67,7 +67,17 @@ class Backend:
 
 @contextlib.contextmanager
 def open_backend(name: str, n_jobs: int, scheduler: str | None = None):
-    """Yield a :class:`Backend`; a LocalCluster started here is closed on the way out."""
+    """Yield a :class:`Backend`. What it started is stopped on the way out: loky's worker
+    processes (joblib keeps them for reuse; the command exits at once after a sweep,
+    :func:`fastbp.cli.exit_now`), a LocalCluster."""
+    if name == "loky":
+        from joblib.externals.loky import get_reusable_executor
+
+        try:
+            yield Backend(name, n_jobs)
+        finally:
+            get_reusable_executor().shutdown(wait=True)
+        return
     if name != "dask":
         yield Backend(name, 1 if name == "sequential" else n_jobs)
         return

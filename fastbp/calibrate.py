@@ -5,8 +5,8 @@ How many runs a block kernel should train at once depends on more than the vecto
 on one AVX-512 CPU 8 float64 runs per block were fastest, on another 4, and on an AVX2
 CPU one run at a time beat every block. This times 64 runs of the 8-3-8 encoder with
 each block size, per dtype, and writes the fastest to ``calibration.json`` in the kernel
-directory, under this host's Numba target (:func:`fastbp.kernel_cache.host_key`), where
-:func:`fastbp.codegen.lanes_for` finds it. ``FASTBP_LANES`` still wins over it.
+directory, under this host's Numba target (:func:`fastbp.engine.kernel_cache.host_key`), where
+:func:`fastbp.engine.codegen.lanes_for` finds it. ``FASTBP_LANES`` still wins over it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def calibrate(steps=5_000, rounds=7, dtypes=("float64", "float32"), say=print) -
     slow and fast spells touch every size alike); save the choice and return
     {dtype: {lanes: median ns per run-step}}. A size other than the vector-width default
     is chosen only when it is faster by more than MARGIN."""
-    from fastbp import codegen, kernel_cache
+    from fastbp.engine import codegen, kernel_cache
 
     widest = {"float64": 8, "float32": 16}
     timings, best = {}, {}
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=positive_int, default=5_000, help="steps per run (5000)")
     parser.add_argument("--rounds", type=positive_int, default=7, help="timings per size (7)")
     args = parser.parse_args(argv)
-    from fastbp import kernel_cache
+    from fastbp.engine import kernel_cache
 
     timings, best = calibrate(args.steps, args.rounds)
     for dtype, table in timings.items():

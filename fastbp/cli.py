@@ -45,12 +45,9 @@ def run(main, argv=None) -> int:
 
 def exit_now(code: int) -> None:
     """Exit without the interpreter's teardown, which takes 0.2-0.5 s once Numba,
-    pandas and pyarrow are loaded: every result is written, synced and closed by now.
-    The exit handlers still run; only where joblib's loky processes were used is the
-    normal exit kept, as their clean-up relies on finalizers."""
-    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
-    if loky is not None and getattr(loky, "_executor", True) is not None:
-        sys.exit(code)
+    pandas and pyarrow are loaded: every result is written, synced and closed by now,
+    and worker processes are stopped (:func:`fastbp.backends.open_backend`). The exit
+    handlers still run."""
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

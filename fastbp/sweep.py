@@ -400,7 +400,7 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
                 for _ in pool.imap_unordered(warm, [[run] for _, run in cold]):
                     bar.update()
             bar.n = 0  # now loaded from the cache, here
-        doing = "loading" if pool is not None else "compiling"
+        doing = "compiling" if cold and pool is None else "loading"
         warm_up(todo, loops, lambda k, n, what: bar.set_description_str(
             f"{doing} {what} ({k} of {n})"), bar.update)  # fmt: skip
         if backend.client is not None:

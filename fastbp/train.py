@@ -12,9 +12,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastbp import codegen, kernels, metrics, step
+from fastbp import metrics
 from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult, layers_text
 from fastbp.data import make_dataset, make_validation
+from fastbp.engine import codegen, kernels, step
 from fastbp.params import (
     Params,
     check_params,
@@ -139,7 +140,7 @@ def train(
         "auto" trains with a kernel generated for the architecture (compiled once per
         architecture, then cached on disk): every full-batch run, and mini-batch runs
         where :func:`generated` says so; others, and every run with "loops", take the
-        loop kernel (:mod:`fastbp.kernels`), one compilation for every architecture.
+        loop kernel (:mod:`fastbp.engine.kernels`), one compilation for every architecture.
         Both give the same bits.
 
     Each update is ``p <- p - lr * dL/dp`` for every W, and every b when ``bias`` is
@@ -204,7 +205,7 @@ def train(
 
 
 def hyper(config: RunConfig) -> np.ndarray:
-    """The optimizer's values as the kernels read them (fastbp.step.HYPER; 0 for None)."""
+    """The optimizer's values as the kernels read them (fastbp.engine.step.HYPER; 0 for None)."""
     return np.array([getattr(config, name) or 0.0 for name in step.HYPER])
 
 
@@ -216,7 +217,7 @@ def full_batch(config: RunConfig) -> bool:
 def generated(config: RunConfig) -> bool:
     """Whether a kernel generated for the architecture trains this run (else the loop
     kernel): every full-batch run, and mini-batch runs of networks that fit the vector
-    form (:func:`fastbp.codegen.minibatch_form`)."""
+    form (:func:`fastbp.engine.codegen.minibatch_form`)."""
     return full_batch(config) or codegen.minibatch_form(
         config.layers, config.n_samples, config.batch_size, config.dtype
     )
@@ -262,7 +263,7 @@ def block_lanes(config: RunConfig) -> int:
 
 
 def kernel_args(config: RunConfig, lanes: int) -> tuple:
-    """The arguments of :func:`fastbp.codegen.block_kernel` for runs like this one."""
+    """The arguments of :func:`fastbp.engine.codegen.block_kernel` for runs like this one."""
     return (
         tuple(config.layers),
         config.activation,

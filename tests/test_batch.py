@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastbp import RunConfig, codegen, kernel_cache, reference, train
+from fastbp import RunConfig, reference, train
+from fastbp.engine import codegen, kernel_cache
 from fastbp.params import flatten
 from fastbp.train import generated, train_batch
 
@@ -289,7 +290,7 @@ def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp
 def test_numba_settings_are_applied_once_and_never_override_the_user():
     code = (
         "import os, fastbp.train;"  # the engine applies the settings before Numba reads them
-        "print(fastbp.kernel_cache.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
+        "print(fastbp.engine.kernel_cache.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -302,7 +303,7 @@ def test_numba_settings_are_applied_once_and_never_override_the_user():
 def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
     tmp_path, monkeypatch, capsys
 ):
-    from fastbp import kernel_cache
+    from fastbp.engine import kernel_cache
 
     blocker = tmp_path / "file"
     blocker.write_text("")  # a file where a directory should be: nothing can be written

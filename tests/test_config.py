@@ -111,13 +111,15 @@ def test_results_figures_and_the_reference_import_no_engine():
     code = (
         "import sys, fastbp.results, fastbp.plot, fastbp.report, fastbp.reference;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numba' or m in"
-        " ('fastbp.train', 'fastbp.codegen', 'fastbp.kernels', 'fastbp.sweep')))"
+        " ('fastbp.train', 'fastbp.engine.codegen', 'fastbp.engine.kernels', 'fastbp.sweep')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("first", ["fastbp.kernels", "fastbp.intrinsics", "fastbp.train", "fastbp"])
+@pytest.mark.parametrize(
+    "first", ["fastbp.engine.kernels", "fastbp.engine.intrinsics", "fastbp.train", "fastbp"]
+)
 def test_numba_settings_apply_whichever_module_is_imported_first(first):
     code = (
         f"import {first}, fastbp; from fastbp.train import train_batch;"

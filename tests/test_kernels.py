@@ -6,7 +6,7 @@ import pytest
 from fastbp import RunConfig, reference
 from fastbp.config import ACTIVATIONS, LOSSES
 from fastbp.data import make_dataset
-from fastbp.kernels import loop_kernel
+from fastbp.engine.kernels import loop_kernel
 from fastbp.params import flatten, init_params, offsets, unflatten
 
 

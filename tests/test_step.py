@@ -1,8 +1,8 @@
-"""The step is defined once (fastbp.step): every kernel form is generated from its rules."""
+"""The step is defined once (fastbp.engine.step): every kernel form is generated from its rules."""
 
 import pytest
 
-from fastbp import codegen, kernels, step
+from fastbp.engine import codegen, kernels, step
 
 FORMS = {  # (layers, lanes, dtype) of each generated form
     "registers": ((8, 3, 8), 8, "float64"),

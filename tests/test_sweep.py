@@ -138,7 +138,7 @@ def test_progress_summary_and_meta(small_sweep):
     assert meta["runs"] == 8 and meta["runs_computed"] == 8 and meta["runs_reused"] == 0
     assert meta["n_jobs"] == 2 and meta["fastbp_version"] == fastbp.__version__
     assert 0 < meta["training_share_of_worker_time"] <= 1
-    from fastbp import codegen
+    from fastbp.engine import codegen
 
     lanes, why = codegen.lanes_and_source((8, 3, 8), 8, "float64")  # as the sweep chose
     form = "registers" if lanes > 1 else "vector"

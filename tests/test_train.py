@@ -237,7 +237,8 @@ def test_a_new_process_loads_the_kernels_from_the_disk_cache():
     config = RunConfig(steps=2)
     train(config), train(config, engine="loops")  # compiled (or loaded), so cached on disk
     code = (
-        "import fastbp; from fastbp import codegen; from fastbp.kernels import loop_kernel;"
+        "import fastbp; from fastbp.engine import codegen;"
+        "from fastbp.engine.kernels import loop_kernel;"
         "c = fastbp.RunConfig(steps=2); fastbp.train(c); fastbp.train(c, engine='loops');"
         "train_kernel = loop_kernel().train_kernel;"
         "k = codegen.block_kernel((8, 3, 8), 'relu', True, 8, 1, 'float64');"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp.intrinsics import (
+from fastbp.engine.intrinsics import (
     fma,
     not_below,
     relu,
@@ -75,8 +75,8 @@ def compiled_fma(a, b, c, out):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_plain_python_fma_rounds_as_the_compiled_one(dtype):
-    """What NUMBA_DISABLE_JIT=1 runs (fastbp.intrinsics._python_fma), against the CPU's."""
-    from fastbp.intrinsics import _python_fma
+    """What NUMBA_DISABLE_JIT=1 runs (fastbp.engine.intrinsics._python_fma), against the CPU's."""
+    from fastbp.engine.intrinsics import _python_fma
 
     rng = np.random.default_rng(1)
     n = 4000
@@ -93,7 +93,7 @@ def test_the_plain_python_fma_rounds_as_the_compiled_one(dtype):
 
 
 def test_the_plain_python_fma_rounds_once_where_rounding_twice_would_not():
-    from fastbp.intrinsics import _round_once
+    from fastbp.engine.intrinsics import _round_once
 
     # Just above the midpoint between 1 and the next float32: via float64 it becomes the
     # midpoint, then rounds to even (1.0); rounded once, it goes up.
@@ -112,7 +112,7 @@ def choices(v, h, out):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_branch_free_choices_match_their_definitions_and_python_versions(dtype):
-    from fastbp import intrinsics
+    from fastbp.engine import intrinsics
 
     special = [np.nan, -np.inf, -1.5, -0.0, 0.0, 2.0, np.inf]
     v = np.repeat(np.array(special, dtype=dtype), len(special))  # every pair of them

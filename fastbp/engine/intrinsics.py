@@ -41,8 +41,6 @@ from fractions import Fraction
 
 import numpy as np
 
-from fastbp import kernel_cache  # noqa: F401 - first: before Numba reads its settings
-
 # isort: split
 from llvmlite import ir
 from numba import types

@@ -2,7 +2,7 @@
 
 A rule writes one piece of the step as code: the hidden layers' activation and its
 slope, the loss (its terms and its gradient at the outputs), the update of a parameter,
-and the sums of products that the layers are made of. The kernels (:mod:`fastbp.codegen`)
+and the sums of products that the layers are made of. The kernels (:mod:`fastbp.engine.codegen`)
 place these pieces in loops, in straight-line code per run, or in vector registers; they
 never write the arithmetic themselves. A new loss or optimizer is a new rule here (and
 its plain version in :mod:`fastbp.reference`, which stays independent): every kernel
@@ -10,7 +10,7 @@ form then has it, with the same bits.
 
 Rules are written against ``o``, the operations of one kernel form: :class:`Scalar` (one
 value at a time, code such as ``(a - b)``) or :class:`Vector` (one vector of values, code
-such as ``vsub(a, b)`` on the tuples of :mod:`fastbp.intrinsics`). Operands are code: the
+such as ``vsub(a, b)`` on the tuples of :mod:`fastbp.engine.intrinsics`). Operands are code: the
 names or expressions of values of the parameters' dtype, and ``o.zero`` and ``o.two``,
 that dtype's 0 and 2, which every kernel defines as ``zero`` and ``two``. ``o.one`` is
 the float64 literal 1.0, as in the reference: a float32 value meets it in float64, so a
@@ -18,7 +18,7 @@ vector form applies a rule that uses it lane by lane (:meth:`Vector.apply`).
 
 The arithmetic, which fixes the results' bits (a faster kernel must keep it):
 - a sum of products is a chain of fused multiply-adds (one rounding each,
-  :func:`fastbp.intrinsics.fma`) onto a zero, in a fixed order (:meth:`Scalar.dot`):
+  :func:`fastbp.engine.intrinsics.fma`) onto a zero, in a fixed order (:meth:`Scalar.dot`):
   Z[j, i] = (sum over k ascending of H[k, i] * W[k, j]) + b[j]; dW[k, j] sums
   H[k, i] * dZ[j, i] over samples i ascending; dH[k, i] is the sum over j ascending of
   dZ[j, i] * W[k, j], times the slope; db[j] adds dZ[j, i] over i ascending onto a zero;
@@ -246,7 +246,7 @@ class Scalar:
         return f"math.log({v})"
 
     def sqrt(self, v):
-        return f"sqrt({v})"  # fastbp.intrinsics.sqrt, which LLVM vectorises
+        return f"sqrt({v})"  # fastbp.engine.intrinsics.sqrt, which LLVM vectorises
 
     def max(self, a, b):
         return f"max({a}, {b})"
@@ -272,7 +272,7 @@ class Scalar:
 
 
 class Vector(Scalar):
-    """Operations on W-lane vectors (:mod:`fastbp.intrinsics`), each rounding as its scalar
+    """Operations on W-lane vectors (:mod:`fastbp.engine.intrinsics`), each rounding as its scalar
     counterpart lane by lane. A float of the dtype stands for itself in every lane."""
 
     zero = "zv"  # a vector of zeros, defined by the kernel

@@ -2,7 +2,7 @@
 
 **Settings**, applied here, once, when the engine is first imported. Numba ships with
 LLVM's SLP vectoriser off, and LLVM prefers 256-bit vectors on CPUs with AVX-512.
-fastbp's generated kernels (:mod:`fastbp.codegen`) run 2-6x faster with the SLP
+fastbp's generated kernels (:mod:`fastbp.engine.codegen`) run 2-6x faster with the SLP
 vectoriser on and 512-bit vectors allowed. Numba reads both settings when it builds its
 code generator, at the first compilation in a process, so they are set at import,
 through Numba's own environment variables, and only where the user has not set them.
