@@ -7,6 +7,7 @@ import pytest
 from numba import njit
 
 from fastbp.engine.intrinsics import (
+    div_by,
     fma,
     not_below,
     relu,
@@ -130,3 +131,38 @@ def test_branch_free_choices_match_their_definitions_and_python_versions(dtype):
     plain = np.array([[python[0](x) for x, _ in pairs], [python[1](x, y) for x, y in pairs],
                       [python[2](x, y) for x, y in pairs]], dtype=dtype)  # fmt: skip
     assert plain.tobytes() == expected.tobytes()
+
+
+@njit
+def _divisions(x, c, out):
+    """Each x / c: divided (out[0]), and by div_by (out[1]), in a loop LLVM vectorises."""
+    inverse = c.dtype.type(1.0) / c[0]
+    for i in range(x.size):
+        out[0, i] = x[i] / c[0]
+        out[1, i] = div_by(x[i], c[0], inverse)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_div_by_has_the_bits_of_the_division_for_adams_quotients(dtype):
+    # Adam divides sqrt(v) by bc2 = sqrt(1 - beta2^t) in (0, 1]: x from every exponent
+    # range of v (random bit patterns), the smallest subnormal v, zero, inf and NaN.
+    from fastbp.engine.intrinsics import _python_div_by
+
+    rng = np.random.default_rng(0)
+    uint = np.uint64 if dtype == np.float64 else np.uint32
+    top = np.array(np.inf, dtype).view(uint)
+    v = rng.integers(0, top, 400_000, dtype=uint, endpoint=True).view(dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    v = np.concatenate([[0.0, tiny, 2 * tiny, np.finfo(dtype).max, np.inf, np.nan], v])
+    x = np.sqrt(v).astype(dtype)
+    for beta2, t in [(0.999, 1), (0.999, 7), (0.999, 5000), (0.9, 3), (0.0, 1), (1 - 1e-9, 1)]:
+        c = np.array([np.sqrt(1.0 - beta2**t)], dtype)
+        out = np.empty((2, x.size), dtype)
+        _divisions(x, c, out)
+        assert out[1].tobytes() == out[0].tobytes(), beta2
+        inverse = dtype(1.0) / c[0]
+        some = np.concatenate([x[:6], x[:: x.size // 500]])  # plain Python, as with
+        # NUMBA_DISABLE_JIT=1
+        with np.errstate(all="ignore"):
+            python = np.array([_python_div_by(a, c[0], inverse) for a in some], dtype)
+        assert python.tobytes() == (some / c[0]).tobytes()

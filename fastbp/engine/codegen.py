@@ -283,9 +283,9 @@ def _source(
         "",
         "import numpy as np",
         "",
-        "from fastbp.engine.intrinsics import fma, fma_chain, not_below, relu, sqrt, stack_align_64, "
-        "where_positive, vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, vrelu, vsqrt, "
-        "vstore, vsub, vwhere_positive",
+        "from fastbp.engine.intrinsics import div_by, fma, fma_chain, not_below, relu, sqrt, "
+        "stack_align_64, where_positive, vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "
+        "vrelu, vsqrt, vstore, vsub, vwhere_positive",
         "from fastbp.engine.kernel_cache import cached_njit",
         "",
         f"F = np.{dtype}",

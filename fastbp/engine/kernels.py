@@ -164,7 +164,7 @@ import math
 
 import numpy as np
 
-from fastbp.engine.intrinsics import fma, relu, sqrt, where_positive
+from fastbp.engine.intrinsics import div_by, fma, relu, sqrt, where_positive
 from fastbp.engine.kernel_cache import cached_njit
 
 PER_SAMPLE_MEANS = {per_sample_means}  # loss codes whose mean is over the samples only

@@ -154,12 +154,14 @@ def per_update(optimizer: str, number: str) -> list[tuple[str, str]]:
     """(name, code) of the values that change with the update's ``number`` (1 for the
     first), the same for every run of a kernel: for adam, the bias corrections as
     PyTorch computes them, in float64, bc1 = 1 - beta1^n and bc2 = sqrt(1 - beta2^n)
-    (then in the dtype)."""
+    (then in the dtype), and 1 / bc2 in the dtype, for dividing by bc2 without a
+    divider (:meth:`Scalar.div_by`)."""
     if optimizer != "adam":
         return []
     return [
         ("bc1", f"1.0 - math.pow(hyper[1], {number})"),
         ("bc2", f"F(math.sqrt(1.0 - math.pow(hyper[2], {number})))"),
+        ("inv_bc2", "F(1.0) / bc2"),
     ]
 
 
@@ -181,7 +183,8 @@ def update(
     momentum: buf <- mu * buf + g; p - rate * buf;
     nesterov: buf as momentum; p - rate * (g + mu * buf);
     adam: m <- m + (1 - beta1) (g - m) (PyTorch's lerp); v <- beta2 v + (1 - beta2) g g;
-    p + (-rate * m) / (sqrt(v) / bc2 + eps), with :func:`rate` and :func:`per_update`.
+    p + (-rate * m) / (sqrt(v) / bc2 + eps), with :func:`rate` and :func:`per_update`
+    (sqrt(v) / bc2 with the division's bits but no divider: :meth:`Scalar.div_by`).
     Each fused multiply-add rounds once; everything else rounds at every operation."""
     lets = []
     if decay:
@@ -195,7 +198,7 @@ def update(
         m, v = old
         lets.append((new[0], o.fma("c1", o.sub(g, m), m)))
         lets.append((new[1], o.add(o.mul("beta2", v), o.mul(o.mul("c2", g), g))))
-        denom = o.add(o.div(o.sqrt(new[1]), "bc2"), "eps")
+        denom = o.add(o.div_by(o.sqrt(new[1]), "bc2", "inv_bc2"), "eps")
         return lets, o.add(p, o.div(o.mul(o.neg("rate"), new[0]), denom))
     return lets, o.fma(o.neg("rate"), g, p)
 
@@ -247,6 +250,13 @@ class Scalar:
 
     def sqrt(self, v):
         return f"sqrt({v})"  # fastbp.engine.intrinsics.sqrt, which LLVM vectorises
+
+    def div_by(self, x, c, inverse):
+        """x / c with the division's bits, from ``inverse`` = 1 / c, by fused
+        multiply-adds (:func:`fastbp.engine.intrinsics.div_by`): exact for c in (0, 1] and
+        x = 0, inf, NaN or from about 2^-916 (float64) or 2^-78 (float32), so for Adam's
+        sqrt(v) / bc2."""
+        return f"div_by({x}, {c}, {inverse})"
 
     def max(self, a, b):
         return f"max({a}, {b})"
@@ -310,6 +320,10 @@ class Vector(Scalar):
 
     def sqrt(self, v):
         return f"vsqrt({v})"
+
+    def div_by(self, x, c, inverse):
+        return f"vdiv({x}, {c})"  # the division: with one run's parameters in the lanes,
+        # the divider is not what limits a step, and div_by made it slower (Adam, 8-3-8)
 
     def _lanewise(self, *operands):
         raise Lanewise  # no vector instruction for it here
