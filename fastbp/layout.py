@@ -307,18 +307,25 @@ def subtitle(results, pooled=()) -> str:
     fixed = [f for f in RunConfig.field_names() if f in runs and f not in swept_of(results)]
     if len(runs):
         first = runs.iloc[0]
-        values = {f: _shared(runs, f) for f in fixed if _relevant(f, first)}
-        parts.append(", ".join(f"{f}={fmt(f, v)}" for f, v in values.items() if v is not None))
+        shared = (_shared(runs, f) for f in fixed if _relevant(f, first))
+        parts.append(", ".join(text for text in shared if text))
     return "; ".join(p for p in parts if p)
 
 
-def _shared(runs, field):
-    """The value of an unswept field; for an optimizer's own field, its value in the runs
-    it applies to (None where it applies to none)."""
-    if field in OPTIMIZERS_OWN:
-        values = runs[field].dropna()
-        return values.iloc[0] if len(values) else None
-    return runs[field].iloc[0]
+def _shared(runs, field) -> str | None:
+    """``field=value`` for an unswept field (None where it has none). An optimizer's own
+    field: its value in the runs it applies to, and which optimizers those are where not
+    all runs have it."""
+    if field not in OPTIMIZERS_OWN:
+        value = runs[field].iloc[0]
+        return None if value is None else f"{field}={fmt(field, value)}"
+    has = runs[field].notna()
+    if not has.any():
+        return None
+    text = f"{field}={fmt(field, runs.loc[has, field].iloc[0])}"
+    if has.all():
+        return text
+    return f"{text} ({', '.join(sorted(runs.loc[has, 'optimizer'].unique()))})"
 
 
 def _relevant(field, row) -> bool:

@@ -426,3 +426,13 @@ def test_run_params_gives_each_runs_final_weights_back(tmp_path):
         for (W, b), (W0, b0) in zip(got, expected, strict=True):
             np.testing.assert_array_equal(W, W0)
             np.testing.assert_array_equal(b, b0)
+
+
+def test_the_subtitle_says_which_optimizers_an_optimizers_own_field_belongs_to(shapes):
+    from fastbp.layout import subtitle
+
+    mixed = subtitle(shapes["losses, optimizers, held-out samples"])  # sgd, momentum, adam
+    assert "momentum=0.9 (momentum)" in mixed and "beta2=0.999 (adam)" in mixed
+    plain = subtitle(shapes["dense lr grid"])  # sgd only: no optimizer's own field
+    assert "optimizer=sgd" in plain and not re.search(r"momentum|beta|\beps=", plain)
+    assert "=none" not in mixed + plain  # a field without a value is left out
