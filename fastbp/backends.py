@@ -66,11 +66,12 @@ class Backend:
 
 
 @contextlib.contextmanager
-def open_backend(name: str, n_jobs: int, scheduler: str | None = None):
-    """Yield a :class:`Backend`. What it started is stopped on the way out: loky's worker
-    processes (joblib keeps them for reuse; the command exits at once after a sweep,
-    :func:`fastbp.cli.exit_now`), a LocalCluster."""
-    if name == "loky":
+def open_backend(name: str, n_jobs: int, scheduler: str | None = None, keep_workers=False):
+    """Yield a :class:`Backend`. What it started is stopped on the way out: a LocalCluster,
+    and loky's worker processes unless ``keep_workers`` (joblib keeps them for the next
+    sweep of a notebook; the command exits at once after a sweep, :func:`fastbp.cli.exit_now`,
+    so it stops them here)."""
+    if name == "loky" and not keep_workers:
         from joblib.externals.loky import get_reusable_executor
 
         try:

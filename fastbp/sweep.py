@@ -150,7 +150,9 @@ def as_spec(spec) -> Spec:
     raise SpecError("<spec>", "", f"must be a path, TOML text or a dict, got {spec!r}")
 
 
-_NOTEBOOK = contextvars.ContextVar("notebook", default=False)  # tqdm.auto's progress bar
+# Run from Python (run_sweep), as in a notebook: tqdm.auto's progress bar, and loky's
+# workers kept for the next sweep.
+_NOTEBOOK = contextvars.ContextVar("notebook", default=False)
 
 
 def _out_dir(spec: Spec, out, option: str) -> Path:
@@ -200,7 +202,7 @@ def _sweep(spec, out, backend_name, n_jobs, scheduler, force, quiet):
     except OSError as err:
         raise SweepError(f"{out}: cannot write results there: {err.strerror or err}") from None
     try:
-        with open_backend(backend_name, n_jobs, scheduler) as backend:
+        with open_backend(backend_name, n_jobs, scheduler, keep_workers=_NOTEBOOK.get()) as backend:
             return train_spec(spec, out, backend, force=force, quiet=quiet)
     except BackendError as err:
         raise SweepError(str(err)) from None
