@@ -1,4 +1,5 @@
-"""What fastbp's commands share: an argument parser whose mistakes are one line."""
+"""What fastbp's commands share: an argument parser whose mistakes are one line, a quiet
+end when the reader of their output goes away (`| head`), and a fast exit."""
 
 import argparse
 import atexit
