@@ -1,4 +1,16 @@
-"""train(config, params=None) -> RunResult: prepare the inputs, call the kernel, package."""
+"""The engine's door: training, and what a sweep needs to know before it trains.
+
+Training: :func:`train` (one run -> RunResult), :func:`train_batch` (runs side by side,
+the same bits), and :func:`train_chunk`, a sweep's task, which hands back columns
+(:class:`Trained`) rather than a RunResult per run. Each prepares the inputs, picks a
+kernel form, calls it and packages what it returns.
+
+Planning, for the sweep (from ``LOOP_NS_PER_PRODUCT`` on): which kernels a sweep's runs
+need and which are cached (:func:`kernels_needed`, :func:`uncached`), which are not worth
+compiling (:func:`cheap_on_loops`, ``FASTBP_LOOP_BUDGET_S``), compiling or loading them
+(:func:`warm_up`), the blocks runs train in and their cost (:func:`blocks`,
+:func:`run_cost`), and how to name them (:func:`kernel_forms`, :func:`kernel_what`).
+"""
 
 from __future__ import annotations
 
