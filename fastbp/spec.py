@@ -272,8 +272,8 @@ def _sampler(key, value, where, fail):
         kind = next(iter(value), "") if isinstance(value, dict) and len(value) == 1 else ""
         fail(
             where,
-            f"must be a list or one of {{ loguniform | uniform | choice = [...] }}"
-            f"{did_you_mean(kind, DISTRIBUTIONS) if kind else ''}, got {value!r}",
+            f"must be a list or one of {{ loguniform | uniform | choice = [...] }}, got "
+            f"{value!r}{did_you_mean(kind, DISTRIBUTIONS) if kind else ''}",
         )
     kind, args = next(iter(value.items()))
     if kind == "choice":
