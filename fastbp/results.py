@@ -162,8 +162,11 @@ def load_results(directory) -> Results:
     directory = Path(directory)
     for name in TABLES:
         if not (directory / f"{name}.parquet").is_file():
-            what = "there is no such folder" if not directory.is_dir() else (
-                f"{name}.parquet is missing")  # fmt: skip
+            what = (
+                f"{name}.parquet is missing" if directory.is_dir()
+                else "it is a file, not a folder" if directory.exists()
+                else "there is no such folder"
+            )  # fmt: skip
             raise FileNotFoundError(
                 f"{directory}: not a sweep's results ({what}); a sweep writes them there "
                 f"when it finishes: python -m fastbp.sweep SPEC --out {directory}"

@@ -375,6 +375,9 @@ def test_load_results_names_what_is_missing(tmp_path):
         FileNotFoundError, match=r"not a sweep's results \(runs.parquet is missing\)"
     ):
         load_results(tmp_path)
+    (tmp_path / "spec.toml").write_text("")
+    with pytest.raises(FileNotFoundError, match="it is a file, not a folder"):
+        load_results(tmp_path / "spec.toml")
 
 
 def test_a_failing_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
