@@ -85,9 +85,14 @@ def _number(x: float, digits: int = 3) -> str:
 
 
 def describe(fields, values) -> str:
-    """'lr=0.01, bias=with biases', or 'all runs' for no fields."""
+    """'lr=0.01, bias=with biases', or 'all runs' for no fields. An optimizer's own field
+    without a value (momentum for adam) is left out, unless nothing else is named."""
     pairs = [f"{f}={fmt(f, v)}" for f, v in zip(fields, values, strict=True)]
-    return ", ".join(pairs) or "all runs"
+    applies = [
+        p for p, f, v in zip(pairs, fields, values, strict=True)
+        if f not in OPTIMIZERS_OWN or not pd.isna(v)
+    ]  # fmt: skip
+    return ", ".join(applies or pairs) or "all runs"
 
 
 def swept(runs: pd.DataFrame, order=None) -> list[str]:

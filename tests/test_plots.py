@@ -411,6 +411,11 @@ def test_the_best_line_picks_the_lowest_median_over_seeds_and_skips_diverged_run
     one_each = runs[runs["seed"] == 0]  # one run per configuration: the best run
     assert best_line(one_each, ["lr"]) == "best run: lr=0.1: final loss 0.01"
     assert best_line(runs[runs["diverged"]], ["lr"]) == "best: none: every run diverged"
+    mixed = runs.assign(optimizer=["adam"] * 3 + ["momentum"] * 4,
+                        momentum=[None] * 3 + [0.5, 0.9, 0.9, 0.9])  # fmt: skip
+    assert best_line(mixed.iloc[[0, 3, 6]], ["lr", "optimizer", "momentum"]) == (
+        "best run: lr=0.1, optimizer=adam: final loss 0.01"  # no momentum=none for Adam
+    )
 
 
 def test_run_params_gives_each_runs_final_weights_back(tmp_path):
