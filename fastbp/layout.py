@@ -137,10 +137,11 @@ class Scale:
     def codes_of(self, column: pd.Series) -> np.ndarray:
         """The category of each value in ``column``: values of the runs this Scale was made
         from, or any value inside its bins."""
-        if self.binned:
-            lows = np.array([lo for lo, _ in self.values])
-            k = np.searchsorted(lows, column.to_numpy(dtype=float), side="right") - 1
-            return np.clip(k, 0, len(lows) - 1)
+        if self.binned:  # the bins, then a category of missing values if there is one
+            lows = np.array([v[0] for v in self.values if v is not None])
+            x = column.to_numpy(dtype=float)
+            k = np.clip(np.searchsorted(lows, x, side="right") - 1, 0, len(lows) - 1)
+            return np.where(np.isnan(x), len(lows), k) if None in self.values else k
         index = {v: k for k, v in enumerate(self.values)}
         return np.array([index[None if missing(v) else v] for v in column], dtype=int)
 
@@ -166,14 +167,21 @@ def log_spaced(values) -> bool:
 def scale(runs: pd.DataFrame, field: str, most: int | None = TABLE_ROWS) -> Scale:
     """Categories of ``field`` over ``runs``: one per value, or at most ``most`` bins (log
     bins where the values are log-spaced) when a numeric field has more values than that.
-    A missing value (batch_size None) is a category of its own, last."""
+    A missing value (batch_size None, momentum for Adam) is a category of its own, last;
+    a binned field's then counts among the ``most``."""
     column = runs[field]
     present = column.dropna()
     uniques = present.unique()
     has_missing = len(present) < len(column)
+    if is_numeric(column) and most is not None and len(uniques) > most:
+        if not has_missing:
+            return _binned(field, column.to_numpy(dtype=float), most)
+        bins = _binned(field, present.to_numpy(dtype=float), most - 1)  # and "none", last
+        codes = np.full(len(column), len(bins), dtype=int)
+        codes[column.notna().to_numpy()] = bins.codes
+        return Scale(field, codes, (*bins.labels, fmt(field, None)), None,
+                     (*bins.values, None), binned=True, log=bins.log)  # fmt: skip
     numeric = is_numeric(column) and not has_missing
-    if numeric and most is not None and len(uniques) > most:
-        return _binned(field, column.to_numpy(dtype=float), most)
     ordered = sorted(uniques, key=lambda v: _sort_key(field, v))
     values = [*ordered, None] if has_missing else ordered
     index = {v: k for k, v in enumerate(ordered)}

@@ -40,6 +40,8 @@ from fastbp.layout import (
     TABLE_ROWS,
     check_field,
     describe,
+    fmt,
+    is_numeric,
     label,
     log_spaced,
     loss_label,
@@ -86,12 +88,16 @@ class Colours:
             return
         self.scale = scale(runs, field, most=None)  # every value its own category
         n = len(self.scale)
-        if self.scale.numeric and n > len(PALETTE):
+        values = self._numbers(runs)
+        self.missing = values is not None and bool(np.isnan(values).any())  # momentum, Adam
+        if values is not None and n > len(PALETTE):
             self.continuous = True
-            values = self.scale.positions
-            self.norm = (LogNorm if self.scale.log else Normalize)(values.min(), values.max())
+            known = values[~np.isnan(values)]
+            log = log_spaced(known)
+            self.norm = (LogNorm if log else Normalize)(known.min(), known.max())
             self.cmap = colormaps["viridis"]
-            self.colours = list(self.cmap(self.norm(values)))
+            self.colours = [to_rgba(NEUTRAL) if np.isnan(v) else self.cmap(self.norm(v))
+                            for v in values]  # fmt: skip
         elif n <= MAX_LEGEND:
             palette = PALETTE if n <= len(PALETTE) else PALETTE_12
             self.colours = [to_rgba(c) for c in palette[:n]]
@@ -99,6 +105,15 @@ class Colours:
             self.cmap = ListedColormap(colormaps["turbo"](np.linspace(0.05, 0.95, n)))
             self.norm = BoundaryNorm(np.arange(n + 1) - 0.5, n)
             self.colours = list(self.cmap(self.norm(np.arange(n))))
+
+    def _numbers(self, runs) -> np.ndarray | None:
+        """Each category's number (NaN for a missing value, last), where the field is
+        numeric; else None."""
+        if self.scale.numeric:
+            return self.scale.positions
+        if is_numeric(runs[self.field]) and self.scale.values[-1] is None:
+            return np.array([*self.scale.values[:-1], np.nan], dtype=float)
+        return None
 
     def codes(self, runs: pd.DataFrame) -> np.ndarray:
         """The colour index of each row of ``runs`` (which must be the runs it was made for,
@@ -122,10 +137,12 @@ class Colours:
             )  # fmt: skip
             if not self.continuous:
                 bar.set_ticks(np.arange(len(self.scale)), labels=list(self.scale.labels))
-            elif self.scale.log:
+            elif isinstance(self.norm, LogNorm):
                 _plain_log(bar.ax.yaxis)
-            if extra:  # a note in the caption: a legend there could overlap it
-                notes = [f"{_symbol(h)} {' '.join(h.get_label().split())}" for h in extra]
+            notes = [f"{_symbol(h)} {' '.join(h.get_label().split())}" for h in extra]
+            if self.continuous and self.missing:
+                notes.append(f"grey: {label(self.field)} {fmt(self.field, None)}")
+            if notes:  # in the caption: a legend there could overlap it
                 _caption(fig, "; ".join([*notes, fig.get_supxlabel()]))
             return
         handles = [
@@ -173,6 +190,15 @@ def _titles(fig, title, results, pooled):
     _caption(fig, subtitle(results, pooled))
 
 
+def _panel_title(ax, text):
+    """A panel's title, wrapped between its "field=value" pairs to the panel's width, so
+    that titles of panels side by side never run into each other."""
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    pairs = [pair.replace(" ", "\u00a0") for pair in text.split(", ")]
+    lines = textwrap.wrap(", ".join(pairs), max(20, int(width * 11)))
+    ax.set_title("\n".join(line.replace("\u00a0", " ") for line in lines), fontsize=10)
+
+
 def _caption(fig, text):
     """The caption under the figure, wrapped to its width."""
     width = int(fig.get_figwidth() * 12.5)
@@ -182,12 +208,17 @@ def _caption(fig, text):
 
 def _plain_log(axis):
     """Plain labels on a log axis: 1, 2, 3 ... 9 when it spans less than a decade, 1-2-5
-    up to three decades, decades beyond; no minor ticks (each tick is costly to draw)."""
+    up to three decades, decades beyond, and fewer where the axis is too short for as
+    many labels (a narrow panel); no minor ticks (each tick is costly to draw)."""
     lo, hi = sorted(axis.get_view_interval())
-    if lo > 0 and hi / lo < 10:
-        axis.set_major_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0)))
-    elif lo > 0 and hi / lo < 1000:
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax = axis.axes
+    box, (width, height) = ax.get_position(), ax.figure.get_size_inches()
+    along_x = axis is ax.xaxis  # labels side by side need more room than stacked ones
+    room = box.width * width / 0.6 if along_x else box.height * height / 0.3
+    for subs, below in ((np.arange(1.0, 10.0), 10), ((1.0, 2.0, 5.0), 1000)):
+        if lo > 0 and hi / lo < below and np.log10(hi / lo) * len(subs) + 1 <= room:
+            axis.set_major_locator(LogLocator(base=10, subs=subs))
+            break
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(NullLocator())
 
@@ -380,7 +411,7 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
         n_div = int(diverged[mask].sum())
         extra = f" ({n_div} of {int(mask.sum())} diverged)" if n_div else ""
         floor_shown = metric == "loss" and _floor_lines(ax, runs[mask]) or floor_shown
-        ax.set_title(title + extra, fontsize=10)
+        _panel_title(ax, title + extra)
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
     for ax, (_, mask) in zip(axes, groups, strict=True):
@@ -462,7 +493,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
                 ax.scatter(xs[~ok], np.full((~ok).sum(), 0.97), transform=ax.get_xaxis_transform(),
                            marker="x", s=36, color=colour, clip_on=False, zorder=5)  # fmt: skip
         floor_shown = _floor_lines(ax, runs[mask]) or floor_shown
-        ax.set_title(title, fontsize=10)
+        _panel_title(ax, title)
         xaxis.dress(ax, runs)
         ax.grid(True, which="major", alpha=0.3)
     finite = runs.loc[~runs["diverged"], "final_loss"].to_numpy(dtype=float)
@@ -647,7 +678,7 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
             if med:
                 top.plot(*np.array(med).T, color=colour, lw=1.5, zorder=4)
             bottom.plot(*np.array(share).T, color=colour, lw=1.3, marker="o", ms=3.5)
-        top.set_title(title, fontsize=10)
+        _panel_title(top, title)
         top.grid(True, which="major", alpha=0.3)
         bottom.grid(True, which="major", alpha=0.3)
         bottom.set_ylim(-0.05, 1.05)

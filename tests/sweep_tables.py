@@ -89,6 +89,20 @@ SHAPES = {
         init = ["he", "xavier", "normal"]
         init_scale = { uniform = [0.05, 1.0] }
         """,
+    "random momentum, some runs Adam": """
+        [sweep]
+        name = "randmom"
+        [base]
+        steps = 500
+        log_every = 50
+        [random]
+        n = 40
+        seed = 7
+        lr = { loguniform = [1e-3, 0.5] }
+        momentum = { uniform = [0.5, 0.99] }
+        optimizer = ["momentum", "nesterov", "adam"]
+        init = ["he", "xavier"]
+        """,
     "union with missing values": """
         [sweep]
         name = "union"

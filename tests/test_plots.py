@@ -1,6 +1,7 @@
 """Figures, summary and report: looked at through matplotlib's own objects, over sweeps of
 every shape (tables made without training, see sweep_tables.py) and one real sweep."""
 
+import itertools
 import re
 import subprocess
 import sys
@@ -68,9 +69,18 @@ def test_every_figure_of_every_shape_is_honest_and_readable(shapes, shape, name)
         box = legend.get_window_extent(renderer)
         for title in titles:
             assert not box.overlaps(title.get_window_extent(renderer)), title.get_text()
+    panel_titles = [ax.title.get_window_extent(renderer) for ax in visible_axes(fig)
+                    if ax.get_title()]  # fmt: skip
+    for a, b in itertools.combinations(panel_titles, 2):  # wrapped to their panels
+        assert not a.overlaps(b), [ax.get_title() for ax in visible_axes(fig)]
     unswept = set(results.runs.columns) - set(results.swept or ()) - {"run_id"}
     for ax in visible_axes(fig):  # unswept fields appear only in the subtitle
         assert not any(f"{f}=" in ax.get_title() for f in unswept), ax.get_title()
+        ticks = [t for t in ax.get_xticklabels()  # level ones (rotated ones slant past)
+                 if t.get_visible() and t.get_text() and not t.get_rotation()]  # fmt: skip
+        boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+        for left, right in itertools.pairwise(boxes):  # side by side, not on each other
+            assert left.x1 <= right.x0 + 1, [t.get_text() for t in ticks]
 
 
 @pytest.mark.parametrize("shape", ["dense lr grid", "random search", "one seed",
@@ -441,3 +451,18 @@ def test_the_subtitle_says_which_optimizers_an_optimizers_own_field_belongs_to(s
     plain = subtitle(shapes["dense lr grid"])  # sgd only: no optimizer's own field
     assert "optimizer=sgd" in plain and not re.search(r"momentum|beta|\beps=", plain)
     assert "=none" not in mixed + plain  # a field without a value is left out
+
+
+def test_a_numeric_field_with_missing_values_is_binned_and_coloured_by_value(shapes):
+    from fastbp.plot import Colours
+
+    results = shapes["random momentum, some runs Adam"]
+    s = scale(results.runs, "momentum")  # 26 values, and none for the Adam runs
+    assert s.binned and len(s) <= 12 and s.labels[-1] == "none"
+    adam = (results.runs["optimizer"] == "adam").to_numpy()
+    assert (s.codes[adam] == len(s) - 1).all() and (s.codes[~adam] < len(s) - 1).all()
+    np.testing.assert_array_equal(s.codes_of(results.runs["momentum"]), s.codes)
+    colours = Colours(results.runs, "momentum")  # a colour map, grey where there is none
+    assert colours.continuous and colours.missing
+    grey = np.array([c[:3] == colours.colours[-1][:3] for c in colours.colours])
+    assert grey.sum() == 1  # only the missing value's colour is the neutral one
