@@ -410,7 +410,8 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
         _steps_axis(ax, frame.loc[frame["panel"] == p, "step"].to_numpy())
         n_div = int(diverged[mask].sum())
         extra = f" ({n_div} of {int(mask.sum())} diverged)" if n_div else ""
-        floor_shown = metric == "loss" and _floor_lines(ax, runs[mask]) or floor_shown
+        floor_shown = (metric == "loss" and _floor_lines(ax, runs[mask], colours=colours)
+                       or floor_shown)  # fmt: skip
         _panel_title(ax, title + extra)
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
@@ -492,7 +493,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             if (~ok).any():
                 ax.scatter(xs[~ok], np.full((~ok).sum(), 0.97), transform=ax.get_xaxis_transform(),
                            marker="x", s=36, color=colour, clip_on=False, zorder=5)  # fmt: skip
-        floor_shown = _floor_lines(ax, runs[mask]) or floor_shown
+        floor_shown = _floor_lines(ax, runs[mask], xaxis) or floor_shown
         _panel_title(ax, title)
         xaxis.dress(ax, runs)
         ax.grid(True, which="major", alpha=0.3)
@@ -522,13 +523,31 @@ def _losses_differ(runs) -> bool:
     return "loss_fn" in runs and runs["loss_fn"].nunique() > 1
 
 
-def _floor_lines(ax, runs) -> bool:
+def _floor_lines(ax, runs, xaxis=None, colours=None) -> bool:
     """The loss floors of these runs (fastbp.metrics.loss_floor), as dashed lines,
-    each labelled at the left; whether there was one."""
+    each labelled at the left; whether there was one. Where the floors differ with the
+    field along x (``xaxis``, categories such as architectures), each category's floor
+    spans that category only; where they differ with the colour field, each floor is
+    drawn, unlabelled, in the colour of its runs (grey where runs of several colours
+    share it)."""
     if "loss_floor" not in runs:
         return False
-    floors = np.unique(runs["loss_floor"].to_numpy(dtype=float, na_value=np.nan))
-    floors = floors[np.isfinite(floors)]
+    values = runs["loss_floor"].to_numpy(dtype=float, na_value=np.nan)
+    floors = np.unique(values[np.isfinite(values)])
+    if xaxis is not None and not xaxis.numeric and len(floors) > 1:
+        per = _one_floor_each(values, xaxis.cats.codes_of(runs[xaxis.field]))
+        for c, value in (per or {}).items():
+            ax.hlines(value, c - 0.45, c + 0.45, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1)
+        if per is not None:
+            return True
+    if colours is not None and colours.scale is not None and len(floors) > 1:
+        per = _one_floor_each(values, colours.codes(runs))
+        if per is not None:
+            for value in floors:
+                owners = {c for c, v in per.items() if v == value}
+                colour = colours.colours[owners.pop()] if len(owners) == 1 else "0.35"
+                ax.axhline(value, color=colour, lw=1.1, ls=(0, (4, 3)), zorder=1)
+            return True
     for value in floors[:4]:
         ax.axhline(value, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1)
         note = ax.annotate(f"floor {value:.3g}", (0, value), xycoords=("axes fraction", "data"),
@@ -536,6 +555,19 @@ def _floor_lines(ax, runs) -> bool:
                            fontsize=7, color="0.3", annotation_clip=True)  # fmt: skip
         note.set_in_layout(False)  # losses start high: the left is clear
     return len(floors) > 0
+
+
+def _one_floor_each(values, codes) -> dict | None:
+    """{code: its runs' floor} where the runs of each code share one floor (codes whose
+    floor is unknown left out); None where some code's runs have several."""
+    per = {}
+    for c in np.unique(codes):
+        mine = np.unique(values[codes == c])
+        if len(mine) > 1:
+            return None
+        if np.isfinite(mine[0]):
+            per[int(c)] = mine[0]
+    return per
 
 
 def _floor_handle(shown: bool) -> list:

@@ -466,3 +466,23 @@ def test_a_numeric_field_with_missing_values_is_binned_and_coloured_by_value(sha
     assert colours.continuous and colours.missing
     grey = np.array([c[:3] == colours.colours[-1][:3] for c in colours.colours])
     assert grey.sum() == 1  # only the missing value's colour is the neutral one
+
+
+def test_floors_that_differ_by_architecture_stay_with_their_architecture(shapes):
+    results = shapes["architectures x activations"]  # floors 0.0625 (last hidden width 3)
+    floors = results.runs.groupby("layers")["loss_floor"].first()  # and 0.0156 (width 6)
+    assert floors.nunique() == 2
+    fig = plot.final_loss(results, x="layers", colour="activation", panels=())
+    (ax,) = visible_axes(fig)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    segments = [seg for c in ax.collections if isinstance(c, LineCollection)
+                and c.get_linestyle()[0][1] for seg in c.get_segments()]  # fmt: skip
+    spans = {(round(y0, 6), x0, x1) for (x0, y0), (x1, _) in segments}
+    for k, layers in enumerate(labels):  # each architecture's floor over its own slot only
+        assert (round(floors[layers], 6), k - 0.45, k + 0.45) in spans
+    assert all(x1 - x0 < 1 for _, x0, x1 in spans)
+    curves = plot.loss_curves(results, colour="layers", panels=())  # in its runs' colour
+    colours = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
+               else line.get_color() for line in visible_axes(curves)[0].get_lines()
+               if line.get_linestyle() not in ("-", "None")}  # fmt: skip
+    assert len(colours) == 2 and "0.35" in colours  # 0.0625 shared by two: grey
