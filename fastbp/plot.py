@@ -536,9 +536,9 @@ def _floor_lines(ax, runs, xaxis=None, colours=None) -> bool:
     floors = np.unique(values[np.isfinite(values)])
     if xaxis is not None and not xaxis.numeric and len(floors) > 1:
         per = _one_floor_each(values, xaxis.cats.codes_of(runs[xaxis.field]))
-        for c, value in (per or {}).items():
-            ax.hlines(value, c - 0.45, c + 0.45, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1)
         if per is not None:
+            for c, value in per.items():
+                ax.hlines(value, c - 0.45, c + 0.45, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1)
             return True
     if colours is not None and colours.scale is not None and len(floors) > 1:
         per = _one_floor_each(values, colours.codes(runs))

@@ -112,11 +112,11 @@ def run_sweep(
     spec = as_spec(spec)
     out = _out_dir(spec, out, "out")
     backend, n_jobs, scheduler = _workers(spec, backend, n_jobs, scheduler)
-    token = _NOTEBOOK.set(True)
+    token = _FROM_PYTHON.set(True)
     try:
         report, runs = _sweep(spec, out, backend, n_jobs, scheduler, force, quiet)
     finally:
-        _NOTEBOOK.reset(token)
+        _FROM_PYTHON.reset(token)
     if report.interrupted:
         raise KeyboardInterrupt(f"{_unfinished(report, out)}; run it again to resume")
     if report.crashed or report.failed:
@@ -152,7 +152,7 @@ def as_spec(spec) -> Spec:
 
 # Run from Python (run_sweep), as in a notebook: tqdm.auto's progress bar, and loky's
 # workers kept for the next sweep.
-_NOTEBOOK = contextvars.ContextVar("notebook", default=False)
+_FROM_PYTHON = contextvars.ContextVar("from_python", default=False)
 
 
 def _out_dir(spec: Spec, out, option: str) -> Path:
@@ -202,7 +202,8 @@ def _sweep(spec, out, backend_name, n_jobs, scheduler, force, quiet):
     except OSError as err:
         raise SweepError(f"{out}: cannot write results there: {err.strerror or err}") from None
     try:
-        with open_backend(backend_name, n_jobs, scheduler, keep_workers=_NOTEBOOK.get()) as backend:
+        keep = _FROM_PYTHON.get()  # loky's workers, for the notebook's next sweep
+        with open_backend(backend_name, n_jobs, scheduler, keep_workers=keep) as backend:
             return train_spec(spec, out, backend, force=force, quiet=quiet)
     except BackendError as err:
         raise SweepError(str(err)) from None
@@ -360,7 +361,7 @@ def train_shard(chunk, version: str, loops: frozenset = frozenset()) -> Shard:
 def _bar(**options):
     """A progress bar on stderr, without tqdm's monitor thread (it would outlive the bar,
     and the figures are drawn in forked processes only where no other thread runs)."""
-    if _NOTEBOOK.get():
+    if _FROM_PYTHON.get():
         from tqdm.auto import tqdm
     else:
         from tqdm import tqdm

@@ -80,7 +80,7 @@ class Trained:
         """The columns of RunResults (``index``: their positions; default 0, 1, ...)."""
         lengths = np.array([len(r.losses) for r in results], dtype=np.int64)
         values = {name: [getattr(r, name) for r in results] for name in metrics.METRICS}
-        return cls.concat([cls(
+        return cls(
             configs=[r.config for r in results],
             index=np.arange(len(results)) if index is None else np.asarray(index, np.int64),
             lengths=lengths,
@@ -95,7 +95,7 @@ class Trained:
             diverged_at=np.array([-1 if r.diverged_at is None else r.diverged_at
                                   for r in results], dtype=np.int64),
             wall_s=np.array([r.wall_s for r in results], dtype=np.float64),
-        )])  # fmt: skip
+        )  # fmt: skip
 
     @classmethod
     def concat(cls, parts: list[Trained]) -> Trained:

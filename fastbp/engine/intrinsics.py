@@ -150,32 +150,21 @@ def sqrt(typingctx, v):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.call(builder.module.declare_intrinsic("llvm.sqrt", [args[0].type]), args)
+        return _llvm(builder, "sqrt", *args)
 
     return v(v), codegen
 
 
 def _div_by(builder, x, c, r):
     """x / c from r = 1 / c (see the module's docstring)."""
-    name = _type_name(x.type)
-    fabs = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(x.type, [x.type]), f"llvm.fabs.{name}"
-    )
-    fma_ = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(x.type, [x.type] * 3), f"llvm.fma.{name}"
-    )
+    inf = x.type(float("inf")) if not isinstance(x.type, ir.VectorType) else (
+        ir.Constant(x.type, [x.type.element(float("inf"))] * x.type.count))  # fmt: skip
 
     def fma(a, b, c):
-        return builder.call(fma_, [a, b, c])
-
-    inf = (
-        ir.Constant(x.type, float("inf"))
-        if not isinstance(x.type, ir.VectorType)
-        else (ir.Constant(x.type, [ir.Constant(x.type.element, float("inf"))] * x.type.count))
-    )
+        return _llvm(builder, "fma", a, b, c)
 
     def finite(q):
-        return builder.fcmp_ordered("<", builder.call(fabs, [q]), inf)
+        return builder.fcmp_ordered("<", _llvm(builder, "fabs", q), inf)
 
     minus_c = builder.fneg(c)
     q1 = builder.fmul(x, r)
@@ -184,11 +173,15 @@ def _div_by(builder, x, c, r):
     return builder.select(finite(q2), q3, builder.select(finite(q1), q2, q1))
 
 
-def _type_name(ty) -> str:
-    """LLVM's name of a float or vector type in intrinsic names: f64, v8f64, ..."""
-    if isinstance(ty, ir.VectorType):
-        return f"v{ty.count}{ty.element.intrinsic_name}"
-    return ty.intrinsic_name
+def _llvm(builder, name, *args):
+    """LLVM's intrinsic ``name`` (sqrt, fma, fabs ...) on floats or vectors of one type."""
+    ty = args[0].type
+    kind = f"v{ty.count}{ty.element.intrinsic_name}" if isinstance(ty, ir.VectorType) else (
+        ty.intrinsic_name)  # fmt: skip
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ty, [ty] * len(args)), f"llvm.{name}.{kind}"
+    )
+    return builder.call(function, list(args))
 
 
 @intrinsic
@@ -355,16 +348,10 @@ def vdiv(typingctx, a, b):
     return _elementwise(ir.IRBuilder.fdiv, (a, b))
 
 
-def _sqrt(builder, v):
-    name = f"llvm.sqrt.v{v.type.count}{v.type.element.intrinsic_name}"
-    sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v.type, [v.type]), name)
-    return builder.call(sqrt, [v])
-
-
 @intrinsic
 def vsqrt(typingctx, v):
     """The square root per lane (correctly rounded, as math.sqrt)."""
-    return _elementwise(_sqrt, (v,))
+    return _elementwise(lambda builder, v: _llvm(builder, "sqrt", v), (v,))
 
 
 def _relu(builder, v):
@@ -407,13 +394,8 @@ def vfma_chain(typingctx, acc, *pairs):
             _to_vector(builder, builder.extract_value(terms, i), ty, width)
             for i, ty in enumerate(pairs)
         ]
-        vec_type = total.type
-        name = f"llvm.fma.v{width}{vec_type.element.intrinsic_name}"
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vec_type, [vec_type] * 3), name
-        )
         for a, b in zip(terms[::2], terms[1::2], strict=True):
-            total = builder.call(fma, [a, b, total])
+            total = _llvm(builder, "fma", a, b, total)
         return _to_tuple(context, builder, total, acc)
 
     return acc(acc, types.StarArgTuple.from_types(pairs)), codegen

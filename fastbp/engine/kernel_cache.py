@@ -103,7 +103,6 @@ def cached_njit(fn):
         global _noted
         if not _noted:
             _noted = True
-            import sys
 
             print(
                 f"note: Numba cannot cache fastbp's kernels here ({err}); they are "
