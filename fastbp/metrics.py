@@ -129,8 +129,9 @@ def loss_floor(config: RunConfig) -> float | None:
     h-number code (h = layers[-2]); without, a linear one. Whatever the hidden layers
     compute, the outputs can be no closer to the targets T than the best rank-h affine
     (or linear) fit of T, whose squared error is the sum of the squared singular values
-    of T (centred, with biases) past the h largest (Eckart-Young). On the 8-3-8 encoder:
-    4/64 with biases, 5/64 without.
+    of T (centred, with biases) past the h largest (Eckart-Young), rounded to 12
+    significant digits so that every host gives the same number. On the 8-3-8 encoder:
+    4/64 with biases, 5/64 without, exactly.
     """
     if config.loss_fn != "mse":
         return None
@@ -171,7 +172,11 @@ def _floor(data: tuple, n_in: int, n_out: int, hidden: int, bias: bool) -> float
     rank = int((singular > singular.max(initial=0.0) * max(T.shape) * 1e-12).sum())
     if hidden >= rank:
         return None
-    return float((singular[hidden:] ** 2).sum() / T.size)
+    # The SVD's last bits follow the host's LAPACK kernels (the 8-3-8's floor came out as
+    # 0.0625 on one CPU, 0.062499999999999986 on another). Rounded to 12 significant digits,
+    # far above that noise and far below anything a loss curve shows, the floor is the same
+    # number on every host, and exact where it is a short fraction such as 4/64.
+    return float(f"{(singular[hidden:] ** 2).sum() / T.size:.12g}")
 
 
 def _data_keys(runs) -> list[tuple]:

@@ -54,13 +54,41 @@ class Spec:
         return sum(run.steps for run in self.runs)
 
 
+def examples() -> dict[str, Path]:
+    """The example specs that ship with fastbp, by name: ``{"lr_grid": Path(...), ...}``.
+
+    A wheel installs the checkout's ``sweeps/`` as ``fastbp/sweeps/``; an editable install
+    reads them from the checkout. (Found as files, not through importlib: setuptools'
+    editable finder does not resolve a folder mapped in without an ``__init__.py``.)"""
+    package = Path(__file__).parent
+    checkout = package.parent
+    for folder in (package / "sweeps", checkout / "sweeps"):
+        if folder.is_dir() and (folder.parent == package or (checkout / "pyproject.toml").exists()):
+            return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+    return {}
+
+
+def find_spec_file(name) -> Path:
+    """The spec file ``name`` means: the file itself where it exists, else the example spec
+    of that name (``lr_grid`` or ``lr_grid.toml``), for a fastbp installed without the
+    checkout's ``sweeps/`` folder."""
+    path = Path(name)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    return examples().get(path.name.removesuffix(".toml"), path)
+
+
 def load_spec(path) -> Spec:
-    """Read and parse a TOML spec file; raises SpecError for anything wrong with it."""
-    path = Path(path)
+    """Read and parse a TOML spec file, or an example spec by name (:func:`find_spec_file`);
+    raises SpecError for anything wrong with it."""
+    path = find_spec_file(path)
     try:
         doc = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise SpecError(path, "", "no such file") from None
+        message = "no such file"
+        if len(path.parts) == 1 and examples():
+            message += f" (nor an example spec of that name: {', '.join(sorted(examples()))})"
+        raise SpecError(path, "", message) from None
     except IsADirectoryError:
         raise SpecError(path, "", "is a directory, not a spec file") from None
     except OSError as err:
