@@ -2,9 +2,15 @@
 workers, with run-steps per second and the share of worker time spent training; the time
 to draw the figures and report.html of lr_grid (100 runs) and lr_dense (4,000 runs); then
 sweeps off that path: sweeps/architectures.toml with empty caches, and 50,000 short runs
-(trained, rerun with everything saved, --dry-run).
+(trained, rerun with everything saved, --dry-run); first, a fresh process's start-up.
 
-    python benchmarks/bench_sweep.py [--repeats N] [--no-architectures]
+    python benchmarks/bench_sweep.py [--repeats N] [--no-architectures] [--startup-only]
+
+Start-up: `python -c "import fastbp; fastbp.train(fastbp.RunConfig(steps=50_000))"` with
+warm caches against `python -c "import numba"`, in interleaved pairs (median of --repeats
+pairs, and of their ratios), and, in one more fresh process, where the time goes: the
+imports, loading the kernel, training, and whether Numba's compiler (its typing and
+lowering registries, which import SciPy where it is installed) was loaded at all.
 
 Each sweep is the real command (`python -m fastbp.sweep ... --backend B --no-plots
 --quiet`) timed from process start to exit, into a new temporary directory, with the
@@ -98,6 +104,74 @@ seed = { range = [0, 500] }
 """
 
 
+FIRST_RUN = "import fastbp; fastbp.train(fastbp.RunConfig(steps=50_000))"
+WHERE_STARTUP_GOES = """
+import json, sys, time
+start = time.perf_counter()
+import numpy
+numpy_s = time.perf_counter()
+import numba
+numba_s = time.perf_counter()
+import fastbp, fastbp.train
+fastbp_s = time.perf_counter()
+config = fastbp.RunConfig(steps=50_000)
+fastbp.train(fastbp.RunConfig(steps=1))  # loads the kernel (and any other it needs)
+load_s = time.perf_counter()
+fastbp.train(config)
+train_s = time.perf_counter()
+print(json.dumps({
+    "import numpy": numpy_s - start, "import numba": numba_s - numpy_s,
+    "import fastbp.train": fastbp_s - numba_s, "load the kernel": load_s - fastbp_s,
+    "train 50,000 steps": train_s - load_s,
+    "numba's compiler loaded": "numba.np.arraymath" in sys.modules,
+    "scipy.linalg imported": "scipy.linalg" in sys.modules,
+}))
+"""
+
+
+def startup(cache: Path, repeats: int) -> dict:
+    """A fresh process's first run of the 8-3-8 (warm caches) against importing Numba."""
+    import importlib.util
+
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache / "numba"),
+        "FASTBP_KERNEL_DIR": str(cache / "kernels"),
+    }
+
+    def timed(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=HERE.parent)
+        return time.perf_counter() - start
+
+    timed(FIRST_RUN)  # compiles, into the caches the pairs then load from
+    pairs = [(timed("import numba"), timed(FIRST_RUN)) for _ in range(repeats)]
+    where = subprocess.run([sys.executable, "-c", WHERE_STARTUP_GOES], check=True, env=env,
+                           cwd=HERE.parent, capture_output=True, text=True)  # fmt: skip
+    return {
+        "import_numba_s": statistics.median(a for a, _ in pairs),
+        "first_train_s": statistics.median(b for _, b in pairs),
+        "ratio": statistics.median(b / a for a, b in pairs),
+        "ratio_min": min(b / a for a, b in pairs),
+        "ratio_max": max(b / a for a, b in pairs),
+        "repeats": repeats,
+        "scipy_installed": importlib.util.find_spec("scipy") is not None,
+        "where_the_time_goes": json.loads(where.stdout),
+    }
+
+
+def print_startup(s: dict) -> None:
+    scipy = "SciPy installed" if s["scipy_installed"] else "no SciPy"
+    print(
+        f"start-up ({scipy}, warm caches, median of {s['repeats']} interleaved pairs): "
+        f"first train {s['first_train_s']:.2f} s, import numba {s['import_numba_s']:.2f} s: "
+        f"{s['ratio']:.2f}x ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}x)"
+    )
+    for name, value in s["where_the_time_goes"].items():
+        shown = f"{value:.3f} s" if isinstance(value, float) else str(value)
+        print(f"  {name:<28}{shown}")
+
+
 def other_sweeps(tmp: Path, cache: Path, repeats: int, architectures: bool) -> dict:
     """Sweeps off lr_grid's path: the 9 architectures of sweeps/architectures.toml with
     empty caches (everything compiles), and 50,000 runs of 1,000 steps (warm kernels):
@@ -150,6 +224,9 @@ def main():
         action="store_true",
         help="skip the cold architectures sweep (about 2 minutes of compiling)",
     )
+    parser.add_argument(
+        "--startup-only", action="store_true", help="time a fresh process's start-up only"
+    )
     args = parser.parse_args()
     from fastbp.spec import load_spec
 
@@ -164,6 +241,10 @@ def main():
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        report["startup"] = startup(tmp / "cache startup", args.repeats)
+        print_startup(report["startup"])
+        if args.startup_only:
+            return
         for backend, n_jobs in (("threads", 1), ("threads", 2), ("loky", 2)):
             case = f"{n_jobs} {backend}"
             cold = run_sweep(tmp / f"cold {case}", n_jobs, tmp / f"cache {case}", backend)

@@ -1,6 +1,7 @@
 """Runs trained side by side, or sharing one trajectory, give the bits of runs trained alone."""
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp import RunConfig, reference, train
 from fastbp.engine import codegen, kernel_cache
 from fastbp.params import flatten
@@ -149,6 +151,7 @@ def many_runs(arch):
     ]
 
 
+@pytest.mark.kernel_forms
 @pytest.mark.parametrize(
     "arch",
     ARCHITECTURES,
@@ -168,6 +171,7 @@ def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
         assert_bits(train(config), alone)  # the generated single-run kernel
 
 
+@pytest.mark.kernel_forms
 def test_results_do_not_depend_on_batch_size_companions_or_order():
     configs = many_runs(ARCHITECTURES[5])  # small: a kernel per lane count compiles here
     reference_results = train_batch(configs, lanes=16)
@@ -202,6 +206,7 @@ def test_float32_runs_track_the_float64_reference():
     np.testing.assert_allclose(result.losses, expected.losses, rtol=1e-4)
 
 
+@pytest.mark.kernel_forms
 @pytest.mark.parametrize(
     "arch",
     [
@@ -236,6 +241,7 @@ def test_mini_batch_runs_train_on_a_generated_kernel_with_the_loop_kernels_bits(
         assert_bits(train(config), alone)
 
 
+@pytest.mark.kernel_forms
 def test_cross_entropy_in_blocks_has_the_bits_of_runs_alone():
     # One run at a time is the default for it (exp per lane): blocks are asked for here.
     configs = many_runs(dict(layers=(4, 2, 4), loss_fn="cross_entropy"))[:6]
@@ -259,45 +265,88 @@ def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["FASTBP_KERNEL_DIR"] = str(tmp_path)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
-    (tag,) = [p.name for p in tmp_path.iterdir()]
-    assert tag.startswith("slp")
-    here = tmp_path / tag / f"v{kernel_cache.VERSION}"
+    (here,) = tmp_path.iterdir()  # one folder for this build
+    assert here.name.startswith("build-") and (here / "used").exists()
+    assert json.loads((here / "build.json").read_text())["fastbp"] == fastbp.__version__
     sources = list(here.glob("fastbp_kernel_*.py"))
     assert len(sources) == 1 and "layers [3, 2, 3]" in sources[0].read_text()
     assert list((here / "__pycache__").glob("*.nbi"))  # Numba cached it there
 
 
-def test_kernels_of_older_versions_are_deleted_when_a_new_version_writes_one(tmp_path):
-    tag = tmp_path / kernel_cache.TAG
-    stale = [tag / "v1" / "fastbp_kernel_a.py", tag / "fastbp_kernel_b.py",
-             tag / "__pycache__" / "fastbp_kernel_b.nbi"]  # fmt: skip
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("old")
-    newer = tag / f"v{kernel_cache.VERSION + 1}" / "x.py"  # a newer fastbp's: kept
-    newer.parent.mkdir()
-    newer.write_text("new")
+def test_a_kernels_name_holds_everything_its_machine_code_is_made_of(monkeypatch):
+    import llvmlite
+    import numba
+
+    source = codegen._source((3, 2, 3), "relu", True, 3, 4, "float64", None, "mse", "sgd", False)
+    names = {kernel_cache.name_of(source)}
+    keys = {kernel_cache.build_key()}
+
+    def changed():  # a new name, and a new folder, for each change
+        names.add(kernel_cache.name_of(source))
+        keys.add(kernel_cache.build_key())
+        return len(names) == len(keys) == 1 + changes.pop(0)
+
+    changes = list(range(1, 9))
+    monkeypatch.setattr(fastbp, "__version__", "0.3.0+edited")
+    assert changed()
+    monkeypatch.setattr(numba, "__version__", "0.0.1")
+    assert changed()
+    monkeypatch.setattr(llvmlite, "__version__", "0.0.1")
+    assert changed()
+    monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
+    assert changed()
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+64bit,+avx,+avx2,+fma,+sse4.2")
+    assert changed()
+    monkeypatch.setenv("NUMBA_OPT", "1")
+    assert changed()
+    digest = kernel_cache._digest  # an engine module the kernel imports, edited
+    for module in kernel_cache.KERNEL_IMPORTS:
+        monkeypatch.setattr(
+            kernel_cache, "_digest", lambda m, edited=module: digest(m) + (m == edited) * "x"
+        )
+        assert changed()
+    assert source.count("from fastbp.") == len(kernel_cache.KERNEL_IMPORTS)
+    with pytest.raises(RuntimeError, match="fastbp.params, which is not in KERNEL_IMPORTS"):
+        kernel_cache.name_of(source + "from fastbp.params import flatten\n")
+
+
+def test_folders_of_builds_not_used_lately_are_deleted_when_a_new_build_writes_one(tmp_path):
+    others = []
+    for age in range(6):  # other builds (other versions, other environments), by last use
+        folder = tmp_path / f"build-{age:016d}"
+        (folder / "fastbp_kernel_x.py").parent.mkdir(parents=True)
+        (folder / "fastbp_kernel_x.py").write_text("old")
+        (folder / "used").write_text("")
+        os.utime(folder / "used", (1e9 - age, 1e9 - age))
+        others.append(folder)
+    layout = tmp_path / "slp1-zmm" / "v15" / "fastbp_kernel_a.py"  # fastbp 0.3's older layout
+    layout.parent.mkdir(parents=True)
+    layout.write_text("old")
     code = (
         "import fastbp; from fastbp.train import train_batch;"
         "train_batch([fastbp.RunConfig(steps=5, layers=(3, 2, 3))])"
     )
     env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
-    assert not any(path.exists() for path in stale) and newer.exists()
-    assert list((tag / f"v{kernel_cache.VERSION}").glob("fastbp_kernel_*.py"))
+    keep = kernel_cache.KEEP_BUILDS
+    assert [folder.exists() for folder in others] == [True] * keep + [False] * (6 - keep)
+    assert not (tmp_path / "slp1-zmm").exists()
+    (new,) = set(tmp_path.iterdir()) - set(others)
+    assert list(new.glob("fastbp_kernel_*.py"))
 
 
 def test_numba_settings_are_applied_once_and_never_override_the_user():
     code = (
         "import os, fastbp.train;"  # the engine applies the settings before Numba reads them
-        "print(fastbp.engine.kernel_cache.TAG, os.environ['NUMBA_SLP_VECTORIZE'])"
+        "from fastbp.engine.kernel_cache import build;"
+        "print(build()['settings']['NUMBA_SLP_VECTORIZE'], os.environ['NUMBA_SLP_VECTORIZE'])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert ours.stdout.split()[1] == "1" and ours.stdout.startswith("slp1-")
+    assert ours.stdout.split() == ["1", "1"]
     env["NUMBA_SLP_VECTORIZE"] = "0"
     theirs = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert theirs.stdout.split()[1] == "0" and theirs.stdout.startswith("slp0-")
+    assert theirs.stdout.split() == ["0", "0"]
 
 
 def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(

@@ -37,6 +37,7 @@ def test_each_optimizer_matches_the_reference(optimizer, weight_decay):
                 assert not b.any()  # no biases: they stay zero, weight decay or not
 
 
+@pytest.mark.kernel_forms
 @pytest.mark.parametrize(
     ("optimizer", "weight_decay", "extra"),
     [  # each optimizer once, and weight decay (one rule for all of them) in two

@@ -1,6 +1,7 @@
 """What a user installs: the wheel holds every module and example spec the checkout has,
 and the example specs are found by name wherever fastbp is installed."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_wheel_holds_every_module_and_example_spec(tmp_path):
+    # Built from a copy: setuptools leaves a build/ folder in the tree it builds.
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for folder in ("fastbp", "sweeps"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     # The installed setuptools builds it (no download): a test extra.
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
          "-q", "-w", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip

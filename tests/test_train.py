@@ -23,6 +23,7 @@ def assert_same_run(fast, slow, rtol=1e-10):
     assert fast.diverged == slow.diverged
 
 
+@pytest.mark.kernel_forms
 @pytest.mark.parametrize(
     "config",
     [
@@ -247,6 +248,28 @@ def test_a_new_process_loads_the_kernels_from_the_disk_cache():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert list(map(int, out.stdout.split())) == [1, 1, 0, 0]  # two hits, no compilation
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_cached_kernels_load_without_numbas_compiler_and_keep_their_bits(light):
+    """A fresh process loads cached kernels with Numba's runtime alone, not its compiler
+    (whose registries import SciPy), and trains the same bits; where that light path
+    fails (another Numba), Numba's own path loads them."""
+    config = RunConfig(steps=300, lr=0.05)
+    expected = train(config).losses.tobytes().hex()  # compiled or loaded: cached on disk
+    fail_once = (  # the light path's first step fails; Numba's own path works
+        "from numba.core.runtime import rtsys; calls = [];"
+        "init = rtsys.initialize;"
+        "rtsys.initialize = lambda ctx: init(ctx) if calls or calls.append(1) else 1 / 0;"
+    )
+    code = (
+        "import sys, fastbp;"
+        + ("" if light else fail_once)
+        + "r = fastbp.train(fastbp.RunConfig(steps=300, lr=0.05));"
+        "print(r.losses.tobytes().hex(), 'numba.np.arraymath' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [expected, str(not light)]
 
 
 def test_kernels_run_in_plain_python_with_numba_disabled_and_keep_their_bits():

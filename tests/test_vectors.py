@@ -24,6 +24,8 @@ from fastbp.engine.intrinsics import (
     where_positive,
 )
 
+pytestmark = pytest.mark.kernel_forms  # run again on an emulated narrower CPU (test_hosts.py)
+
 
 @njit
 def vector_ops(ws, out):

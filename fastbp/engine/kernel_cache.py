@@ -7,25 +7,27 @@ vectoriser on and 512-bit vectors allowed. Numba reads both settings when it bui
 code generator, at the first compilation in a process, so they are set at import,
 through Numba's own environment variables, and only where the user has not set them.
 They change how code is vectorised, never what it computes (fastmath stays off), so
-results are the same bits either way. Numba's cache key holds the CPU features but not
-the SLP setting: generated kernels are kept in a directory named by :data:`TAG`, so a
-kernel compiled under other settings is never picked up under these. If Numba compiled
-something before fastbp was imported, the settings may not take effect in that process:
-it is slower, not wrong.
+results are the same bits either way. If Numba compiled something before fastbp was
+imported, the settings may not take effect in that process: it is slower, not wrong.
 
 **Files.** A generated kernel is written to a file named after the hash of its source
-and imported like any module, so that Numba's on-disk cache works for it too. Files live
-per settings (:data:`TAG`) and per :data:`VERSION`; the first version written removes
-the folders of older ones. Where nothing can be written, a kernel is compiled from
-memory in every process.
+and of everything else its machine code is made of (:func:`build`: fastbp's version, the
+engine modules it imports, Numba's and llvmlite's versions, the target CPU, Numba's
+settings), and imported like any module, so that Numba's on-disk cache works for it too:
+a cached kernel is reused only where all of these are the same. Files live in a folder per
+build; the folders of builds not used lately are removed (:data:`KEEP_BUILDS`). Where
+nothing can be written, a kernel is compiled from memory in every process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from pathlib import Path
 from fastbp.system import write_text_atomic
 
 
+@functools.cache
 def _host_features() -> str | None:
     try:
         import llvmlite.binding as llvm
@@ -45,18 +48,15 @@ def _host_features() -> str | None:
         return None
 
 
-def _apply() -> str:
+def _apply() -> None:
     os.environ.setdefault("NUMBA_SLP_VECTORIZE", "1")
     if "NUMBA_CPU_FEATURES" not in os.environ:
         features = _host_features()
         if features and "+avx512f" in features:
             os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
-    slp = os.environ["NUMBA_SLP_VECTORIZE"]
-    wide = "-prefer-256-bit" in os.environ.get("NUMBA_CPU_FEATURES", "")
-    return f"slp{slp}-{'zmm' if wide else 'default'}"
 
 
-TAG = _apply()
+_apply()
 
 
 def vector_bits() -> int:
@@ -72,16 +72,14 @@ def vector_bits() -> int:
 
 
 def host_key() -> str:
-    """What Numba's cache index tells machines apart by (its version, the CPU and its
-    features, as compiled for), as a short hash."""
-    import hashlib
-
-    import llvmlite.binding as llvm
+    """The machine as Numba compiles for it (its version, the CPU's name and features), as
+    a short hash: what calibration is kept by."""
     import numba
 
-    features = os.environ.get("NUMBA_CPU_FEATURES") or _host_features()
-    host = (numba.__version__, llvm.get_host_cpu_name(), features)
-    return hashlib.sha256(repr(host).encode()).hexdigest()[:12]
+    b = build()
+    return hashlib.sha256(
+        repr((numba.__version__, b["cpu_name"], b["cpu_features"])).encode()
+    ).hexdigest()[:12]
 
 
 _noted = False
@@ -98,7 +96,7 @@ def cached_njit(fn):
     from numba import njit
 
     try:
-        return njit(cache=True, nogil=True, error_model="numpy")(fn)
+        return _loads_lightly(njit(cache=True, nogil=True, error_model="numpy")(fn))
     except RuntimeError as err:  # "cannot cache function ...: no locator available"
         global _noted
         if not _noted:
@@ -112,9 +110,38 @@ def cached_njit(fn):
         return njit(nogil=True, error_model="numpy")(fn)
 
 
-# Bump when the generated code, or how it is compiled (the settings here), changes:
-# older kernels are then deleted.
-VERSION = 15
+def _loads_lightly(dispatcher):
+    """The dispatcher, loading its machine code from Numba's disk cache without first
+    loading all of Numba's compiler (where this Numba allows; else as Numba does).
+
+    Before it loads cached code, Numba readies its target for compiling anything
+    (``target_context.refresh()``): it imports every typing and lowering module it has,
+    NumPy's linear algebra through SciPy among them. In a fresh process that was most of
+    the time to a first trained run (0.42 of 0.65 s on the 8-3-8, with SciPy installed),
+    and running cached code needs none of it but Numba's runtime (NRT), which the
+    kernels' buffers use. So a kernel's cache is read with the runtime alone; a miss, or
+    anything unexpected, leaves Numba's own path to compile it, which readies everything.
+    The machine code loaded is the same either way."""
+    cache = getattr(dispatcher, "_cache", None)
+    full = getattr(cache, "load_overload", None)
+    if full is None or not all(
+        hasattr(cache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors")
+    ):
+        return dispatcher
+
+    def load_overload(sig, target_context):
+        try:
+            from numba.core.runtime import rtsys
+
+            rtsys.initialize(target_context)
+            with cache._guard_against_spurious_io_errors():
+                loaded = cache._load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 - another Numba: its own path, which refreshes
+            return full(sig, target_context)
+        return loaded
+
+    cache.load_overload = load_overload
+    return dispatcher
 
 
 def kernel_dir() -> Path:
@@ -131,9 +158,99 @@ def calibration_file() -> Path:
     return kernel_dir() / "calibration.json"
 
 
+# Numba's settings that change the machine code it makes of the same source.
+CODE_SETTINGS = (
+    "NUMBA_OPT",
+    "NUMBA_SLP_VECTORIZE",
+    "NUMBA_LOOP_VECTORIZE",
+    "NUMBA_ENABLE_AVX",
+    "NUMBA_BOUNDSCHECK",
+    "NUMBA_FASTMATH",
+)
+
+
+def build() -> dict:
+    """Everything besides a kernel's own source that changes its machine code: fastbp's
+    version, the sources of the modules it imports (hashed, as this process imported
+    them), Numba's and llvmlite's versions, the CPU name and features Numba compiles for,
+    and Numba's code settings. A kernel is named by the hash of its source and all of
+    these (:func:`name_of`), so a cached one is reused only where every one is the same."""
+    versions, cpu_name, cpu_features, settings, imports = _inputs()
+    return {
+        "fastbp": versions[0],
+        "numba": versions[1],
+        "llvmlite": versions[2],
+        "cpu_name": cpu_name or _host_cpu_name(),
+        "cpu_features": cpu_features or _host_features() or "",
+        "settings": dict(zip(CODE_SETTINGS, settings, strict=True)),
+        "imports": dict(zip(KERNEL_IMPORTS, imports, strict=True)),
+    }
+
+
+def _inputs() -> tuple:
+    """What :func:`build` is made of, cheaply (it is asked for at every kernel call)."""
+    import llvmlite
+    import numba
+
+    from fastbp import __version__
+
+    return (
+        (__version__, numba.__version__, llvmlite.__version__),
+        os.environ.get("NUMBA_CPU_NAME"),
+        os.environ.get("NUMBA_CPU_FEATURES"),
+        tuple(os.environ.get(name) for name in CODE_SETTINGS),
+        tuple(_digest(module) for module in KERNEL_IMPORTS),
+    )
+
+
+# The modules of fastbp that every kernel's source imports: their code is compiled into
+# the kernel, so a change to them is a change of the kernel (name_of refuses a kernel
+# that imports another).
+KERNEL_IMPORTS = ("fastbp.engine.intrinsics", "fastbp.engine.kernel_cache")
+
+
+@functools.cache
+def _digest(module: str) -> str:
+    """The hash of a module's source file, read once a process: the code it runs."""
+    path = Path(importlib.util.find_spec(module).origin)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+@functools.cache
+def _host_cpu_name() -> str:
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_name()
+
+
+def build_key() -> str:
+    """:func:`build` as a short hash: the name of the folder its kernels live in."""
+    return _build_key(_inputs())
+
+
+@functools.lru_cache(maxsize=64)
+def _build_key(inputs: tuple) -> str:
+    return hashlib.sha256(repr(sorted(build().items())).encode()).hexdigest()[:16]
+
+
 def name_of(source: str) -> str:
-    """The module name of a generated kernel: the hash of its source and VERSION."""
-    text = f"{VERSION}\n{source}"
+    """The module name of a generated kernel: the hash of its source and of
+    :func:`build_key`."""
+    key = build_key()
+    name = _name(source, key)
+    _key_of[name] = key
+    return name
+
+
+_key_of: dict[str, str] = {}  # the build key each kernel name was made with
+
+
+@functools.lru_cache(maxsize=1024)
+def _name(source: str, key: str) -> str:
+    for module in re.findall(r"^(?:from|import) (fastbp[\w.]*)", source, re.MULTILINE):
+        if module not in KERNEL_IMPORTS:  # its code would be in the kernel, not in the key
+            raise RuntimeError(f"a kernel imports {module}, which is not in KERNEL_IMPORTS")
+    text = f"{key}\n{source}"
     return f"fastbp_kernel_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
@@ -170,38 +287,58 @@ def forget() -> None:
     """Drop the kernels loaded in this process (tests that change where they go)."""
     with _lock:
         _loaded.clear()
+        _used.clear()
 
 
-def _directories() -> list[Path]:
-    """Where kernels may go: per Numba settings (TAG), per VERSION."""
+# Folders of kernels kept beside the one in use: those of the most recently used builds
+# (other fastbp versions or environments sharing this cache), so that the cache stays
+# bounded and two environments used in turn do not compile again each time.
+KEEP_BUILDS = 4
+
+
+def _directories(name: str) -> list[Path]:
+    """Where kernel ``name`` may go: a folder per build key, in the kernel directory or,
+    where that is not writable, the temporary directory."""
+    folder = f"build-{_key_of[name]}"
     fallback = Path(tempfile.gettempdir()) / "fastbp-kernels"
-    return [base / TAG / f"v{VERSION}" for base in (kernel_dir(), fallback)]
+    return [base / folder for base in (kernel_dir(), fallback)]
 
 
 def _prune(directory: Path) -> None:
-    """Delete the kernels of older versions next to ``directory`` (with their compiled
-    code, several MB each): no fastbp of this version will load them again."""
+    """Delete the folders of other builds beside ``directory`` (with their compiled code,
+    several MB each) but the KEEP_BUILDS most recently used, and folders of fastbp 0.3's
+    older layout (``slp1-zmm/v15``): nothing made now can use them."""
+    others = []
     for old in directory.parent.iterdir():
-        version = old.name[1:] if old.name.startswith("v") else ""
-        older = version.isdigit() and int(version) < VERSION
-        unversioned = old.name.startswith("fastbp_kernel_") or old.name == "__pycache__"
-        if old.is_dir() and (older or unversioned):
+        if old == directory or not old.is_dir():
+            continue
+        if old.name.startswith("build-"):
+            others.append(((old / "used").stat().st_mtime if (old / "used").exists() else 0, old))
+        elif old.name.startswith("slp"):
             shutil.rmtree(old, ignore_errors=True)
-        elif unversioned:  # from before kernels were kept per version
-            old.unlink(missing_ok=True)
+    for _, old in sorted(others, reverse=True)[KEEP_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_used: set[Path] = set()
 
 
 def _written(name: str, source: str) -> Path | None:
     """The kernel's source file, written to the first writable kernel directory."""
-    for directory in _directories():
+    for directory in _directories(name):
         path = directory / f"{name}.py"
         try:
             if not path.exists() or path.read_text() != source:
                 if not directory.exists():
                     directory.mkdir(parents=True, exist_ok=True)
+                    text = json.dumps(build(), indent=1, sort_keys=True)
+                    write_text_atomic(directory / "build.json", text + "\n")  # for a reader
                     with contextlib.suppress(OSError):
                         _prune(directory)
                 write_text_atomic(path, source)
+            if directory not in _used:  # once a process: what _prune keeps
+                _used.add(directory)
+                (directory / "used").touch()
             return path
         except OSError:
             continue  # not writable: try the next place
@@ -209,11 +346,11 @@ def _written(name: str, source: str) -> Path | None:
 
 
 def _marker(name: str) -> Path | None:
-    """Where a process notes that kernel ``name`` is in Numba's disk cache for this
-    machine and Numba version (a file next to its source)."""
-    for directory in _directories():
+    """Where a process notes that kernel ``name`` is in Numba's disk cache (a file next to
+    its source; the folder is this build's, so this machine's)."""
+    for directory in _directories(name):
         if (directory / f"{name}.py").exists():
-            return directory / f"{name}.{host_key()}.ready"
+            return directory / f"{name}.ready"
     return None
 
 

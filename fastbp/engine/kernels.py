@@ -38,12 +38,10 @@ def loop_kernel():
     return _module()
 
 
-@cache
 def _module():
     return kernel_cache.load(source())
 
 
-@cache
 def name() -> str:
     """The loop kernel's name in the kernel cache."""
     return kernel_cache.name_of(source())
