@@ -10,7 +10,9 @@ Start-up: `python -c "import fastbp; fastbp.train(fastbp.RunConfig(steps=50_000)
 warm caches against `python -c "import numba"`, in interleaved pairs (median of --repeats
 pairs, and of their ratios), and, in one more fresh process, where the time goes: the
 imports, loading the kernel, training, and whether Numba's compiler (its typing and
-lowering registries, which import SciPy where it is installed) was loaded at all.
+lowering registries, which import SciPy where it is installed) was loaded at all. These
+processes run without PYTHONDONTWRITEBYTECODE (set on the development machines), so that
+Python caches fastbp's bytecode as it does for a user.
 
 Each sweep is the real command (`python -m fastbp.sweep ... --backend B --no-plots
 --quiet`) timed from process start to exit, into a new temporary directory, with the
@@ -138,6 +140,10 @@ def startup(cache: Path, repeats: int) -> dict:
         "NUMBA_CACHE_DIR": str(cache / "numba"),
         "FASTBP_KERNEL_DIR": str(cache / "kernels"),
     }
+    # As Python runs for a user: with its modules' bytecode cached (installed packages have
+    # theirs; a checkout's is written at the first import). The development machines set
+    # PYTHONDONTWRITEBYTECODE, which would compile fastbp's sources in every process.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def timed(code: str) -> float:
         start = time.perf_counter()

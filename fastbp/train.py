@@ -430,7 +430,10 @@ def _train_families(families, lanes: int) -> Trained:
 @lru_cache(maxsize=256)
 def _block_steps(runs: tuple) -> np.ndarray:
     """The steps a block logs: those of each of its (steps, log_every)."""
-    out = np.unique(np.concatenate([logged_steps(*run, copy=False) for run in runs]))
+    # Sorted and deduplicated by hand: np.unique's first call in a process costs ~10 ms,
+    # a sixth of a fresh process's time to its first trained run.
+    out = np.sort(np.concatenate([logged_steps(*run, copy=False) for run in runs]))
+    out = out[np.concatenate(([True], out[1:] != out[:-1]))]
     out.flags.writeable = False
     return out
 
