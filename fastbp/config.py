@@ -44,6 +44,9 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):  # from a worker or a forked process to the parent, whole
+        return type(self), (self.field, str(self))
+
 
 @dataclass(frozen=True)
 class RunConfig:

@@ -176,7 +176,8 @@ _loaded: dict[tuple, Data] = {}
 def load(path, n_out: int, targets=None) -> Data:
     """The Data of a .npz (arrays X and T, optionally X_val and T_val) or .csv file (a
     header row of column names, then numbers; the targets are the columns named by
-    ``targets``, else the last ``n_out``). Cached while the file is unchanged."""
+    ``targets``, else the last ``n_out``), named by its absolute path. Cached while the
+    file is unchanged."""
     path = Path(path)
     try:
         stat = path.stat()
@@ -184,7 +185,8 @@ def load(path, n_out: int, targets=None) -> Data:
         raise DataError(f"{path}: {err.strerror.lower() if err.strerror else err}") from None
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file")
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, n_out, targets)
+    path = path.resolve()  # named by where it is, wherever the sweep ran or is read from
+    key = (str(path), stat.st_mtime_ns, stat.st_size, n_out, targets)
     if key not in _loaded:
         if len(_loaded) > 64:
             _loaded.clear()

@@ -17,6 +17,8 @@ import multiprocessing
 import sys
 import tempfile
 import textwrap
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -760,7 +762,10 @@ def learned_params(results, x=None) -> Figure:
     _bias_strip(fig.add_subplot(grid[0]), finite[finite["bias"]], params, x)
     outputs, inputs = [], []
     for _, row in best:
-        X, _ = make_dataset(config_from_row(row))
+        try:
+            X, _ = make_dataset(config_from_row(row))
+        except ValueError as err:  # the data file moved or changed since the sweep
+            raise Skip(f"its outputs need the data again, and {err}") from None
         outputs.append(predict(results.run_params(row["run_id"]), X, row["activation"]))
         inputs.append(X)
     vmax = max(float(np.abs(Y).max()) for Y in outputs) or 1.0
@@ -856,19 +861,32 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
             shares[k].append(name)
             loads[k] += COST[name]
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            # concurrent.futures, not multiprocessing.Pool: a worker that dies is an error
+            # here (BrokenProcessPool), where a Pool waits for it for ever.
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 outcomes = dict(o for part in pool.map(_draw_share, shares) for o in part)
+        except BrokenProcessPool:  # killed, out of memory: one at a time, in this process
+            outcomes = dict(_draw_share(names, (results, out, fmt, dpi)))
         finally:
             _JOB = None
     else:
         outcomes = dict(_draw_share(names, (results, out, fmt, dpi)))
     written = []
     for name in names:
-        if isinstance(outcomes[name], Path):
-            written.append(outcomes[name])
-        elif outcomes[name] is not None:
-            note(f"skipped {name}: {outcomes[name]}")
+        outcome = outcomes[name]
+        if isinstance(outcome, Path):
+            written.append(outcome)
+        elif isinstance(outcome, Failed):
+            note(f"error: {name} could not be drawn: {outcome}")
+        elif outcome is not None:
+            note(f"skipped {name}: {outcome}")
     return written
+
+
+class Failed(str):
+    """Why a figure could not be drawn (an unexpected error), as text: a worker hands
+    back no exception object, which might not survive pickling."""
 
 
 # Milliseconds each figure took to draw for lr_grid, to share them out between processes.
@@ -892,10 +910,15 @@ def _draw_one(name, results, out, fmt, dpi):
         return None  # nothing to say
     except Skip as why:
         return str(why)
+    except Exception as err:  # noqa: BLE001 - the other figures are still drawn
+        return Failed(f"{type(err).__name__}: {err}")
     path = out / f"{name}.{fmt}"
     # Fast PNG compression: the default (6) takes a third of the drawing time.
     options = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
-    fig.savefig(path, dpi=dpi, **options)
+    try:
+        fig.savefig(path, dpi=dpi, **options)
+    except OSError as err:  # a full disk, a folder taken away
+        return Failed(f"cannot be written to {path}: {err.strerror or err}")
     return path
 
 
@@ -911,14 +934,18 @@ def main(argv=None) -> int:
     parser.add_argument("--format", choices=("png", "svg", "pdf"), default="png")
     args = parser.parse_args(argv)
     directory = Path(args.dir)
-    missing = [
-        n for n in ("runs", "curves", "params") if not (directory / f"{n}.parquet").is_file()
-    ]
-    if missing:
-        print(
-            f"error: {directory}: not a sweep's results ({missing[0]}.parquet is missing)",
-            file=sys.stderr,
-        )
+    from fastbp.results import load_results
+
+    try:
+        results = load_results(directory)
+    except FileNotFoundError as err:  # not a sweep's folder, or one not finished
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # damaged, or its tables disagree
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not len(results.runs):
+        print(f"error: {directory}: its tables hold no run yet: nothing to draw", file=sys.stderr)
         return 2
     out = directory / "plots" if args.out is None else Path(args.out)
     problem = None
@@ -930,14 +957,15 @@ def main(argv=None) -> int:
         except OSError as err:  # a file in its path, no permission
             problem = f"cannot be created: {err.strerror or err}"
     if problem:
-        print(f"error: --out {args.out!r}: {problem}", file=sys.stderr)
+        shown = f"--out {args.out!r}" if args.out is not None else str(out)
+        print(f"error: {shown}: {problem}", file=sys.stderr)
         return 2
-    return draw(directory, out, args.format)
+    return draw(directory, out, args.format, results)
 
 
-def draw(directory: Path, out: Path | None = None, fmt: str = "png") -> int:
+def draw(directory: Path, out: Path | None = None, fmt: str = "png", results=None) -> int:
     """Write every figure of a sweep directory and its report.html; print what was
-    written and what was skipped."""
+    written and what was skipped. ``results``: its tables, where already loaded."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: figures go to files
@@ -945,14 +973,15 @@ def draw(directory: Path, out: Path | None = None, fmt: str = "png") -> int:
     from fastbp.results import load_results
 
     out = out or directory / "plots"
-    results = load_results(directory)
+    results = load_results(directory) if results is None else results
     skipped = []
 
     def note(line):
-        print(line)
+        print(line, file=sys.stderr if line.startswith("error: ") else sys.stdout)
         skipped.append(line)
 
     written = write_figures(results, out, fmt, note=note)
+    failed = any(line.startswith("error: ") for line in skipped)
     if fmt == "pdf":  # a page cannot show PDF: the report gets PNG copies
         with tempfile.TemporaryDirectory() as tmp:
             pngs = write_figures(results, Path(tmp), "png", note=lambda _: None)
@@ -960,7 +989,7 @@ def draw(directory: Path, out: Path | None = None, fmt: str = "png") -> int:
     else:
         report = write_report(directory, results, written, out, skipped)
     print(f"{len(written)} figure(s) and {report.name} in {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -253,10 +253,12 @@ def _e(text) -> str:
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object from a file; {} where there is none (missing, damaged, not an object)."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _meta_line(runs, meta, threshold) -> str:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from fastbp.config import SINCE_0_3, RunConfig, layers_text, parse_layers
 from fastbp.metrics import METRICS, dead_units, floors
-from fastbp.system import write_atomic
+from fastbp.system import write_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,6 +162,19 @@ def load_results(directory) -> Results:
     directory = Path(directory)
     for name in TABLES:
         if not (directory / f"{name}.parquet").is_file():
+            spec = directory / "spec.toml"
+            resume = (
+                f"python -m fastbp.sweep {spec if spec.is_file() else 'SPEC'} --out {directory}"
+            )
+            saved = (
+                len(Store(directory).read(warn=lambda _: None)["runs"]) if is_ours(directory) else 0
+            )
+            if saved:
+                raise FileNotFoundError(
+                    f"{directory}: its sweep has not finished: {saved} run(s) are saved in "
+                    f"{directory / 'shards'}, and its tables are written when it finishes; "
+                    f"resume it with: {resume}"
+                )
             what = (
                 f"{name}.parquet is missing" if directory.is_dir()
                 else "it is a file, not a folder" if directory.exists()
@@ -169,12 +182,16 @@ def load_results(directory) -> Results:
             )  # fmt: skip
             raise FileNotFoundError(
                 f"{directory}: not a sweep's results ({what}); a sweep writes them there "
-                f"when it finishes: python -m fastbp.sweep SPEC --out {directory}"
+                f"when it finishes: {resume}"
             )
     try:
         tables = [pd.read_parquet(directory / f"{name}.parquet") for name in TABLES]
     except (OSError, pa.ArrowException) as err:
-        raise ValueError(f"{directory}: its tables cannot be read: {err}") from None
+        raise ValueError(
+            f"{directory}: its tables cannot be read ({' '.join(str(err).split())[:200]}); "
+            f"run the sweep again, which writes them anew from {directory / 'shards'}"
+        ) from None
+    _check_agree(directory, *tables)
     for field, value in SINCE_0_3.items():  # tables written by fastbp 0.3
         if field not in tables[0]:
             value = np.nan if value is None else value
@@ -183,8 +200,38 @@ def load_results(directory) -> Results:
         meta = json.loads((directory / "meta.json").read_text())
     except (OSError, ValueError):
         meta = {}
+    if not isinstance(meta, dict):  # not fastbp's meta.json: the tables still stand
+        meta = {}
     swept = meta.get("swept")
-    return Results(*tables, threshold=meta.get("threshold"), swept=swept and tuple(swept))
+    swept = (
+        tuple(swept) if isinstance(swept, list) and all(isinstance(s, str) for s in swept) else None
+    )
+    threshold = meta.get("threshold")
+    threshold = threshold if isinstance(threshold, (int, float)) else None
+    return Results(*tables, threshold=threshold, swept=swept)
+
+
+def _check_agree(directory: Path, runs, curves, params) -> None:
+    """A ValueError unless the three tables describe the same runs (a sweep stopped while
+    it wrote them leaves one table of the runs before and one of the runs after)."""
+    counts = [len(set(table["run_id"])) for table in (runs, curves, params)]
+    ids = set(runs["run_id"])
+    if set(curves["run_id"]) != ids or not set(params["run_id"]) <= ids:
+        raise ValueError(
+            f"{directory}: its tables disagree (runs.parquet holds {counts[0]} runs, "
+            f"curves.parquet {counts[1]}, params.parquet {counts[2]}): a sweep stopped while "
+            f"it wrote them; run the sweep again, which writes them anew from "
+            f"{directory / 'shards'}"
+        )
+
+
+# Written after the three tables, removed before: a sweep's rerun takes the tables as
+# they are only where it finds them whole (see final_tables_hold).
+MANIFEST = "tables.json"
+
+
+def _manifest(directory: Path) -> dict:
+    return {f"{name}.parquet": (directory / f"{name}.parquet").stat().st_size for name in TABLES}
 
 
 def _upgraded(table: pa.Table) -> pa.Table:
@@ -314,6 +361,49 @@ def _param_index(layers: tuple):
     return tuple(np.array(x, np.int64) for x in (layer, kind, i, j))
 
 
+# How fastbp knows an output folder is its own: the marker it writes first, or (folders of
+# fastbp 0.3) a meta.json of fastbp's or shards of finished runs.
+MARKER = ".fastbp"
+
+
+def is_ours(directory: Path) -> bool:
+    """Whether ``directory`` holds fastbp's results (see MARKER)."""
+    directory = Path(directory)
+    if (directory / MARKER).is_file() or any((directory / "shards").glob("part-*.parquet")):
+        return True
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "fastbp_version" in meta and "swept" in meta
+
+
+def refusal(directory: Path) -> str | None:
+    """Why fastbp may not write its results into ``directory`` (it holds other things and
+    is not fastbp's), or None where it may (new, empty, or fastbp's)."""
+    directory = Path(directory)
+    if not directory.is_dir() or is_ours(directory):
+        return None
+    others = sorted(entry.name for entry in directory.iterdir() if entry.name != ".lock")
+    if not others:  # (a .lock alone: a sweep that is starting there, and says so)
+        return None
+    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+    return (
+        f"holds files that are not fastbp's results ({', '.join(others[:3])}{more}); fastbp "
+        "writes only into an empty folder or one of its own results (marked by the .fastbp "
+        "file it writes first): choose another --out"
+    )
+
+
+def claim(directory: Path) -> None:
+    """Create ``directory`` if need be and mark it as fastbp's (see :func:`refusal`)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / MARKER
+    if not marker.exists():
+        marker.write_text("This folder holds fastbp's results (python -m fastbp.sweep).\n")
+
+
 class Store:
     """The shards of a sweep directory: every finished run, whatever spec asked for it."""
 
@@ -428,8 +518,8 @@ def final_tables_hold(directory: Path, run_ids, threshold) -> bool:
     directory = Path(directory)
     try:
         meta = json.loads((directory / "meta.json").read_text())
-        if not all((directory / f"{name}.parquet").is_file() for name in TABLES):
-            return False
+        if json.loads((directory / MANIFEST).read_text()) != _manifest(directory):
+            return False  # written in part, or by a fastbp that wrote no manifest
         held = pq.read_table(directory / "runs.parquet", columns=["run_id"]).column("run_id")
     except (OSError, ValueError, pa.ArrowException):
         return False
@@ -455,11 +545,12 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     import pandas as pd
 
     directory = Path(directory)
+    (directory / MANIFEST).unlink(missing_ok=True)  # the tables change from here on
     wanted = pa.array(list(run_ids), pa.string())
     runs = _in_order(tables["runs"], wanted).to_pandas()
     # Curves and parameters (millions of rows for a sweep of many runs) one at a time,
-    # each written as soon as it is made. The runs table last: complete and naming these
-    # runs, it vouches for the other two (final_tables_hold relies on that after a crash).
+    # each written as soon as it is made; the runs table last, then the manifest, which
+    # vouches for all three (final_tables_hold; load_results compares their runs).
     curves = _in_order(tables["curves"], wanted, "step").cast(CURVES_SCHEMA)
     reached = runs["run_id"].map(steps_to_threshold(curves, threshold)).astype("Int64")
     _write_atomic(curves, directory / "curves.parquet")
@@ -478,6 +569,7 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
         runs[name] = runs[name].astype("Int64")
     runs_table = pa.Table.from_pandas(runs, schema=RUNS_SCHEMA, preserve_index=False)
     _write_atomic(runs_table, directory / "runs.parquet")
+    write_text_atomic(directory / MANIFEST, json.dumps(_manifest(directory)) + "\n")
     return runs
 
 

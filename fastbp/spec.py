@@ -35,6 +35,9 @@ class SpecError(Exception):
         self.path, self.where, self.message = str(path), where, message
         super().__init__(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
 
+    def __reduce__(self):  # from a worker or a forked process to the parent, whole
+        return type(self), (self.path, self.where, self.message)
+
 
 @dataclass(frozen=True)
 class Spec:

@@ -13,7 +13,6 @@ import functools
 import multiprocessing
 import os
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -162,6 +161,11 @@ def _out_dir(spec: Spec, out, option: str) -> Path:
     out = Path(out) if out is not None else Path("results") / spec.name
     if out.exists() and not out.is_dir():
         raise SweepError(f"{out}: {option} must be a directory, and this is a file")
+    from fastbp.results import refusal
+
+    why = refusal(out)
+    if why:
+        raise SweepError(f"{out}: {why}")
     return out
 
 
@@ -190,8 +194,10 @@ def _workers(spec: Spec, backend, n_jobs, scheduler) -> tuple[str, int, str | No
 def _sweep(spec, out, backend_name, n_jobs, scheduler, force, quiet):
     """Lock ``out``, keep a copy of the spec there, train the missing runs on the backend:
     (SweepReport, runs DataFrame). SweepError where it cannot start."""
+    from fastbp.results import claim
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        claim(out)  # _out_dir refused a folder that is not fastbp's
         lock = lock_directory(out)
         if lock is None:
             raise SweepError(
@@ -212,12 +218,18 @@ def _sweep(spec, out, backend_name, n_jobs, scheduler, force, quiet):
 
 
 def _keep_spec(spec: Spec, out: Path) -> None:
-    """out/spec.toml: a copy of the spec file, or the text of a spec given as text or dict."""
+    """out/spec.toml: a copy of the spec file, or the text of a spec given as text or dict.
+    Another spec already there is kept, as spec.1.toml (spec.2.toml, ...)."""
     target = out / "spec.toml"
-    if spec.text is not None:
-        target.write_text(spec.text)
-    elif not target.exists() or not spec.path.samefile(target):
-        shutil.copyfile(spec.path, target)
+    text = spec.text if spec.text is not None else spec.path.read_text(encoding="utf-8")
+    if target.exists():
+        if target.read_text(encoding="utf-8", errors="replace") == text:
+            return
+        n = 1
+        while (out / f"spec.{n}.toml").exists():
+            n += 1
+        target.rename(out / f"spec.{n}.toml")
+    target.write_text(text, encoding="utf-8")
 
 
 def _unfinished(report, out) -> str:

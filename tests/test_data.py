@@ -150,3 +150,51 @@ def test_validation_metrics_at_each_logged_step_match_the_reference(files):
     np.testing.assert_array_equal(block[-1].val_loss, result.val_loss)
     no_split = RunConfig(layers=(3, 6, 1), dataset=str(files / "d.npz"), steps=10)
     assert train(no_split, engine="loops").val_loss is None
+
+
+def test_results_of_a_data_file_stay_usable_from_anywhere(files, tmp_path):
+    """The file is recorded by its absolute path: a sweep resumed from another folder
+    names it the same, and figures drawn from elsewhere, after the file moved, finish and
+    say once what they cannot draw (a figure process that failed once hung them)."""
+    import subprocess
+    import sys
+
+    from fastbp.results import load_results
+
+    folder = files / "f"
+    folder.mkdir()
+    shutil.copy(files / "d.csv", folder / "mydata.csv")
+    (folder / "s.toml").write_text(
+        '[sweep]\nname = "s"\n[base]\ndataset = "mydata.csv"\nlayers = [3, 4, 1]\n'
+        'loss_fn = "bce"\nsteps = 40\nlog_every = 20\n[grid]\nseed = [0, 1]\n'
+    )
+
+    def run(module, *args, cwd):
+        command = [sys.executable, "-m", module, *map(str, args)]
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+    out = files / "out"
+    first = run("fastbp.sweep", "f/s.toml", "--out", out, "--no-plots", cwd=files)
+    assert first.returncode == 0, first.stderr
+    (folder / "s.toml").write_text((folder / "s.toml").read_text().replace("[0, 1]", "[0, 1, 2]"))
+    again = run("fastbp.sweep", "s.toml", "--out", out, "--no-plots", cwd=folder)
+    assert again.returncode == 0, again.stderr
+    runs = load_results(out).runs
+    assert set(runs["dataset"]) == {str((folder / "mydata.csv").resolve())} and len(runs) == 3
+    (folder / "mydata.csv").rename(folder / "moved.csv")
+    drawn = run("fastbp.plot", out, cwd=tmp_path.parent)
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout.count("skipped learned_params: its outputs need the data again") == 1
+    assert "mydata.csv" in drawn.stdout and (out / "plots" / "report.html").exists()
+    assert (out / "plots" / "loss_curves.png").exists()
+
+
+def test_errors_travel_between_processes_whole():
+    error = ConfigError("lr", "lr must be > 0, got -1")
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), again.field, str(again)) == (ConfigError, "lr", str(error))
+    spec_error = SpecError("s.toml", "[grid].lr", "bad")
+    again = pickle.loads(pickle.dumps(spec_error))
+    assert (again.path, again.where, again.message, str(again)) == (
+        "s.toml", "[grid].lr", "bad", str(spec_error)
+    )  # fmt: skip

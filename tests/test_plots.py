@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PathCollection
@@ -331,9 +332,53 @@ def test_plot_command_rejects_a_directory_without_results(tmp_path):
         [sys.executable, "-m", "fastbp.plot", str(tmp_path)], capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert (
-        out.stderr.strip() == f"error: {tmp_path}: not a sweep's results (runs.parquet is missing)"
+    assert out.stderr.strip() == (
+        f"error: {tmp_path}: not a sweep's results (runs.parquet is missing); a sweep writes "
+        f"them there when it finishes: python -m fastbp.sweep SPEC --out {tmp_path}"
     )
+
+
+def plot_command(*args):
+    command = [sys.executable, "-m", "fastbp.plot", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_plot_command_on_damaged_or_unfinished_folders_is_one_line(sweep_dir, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    def copy(name):
+        folder = tmp_path / name
+        shutil.copytree(sweep_dir, folder)
+        return folder
+
+    cases = []
+    disagree = copy("disagree")  # killed while the tables were written: curves of 2 runs more
+    curves = pq.read_table(disagree / "curves.parquet")
+    extra = curves.filter(pa.compute.equal(curves["run_id"], curves["run_id"][0]))
+    extra = extra.set_column(0, "run_id", pa.array(["x"] * len(extra), curves.schema[0].type))
+    pq.write_table(pa.concat_tables([curves, extra]), disagree / "curves.parquet")
+    cases.append((disagree, 1, "its tables disagree (runs.parquet holds"))
+    damaged = copy("damaged")
+    (damaged / "runs.parquet").write_bytes(b"PAR1 not parquet")
+    cases.append((damaged, 1, "its tables cannot be read ("))
+    unfinished = copy("unfinished")  # stopped before its tables were written
+    for name in ("runs", "curves", "params"):
+        (unfinished / f"{name}.parquet").unlink()
+    cases.append((unfinished, 2, "its sweep has not finished: "))
+    plots_file = copy("plots_file")
+    shutil.rmtree(plots_file / "plots", ignore_errors=True)
+    (plots_file / "plots").write_text("")
+    cases.append((plots_file, 2, f"{plots_file / 'plots'}: cannot be created"))
+    for folder, code, message in cases:
+        out = plot_command(folder)
+        assert out.returncode == code and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr
+    listed = copy("listed")  # a meta.json that holds a list: the tables still draw
+    (listed / "meta.json").write_text("[1, 2]")
+    out = plot_command(listed, "--out", tmp_path / "listed plots")
+    assert out.returncode == 0, out.stderr
 
 
 def test_plot_command_rejects_a_file_as_output(sweep_dir, tmp_path):

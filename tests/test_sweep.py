@@ -616,3 +616,31 @@ def test_without_distributed_the_dask_backend_says_how_to_install_it(tmp_path, m
     assert err == (
         "error: the dask backend needs the 'distributed' package: pip install 'fastbp[dask]'"
     )
+
+
+def test_a_folder_that_is_not_fastbps_is_refused_and_another_specs_is_kept(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    own = {"spec.toml": "my own", "runs.parquet": "not fastbp's", "meta.json": "[1, 2]"}
+    for name, text in own.items():
+        (mine / name).write_text(text)
+    (mine / "plots").mkdir()
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    for extra in ((), ("--dry-run",)):
+        out = sweep(spec, "--out", mine, "--no-plots", *extra)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "holds files that are not fastbp's results (meta.json, plots, runs.parquet" in (
+            out.stderr
+        )
+    assert {p.name: p.read_text() for p in mine.glob("*.*")} == own  # untouched
+    assert not (mine / "shards").exists() and not (mine / ".fastbp").exists()
+    ours = tmp_path / "ours"
+    assert sweep(spec, "--out", ours, "--no-plots").returncode == 0
+    first = (ours / "spec.toml").read_text()
+    other = write_spec(tmp_path / "other.toml", seeds=2)
+    other.write_text(other.read_text().replace('name = "small"', 'name = "other"'))
+    again = sweep(other, "--out", ours, "--no-plots")
+    assert again.returncode == 0, again.stderr
+    assert (ours / "spec.1.toml").read_text() == first  # the earlier spec, kept
+    assert (ours / "spec.toml").read_text() == other.read_text()
+    assert "0 reused" not in again.stdout  # the first spec's runs were reused by run_id
