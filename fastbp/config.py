@@ -158,6 +158,7 @@ class RunConfig:
         if isinstance(self.dataset, data.Data):
             try:
                 self.dataset.check(self.layers)
+                self.dataset.check_targets(self.loss_fn)
             except data.DataError as err:
                 raise ConfigError("dataset", f"dataset {err}") from None
 
@@ -306,14 +307,23 @@ def _size(n: float) -> str:
     return ""
 
 
-def _as_int(name, value, minimum):
+# Largest values of the integer fields: what the tables (int64) and NumPy's generators
+# hold (seeds), and far beyond any run this tool is for (a trillion steps of the 8-3-8
+# take a day on one core).
+SEED_MAX = 2**63 - 1
+STEPS_MAX = 10**12
+WIDTH_MAX = 65_536  # a layer's width
+
+
+def _as_int(name, value, minimum, maximum=STEPS_MAX):
     # bool is an int subclass: True is not a step count. Integral floats (3e5) are accepted.
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    rule = f"{name} must be an integer from {minimum:,} to {maximum:,}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ConfigError(name, f"{name} must be an integer >= {minimum}, got {value}")
+        raise ConfigError(name, f"{rule}, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"{rule}, got {value:,}")
     return value
 
 
@@ -379,8 +389,10 @@ def _check_layers(name, value):
             f"{name} must have at least 3 entries (input, hidden..., output), got {list(value)}",
         )
     for w in value:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ConfigError(name, f"{name} widths must be integers >= 1, got {list(value)}")
+        if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= WIDTH_MAX:
+            raise ConfigError(
+                name, f"{name} widths must be integers from 1 to {WIDTH_MAX:,}, got {list(value)}"
+            )
     return value
 
 
@@ -422,7 +434,7 @@ _CHECKS = {
     "bias": _check_bias,
     "lr": _as_positive_float,
     "steps": lambda n, v: _as_int(n, v, 1),
-    "seed": lambda n, v: _as_int(n, v, 0),
+    "seed": lambda n, v: _as_int(n, v, 0, SEED_MAX),
     "log_every": lambda n, v: _as_int(n, v, 1),
     "batch_size": _check_batch_size,
     "init": _one_of(INITS),

@@ -169,6 +169,37 @@ class Data:
                         f"(shape ({array.shape[0]}, {width}))"
                     )
 
+    def check_targets(self, loss_fn: str) -> None:
+        """A DataError unless the targets are what ``loss_fn`` takes: ``bce``, values in
+        [0, 1]; ``cross_entropy``, rows of probabilities (each value >= 0, each row summing
+        to 1 within 1e-6 relative)."""
+        checked = self.__dict__.setdefault("_fits", set())  # once per loss: many runs ask
+        if loss_fn in checked:
+            return
+        for name in ("T", "T_val"):
+            T = getattr(self, name)
+            if T is None or loss_fn == "mse":
+                continue
+            if loss_fn == "bce":
+                bad = np.flatnonzero(((T < 0) | (T > 1)).any(axis=1))
+                if len(bad):
+                    value = T[bad[0]][(T[bad[0]] < 0) | (T[bad[0]] > 1)][0]
+                    raise DataError(
+                        f"{self.name}: {name} holds {value:g} (sample {bad[0]}): loss_fn 'bce' "
+                        "needs targets from 0 to 1"
+                    )
+            elif loss_fn == "cross_entropy":
+                sums = T.sum(axis=1)
+                bad = np.flatnonzero((T < 0).any(axis=1) | (np.abs(sums - 1) > 1e-6))
+                if len(bad):
+                    row = ", ".join(f"{v:g}" for v in T[bad[0]][:6])
+                    raise DataError(
+                        f"{self.name}: {name} row {bad[0]} is [{row}{', ...' * (T.shape[1] > 6)}] "
+                        f"(sum {sums[bad[0]]:g}): loss_fn 'cross_entropy' needs rows of "
+                        "probabilities, each >= 0 and summing to 1"
+                    )
+        checked.add(loss_fn)
+
 
 _loaded: dict[tuple, Data] = {}
 

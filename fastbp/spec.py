@@ -159,7 +159,8 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         _check_keys(
             {k: random[k] for k in keys}, RunConfig.field_names() + RANDOM_KEYS, "random", fail
         )
-        _check_count(planned + (random.get("n") or 0), "[random].n", fail)
+        n = random.get("n")
+        _check_count(planned + (n if isinstance(n, int) else 0), "[random].n", fail)
         swept += keys
         where = {**origin, **{key: f"[random].{key}" for key in keys}}
         for values in _draw(random, keys, fail):

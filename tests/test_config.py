@@ -41,15 +41,18 @@ def test_numbers_are_normalised():
         ("lr", math.inf, "lr must be a finite number > 0, got inf"),
         ("lr", math.nan, "lr must be a finite number > 0, got nan"),
         ("lr", "fast", "lr must be a finite number > 0, got 'fast'"),
-        ("steps", 0, "steps must be an integer >= 1, got 0"),
-        ("steps", 2.5, "steps must be an integer >= 1, got 2.5"),
-        ("steps", True, "steps must be an integer >= 1, got True"),
-        ("log_every", 0, "log_every must be an integer >= 1, got 0"),
-        ("seed", -1, "seed must be an integer >= 0, got -1"),
+        ("steps", 0, "steps must be an integer from 1 to 1,000,000,000,000, got 0"),
+        ("steps", 2.5, "steps must be an integer from 1 to 1,000,000,000,000, got 2.5"),
+        ("steps", True, "steps must be an integer from 1 to 1,000,000,000,000, got True"),
+        ("log_every", 0, "log_every must be an integer from 1 to 1,000,000,000,000, got 0"),
+        ("seed", -1, "seed must be an integer from 0 to 9,223,372,036,854,775,807, got -1"),
+        ("seed", 2**63, "seed must be an integer from 0 to 9,223,372,036,854,775,807, got 9,2"),
+        ("steps", 10**12 + 1, "steps must be an integer from 1 to 1,000,000,000,000, got 1,0"),
+        ("layers", [8, 70_000, 8], "layers widths must be integers from 1 to 65,536"),
         ("layers", [8, 8], "layers must have at least 3 entries"),
-        ("layers", [8, 0, 8], "layers widths must be integers >= 1, got [8, 0, 8]"),
-        ("layers", [8, -3, 8], "layers widths must be integers >= 1"),
-        ("layers", [8, 2.5, 8], "layers widths must be integers >= 1"),
+        ("layers", [8, 0, 8], "layers widths must be integers from 1 to 65,536, got [8, 0, 8]"),
+        ("layers", [8, -3, 8], "layers widths must be integers from 1 to 65,536"),
+        ("layers", [8, 2.5, 8], "layers widths must be integers from 1 to 65,536"),
         ("layers", "8x3x8", 'layers must be a list of widths like [8, 3, 8] or "8-3-8"'),
         ("layers", "8-3", "layers must have at least 3 entries"),
         ("layers", [8, 3, 4], "layers must have as many outputs as inputs for dataset 'encoder'"),
@@ -64,7 +67,7 @@ def test_numbers_are_normalised():
         ("dataset", "xor", "layers must have 2 inputs and 1 output for dataset 'xor', got 8-3-8"),
         ("dataset", "parity", "layers must have 1 output and at most 16 inputs for dataset"),
         ("loss_fn", "ce", "loss_fn must be one of 'mse', 'bce', 'cross_entropy', got 'ce'"),
-        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        ("batch_size", 0, "batch_size must be an integer from 1 to 1,000,000,000,000, got 0"),
         ("batch_size", 9, "batch_size must be None or between 1 and n_samples = 8, got 9"),
         ("bias", "yes", "bias must be true or false, got 'yes'"),
         ("bias", 1, "bias must be true or false, got 1"),
@@ -166,9 +169,13 @@ def test_numpy_scalars_and_arrays_are_taken_as_the_python_values_they_hold():
     assert numpy == plain and numpy.run_id == plain.run_id
     assert type(numpy.seed) is int and type(numpy.layers[0]) is int and numpy.bias is False
     assert RunConfig(lr=np.float32(0.1)).lr == float(np.float32(0.1))  # its exact value
-    with pytest.raises(ConfigError, match="^seed must be an integer >= 0, got -1"):
+    with pytest.raises(
+        ConfigError, match="^seed must be an integer from 0 to 9,223,372,036,854,775,807, got -1"
+    ):
         RunConfig(seed=np.int64(-1))
-    with pytest.raises(ConfigError, match="^steps must be an integer >= 1, got 2.5"):
+    with pytest.raises(
+        ConfigError, match="^steps must be an integer from 1 to 1,000,000,000,000, got 2.5"
+    ):
         RunConfig(steps=np.float64(2.5))
 
 

@@ -3,6 +3,7 @@ validation split and the validation metrics."""
 
 import os
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -198,3 +199,25 @@ def test_errors_travel_between_processes_whole():
     assert (again.path, again.where, again.message, str(again)) == (
         "s.toml", "[grid].lr", "bad", str(spec_error)
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("T_bad", "loss_fn", "message"),
+    [
+        ([[-1.0], [2.0]], "bce", "T holds -1 (sample 0): loss_fn 'bce' needs targets from 0 to 1"),
+        ([[0.5, 0.4], [1.0, 0.0]], "cross_entropy", "T row 0 is [0.5, 0.4] (sum 0.9)"),
+        ([[-0.5, 1.5], [1.0, 0.0]], "cross_entropy", "T row 0 is [-0.5, 1.5] (sum 1)"),
+    ],
+)
+def test_targets_a_loss_cannot_take_are_refused(files, T_bad, loss_fn, message):
+    n_out = len(T_bad[0])
+    T_ok = np.eye(n_out)[np.arange(24) % n_out] if n_out > 1 else T
+    T_new = np.vstack([T_bad, T_ok[2:]])
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        RunConfig(dataset=Data(X, T_new), layers=(3, 4, n_out), loss_fn=loss_fn)
+    assert info.value.field == "dataset"
+    RunConfig(dataset=Data(X, T_new), layers=(3, 4, n_out), loss_fn="mse")  # any target
+    RunConfig(dataset=Data(X, T_ok), layers=(3, 4, n_out), loss_fn=loss_fn)  # in range
+    np.savez(files / "bad.npz", X=X, T=T_ok, X_val=X[:2], T_val=np.array(T_bad))
+    with pytest.raises(ConfigError, match="T_val"):
+        RunConfig(dataset=str(files / "bad.npz"), layers=(3, 4, n_out), loss_fn=loss_fn)

@@ -27,7 +27,10 @@ def test_one_run_prints_the_curve_and_the_outputs():
         (["--lr", "-1"], "error: --lr: lr must be a finite number > 0, got -1"),
         (["--layers", "[8, 3]"], "error: --layers: layers must have at least 3 entries"),
         (["--activation", "rleu"], "did you mean 'relu'?"),
-        (["--batch-size", "0"], "error: --batch-size: batch_size must be an integer >= 1, got 0"),
+        (
+            ["--batch-size", "0"],
+            "error: --batch-size: batch_size must be an integer from 1 to 1,000,000,000,000, got 0",
+        ),
     ],
 )
 def test_bad_value_is_one_line_and_exit_2(args, message):

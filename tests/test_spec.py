@@ -169,7 +169,7 @@ GOOD = '[sweep]\nname = "s"\n'
         ),
         (
             GOOD + "[[grid]]\nlr = [0.1]\n[[grid]]\nsteps = [0]\n",
-            "[grid #2].steps: steps must be an integer >= 1, got 0",
+            "[grid #2].steps: steps must be an integer from 1 to 1,000,000,000,000, got 0",
         ),
         (GOOD + "[random]\nlr = { loguniform = [0.1, 1] }\n", "[random].n: missing"),
         (

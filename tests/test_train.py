@@ -325,3 +325,35 @@ def test_initial_weights_have_the_documented_scale(init):
         assert not b.any()
         if init == "xavier":
             assert np.abs(W).max() <= np.sqrt(6 / (fan_in + fan_out))
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "empty index", "garbled index"])
+def test_a_damaged_numba_cache_is_named_removed_and_rebuilt(tmp_path, damage):
+    code = (
+        "import fastbp; r = fastbp.train(fastbp.RunConfig(layers=(3, 2, 3), steps=20));"
+        "print(r.losses.tobytes().hex())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["FASTBP_KERNEL_DIR"] = str(tmp_path)  # Numba caches beside the kernels, here
+
+    def run():
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    (index,) = tmp_path.glob("build-*/__pycache__/*.train_block-*.nbi")
+    (data,) = tmp_path.glob("build-*/__pycache__/*.train_block-*.nbc")
+    if damage == "truncated data":
+        data.write_bytes(data.read_bytes()[:100])
+    else:
+        index.write_bytes(b"" if damage == "empty index" else b"\x80\x04garbled")
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout  # compiled again: the same bits
+    (note,) = second.stderr.strip().splitlines()
+    assert note.startswith("note: Numba's cache of a fastbp kernel was damaged (") and (
+        "were removed and the kernel compiles again" in note
+    )
+    third = run()
+    assert (third.stdout, third.stderr) == (first.stdout, "")  # rebuilt, and read back

@@ -135,13 +135,37 @@ def _loads_lightly(dispatcher):
 
             rtsys.initialize(target_context)
             with cache._guard_against_spurious_io_errors():
-                loaded = cache._load_overload(sig, target_context)
-        except Exception:  # noqa: BLE001 - another Numba: its own path, which refreshes
-            return full(sig, target_context)
-        return loaded
+                return cache._load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 - another Numba, or a damaged cache: see below
+            pass
+        try:
+            return full(sig, target_context)  # Numba's own path, which readies everything
+        except Exception as err:  # noqa: BLE001 - its cache files are damaged
+            _remove_damaged(cache, err)
+            return None  # not cached: Numba compiles it, and caches it anew
 
     cache.load_overload = load_overload
     return dispatcher
+
+
+def _remove_damaged(cache, err: Exception) -> None:
+    """Delete the Numba cache files (index and data) of a kernel that could not be read
+    (a truncated or garbled file: a full disk, a process killed while writing), with a
+    one-line note naming them: without this, every later sweep would stop on them."""
+    index = Path(getattr(getattr(cache, "_cache_file", None), "_index_path", "") or "")
+    if not index.name.endswith(".nbi"):
+        raise err  # not a file of Numba's cache that we know: a fault to report as it is
+    stem = index.name[: -len(".nbi")]
+    removed = [path for path in index.parent.glob(f"{stem}*") if path.suffix in (".nbi", ".nbc")]
+    for path in removed:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    why = " ".join(f"{type(err).__name__}: {err}".split())[:160]
+    print(
+        f"note: Numba's cache of a fastbp kernel was damaged ({index}: {why}); its "
+        f"{len(removed)} file(s) were removed and the kernel compiles again",
+        file=sys.stderr,
+    )
 
 
 def kernel_dir() -> Path:
