@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,9 @@ class Data:
     def __init__(self, X, T, X_val=None, T_val=None, name="<arrays>"):
         self.name = str(name)
         arrays = {"X": X, "T": T, "X_val": X_val, "T_val": T_val}
+        for key in ("X", "T"):
+            if arrays[key] is None:
+                raise DataError(f"{self.name}: {key} is missing (Data(X, T) takes both)")
         if (X_val is None) != (T_val is None):
             raise DataError(f"{self.name}: X_val and T_val come together, got only one")
         for key, value in arrays.items():
@@ -229,11 +233,16 @@ def load(path, n_out: int, targets=None) -> Data:
 def _npz(path: Path, n_out, targets) -> Data:
     if targets is not None:
         raise DataError(f"{path}: targets names columns of a .csv file; a .npz has arrays T")
+    if not zipfile.is_zipfile(path):  # empty, truncated, a renamed .npy, anything else
+        raise DataError(f"{path}: not a .npz file (a zip archive of arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        why = " ".join(str(err).split())
+        if "pickle" in why.lower():
+            why = "it holds arrays of Python objects, and X and T must be numbers"
+        raise DataError(f"{path}: not a readable .npz file: {why}") from None
     for key in ("X", "T"):
         if key not in arrays:
             raise DataError(f"{path}: no array {key} (it has {', '.join(arrays) or 'none'})")
@@ -245,7 +254,7 @@ def _npz(path: Path, n_out, targets) -> Data:
 
 def _csv(path: Path, n_out, targets) -> Data:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark or not
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable text file ({err})") from None
@@ -253,6 +262,12 @@ def _csv(path: Path, n_out, targets) -> Data:
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one row of numbers")
     header = [cell.strip() for cell in rows[0]]
+    for c, name in enumerate(header):
+        if name in header[:c]:
+            raise DataError(
+                f"{path}: column {name!r} appears twice (columns {header.index(name) + 1} and "
+                f"{c + 1}): name each column once"
+            )
     values = np.empty((len(rows) - 1, len(header)))
     for r, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):

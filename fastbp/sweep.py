@@ -41,6 +41,10 @@ class SweepError(Exception):
     (the command line prints it after 'error: ')."""
 
 
+class MachineError(SweepError):
+    """A fault of the machine (a full disk), not of the input: the command exits with 1."""
+
+
 def main(argv=None) -> int:
     args = _parse_args(argv)
     try:
@@ -55,7 +59,7 @@ def main(argv=None) -> int:
         report, runs = _sweep(spec, out, backend_name, n_jobs, scheduler, args.force, args.quiet)
     except (SpecError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(err, MachineError) else 2
     # Stopped by Ctrl-C, the sweep says so and how to resume, and shows no summary or "best"
     # of the runs that happened to finish first.
     finished = runs is not None and len(runs) and not report.interrupted
@@ -109,6 +113,12 @@ def run_sweep(
     from fastbp.results import load_results
 
     spec = as_spec(spec)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise SweepError(f"out must be a folder's path, got {out!r}")
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1
+    ):
+        raise SweepError(f"n_jobs must be an integer >= 1 (or None: every core), got {n_jobs!r}")
     out = _out_dir(spec, out, "out")
     backend, n_jobs, scheduler = _workers(spec, backend, n_jobs, scheduler)
     token = _FROM_PYTHON.set(True)
@@ -166,6 +176,9 @@ def _out_dir(spec: Spec, out, option: str) -> Path:
     why = refusal(out)
     if why:
         raise SweepError(f"{out}: {why}")
+    for name in ("shards", "plots"):  # found before anything trains, not after
+        if (out / name).exists() and not (out / name).is_dir():
+            raise SweepError(f"{out / name}: is a file, where the sweep keeps its {name}/ folder")
     return out
 
 
@@ -288,13 +301,21 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
     if todo:
         _run_parallel(todo, backend, store, version, report, quiet)
     tables = store.current()  # what was read at the start, and the shards written since
-    store.compact(tables)
     run_ids = [r.run_id for r in spec.runs]
-    if not todo and not store.damaged and results.final_tables_hold(out, run_ids, spec.threshold):
-        runs = results.read_runs(out)  # nothing new: the tables are already these
-    else:
-        runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
-    write_meta(out, spec, report, started, version, kernel_forms(spec.runs, report.loops))
+    try:
+        store.compact(tables)
+        if (not todo and not store.damaged
+                and results.final_tables_hold(out, run_ids, spec.threshold)):  # fmt: skip
+            runs = results.read_runs(out)  # nothing new: the tables are already these
+        else:
+            runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
+        write_meta(out, spec, report, started, version, kernel_forms(spec.runs, report.loops))
+    except OSError as err:  # a full disk: every finished run is in the shards
+        raise MachineError(
+            f"{out}: the final tables cannot be written ({err.strerror or err}); the "
+            f"{report.reused + report.computed} finished run(s) are saved in {out / 'shards'}: "
+            "make room and run the same command again"
+        ) from None
     return report, runs
 
 

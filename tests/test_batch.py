@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -370,6 +371,24 @@ def test_kernels_compile_in_memory_with_a_note_where_nothing_can_be_cached(
     assert_bits(result, train(config, engine="loops"))
     err = capsys.readouterr().err
     assert err.count("note: Numba cannot cache fastbp's kernels here") == 1
+    assert "kernels go to" not in err  # no folder took them: nothing to name
+
+
+def test_an_unwritable_kernel_folder_is_said_once(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = (
+        "import fastbp; from fastbp.train import train_batch;"
+        "[train_batch([fastbp.RunConfig(steps=5, layers=(3, 2, 3), seed=s)]) for s in (0, 1)]"
+    )
+    env = {**os.environ, "FASTBP_KERNEL_DIR": str(blocker)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (note,) = done.stderr.strip().splitlines()
+    assert note.startswith(f"note: fastbp's kernel folder {blocker} cannot be written (")
+    assert note.endswith(
+        f"kernels go to {kernel_cache.Path(tempfile.gettempdir()) / 'fastbp-kernels'}"
+    )
 
 
 def test_runs_that_differ_only_in_steps_are_trained_as_one_family(monkeypatch):

@@ -221,3 +221,30 @@ def test_targets_a_loss_cannot_take_are_refused(files, T_bad, loss_fn, message):
     np.savez(files / "bad.npz", X=X, T=T_ok, X_val=X[:2], T_val=np.array(T_bad))
     with pytest.raises(ConfigError, match="T_val"):
         RunConfig(dataset=str(files / "bad.npz"), layers=(3, 4, n_out), loss_fn=loss_fn)
+
+
+def test_damaged_or_odd_files_are_one_line_naming_the_file(files):
+    np.savez(files / "ok.npz", X=X, T=T)
+    whole = (files / "ok.npz").read_bytes()
+    np.save(files / "arr.npy", X)
+    cases = {
+        "empty.npz": b"",
+        "truncated.npz": whole[: len(whole) // 2],
+        "renamed.npz": (files / "arr.npy").read_bytes(),
+        "garbage.npz": b"not numpy at all",
+    }
+    for name, content in cases.items():
+        (files / name).write_bytes(content)
+        with pytest.raises(ConfigError, match=re.escape(f"{name}: not a .npz file (a zip")):
+            RunConfig(dataset=str(files / name), layers=(3, 4, 1))
+    np.savez(files / "objects.npz", X=np.array([[1, "a"]], dtype=object), T=T[:1])
+    with pytest.raises(ConfigError, match="holds arrays of Python objects"):
+        RunConfig(dataset=str(files / "objects.npz"), layers=(2, 4, 1))
+    (files / "bom.csv").write_text("\ufeffy,a,b,c\n1,2,3,4\n0,1,1,1\n", encoding="utf-8")
+    config = RunConfig(dataset=str(files / "bom.csv"), layers=(3, 4, 1), targets=("y",))
+    assert config.dataset.T.tolist() == [[1.0], [0.0]]  # the mark is not part of the name
+    (files / "twice.csv").write_text("y,a,y\n1,2,3\n0,1,1\n")
+    with pytest.raises(ConfigError, match=r"column 'y' appears twice \(columns 1 and 3\)"):
+        RunConfig(dataset=str(files / "twice.csv"), layers=(2, 4, 1), targets=("y",))
+    with pytest.raises(ValueError, match=r"T is missing \(Data\(X, T\) takes both\)"):
+        Data(X, None)

@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -644,3 +645,57 @@ def test_a_folder_that_is_not_fastbps_is_refused_and_another_specs_is_kept(tmp_p
     assert (ours / "spec.1.toml").read_text() == first  # the earlier spec, kept
     assert (ours / "spec.toml").read_text() == other.read_text()
     assert "0 reused" not in again.stdout  # the first spec's runs were reused by run_id
+
+
+def test_run_sweeps_arguments_of_the_wrong_kind_are_one_line(tmp_path):
+    from fastbp.sweep import SweepError, run_sweep
+
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    for kwargs, message in [
+        ({"n_jobs": "2"}, "n_jobs must be an integer >= 1 (or None: every core), got '2'"),
+        ({"n_jobs": -1}, "n_jobs must be an integer >= 1 (or None: every core), got -1"),
+        ({"out": 3}, "out must be a folder's path, got 3"),
+    ]:
+        with pytest.raises(SweepError, match=re.escape(message)):
+            run_sweep(spec, plots=False, quiet=True, **kwargs)
+
+
+def test_a_file_where_the_shards_go_is_found_before_training(tmp_path):
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".fastbp").write_text("")
+    (out / "shards").write_text("mine")
+    done = sweep(spec, "--out", out, "--no-plots")
+    assert done.returncode == 2 and "training" not in done.stdout
+    assert (
+        done.stderr.strip()
+        == f"error: {out / 'shards'}: is a file, where the sweep keeps its shards/ folder"
+    )
+
+
+def test_a_full_disk_when_the_tables_are_written_keeps_the_runs_and_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    from fastbp import results
+    from fastbp.sweep import main
+
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    real = results.write_final_tables
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results, "write_final_tables", full)
+    out = tmp_path / "out"
+    assert main([str(spec), "--out", str(out), "--no-plots", "--quiet"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"error: {out}: the final tables cannot be written (No space left on device); the 4 "
+        f"finished run(s) are saved in {out / 'shards'}: make room and run the same command again"
+    )
+    monkeypatch.setattr(results, "write_final_tables", real)
+    assert main([str(spec), "--out", str(out), "--no-plots", "--quiet"]) == 0
+    assert "4 reused" in capsys.readouterr().out  # nothing trained again

@@ -348,7 +348,10 @@ _used: set[Path] = set()
 
 
 def _written(name: str, source: str) -> Path | None:
-    """The kernel's source file, written to the first writable kernel directory."""
+    """The kernel's source file, written to the first writable kernel directory (where
+    that is the temporary directory's, said once)."""
+    global _fallback_noted
+    refused = None
     for directory in _directories(name):
         path = directory / f"{name}.py"
         try:
@@ -363,10 +366,21 @@ def _written(name: str, source: str) -> Path | None:
             if directory not in _used:  # once a process: what _prune keeps
                 _used.add(directory)
                 (directory / "used").touch()
-            return path
-        except OSError:
+        except OSError as err:
+            refused = refused or err
             continue  # not writable: try the next place
+        if refused is not None and not _fallback_noted:
+            _fallback_noted = True
+            print(
+                f"note: fastbp's kernel folder {kernel_dir()} cannot be written "
+                f"({refused.strerror or refused}); kernels go to {directory.parent}",
+                file=sys.stderr,
+            )
+        return path
     return None
+
+
+_fallback_noted = False
 
 
 def _marker(name: str) -> Path | None:
