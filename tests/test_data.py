@@ -79,7 +79,7 @@ def test_csv_targets_are_the_last_columns_unless_named(files):
         (lambda p: np.savez(p / "d.npz", X=X, T=T, W=X), {}, "dataset", "d.npz: unknown array W"),
         (lambda p: np.savez(p / "d.npz", X=X, T=T[:5]), {}, "dataset", "X has 24 rows and T has 5"),
         (lambda p: np.savez(p / "d.npz", X=np.where(X > 1, np.nan, X), T=T), {}, "dataset", "NaN"),
-        (lambda p: (p / "d.npz").write_text("no"), {}, "dataset", "d.npz: not a readable .npz"),
+        (lambda p: (p / "d.npz").write_text("no"), {}, "dataset", "d.npz: not a .npz file"),
         (lambda p: os.remove(p / "d.npz"), {}, "dataset", "d.npz: no such file"),
         (None, {"targets": ["y"]}, "dataset", "targets names columns of a .csv file"),
         (None, {"val_fraction": 0.01}, "val_fraction", "holds out 0: at least one"),

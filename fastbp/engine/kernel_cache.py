@@ -383,13 +383,28 @@ def _written(name: str, source: str) -> Path | None:
 _fallback_noted = False
 
 
-def _marker(name: str) -> Path | None:
-    """Where a process notes that kernel ``name`` is in Numba's disk cache (a file next to
-    its source; the folder is this build's, so this machine's)."""
+def _home(name: str) -> Path | None:
+    """The folder kernel ``name`` is loaded from (:func:`_written` writes it there): the
+    kernel directory's, or, where that cannot be written, the temporary directory's."""
     for directory in _directories(name):
-        if (directory / f"{name}.py").exists():
-            return directory / f"{name}.ready"
+        existing = directory
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.is_dir() and os.access(existing, os.W_OK):
+            return directory
     return None
+
+
+def _marker(name: str) -> Path | None:
+    """Where a process notes that kernel ``name`` is in Numba's disk cache: a file next to
+    its source (the folder is this build's, so this machine's), named for Numba's cache
+    directory where one is set."""
+    home = _home(name)
+    if home is None or not (home / f"{name}.py").exists():
+        return None
+    numba_cache = os.environ.get("NUMBA_CACHE_DIR")
+    where = f".{hashlib.sha256(numba_cache.encode()).hexdigest()[:8]}" if numba_cache else ""
+    return home / f"{name}{where}.ready"
 
 
 _marked: set[str] = set()
