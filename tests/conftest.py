@@ -66,3 +66,5 @@ def pytest_unconfigure(config):
     if process is not None and process.poll() is None:  # the suite stopped early (-x)
         process.kill()
         process.wait()
+    if "log" in emulated:
+        emulated["log"].close()
