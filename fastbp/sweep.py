@@ -323,7 +323,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     start = time.perf_counter()  # the engine's import counts with its kernels
     from joblib import delayed
 
-    from fastbp.train import cheap_on_loops, loop_budget_s, uncached, warm_up
+    from fastbp.train import cheap_on_loops, compiled_here, loop_budget_s, uncached, warm_up
 
     bar = None
     try:
@@ -332,11 +332,13 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # share this process's kernels: load them here, once, before they start (each
         # would wait for the other's loading); worker processes load their own.
         report.loops = cheap_on_loops(todo, loop_budget_s())
+        before = compiled_here()
         if uncached(todo, report.loops):
             _compile(todo, backend, quiet, report.loops)
             report.compiled = True
         elif backend.in_process:
             warm_up(todo, report.loops)
+            report.compiled = compiled_here() > before  # marked cached, yet not found there
         if report.compiled or backend.in_process:  # the kernels' time, training's apart
             report.compile_s = time.perf_counter() - start
         with collector_paused():

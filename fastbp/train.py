@@ -631,6 +631,14 @@ def cheap_on_loops(runs, budget_s: float) -> frozenset:
     return frozenset(cheap)
 
 
+def compiled_here() -> int:
+    """How many kernels this process has compiled, not found in a cache (a sweep says
+    'compiled' rather than 'loaded' where this grew)."""
+    from fastbp.engine import kernel_cache
+
+    return kernel_cache.compiled()
+
+
 def warm_up(runs, loops=frozenset(), starting=None, done=None) -> None:
     """Compile or load, in this process, every kernel these runs need (the loop kernel for
     the kernel keys in ``loops``); ``starting(k, n, text)`` names the k-th of n before its

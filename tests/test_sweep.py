@@ -699,3 +699,26 @@ def test_a_full_disk_when_the_tables_are_written_keeps_the_runs_and_says_so(
     monkeypatch.setattr(results, "write_final_tables", real)
     assert main([str(spec), "--out", str(out), "--no-plots", "--quiet"]) == 0
     assert "4 reused" in capsys.readouterr().out  # nothing trained again
+
+
+def test_a_kernel_compiled_again_is_said_to_be_compiled_not_loaded(tmp_path):
+    import shutil
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text('[sweep]\nname = "tiny"\n[base]\nlayers = [3, 2, 3]\nsteps = 30\n'
+                    "[grid]\nseed = [0, 1]\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["FASTBP_KERNEL_DIR"] = str(tmp_path / "k")  # Numba caches beside the kernels
+    command = [sys.executable, "-m", "fastbp.sweep", str(spec), "--no-plots", "--quiet"]
+
+    def run(out):
+        done = subprocess.run([*command, "--out", str(tmp_path / out)], env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads((tmp_path / out / "meta.json").read_text())["kernels_compiled"]
+
+    assert run("first") is True
+    assert run("second") is False  # loaded
+    for cache in (tmp_path / "k").glob("build-*/__pycache__"):
+        shutil.rmtree(cache)  # Numba's cache gone, fastbp's marks of it left
+    assert run("third") is True

@@ -130,6 +130,13 @@ def _loads_lightly(dispatcher):
         return dispatcher
 
     def load_overload(sig, target_context):
+        loaded = _load(sig, target_context)
+        if loaded is None:  # Numba compiles it now
+            global _compiled
+            _compiled += 1
+        return loaded
+
+    def _load(sig, target_context):
         try:
             from numba.core.runtime import rtsys
 
@@ -146,6 +153,14 @@ def _loads_lightly(dispatcher):
 
     cache.load_overload = load_overload
     return dispatcher
+
+
+_compiled = 0
+
+
+def compiled() -> int:
+    """How many kernels this process compiled (found in no cache) so far."""
+    return _compiled
 
 
 def _remove_damaged(cache, err: Exception) -> None:
