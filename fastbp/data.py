@@ -218,9 +218,9 @@ def load(path, n_out: int, targets=None) -> Data:
         stat = path.stat()
     except OSError as err:
         raise DataError(f"{path}: {err.strerror.lower() if err.strerror else err}") from None
+    path = path.resolve()  # named by where it is, wherever the sweep ran or is read from
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file")
-    path = path.resolve()  # named by where it is, wherever the sweep ran or is read from
     key = (str(path), stat.st_mtime_ns, stat.st_size, n_out, targets)
     if key not in _loaded:
         if len(_loaded) > 64:
