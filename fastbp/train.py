@@ -375,7 +375,7 @@ def _train_families(families, lanes: int) -> Trained:
     config = families[0][0][0]
     dtype = np.dtype(config.dtype)
     args = kernel_args(config, lanes)
-    kernel = codegen.block_kernel(*args)
+    kernel, workspace = codegen.block_kernel(*args)
     X64, T64 = make_dataset(config)
     X, T = X64.astype(dtype), T64.astype(dtype)
     T_t = np.ascontiguousarray(T.T).ravel()
@@ -415,6 +415,7 @@ def _train_families(families, lanes: int) -> Trained:
             samples,
             values,
             plog,
+            *workspace(),
         )
         wall = time.perf_counter() - start
         if first == 0:

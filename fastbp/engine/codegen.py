@@ -48,8 +48,9 @@ from fastbp.engine.step import SCALAR as S
 
 
 def block_kernel(*args):
-    """The compiled ``train_block`` function for this architecture: see _block_kernel.
-    Thread-safe: each kernel is generated and imported once per process."""
+    """(train_block, workspace): the compiled kernel for this architecture and the function
+    that makes its buffers: see _block_kernel. Thread-safe: each kernel is generated and
+    imported once per process."""
     return _block_kernel(*args)
 
 
@@ -67,11 +68,12 @@ def _block_kernel(
     decay: bool = False,
 ):
     """The compiled ``train_block`` function for this architecture (generated if needed),
-    with the loss ``loss_fn`` and the ``optimizer`` (``decay``: with weight decay).
+    with the loss ``loss_fn`` and the ``optimizer`` (``decay``: with weight decay), and
+    ``workspace()``, which makes the buffers it works in (``*workspace()`` goes last).
 
     ``train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at,
-    order, hyper, plog)`` trains ``lanes`` runs side by side, full-batch, or one run in mini-batches
-    of ``batch_size`` (see :func:`minibatch_form`):
+    order, hyper, plog, *workspace())`` trains ``lanes`` runs side by side, full-batch, or
+    one run in mini-batches of ``batch_size`` (see :func:`minibatch_form`):
 
     theta : (P * lanes,) parameter p of run r at p * lanes + r (the layout of
         :func:`fastbp.params.flatten`); updated in place.
@@ -103,7 +105,8 @@ def _block_kernel(
         optimizer,
         decay,
     )
-    return kernel_cache.load(_source(*args)).train_block
+    module = kernel_cache.load(_source(*args))
+    return module.train_block, module.workspace
 
 
 def name(*args) -> str:
@@ -300,13 +303,20 @@ def _source(
         ),
         "",
         "",
+        "def workspace():",
+        '    """The buffers train_block works in, made here, in Python: a kernel that allocates',
+        "    its own makes Numba import its array implementations when it loads the kernel from",
+        '    the cache (a fifth of a fresh process\'s time to its first trained run)."""',
+        f"    return np.zeros(SIZE + 64, dtype=F), np.empty({L}, dtype=F), np.zeros({L}), np.ones({L}, dtype=np.bool_)",
+        "",
+        "",
         "@cached_njit",
         "def train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at, order,",
-        "                hyper, plog):",
-        f'    """Train {L} runs side by side: see fastbp.engine.codegen.block_kernel."""',
+        "                hyper, plog, buf, lr_, loss, alive):",
+        f'    """Train {L} runs side by side: see fastbp.engine.codegen.block_kernel. buf, lr_, loss',
+        '    and alive: from workspace(), new for each call."""',
         "    stack_align_64()  # vector registers spilled to the stack: aligned stores",
         "    # One workspace, aligned to 64 bytes: a cache line, one 512-bit vector.",
-        "    buf = np.zeros(SIZE + 64, dtype=F)",
         "    first = (64 - buf.ctypes.data % 64) % 64 // buf.itemsize",
         "    ws = buf[first : first + SIZE]",
         "    zero = F(0.0)",
@@ -314,12 +324,9 @@ def _source(
         "    two = F(2.0)",
         f"    n_out = F({layers[-1] * N})",
         f"    n_samples = F({N})",
-        f"    lr_ = np.empty({L}, dtype=F)  # the update in the parameters' dtype",
         f"    for r in range({L}):",
-        "        lr_[r] = lr[r]",
+        "        lr_[r] = lr[r]  # the update in the parameters' dtype",
         *constants,
-        f"    loss = np.zeros({L})",
-        f"    alive = np.ones({L}, dtype=np.bool_)",
         f"    n_alive = {L}",
         "    for p in range(N_THETA):",
         f"        ws[{param}] = theta[p]",

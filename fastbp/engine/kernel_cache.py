@@ -152,6 +152,10 @@ def _loads_lightly(dispatcher):
             return None  # not cached: Numba compiles it, and caches it anew
 
     cache.load_overload = load_overload
+    # Numba's first call of any dispatcher looks up the entry points of third-party Numba
+    # extensions (10 ms, reading every installed package's metadata); the kernels use
+    # none. They stay for the user's own functions, whose first call still looks them up.
+    dispatcher._compilation_chain_init_hook = lambda: None
     return dispatcher
 
 
