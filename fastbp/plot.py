@@ -53,7 +53,7 @@ from fastbp.layout import (
     subtitle,
     swept_of,
 )
-from fastbp.system import can_fork, collector_paused, cores
+from fastbp.system import can_fork, collector_paused, cores, die_with_parent
 
 # Okabe-Ito, colour-blind safe, for up to 7 values; a 12-colour set for up to 12.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -864,7 +864,7 @@ def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> 
             # concurrent.futures, not multiprocessing.Pool: a worker that dies is an error
             # here (BrokenProcessPool), where a Pool waits for it for ever.
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(workers, context, die_with_parent) as pool:
                 outcomes = dict(o for part in pool.map(_draw_share, shares) for o in part)
         except BrokenProcessPool:  # killed, out of memory: one at a time, in this process
             outcomes = dict(_draw_share(names, (results, out, fmt, dpi)))

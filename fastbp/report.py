@@ -129,7 +129,8 @@ def closing_line(report, out) -> str:
     busy = report.n_jobs * report.parallel_s
     share = f", {100 * report.train_s / busy:.0f}% of worker time in training" if busy else ""
     done = "compiled" if report.compiled else "loaded"
-    compiled = f"; kernels {done} in {report.compile_s:.1f} s" if report.compile_s >= 0.05 else ""
+    seconds = round(report.compile_s, 3)  # as meta.json has it: the same tenth, always
+    compiled = f"; kernels {done} in {seconds:.1f} s" if report.compile_s >= 0.05 else ""
     return (
         f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}; "
         f"{report.reused} reused; results in {out}"

@@ -26,7 +26,7 @@ from fastbp.cli import Parser, positive_int
 from fastbp.config import SINCE_0_3
 from fastbp.report import SweepReport, closing_line, write_meta
 from fastbp.spec import BACKENDS, Spec, SpecError, load_spec, parse_spec, to_toml
-from fastbp.system import can_fork, collector_paused, cores, lock_directory
+from fastbp.system import can_fork, collector_paused, cores, die_with_parent, lock_directory
 
 # A chunk (one joblib task) should hold at least this many run-steps, so that dispatch
 # overhead (milliseconds) stays negligible next to training; and there should be enough
@@ -418,7 +418,8 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
     needed = kernels_needed(todo, loops)
     cold = [(key, run) for key, run in needed.items() if not is_cached(key, run)]
     workers = min(len(cold), cores()) if can_fork() else 1
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    context = multiprocessing.get_context("fork")
+    pool = context.Pool(workers, initializer=die_with_parent) if workers > 1 else None
     bar = _bar(total=len(needed), disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s")
     stop = threading.Event()
 

@@ -71,6 +71,19 @@ def cores() -> int:
     return cpu_count()
 
 
+def die_with_parent() -> None:
+    """In a forked helper process (compiling kernels, drawing figures): end when the
+    process that forked it ends, even when it is killed (Linux; elsewhere nothing), so
+    that a sweep killed while compiling leaves no compiler running on."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def can_fork() -> bool:
     """Whether side work (compiling kernels, drawing figures) may go to forked processes:
     on Linux, where no other thread of this process could hold a lock the child inherits."""

@@ -108,6 +108,18 @@ def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
         codegen.lanes_for((8, 3, 8), 8, "float64")
 
 
+def test_a_damaged_calibration_file_is_said_once_and_removed(no_lane_settings, capsys, monkeypatch):
+    bits = kernel_cache.vector_bits()
+    for damaged in ("[1, 2]", "{not json"):
+        (no_lane_settings / "calibration.json").write_text(damaged)
+        monkeypatch.setattr(codegen, "_calibration_noted", False)
+        for _ in range(2):
+            assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (bits // 64, "vector width")
+        err = capsys.readouterr().err
+        assert err.count("calibration.json is damaged") == 1
+        assert not (no_lane_settings / "calibration.json").exists()
+
+
 def test_calibration_keeps_the_default_unless_another_size_is_clearly_faster(
     no_lane_settings, monkeypatch
 ):

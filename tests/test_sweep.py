@@ -722,3 +722,35 @@ def test_a_kernel_compiled_again_is_said_to_be_compiled_not_loaded(tmp_path):
     for cache in (tmp_path / "k").glob("build-*/__pycache__"):
         shutil.rmtree(cache)  # Numba's cache gone, fastbp's marks of it left
     assert run("third") is True
+
+
+def test_a_forked_helper_ends_when_the_sweep_is_killed(tmp_path):
+    import signal
+    import time
+
+    code = (
+        "import multiprocessing, os, time\n"
+        "from fastbp.system import die_with_parent\n"
+        "def child():\n"
+        "    die_with_parent()\n"
+        "    time.sleep(60)\n"
+        "p = multiprocessing.get_context('fork').Process(target=child)\n"
+        "p.start()\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(0.3)  # the child has set its signal
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    for _ in range(50):  # the child is killed with it (and reaped by init)
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the forked child outlived its parent")

@@ -38,8 +38,10 @@ up (:mod:`fastbp.engine.kernel_cache`) change how it is vectorised, never what i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from functools import cache
 
 from fastbp import __version__
@@ -1028,9 +1030,25 @@ def calibration() -> dict:
     measured (``python -m fastbp.calibrate``)."""
     import json
 
+    path = kernel_cache.calibration_file()
     try:
-        table = json.loads(kernel_cache.calibration_file().read_text())
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
     except (OSError, ValueError):
+        table = None
+    if not isinstance(table, dict):  # damaged (a full disk, a hand edit): said once, removed
+        global _calibration_noted
+        if not _calibration_noted:
+            _calibration_noted = True
+            print(f"note: {path} is damaged (not fastbp's table of lanes); it was removed: "
+                  "run python -m fastbp.calibrate to measure again", file=sys.stderr)  # fmt: skip
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         return {}
     entry = table.get(kernel_cache.host_key(), {})
-    return entry.get("lanes", {}) if isinstance(entry, dict) else {}
+    lanes = entry.get("lanes", {}) if isinstance(entry, dict) else {}
+    return lanes if isinstance(lanes, dict) else {}
+
+
+_calibration_noted = False
