@@ -1033,9 +1033,9 @@ def calibration() -> dict:
     path = kernel_cache.calibration_file()
     try:
         table = json.loads(path.read_text())
-    except FileNotFoundError:
+    except OSError:  # none (or no kernel folder at all)
         return {}
-    except (OSError, ValueError):
+    except ValueError:
         table = None
     if not isinstance(table, dict):  # damaged (a full disk, a hand edit): said once, removed
         global _calibration_noted
