@@ -346,7 +346,12 @@ def _run_parallel(todo, backend, store, version, report, quiet):
             bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
                        disable=quiet, desc="training")  # fmt: skip
             bar.set_postfix_str(f"runs 0/{len(todo)}")
-            tasks = (delayed(train_shard)(chunk, version, report.loops) for chunk in chunks)
+            # loops as a tuple: joblib's Dask backend scatters a large argument element by
+            # element, and Dask gives back the elements of a tuple, not of a frozenset (its
+            # workers got a set of Futures, trained nothing on the loop kernel, and compiled
+            # a kernel per architecture inside the tasks).
+            loops = tuple(report.loops)
+            tasks = (delayed(train_shard)(chunk, version, loops) for chunk in chunks)
             for shard in backend.parallel()(tasks):
                 report.failed += shard.failed
                 if shard.tables is not None:
@@ -377,13 +382,13 @@ class Shard:
     steps: int
 
 
-def train_shard(chunk, version: str, loops: frozenset = frozenset()) -> Shard:
-    """Train a task's runs (:func:`fastbp.train.train_chunk`, ``loops`` as there) and pack
-    them as a shard: what joblib runs in a worker."""
+def train_shard(chunk, version: str, loops=()) -> Shard:
+    """Train a task's runs (:func:`fastbp.train.train_chunk`, ``loops`` as there, as any
+    collection) and pack them as a shard: what joblib runs in a worker."""
     from fastbp.results import shard_tables
     from fastbp.train import train_chunk
 
-    trained, failed = train_chunk(chunk, loops)
+    trained, failed = train_chunk(chunk, frozenset(loops))
     return Shard(
         tables=shard_tables(trained, version) if trained.configs else None,
         failed=failed,

@@ -253,3 +253,19 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, monkeypatch, capsys):
         .startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     )
     assert "Traceback" not in err
+
+
+def test_runs_left_to_the_loop_kernel_train_on_it_on_the_clusters_workers(tmp_path):
+    """Runs too short to pay for a kernel of their own train on the loop kernel on Dask's
+    workers too: they compile no kernel per architecture (they did, inside the training
+    time, when the set of such kernels reached them as a set of Dask Futures)."""
+    spec = write(tmp_path, '[sweep]\nname = "a"\n[base]\nsteps = 200\nlog_every = 100\n'
+                 "[grid]\nlayers = [[3, 5, 3], [3, 6, 3]]\nseed = [0, 1]\n")  # fmt: skip
+    env = {**os.environ, "FASTBP_KERNEL_DIR": str(tmp_path / "k")}
+    env.pop("FASTBP_LOOP_BUDGET_S", None)
+    out = sweep(spec, "--out", tmp_path / "out", "--backend", "dask", "--n-jobs", "2", env=env)
+    assert out.returncode == 0, out.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert {k["form"] for k in meta["kernels"].values()} == {"loop kernel"}
+    kernels = list((tmp_path / "k").glob("build-*/fastbp_kernel_*.py"))
+    assert len(kernels) == 1 and "def train_kernel" in kernels[0].read_text()  # that one alone
