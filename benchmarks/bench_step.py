@@ -71,15 +71,18 @@ def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None, opt
             for s in range(runs)]  # fmt: skip
 
 
-def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_size=None, **_):
+def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_size=None,
+              optimizer="sgd", **_):  # fmt: skip
     """Which kernel form (and how many runs per block) a measurement trains with."""
-    from fastbp.engine import codegen
+    from fastbp.engine import codegen, tuning
 
     n = layers[0]  # the encoder: as many samples as inputs
     minibatch = batch_size is not None and batch_size < n
     if engine == "loops" or minibatch and not codegen.minibatch_form(layers, n, batch_size, dtype):
         return "loop kernel", 1
-    lanes = 1 if runs == 1 or minibatch else codegen.lanes_for(layers, n, dtype)
+    lanes = (
+        1 if runs == 1 or minibatch else tuning.choose(layers, n, dtype, optimizer=optimizer).lanes
+    )
     return codegen.form_for(layers, n, lanes, dtype, batch_size if minibatch else None), lanes
 
 
@@ -166,6 +169,127 @@ def jax_vmap(steps, runs, **_):
     return lambda: jax.block_until_ready(fn(batch))
 
 
+# ------------------------------------------------ users' sizes: the mid-size cases
+
+# (layers, samples, loss): scikit-learn's handwritten digits (80% of 1,797 images, 8x8
+# pixels, 10 classes) and breast cancer (80% of 569 tumours, 30 measurements, benign or
+# not), ReLU, Adam at lr 1e-3, as a user's own data would come.
+MIDSIZE = {
+    "digits": ((64, 32, 10), 1437, "cross_entropy"),
+    "cancer": ((30, 16, 1), 455, "bce"),
+}
+
+
+def midsize_data(case):
+    """(X, T, class labels) of a mid-size case, as float64 arrays."""
+    import numpy as np
+    from sklearn import datasets
+
+    if case == "digits":
+        X, y = datasets.load_digits(return_X_y=True)
+        X, y = X[:1437] / 16.0, y[:1437]
+        return X, np.eye(10)[y], y
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    X, y = X[:455], y[:455]
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return X, y[:, None].astype(float), y
+
+
+def midsize_configs(case, steps, runs=1, batch_size=None):
+    from fastbp import Data, RunConfig
+
+    layers, _, loss = MIDSIZE[case]
+    X, T, _ = midsize_data(case)
+    data = Data(X, T, name=case)
+    return [RunConfig(layers=layers, dataset=data, loss_fn=loss, optimizer="adam", lr=1e-3,
+                      seed=s, steps=steps, log_every=steps, batch_size=batch_size)
+            for s in range(runs)]  # fmt: skip
+
+
+def fastbp_midsize(steps, case, batch_size=None, **_):
+    from fastbp import train
+
+    (config,) = midsize_configs(case, steps, batch_size=batch_size)
+    return lambda: train(config)
+
+
+def sklearn_midsize(steps, case, batch_size=None, **_):
+    """scikit-learn's MLPClassifier, the same network, loss and optimizer (its loss adds
+    no L2 term with alpha=0); ``steps`` rounded to whole epochs."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    layers, n, _ = MIDSIZE[case]
+    X, _, y = midsize_data(case)
+    batch = batch_size or n
+    epochs = max(1, steps // -(-n // batch))
+    model = MLPClassifier(hidden_layer_sizes=layers[1:-1], activation="relu", solver="adam",
+                          alpha=0.0, batch_size=batch, learning_rate_init=1e-3,
+                          max_iter=epochs, shuffle=False, tol=0.0, n_iter_no_change=10**9,
+                          random_state=0)  # fmt: skip
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+
+    return run
+
+
+def torch_midsize(steps, case, batch_size=None, **_):
+    import torch
+
+    torch.set_num_threads(1)
+    layers, n, loss = MIDSIZE[case]
+    X, T, y = midsize_data(case)
+    X = torch.tensor(X)
+    target = torch.tensor(y) if loss == "cross_entropy" else torch.tensor(T)
+    model = torch.nn.Sequential(torch.nn.Linear(layers[0], layers[1]), torch.nn.ReLU(),
+                                torch.nn.Linear(layers[1], layers[2])).double()  # fmt: skip
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    nn = torch.nn
+    loss_fn = nn.CrossEntropyLoss() if loss == "cross_entropy" else nn.BCEWithLogitsLoss()
+    batch = batch_size or n
+    starts = [(k * batch) % n for k in range(steps)]
+
+    def run():
+        for start in starts:
+            optimiser.zero_grad()
+            loss_fn(model(X[start : start + batch]), target[start : start + batch]).backward()
+            optimiser.step()
+
+    return run
+
+
+# ------------------------------------ a sweep's path against one run at a time, interleaved
+
+
+def sweep_vs_single(steps, runs, optimizer="sgd", dtype="float64", case=None, rounds=7, **_):
+    """Median ns per run-step of ``train_batch`` (a sweep's path: blocks, as this host
+    chose them, measured the first time) and of ``train`` on each run, in interleaved
+    rounds of one process; the block form and why."""
+    from fastbp import train
+    from fastbp.train import block_choice, train_batch
+
+    if case is None:
+        batch = configs(runs, steps, dtype=dtype, optimizer=optimizer)
+    else:
+        batch = midsize_configs(case, steps, runs)
+    train_batch(batch)  # compiles, loads, and measures this host the first time
+    [train(c) for c in batch[:2]]
+    samples = {"sweep": [], "single": []}
+    for k in range(rounds):
+        for name in ("sweep", "single") if k % 2 == 0 else ("single", "sweep"):
+            start = time.perf_counter()
+            train_batch(batch) if name == "sweep" else [train(c) for c in batch]
+            samples[name].append((time.perf_counter() - start) / (steps * runs) * 1e9)
+    choice = block_choice(batch[0])
+    return {**{f"{name}_ns": statistics.median(v) for name, v in samples.items()},
+            "lanes": choice.lanes, "why": choice.why, "measured": choice.detail}  # fmt: skip
+
+
 IMPLEMENTATIONS = {
     "numpy_reference": numpy_reference,
     "fastbp_single": fastbp_single,
@@ -174,11 +298,17 @@ IMPLEMENTATIONS = {
     "torch_eager": torch_eager,
     "jax_scan": jax_scan,
     "jax_vmap": jax_vmap,
+    "fastbp_midsize": fastbp_midsize,
+    "sklearn_midsize": sklearn_midsize,
+    "torch_midsize": torch_midsize,
 }
 
 
 def child(args):
     kwargs = json.loads(args.kwargs)
+    if args.child == "sweep_vs_single":
+        print(json.dumps(sweep_vs_single(**kwargs, rounds=args.repeats)))
+        return
     fn = IMPLEMENTATIONS[args.child](**kwargs)
     times = timed(fn, args.repeats)
     per = kwargs["steps"] * kwargs.get("runs", 1)
@@ -206,6 +336,8 @@ def measure(name, repeats, env_drop=(), **kwargs):
             return None
         raise RuntimeError(f"{name} failed:\n{out.stderr}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
+    if "ns" not in got:  # a pair of its own (sweep_vs_single)
+        return {**got, **kwargs}
     ns = got.pop("ns")
     return {"median_ns": statistics.median(ns), "min_ns": min(ns), "repeats": len(ns), **got,
             **kwargs}  # fmt: skip
@@ -301,7 +433,32 @@ def main():
         m = measure("fastbp_single", 5, steps=steps // scale)
         scans["steps"][steps] = {**m, "seconds_per_run": m["median_ns"] * steps / scale / 1e9}
 
-    report = {"machine": machine(), "per_run_step": rows, "scans": scans,
+    # A sweep's path (train_batch, as this host chose its blocks) against one run at a
+    # time (train), interleaved in one process: the first call measures the host.
+    pairs = {}
+    for optimizer in ("sgd", "momentum", "adam"):
+        for dtype in ("float64", "float32"):
+            pairs[f"8-3-8 {optimizer} {dtype}"] = measure(
+                "sweep_vs_single", r, runs=64, steps=20_000 // scale, optimizer=optimizer,
+                dtype=dtype)  # fmt: skip
+    for case in MIDSIZE:
+        pairs[f"{case} adam float64"] = measure(
+            "sweep_vs_single", r, runs=4, steps=100 // min(scale, 10), case=case
+        )
+    # Users' sizes: one run, one thread, against scikit-learn (BLAS) and PyTorch eager.
+    midsize = {}
+    for case in MIDSIZE:
+        for batch in (None, 64):
+            steps = (200 if batch is None else 2300) // scale
+            if case == "cancer":
+                steps *= 4
+            for impl in ("fastbp_midsize", "sklearn_midsize", "torch_midsize"):
+                midsize[f"{case} {batch or 'full'} {impl}"] = measure(
+                    impl, r, steps=steps, case=case, batch_size=batch
+                )
+
+    report = {"machine": machine(), "per_run_step": rows, "sweep_vs_single": pairs,
+              "midsize": midsize, "scans": scans,
               "note": "ns per run-step, one core; NumPy reference with OPENBLAS_CORETYPE/"
                       "OPENBLAS_L2_SIZE unset"}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +477,30 @@ def main():
         )
         form = f"  {row['form']}, {row['lanes']} lane(s)" if "form" in row else ""
         print(f"{name:<30}{cell:>22}{row['speedup_vs_numpy']:>11.0f}x{vs_jax}{form}")
+    print(f"\na sweep's path (train_batch) against one run at a time (train), ns per run-step,"
+          f" median of {r} interleaved rounds:")  # fmt: skip
+    for name, row in pairs.items():
+        if row is None:
+            print(f"  {name:<24} needs scikit-learn")
+            continue
+        ratio = row["sweep_ns"] / row["single_ns"]
+        print(f"  {name:<24} sweep {row['sweep_ns']:>9,.0f}  one at a time "
+              f"{row['single_ns']:>9,.0f}  {ratio:.2f}x  ({row['lanes']} per block, "
+              f"{row['why']})")  # fmt: skip
+    print("\nusers' sizes, one run, one thread, Adam: microseconds per step, median (min):")
+    for case, (layers, n, _) in MIDSIZE.items():
+        for batch in ("full", 64):
+            cells = []
+            for impl in ("fastbp_midsize", "sklearn_midsize", "torch_midsize"):
+                row = midsize[f"{case} {batch} {impl}"]
+                us = (
+                    "not installed"
+                    if row is None
+                    else (f"{row['median_ns'] / 1e3:,.1f} ({row['min_ns'] / 1e3:,.1f})")
+                )
+                cells.append(f"{impl.split('_')[0]} {us}")
+            label = f"{case} {'-'.join(map(str, layers))} on {n}, batch {batch}"
+            print(f"  {label:<34} " + "   ".join(cells))
     print("\nfastbp against hidden width / depth (ns per run-step, median):")
     for scan in ("hidden_width", "depth"):
         for key, pair in scans[scan].items():

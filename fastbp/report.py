@@ -41,7 +41,8 @@ class SweepReport:
     compile_s: float = 0.0  # wall time compiling (or loading) kernels before it
     compiled: bool = False  # whether a kernel compiled (else they were only loaded)
     n_jobs: int = 1
-    loops: frozenset = frozenset()  # kernel keys whose runs the loop kernel trained
+    plan: object = None  # the engine's plan the runs trained by (fastbp.planner.Plan)
+    forms: str = ""  # the kernel forms that trained them, in words (planner.forms_text)
 
 
 def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataFrame]]:
@@ -131,9 +132,10 @@ def closing_line(report, out) -> str:
     done = "compiled" if report.compiled else "loaded"
     seconds = round(report.compile_s, 3)  # as meta.json has it: the same tenth, always
     compiled = f"; kernels {done} in {seconds:.1f} s" if report.compile_s >= 0.05 else ""
+    forms = f"; {report.forms}" if report.forms else ""
     return (
-        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}; "
-        f"{report.reused} reused; results in {out}"
+        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}"
+        f"{forms}; {report.reused} reused; results in {out}"
     )
 
 

@@ -185,7 +185,7 @@ def _out_dir(spec: Spec, out, option: str) -> Path:
 def _workers(spec: Spec, backend, n_jobs, scheduler) -> tuple[str, int, str | None]:
     """(backend, workers, scheduler) as asked, or as the spec says. A scheduler implies the
     dask backend; more workers than cores are said once and capped (not on a cluster)."""
-    from fastbp.train import check_settings
+    from fastbp.planner import check_settings
 
     try:
         check_settings()
@@ -253,17 +253,20 @@ def _unfinished(report, out) -> str:
 def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
     """Compile every kernel the spec's runs need (also those a sweep would leave to the
     loop kernel), here and on the backend's workers; train nothing."""
-    from fastbp.train import kernels_needed
+    from fastbp.planner import kernels_needed
 
+    start = time.perf_counter()
     try:
         with open_backend(backend_name, n_jobs, scheduler) as backend:
-            needed = kernels_needed(spec.runs)
-            seconds = _compile(spec.runs, backend, quiet)
+            needed = [key for key in kernels_needed(spec.runs) if key[0] != "measure"]
+            plan = _compile(spec.runs, backend, quiet)
     except BackendError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{len(needed)} kernel(s) for {spec.name} compiled or found in the cache in "
-          f"{seconds:.1f} s: its sweeps start training at once")  # fmt: skip
+    timed = f", block sizes measured for {len(plan.timed)} dtype(s) and optimizer(s)"
+    print(f"{len(needed)} kernel(s) for {spec.name} compiled or found in the cache"
+          f"{timed if plan.timed else ''} in {time.perf_counter() - start:.1f} s: its "
+          "sweeps start training at once")  # fmt: skip
     return 0
 
 
@@ -272,7 +275,7 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
     n_jobs = backend.n_jobs
     import fastbp
     from fastbp import results
-    from fastbp.train import kernel_forms
+    from fastbp.planner import forms_text, kernel_forms
 
     started = datetime.now(UTC)
     version = fastbp.__version__
@@ -309,7 +312,9 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
             runs = results.read_runs(out)  # nothing new: the tables are already these
         else:
             runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
-        write_meta(out, spec, report, started, version, kernel_forms(spec.runs, report.loops))
+        forms = kernel_forms(spec.runs, report.plan.loops if report.plan else ())
+        report.forms = forms_text(forms) if report.computed else ""
+        write_meta(out, spec, report, started, version, forms)
     except OSError as err:  # a full disk: every finished run is in the shards
         raise MachineError(
             f"{out}: the final tables cannot be written ({err.strerror or err}); the "
@@ -323,7 +328,15 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     start = time.perf_counter()  # the engine's import counts with its kernels
     from joblib import delayed
 
-    from fastbp.train import cheap_on_loops, compiled_here, loop_budget_s, uncached, warm_up
+    from fastbp.planner import (
+        Plan,
+        cheap_on_loops,
+        compiled_here,
+        loop_budget_s,
+        tune,
+        uncached,
+        warm_up,
+    )
 
     bar = None
     try:
@@ -331,27 +344,27 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # compiling into an empty Numba cache at the same time can corrupt it. Threads
         # share this process's kernels: load them here, once, before they start (each
         # would wait for the other's loading); worker processes load their own.
-        report.loops = cheap_on_loops(todo, loop_budget_s())
+        # Then, where this host has not measured whether blocks or one run at a time
+        # train faster for a dtype and optimizer, time both here (fastbp.engine.tuning).
+        loops = cheap_on_loops(todo, loop_budget_s())
+        report.plan = Plan(loops=tuple(loops))
         before = compiled_here()
-        if uncached(todo, report.loops):
-            _compile(todo, backend, quiet, report.loops)
+        if uncached(todo, loops):
+            report.plan = _compile(todo, backend, quiet, loops)
             report.compiled = True
-        elif backend.in_process:
-            warm_up(todo, report.loops)
+        else:
+            if backend.in_process:
+                warm_up(todo, loops)
+            report.plan = tune(todo, loops)
             report.compiled = compiled_here() > before  # marked cached, yet not found there
-        if report.compiled or backend.in_process:  # the kernels' time, training's apart
-            report.compile_s = time.perf_counter() - start
+        if report.compiled or backend.in_process or report.plan.timed:  # the kernels' time,
+            report.compile_s = time.perf_counter() - start  # training's apart
         with collector_paused():
-            chunks = plan_chunks(todo, backend.n_jobs)
+            chunks = plan_chunks(todo, backend.n_jobs, report.plan)
             bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
                        disable=quiet, desc="training")  # fmt: skip
             bar.set_postfix_str(f"runs 0/{len(todo)}")
-            # loops as a tuple: joblib's Dask backend scatters a large argument element by
-            # element, and Dask gives back the elements of a tuple, not of a frozenset (its
-            # workers got a set of Futures, trained nothing on the loop kernel, and compiled
-            # a kernel per architecture inside the tasks).
-            loops = tuple(report.loops)
-            tasks = (delayed(train_shard)(chunk, version, loops) for chunk in chunks)
+            tasks = (delayed(train_shard)(chunk, version, report.plan) for chunk in chunks)
             for shard in backend.parallel()(tasks):
                 report.failed += shard.failed
                 if shard.tables is not None:
@@ -382,13 +395,13 @@ class Shard:
     steps: int
 
 
-def train_shard(chunk, version: str, loops=()) -> Shard:
-    """Train a task's runs (:func:`fastbp.train.train_chunk`, ``loops`` as there, as any
-    collection) and pack them as a shard: what joblib runs in a worker."""
+def train_shard(chunk, version: str, plan=None) -> Shard:
+    """Train a task's runs (:func:`fastbp.train.train_chunk`, ``plan`` as there) and pack
+    them as a shard: what joblib runs in a worker."""
     from fastbp.results import shard_tables
     from fastbp.train import train_chunk
 
-    trained, failed = train_chunk(chunk, frozenset(loops))
+    trained, failed = train_chunk(chunk, plan)
     return Shard(
         tables=shard_tables(trained, version) if trained.configs else None,
         failed=failed,
@@ -412,14 +425,14 @@ def _bar(**options):
     return Bar(dynamic_ncols=True, file=sys.stderr, **options)
 
 
-def _compile(todo, backend, quiet, loops=frozenset()) -> float:
+def _compile(todo, backend, quiet, loops=frozenset()):
     """Compile (or load) the kernels ``todo`` needs, here and on each worker, saying which
-    one is compiling; return the seconds it took. Kernels not yet in the cache compile
-    side by side in forked processes, one per core, where that is safe; this process then
-    loads them from the cache."""
-    from fastbp.train import is_cached, kernel_what, kernels_needed, warm_up
+    one is compiling, and measure the block sizes this host has not measured (between the
+    two); return the plan (:func:`fastbp.planner.tune`). Kernels not yet in the cache
+    compile side by side in forked processes, one per core, where that is safe; this
+    process then loads them from the cache."""
+    from fastbp.planner import is_cached, kernel_what, kernels_needed, tune, warm_up
 
-    start = time.perf_counter()
     needed = kernels_needed(todo, loops)
     cold = [(key, run) for key, run in needed.items() if not is_cached(key, run)]
     workers = min(len(cold), cores()) if can_fork() else 1
@@ -447,18 +460,20 @@ def _compile(todo, backend, quiet, loops=frozenset()) -> float:
         doing = "compiling" if cold and pool is None else "loading"
         warm_up(todo, loops, lambda k, n, what: bar.set_description_str(
             f"{doing} {what} ({k} of {n})"), bar.update)  # fmt: skip
+        bar.set_description_str("timing blocks against one run at a time, once on this host")
+        plan = tune(todo, loops)
         if backend.client is not None:
             bar.set_description_str("loading the kernels on the cluster's workers")
-        backend.on_each_worker(warm_up, todo, loops)
+        backend.on_each_worker(warm_up, todo, loops, None, None, plan.measured)
     finally:
         stop.set()
         if clock.is_alive():
             clock.join()
         bar.close()
-    return time.perf_counter() - start
+    return plan
 
 
-def plan_chunks(runs, n_jobs: int) -> list[list]:
+def plan_chunks(runs, n_jobs: int, plan=None) -> list[list]:
     """Group runs into joblib tasks of similar cost, the most expensive first.
 
     Full-batch runs are trained side by side (:func:`fastbp.train.train_batch`): a task
@@ -467,9 +482,9 @@ def plan_chunks(runs, n_jobs: int) -> list[list]:
     of work where possible, and there are up to CHUNKS_PER_WORKER tasks per worker, so
     that both cores stay busy to the end and results stream back steadily.
     """
-    from fastbp.train import blocks
+    from fastbp.planner import Plan, blocks
 
-    units = blocks(runs)
+    units = blocks(runs, plan or Plan())
     total_steps = sum(run.steps for run in runs)
     n_chunks = min(len(units), n_jobs * CHUNKS_PER_WORKER, total_steps // MIN_CHUNK_STEPS)
     n_chunks = max(n_chunks, min(n_jobs, len(units)), 1)

@@ -1,33 +1,25 @@
-"""The engine's door: training, and what a sweep needs to know before it trains.
-
-Training: :func:`train` (one run -> RunResult), :func:`train_batch` (runs side by side,
-the same bits), and :func:`train_chunk`, a sweep's task, which hands back columns
-(:class:`Trained`) rather than a RunResult per run. Each prepares the inputs, picks a
-kernel form, calls it and packages what it returns.
-
-Planning, for the sweep (from ``LOOP_NS_PER_PRODUCT`` on): which kernels a sweep's runs
-need and which are cached (:func:`kernels_needed`, :func:`uncached`), which are not worth
-compiling (:func:`cheap_on_loops`, ``FASTBP_LOOP_BUDGET_S``), compiling or loading them
-(:func:`warm_up`), the blocks runs train in and their cost (:func:`blocks`,
-:func:`run_cost`), and how to name them (:func:`kernel_forms`, :func:`kernel_what`).
+"""The engine's door for training: :func:`train` (one run -> RunResult),
+:func:`train_batch` (runs side by side, the same bits), and :func:`train_chunk`, a
+sweep's task, which hands back columns (:class:`Trained`) rather than a RunResult per
+run. Each prepares the inputs, picks a kernel form, calls it and packages what it
+returns. What a sweep asks before it trains is :mod:`fastbp.planner`'s.
 """
 
 from __future__ import annotations
 
 import operator
-import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from fastbp import metrics
-from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult, layers_text
+from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult
 from fastbp.data import make_dataset, make_validation
-from fastbp.engine import codegen, kernels, step
+from fastbp.engine import codegen, kernels, step, tuning
 from fastbp.params import (
     Params,
     check_params,
@@ -264,14 +256,13 @@ def kernel_key(config: RunConfig, family: tuple | None = None) -> tuple:
     return (_batch_size(config), _KERNEL_OF_FAMILY(family or family_key(config)))
 
 
-def block_lanes(config: RunConfig) -> int:
-    """How many runs like this one a block kernel trains at a time by default (mini-batch
-    runs: one)."""
+def block_choice(config: RunConfig, measured: dict | None = None) -> tuning.Choice:
+    """How many runs like this one a block kernel trains at a time here, and why
+    (:func:`fastbp.engine.tuning.choose`; ``measured`` as there); mini-batch runs: one."""
     if not full_batch(config):
-        return 1
-    return codegen.lanes_for(
-        config.layers, config.n_samples, config.dtype, config.activation, config.loss_fn
-    )
+        return tuning.Choice(1, "mini-batches")
+    return tuning.choose(config.layers, config.n_samples, config.dtype, config.activation,
+                         config.loss_fn, config.optimizer, measured)  # fmt: skip
 
 
 def kernel_args(config: RunConfig, lanes: int) -> tuple:
@@ -296,9 +287,12 @@ def train_batch(
     """Train many runs, the same results as :func:`train` gives for each, faster.
 
     Full-batch runs that share an architecture (:func:`kernel_key`) are trained side by
-    side, ``lanes`` at a time (default: one 512-bit vector's worth, 8 in float64 and 16
-    in float32; one at a time for networks above ``codegen.register_limit``, where that
-    is faster), in a kernel generated for that architecture. Runs that differ only in
+    side, ``lanes`` at a time, in a kernel generated for that architecture. By default
+    as many as train fastest on this host (:mod:`fastbp.engine.tuning`): the first time
+    runs of a dtype and optimizer are trained in blocks here, blocks of one vector
+    register's worth (8 float64 on AVX-512, 4 on AVX2) and one run at a time are timed
+    on copies of one of them and the faster is kept for this host; networks above
+    ``codegen.register_limit`` train one at a time. Runs that differ only in
     ``steps`` share one trajectory: plain SGD has no schedule, so the run with fewer
     steps is the start of the longer one; it is trained once, to the largest step
     count, and each run gets its logged losses and its parameters at its own step
@@ -314,10 +308,15 @@ def train_batch(
 
 
 def train_columns(
-    configs: list[RunConfig], lanes: int | None = None, loops: frozenset = frozenset()
+    configs: list[RunConfig],
+    lanes: int | None = None,
+    loops: frozenset = frozenset(),
+    measured: dict | None = None,
 ) -> Trained:
     """:func:`train_batch`'s runs as columns, in an order of its own (``index`` says
-    which config each row is): what a sweep's workers make their shards of."""
+    which config each row is): what a sweep's workers make their shards of. ``measured``
+    ({(dtype, optimizer): lanes}, a sweep's :class:`fastbp.planner.Plan`) gives the block
+    sizes instead of this host's measurements; then nothing is measured here."""
     parts, groups = [], {}
     for k, config in enumerate(configs):
         family = family_key(config)
@@ -328,10 +327,21 @@ def train_columns(
         groups.setdefault(key, {}).setdefault(family, []).append(k)
     for families in groups.values():
         first = configs[next(iter(families.values()))[0]]
-        lanes_ = (lanes or block_lanes(first)) if full_batch(first) else 1  # mini-batches:
-        drawn = [(*_drawn([configs[k] for k in ks]), ks) for ks in families.values()]  # alone
-        parts.append(_train_families(drawn, lanes_))
+        size = 1 if not full_batch(first) else lanes or _lanes(first, measured, len(families))
+        drawn = [(*_drawn([configs[k] for k in ks]), ks) for ks in families.values()]
+        parts.append(_train_families(drawn, size))
     return Trained.concat(parts)
+
+
+def _lanes(config: RunConfig, measured: dict | None, n_families: int) -> int:
+    """Runs per block for these families: measured on this host first where it has not
+    been and they fill more than one lane (:func:`fastbp.planner.measure`)."""
+    choice = block_choice(config, measured)
+    if choice.why == "not measured" and measured is None and n_families > 1:
+        from fastbp.planner import measure
+
+        return measure(config, by="train_batch").lanes
+    return choice.lanes
 
 
 def _drawn(family: list[RunConfig]) -> tuple:
@@ -522,15 +532,21 @@ def _columns(blocks: list[_Block], families, config, X64, T64, want) -> Trained:
     )
 
 
-def train_chunk(configs: list[RunConfig], loops: frozenset = frozenset()) -> tuple:
+def train_chunk(configs: list[RunConfig], plan=None) -> tuple:
     """Train a sweep's task: what joblib runs in a worker. Returns (Trained, failures).
 
-    The runs are trained together by :func:`train_columns` (``loops`` as there). Should
+    The runs are trained together by :func:`train_columns`, as ``plan`` says (a
+    :class:`fastbp.planner.Plan`: the kernel keys left to the loop kernel, the block
+    sizes chosen on the sweep's host). Should
     that fail, each is trained alone, and a run that raises is a failure, the error's
     text: one failing run never costs the others their results.
     """
+    from fastbp.planner import Plan
+
+    plan = plan or Plan()
+    loops = frozenset(plan.loops)
     try:
-        return train_columns(configs, loops=loops), []
+        return train_columns(configs, loops=loops, measured=plan.measured), []
     except Exception:  # noqa: BLE001 - find the culprit run by run
         pass
     done, failed = [], []
@@ -540,189 +556,3 @@ def train_chunk(configs: list[RunConfig], loops: frozenset = frozenset()) -> tup
         except Exception as err:  # noqa: BLE001 - returned as data, reported by the sweep
             failed.append(f"run {config.run_id}: {type(err).__name__}: {err}")
     return Trained.of(done), failed
-
-
-# What a sweep's runs need from the engine: which kernels, whether they are compiled, which
-# are not worth compiling, and the blocks in which runs train together. The sweep plans
-# with these; it does not group runs itself.
-
-# The loop kernel, compiled once for every architecture, trains the same bits at about
-# this many ns per product of a step (measured on the 8-3-8, 0.5-0.6); a kernel generated
-# for an architecture takes 5-20 s to compile the first time.
-LOOP_NS_PER_PRODUCT = 0.6
-
-
-def kernels_needed(runs, loops=frozenset()) -> dict:
-    """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
-    trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
-    is in ``loops``)."""
-    needed = {}
-    for run in runs:
-        key = kernel_key(run) if generated(run) else "loops"
-        needed.setdefault("loops" if key in loops else key, run)
-    return needed
-
-
-def is_cached(key, run) -> bool:
-    """Whether the kernel ``key`` (as in :func:`kernels_needed`) is known to be in Numba's
-    disk cache."""
-    if key == "loops":
-        return kernels.is_cached()
-    return codegen.is_cached(*kernel_args(run, block_lanes(run)))
-
-
-def uncached(runs, loops=frozenset()) -> dict:
-    """The kernels of :func:`kernels_needed` not known to be in the cache: key -> run."""
-    return {key: run for key, run in kernels_needed(runs, loops).items()
-            if not is_cached(key, run)}  # fmt: skip
-
-
-# A sweep whose runs of an architecture the loop kernel trains in under
-# FASTBP_LOOP_BUDGET_S seconds (default 2; 0: always compile) leaves that architecture's
-# kernel uncompiled (fastbp.train.cheap_on_loops).
-LOOP_BUDGET_S = 2.0
-
-
-def loop_budget_s() -> float:
-    """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
-    text = os.environ.get("FASTBP_LOOP_BUDGET_S", "").strip()
-    if not text:
-        return LOOP_BUDGET_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise LoopBudgetError(
-            f"FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got {text!r}"
-        )
-    return value
-
-
-class LoopBudgetError(ValueError):
-    """FASTBP_LOOP_BUDGET_S holds something other than a number of seconds."""
-
-
-def check_settings() -> None:
-    """ValueError, with a one-line message, where an environment variable the engine reads
-    (FASTBP_LANES, FASTBP_LOOP_BUDGET_S) holds a bad value: said before a sweep starts."""
-    codegen.pinned_lanes()
-    loop_budget_s()
-
-
-def cheap_on_loops(runs, budget_s: float) -> frozenset:
-    """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
-    loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
-    trajectory trained once): for these, compiling costs more than it saves."""
-    cold = {key: run for key, run in uncached(runs).items() if key != "loops"}
-    if not cold:
-        return frozenset()
-    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in cold}  # family -> steps
-    for run in runs:
-        family = family_key(run)
-        families = longest.get(kernel_key(run, family)) if generated(run) else None
-        if families is not None:
-            families[family] = max(families.get(family, 0), run.steps)
-    cheap = set()
-    for key, families in longest.items():
-        run = cold[key]
-        products = codegen.products(run.layers, run.n_samples)
-        if sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9 < budget_s:
-            cheap.add(key)
-    return frozenset(cheap)
-
-
-def compiled_here() -> int:
-    """How many kernels this process has compiled, not found in a cache (a sweep says
-    'compiled' rather than 'loaded' where this grew)."""
-    from fastbp.engine import kernel_cache
-
-    return kernel_cache.compiled()
-
-
-def warm_up(runs, loops=frozenset(), starting=None, done=None) -> None:
-    """Compile or load, in this process, every kernel these runs need (the loop kernel for
-    the kernel keys in ``loops``); ``starting(k, n, text)`` names the k-th of n before its
-    turn, ``done()`` follows each."""
-    needed = kernels_needed(runs, loops)
-    for k, (key, run) in enumerate(needed.items(), start=1):
-        if starting:
-            starting(k, len(needed), kernel_what(key, run))
-        tiny = replace(run, steps=1, log_every=1)
-        train(tiny, engine="loops") if key == "loops" else train_batch([tiny])
-        if done:
-            done()
-
-
-def blocks(runs) -> list[tuple[int, list[RunConfig]]]:
-    """The units a sweep can hand to a worker whole, each with its cost (steps x products
-    of a step, for every lane): a block of families (runs that differ only in steps) as
-    :func:`train_batch` trains them side by side, the longest families first, or one run
-    for the loop kernel."""
-    units, groups = [], {}
-    for run in runs:
-        if not generated(run):
-            units.append((run_cost(run), [run]))
-            continue
-        family = family_key(run)
-        groups.setdefault(kernel_key(run, family), {}).setdefault(family, []).append(run)
-    for families in groups.values():
-        longest = [max(f, key=_STEPS) for f in families.values()]  # the run each trains to
-        order = sorted(range(len(longest)), key=lambda k: -longest[k].steps)
-        members = list(families.values())
-        lanes = block_lanes(longest[0])
-        for first in range(0, len(order), lanes):
-            block = order[first : first + lanes]  # its first family trains longest
-            units.append((run_cost(longest[block[0]]) * lanes,
-                          [r for k in block for r in members[k]]))  # fmt: skip
-    return units
-
-
-_STEPS = operator.attrgetter("steps")
-
-
-def run_cost(run) -> int:
-    """Work of one run: steps x products per step."""
-    return run.steps * codegen.products(run.layers, run.n_samples)
-
-
-def kernel_forms(runs, loops=frozenset()) -> dict:
-    """For each kernel the runs need (named by :func:`kernel_text`): its form, runs per
-    block, and why that many (as meta.json records them)."""
-    forms = {}
-    for key, run in kernels_needed(runs).items():
-        if key == "loops" or key in loops:
-            why = "mini-batches" if key == "loops" else "cheaper than compiling"
-            forms[kernel_text(run) if key in loops else "mini-batches"] = {
-                "form": "loop kernel", "lanes": 1, "why": why
-            }  # fmt: skip
-            continue
-        if full_batch(run):
-            lanes, why = codegen.lanes_and_source(
-                run.layers, run.n_samples, run.dtype, run.activation, run.loss_fn
-            )
-        else:
-            lanes, why = 1, "mini-batches"
-        batch = None if full_batch(run) else run.batch_size
-        form = codegen.form_for(run.layers, run.n_samples, lanes, run.dtype, batch)
-        forms[kernel_text(run)] = {"form": form, "lanes": lanes, "why": why}
-    return forms
-
-
-def kernel_what(key, run) -> str:
-    """'the loop kernel', or 'the kernel for 8-3-8 relu ...'."""
-    return "the loop kernel" if key == "loops" else f"the kernel for {kernel_text(run)}"
-
-
-def kernel_text(run) -> str:
-    """What sets a run's kernel apart, in words: '8-4-8 tanh no bias float32 adam'."""
-    parts = [layers_text(run.layers), run.activation, "" if run.bias else "no bias"]
-    parts += [run.dtype if run.dtype != "float64" else ""]
-    parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
-    parts += [
-        str(run.dataset) if run.dataset != "encoder" else "",
-        run.loss_fn if run.loss_fn != "mse" else "",
-        run.optimizer if run.optimizer != "sgd" else "",
-        "weight decay" if run.weight_decay else "",
-    ]
-    return " ".join(p for p in parts if p)

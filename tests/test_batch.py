@@ -11,7 +11,7 @@ import pytest
 
 import fastbp
 from fastbp import RunConfig, reference, train
-from fastbp.engine import codegen, kernel_cache
+from fastbp.engine import codegen, kernel_cache, tuning
 from fastbp.params import flatten
 from fastbp.train import generated, train_batch
 
@@ -51,10 +51,10 @@ def test_small_networks_train_in_blocks_and_large_ones_one_run_at_a_time(no_lane
 
     bits = kernel_cache.vector_bits()  # one vector register's worth of runs by default
     assert bits in (128, 256, 512)
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (bits // 64, "vector width")
-    assert codegen.lanes_for((8, 3, 8), 8, "float32") == bits // 32
-    assert codegen.lanes_for((6, 5, 4, 6), 6, "float64") == bits // 64
-    assert codegen.lanes_and_source((6, 30, 6), 6, "float32") == (1, "large network")
+    assert chosen((8, 3, 8), 8, "float64") == (bits // 64, "not measured")
+    assert chosen((8, 3, 8), 8, "float32")[0] == bits // 32
+    assert chosen((6, 5, 4, 6), 6, "float64")[0] == bits // 64
+    assert chosen((6, 30, 6), 6, "float32") == (1, "large network")
     assert codegen.form_for((8, 3, 8), 8, 8, "float64") == "registers"
     assert codegen.form_for((8, 3, 8), 8, 1, "float64") == "vector"
     assert codegen.form_for((6, 30, 6), 6, 1, "float32") == "single-run"
@@ -78,70 +78,105 @@ def test_blocks_stop_at_a_smaller_network_where_a_register_holds_fewer_runs(
     no_lane_settings, monkeypatch
 ):
     monkeypatch.setenv("NUMBA_CPU_FEATURES", "+64bit,+avx,+avx2,+fma,+sse4.2")  # AVX2
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (4, "vector width")
-    assert codegen.lanes_and_source((8, 8, 8), 8, "float64") == (1, "large network")
-    assert codegen.lanes_and_source((8, 8, 8), 8, "float32") == (8, "vector width")
+    assert chosen((8, 3, 8), 8, "float64") == (4, "not measured")
+    assert chosen((8, 8, 8), 8, "float64") == (1, "large network")
+    assert chosen((8, 8, 8), 8, "float32") == (8, "not measured")
     monkeypatch.setenv("NUMBA_CPU_FEATURES", "+64bit,+avx2,+fma,+avx512f,-prefer-256-bit")
-    assert codegen.lanes_and_source((8, 8, 8), 8, "float64") == (8, "vector width")
+    assert chosen((8, 8, 8), 8, "float64") == (8, "not measured")
 
 
 def test_steps_that_call_exp_per_value_train_one_run_at_a_time(no_lane_settings):
     bits = kernel_cache.vector_bits()
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "sigmoid") == (1, "exp per lane")
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "relu", "bce") == (1, "exp per lane")
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64", "tanh") == (bits // 64, "vector width")
+    assert chosen((8, 3, 8), 8, "float64", "sigmoid") == (1, "exp per lane")
+    assert chosen((8, 3, 8), 8, "float64", "relu", "bce") == (1, "exp per lane")
+    assert chosen((8, 3, 8), 8, "float64", "tanh") == (bits // 64, "not measured")
 
 
-def test_lanes_can_be_pinned_or_calibrated(no_lane_settings, monkeypatch):
-    import json
+def chosen(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer="sgd"):
+    """(lanes, why) as the engine chooses them on this host."""
+    choice = tuning.choose(layers, n_samples, dtype, activation, loss_fn, optimizer)
+    return choice.lanes, choice.why
 
-    (no_lane_settings / "calibration.json").write_text(
-        json.dumps({kernel_cache.host_key(): {"lanes": {"float64": 2, "float32": 4}}})
-    )
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (2, "calibrated")
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float32") == (4, "calibrated")
-    monkeypatch.setenv("FASTBP_LANES", "1")
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (1, "pinned")
-    assert codegen.lanes_and_source((6, 30, 6), 6, "float32") == (1, "large network")
+
+def test_lanes_can_be_pinned_or_measured(no_lane_settings, monkeypatch):
+    tuning.record("float64", "sgd", {1: 50.0, 8: 80.0}, 1, "a test")
+    tuning.record("float32", "adam", {1: 90.0, 4: 30.0}, 4, "a test")
+    assert chosen((8, 3, 8), 8, "float64") == (1, "measured")
+    assert chosen((8, 3, 8), 8, "float32", optimizer="adam") == (4, "measured")
+    assert chosen((8, 3, 8), 8, "float64", optimizer="adam")[1] == "not measured"  # its own
+    choice = tuning.choose((8, 3, 8), 8, "float64")
+    assert choice.detail.startswith("1 at a time 50 ns, 8 at a time 80 ns per run-step (")
+    assert choice.detail.endswith(", by a test)")
+    monkeypatch.setenv("FASTBP_LANES", "2")
+    assert chosen((8, 3, 8), 8, "float64") == (2, "pinned")
+    assert chosen((6, 30, 6), 6, "float32") == (1, "large network")
     monkeypatch.setenv("FASTBP_LANES", "3")
-    with pytest.raises(codegen.LanesError, match="FASTBP_LANES must be one of 1, 2, 4, 8, 16"):
-        codegen.lanes_for((8, 3, 8), 8, "float64")
+    with pytest.raises(tuning.LanesError, match="FASTBP_LANES must be one of 1, 2, 4, 8, 16"):
+        chosen((8, 3, 8), 8, "float64")
+
+
+def test_measurements_are_kept_per_build_of_the_kernels(no_lane_settings, monkeypatch):
+    """A new Numba, CPU target or engine source measures again (the old entry stays, for
+    going back); the file keeps the newest builds only."""
+    tuning.record("float64", "sgd", {1: 50.0, 8: 80.0}, 1, "a test")
+    monkeypatch.setattr(kernel_cache, "build_key", lambda: "another build")
+    assert chosen((8, 3, 8), 8, "float64")[1] == "not measured"
+    for k in range(tuning.KEEP + 3):
+        monkeypatch.setattr(kernel_cache, "build_key", lambda k=k: f"build {k}")
+        tuning.record("float64", "sgd", {1: 50.0, 8: 80.0}, 1, "a test")
+    table = json.loads(kernel_cache.calibration_file().read_text())
+    assert len(table) == tuning.KEEP and f"build {tuning.KEEP + 2}" in table
 
 
 def test_a_damaged_calibration_file_is_said_once_and_removed(no_lane_settings, capsys, monkeypatch):
     bits = kernel_cache.vector_bits()
     for damaged in ("[1, 2]", "{not json"):
         (no_lane_settings / "calibration.json").write_text(damaged)
-        monkeypatch.setattr(codegen, "_calibration_noted", False)
+        monkeypatch.setattr(tuning, "_noted", False)
         for _ in range(2):
-            assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (bits // 64, "vector width")
+            assert chosen((8, 3, 8), 8, "float64") == (bits // 64, "not measured")
         err = capsys.readouterr().err
         assert err.count("calibration.json is damaged") == 1
         assert not (no_lane_settings / "calibration.json").exists()
 
 
-def test_calibration_keeps_the_default_unless_another_size_is_clearly_faster(
+def test_the_faster_form_is_kept_and_one_run_at_a_time_must_win_twice(
     no_lane_settings, monkeypatch
 ):
-    import json
-    import time
-
-    from fastbp import calibrate
+    """The measurement keeps the faster of blocks and one run at a time (timings faked
+    here); one at a time only where it wins two measurements, since the choice is kept
+    for good."""
+    from fastbp import RunConfig, planner
 
     default = kernel_cache.vector_bits() // 64
-    fast = 1 if default != 1 else 2
-    cost = {fast: 0.002}  # seconds per call: one size clearly fastest, the others alike
-    monkeypatch.setattr(calibrate, "_trainer", lambda lanes, dtype, steps: (
-        lambda: time.sleep(cost.get(lanes, 0.02))))  # fmt: skip
-    timings, best = calibrate.calibrate(steps=10, rounds=3, dtypes=("float64",), say=str)
-    assert best == {"float64": fast} and set(timings["float64"]) == {1, 2, 4, 8}
-    saved = json.loads(kernel_cache.calibration_file().read_text())[kernel_cache.host_key()]
-    assert saved["lanes"] == {"float64": fast}
-    assert codegen.lanes_and_source((8, 3, 8), 8, "float64") == (fast, "calibrated")
-    cost.clear()  # every size alike: the default stays
-    assert calibrate.calibrate(steps=10, rounds=3, dtypes=("float64",), say=str)[1] == {
-        "float64": default
-    }
+    rounds = iter([{1: 1e-8, default: 2e-8}, {1: 3e-8, default: 2e-8}])  # a busy spell
+    monkeypatch.setattr(tuning, "time_forms", lambda trainers, rounds_: next(rounds))
+    run = RunConfig(steps=10)
+    assert planner.measure(run).lanes == default
+    assert tuning.host_table()["float64 sgd"]["lanes"] == default
+    rounds = iter([{1: 1e-8, default: 2e-8}, {1: 1.1e-8, default: 2e-8}])  # twice: kept
+    assert planner.measure(run).lanes == 1
+    assert chosen((8, 3, 8), 8, "float64") == (1, "measured")
+    saved = tuning.host_table()["float64 sgd"]
+    assert saved["by"] == "a sweep" and saved["ns_per_run_step"] == {"1": 11.0, str(default): 20.0}
+
+
+def test_train_batch_measures_once_per_dtype_and_optimizer(no_lane_settings, monkeypatch):
+    from fastbp import RunConfig, planner
+
+    measured = []
+    real = planner.measure
+    monkeypatch.setattr(
+        planner, "measure", lambda run, **kw: measured.append(run) or real(run, **kw)
+    )
+    configs = [RunConfig(seed=s, steps=20) for s in range(3)]
+    first = train_batch(configs)
+    assert [(r.dtype, r.optimizer) for r in measured] == [("float64", "sgd")]
+    again = train_batch(configs)
+    train_batch(configs[:1])  # one family: nothing to measure
+    assert len(measured) == 1
+    for a, b in zip(first, again, strict=True):
+        assert_bits(a, b)
 
 
 def assert_bits(a, b):

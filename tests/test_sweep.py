@@ -139,12 +139,15 @@ def test_progress_summary_and_meta(small_sweep):
     assert meta["runs"] == 8 and meta["runs_computed"] == 8 and meta["runs_reused"] == 0
     assert meta["n_jobs"] == 2 and meta["fastbp_version"] == fastbp.__version__
     assert 0 < meta["training_share_of_worker_time"] <= 1
-    from fastbp.engine import codegen
+    from fastbp.engine import tuning
 
-    lanes, why = codegen.lanes_and_source((8, 3, 8), 8, "float64")  # as the sweep chose
-    form = "registers" if lanes > 1 else "vector"
-    chosen = {"form": form, "lanes": lanes, "why": why}
+    choice = tuning.choose((8, 3, 8), 8, "float64")  # as the sweep chose: measured here
+    assert choice.why == ("pinned" if os.environ.get("FASTBP_LANES") else "measured")
+    form = "registers" if choice.lanes > 1 else "vector"
+    chosen = {"form": form, **choice.as_dict()}
     assert meta["kernels"] == {"8-3-8 relu": chosen, "8-3-8 relu no bias": chosen}
+    blocks = f"blocks of {choice.lanes} runs" if choice.lanes > 1 else "one run at a time"
+    assert f"; {blocks} ({choice.why}); " in out.stdout.strip().splitlines()[-1]
     assert (tmp / "out" / "spec.toml").read_text() == (tmp / "small.toml").read_text()
 
 
@@ -449,11 +452,20 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
            "--no-plots"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr
+    # with the one-run kernel that is timed against blocks (float64 sgd: not measured here)
+    timed = "the one-run kernel for 3-2-3 relu (to time against blocks)"
     if len(os.sched_getaffinity(0)) >= 2:
-        assert "compiling the kernel for 3-2-3 relu, the kernel for 3-1-3 relu, 2 at a time" in (
-            out.stderr
+        assert (
+            f"compiling the kernel for 3-2-3 relu, the kernel for 3-1-3 relu, {timed}, 2 at a time"
+            in (out.stderr)
         )
-    assert "loading the kernel for 3-1-3 relu (2 of 2)" in out.stderr
+    assert "loading the kernel for 3-1-3 relu (2 of 3)" in out.stderr
+    assert f"loading {timed} (3 of 3)" in out.stderr
+    measured = json.loads((tmp_path / "k" / "calibration.json").read_text())
+    (entry,) = measured.values()
+    assert (
+        set(entry["forms"]) == {"float64 sgd"} and entry["forms"]["float64 sgd"]["by"] == "a sweep"
+    )
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert all(k["form"] != "loop kernel" for k in meta["kernels"].values())
     results = load_results(tmp_path / "out")
@@ -464,7 +476,7 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
 
 
 def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
-    from fastbp.train import uncached
+    from fastbp.planner import uncached
 
     spec = tmp_path / "small.toml"
     spec.write_text(  # architectures no other test compiles a kernel for
@@ -528,7 +540,7 @@ def test_results_written_before_loss_fn_existed_load_and_resume_as_they_are(tmp_
 
 
 def test_meta_names_every_kernel_apart():
-    from fastbp.train import kernel_forms
+    from fastbp.planner import kernel_forms
 
     runs = [RunConfig(layers=(2, 3, 1), dataset=d, loss_fn=f, steps=5)
             for d in ("xor", "parity") for f in ("mse", "bce")]  # fmt: skip

@@ -38,10 +38,7 @@ up (:mod:`fastbp.engine.kernel_cache`) change how it is vectorised, never what i
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 from functools import cache
 
 from fastbp import __version__
@@ -976,79 +973,3 @@ LANE_CHOICES = (1, 2, 4, 8, 16)
 # 8-3-8 (AVX-512 EPYC), ns per run-step in blocks of 8 against one run at a time: sigmoid
 # 391 against 224, bce 1,317 against 1,036 (tanh: 252 against 290, blocks still pay).
 SCALAR_EXP = {"activation": ("sigmoid",), "loss_fn": ("bce", "cross_entropy")}
-
-
-def lanes_for(layers, n_samples: int, dtype: str, activation="relu", loss_fn="mse") -> int:
-    """Runs per block for this architecture on this host, and where the number comes from.
-
-    1 (one run at a time: the vector or the single-run form) for networks above
-    :func:`register_limit`, where that is faster (measured with the single-run form on
-    8-32-8 and 8-8-8-8: 1.4-1.8x), and for steps that call exp per value (SCALAR_EXP).
-    Otherwise, in this order: ``FASTBP_LANES`` when set (a pin, 1 for one run at a
-    time); the lanes :func:`fastbp.calibrate` measured fastest on this host for the
-    dtype; else one vector register's worth of the dtype on the target CPU (8 float64 on
-    AVX-512, 4 on AVX2).
-    """
-    return lanes_and_source(layers, n_samples, dtype, activation, loss_fn)[0]
-
-
-def lanes_and_source(
-    layers, n_samples: int, dtype: str, activation="relu", loss_fn="mse"
-) -> tuple[int, str]:
-    """(lanes, "pinned" | "calibrated" | "vector width" | "large network" | "exp per
-    lane"): see lanes_for."""
-    if products(layers, n_samples) > register_limit(dtype):
-        return 1, "large network"
-    if activation in SCALAR_EXP["activation"] or loss_fn in SCALAR_EXP["loss_fn"]:
-        return 1, "exp per lane"
-    pinned = pinned_lanes()
-    if pinned is not None:
-        return pinned, "pinned"
-    measured = calibration().get(dtype)
-    if measured in LANE_CHOICES:
-        return measured, "calibrated"
-    return kernel_cache.vector_bits() // (64 if dtype == "float64" else 32), "vector width"
-
-
-class LanesError(ValueError):
-    """FASTBP_LANES holds something other than a lane count."""
-
-
-def pinned_lanes() -> int | None:
-    """FASTBP_LANES as a lane count, None when unset; LanesError for a bad value."""
-    text = os.environ.get("FASTBP_LANES", "").strip()
-    if not text:
-        return None
-    if text not in {str(n) for n in LANE_CHOICES}:
-        choices = ", ".join(map(str, LANE_CHOICES))
-        raise LanesError(f"FASTBP_LANES must be one of {choices} (runs per block), got {text!r}")
-    return int(text)
-
-
-def calibration() -> dict:
-    """The lanes measured fastest on this host (its Numba target), per dtype: {} if never
-    measured (``python -m fastbp.calibrate``)."""
-    import json
-
-    path = kernel_cache.calibration_file()
-    try:
-        table = json.loads(path.read_text())
-    except OSError:  # none (or no kernel folder at all)
-        return {}
-    except ValueError:
-        table = None
-    if not isinstance(table, dict):  # damaged (a full disk, a hand edit): said once, removed
-        global _calibration_noted
-        if not _calibration_noted:
-            _calibration_noted = True
-            print(f"note: {path} is damaged (not fastbp's table of lanes); it was removed: "
-                  "run python -m fastbp.calibrate to measure again", file=sys.stderr)  # fmt: skip
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-        return {}
-    entry = table.get(kernel_cache.host_key(), {})
-    lanes = entry.get("lanes", {}) if isinstance(entry, dict) else {}
-    return lanes if isinstance(lanes, dict) else {}
-
-
-_calibration_noted = False

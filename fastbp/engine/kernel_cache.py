@@ -71,17 +71,6 @@ def vector_bits() -> int:
     return 128
 
 
-def host_key() -> str:
-    """The machine as Numba compiles for it (its version, the CPU's name and features), as
-    a short hash: what calibration is kept by."""
-    import numba
-
-    b = build()
-    return hashlib.sha256(
-        repr((numba.__version__, b["cpu_name"], b["cpu_features"])).encode()
-    ).hexdigest()[:12]
-
-
 _noted = False
 
 

@@ -1,0 +1,226 @@
+"""How many runs a block kernel trains side by side on this host: pinned, measured, or not
+measured yet, and the measurement itself.
+
+Whichever form trains a run, its bits are the same (:mod:`fastbp.engine.codegen`), so the
+engine may choose the form by speed alone, and speed depends on the host more than on its
+vector ISA: on the development machine's AVX-512 CPU blocks of 8 float64 runs train 2x
+faster than one run at a time; on a real AMD Zen 3 (AVX2) blocks of 4 trained 1.36x
+(momentum 1.54x) slower than one at a time, which an emulated AVX2 build did not show. So
+the choice is measured on the host, never assumed: the first time runs of a dtype and an
+optimizer are trained in blocks here (by a sweep, or :func:`fastbp.train.train_batch`),
+the block form and the one-run form are timed on copies of one of those runs, in
+interleaved rounds (twice where one run at a time wins, so that a busy spell of the machine
+does not decide), and the faster is kept in ``calibration.json`` in the kernel directory
+under the key of the kernels' build (:func:`fastbp.engine.kernel_cache.build_key`: the
+CPU target, the versions of fastbp, Numba and llvmlite, the engine's sources). Every later
+block of that dtype and optimizer on this host takes it, without measuring, until one of
+those changes. It costs the one-run
+kernel's compilation once per host, dtype and optimizer (1.8-2.3 s on the development
+machine, side by side with the block kernel's) and about 0.1 s of timing.
+
+``python -m fastbp.calibrate`` does the same, for every block size, dtype and optimizer,
+with longer timings. ``FASTBP_LANES`` pins a size over any measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastbp.engine import kernel_cache
+from fastbp.engine.codegen import LANE_CHOICES, SCALAR_EXP, products, register_limit
+
+ROUNDS = 7  # timings of each form, interleaved
+SECONDS = 0.004  # the block form's time in each round: several blocks' worth of steps
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Runs per block, and why: "pinned" (FASTBP_LANES), "measured" (on this host),
+    "not measured" (the default: one vector register's worth), "large network" and "exp
+    per lane" (one run at a time is faster: codegen), "mini-batches" (one run at a time)."""
+
+    lanes: int
+    why: str
+    detail: str = ""  # what was measured, in words, for meta.json
+
+    def as_dict(self) -> dict:
+        return {
+            "lanes": self.lanes,
+            "why": self.why,
+            **({"measured": self.detail} if self.detail else {}),
+        }
+
+
+def default_lanes(dtype: str) -> int:
+    """One vector register's worth of runs of this dtype on the target CPU."""
+    return kernel_cache.vector_bits() // (64 if dtype == "float64" else 32)
+
+
+def choose(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer="sgd",
+           measured: dict | None = None) -> Choice:  # fmt: skip
+    """The runs per block for this architecture on this host, in this order: one run at a
+    time for networks above :func:`fastbp.engine.codegen.register_limit` and steps that
+    call exp per value; ``FASTBP_LANES`` when set; what this host measured for the dtype
+    and optimizer (``measured``: {(dtype, optimizer): lanes}, as a sweep hands it to its
+    workers; else this host's calibration file); else the default, "not measured"."""
+    if products(layers, n_samples) > register_limit(dtype):
+        return Choice(1, "large network")
+    if activation in SCALAR_EXP["activation"] or loss_fn in SCALAR_EXP["loss_fn"]:
+        return Choice(1, "exp per lane")
+    pinned = pinned_lanes()
+    if pinned is not None:
+        return Choice(pinned, "pinned")
+    if measured is not None:
+        lanes = measured.get((dtype, optimizer))
+        if lanes is not None:
+            return Choice(lanes, "measured")
+    else:
+        entry = host_table().get(_key(dtype, optimizer))
+        if entry is not None:
+            return Choice(entry["lanes"], "measured", _detail(entry))
+    return Choice(default_lanes(dtype), "not measured")
+
+
+class LanesError(ValueError):
+    """FASTBP_LANES holds something other than a lane count."""
+
+
+def pinned_lanes() -> int | None:
+    """FASTBP_LANES as a lane count, None when unset; LanesError for a bad value."""
+    text = os.environ.get("FASTBP_LANES", "").strip()
+    if not text:
+        return None
+    if text not in {str(n) for n in LANE_CHOICES}:
+        choices = ", ".join(map(str, LANE_CHOICES))
+        raise LanesError(f"FASTBP_LANES must be one of {choices} (runs per block), got {text!r}")
+    return int(text)
+
+
+def _key(dtype: str, optimizer: str) -> str:
+    return f"{dtype} {optimizer}"
+
+
+def _detail(entry: dict) -> str:
+    ns = entry.get("ns_per_run_step")
+    if not isinstance(ns, dict):
+        return ""
+    return describe(ns, entry.get("by", ""), str(entry.get("measured", ""))[:10])
+
+
+def describe(ns: dict, by: str, when: str = "") -> str:
+    """'1 at a time 148 ns, 4 at a time 201 ns per run-step (2026-12-03, by a sweep)'."""
+    sizes = ", ".join(f"{k} at a time {float(v):.0f} ns" for k, v in ns.items())
+    when = when or time.strftime("%Y-%m-%d")
+    return f"{sizes} per run-step ({when}, by {by})"
+
+
+# --- the calibration file ---
+
+
+def _read() -> dict:
+    """The whole calibration file: {host key: entry}; {} if there is none. A damaged file
+    (a full disk, a hand edit) is said once and removed."""
+    path = kernel_cache.calibration_file()
+    try:
+        table = json.loads(path.read_text())
+    except OSError:  # none (or no kernel folder at all)
+        return {}
+    except ValueError:
+        table = None
+    if not isinstance(table, dict):
+        global _noted
+        if not _noted:
+            _noted = True
+            print(f"note: {path} is damaged (not fastbp's table of measured block sizes); it "
+                  "was removed, and is measured again", file=sys.stderr)  # fmt: skip
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        return {}
+    return table
+
+
+_noted = False
+
+
+def host_table() -> dict:
+    """This host's measurements: {"float64 sgd": {"lanes": 1, "ns_per_run_step": {...},
+    "measured": date, "by": who}, ...}; entries of another shape are left out."""
+    entry = _read().get(kernel_cache.build_key(), {})
+    forms = entry.get("forms", {}) if isinstance(entry, dict) else {}
+    if not isinstance(forms, dict):
+        return {}
+    return {
+        key: value
+        for key, value in forms.items()
+        if isinstance(value, dict) and value.get("lanes") in LANE_CHOICES
+    }
+
+
+def record(dtype: str, optimizer: str, timings: dict[int, float], lanes: int, by: str) -> None:
+    """Keep this host's measurement for the dtype and optimizer (``timings``: lanes -> ns
+    per run-step; ``lanes``: the choice). A file that cannot be written is no error: the
+    next run measures again."""
+    from fastbp.system import write_text_atomic
+
+    table = _read()
+    entry = table.get(kernel_cache.build_key())
+    if not isinstance(entry, dict) or not isinstance(entry.get("forms"), dict):
+        entry = {"forms": {}}
+    entry["cpu_target"] = os.environ.get("NUMBA_CPU_NAME") or kernel_cache.build()["cpu_name"]
+    entry["vector_bits"] = kernel_cache.vector_bits()
+    entry["forms"][_key(dtype, optimizer)] = {
+        "lanes": lanes,
+        "ns_per_run_step": {str(k): round(v, 1) for k, v in sorted(timings.items())},
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "by": by,
+    }
+    this = kernel_cache.build_key()
+    others = sorted((k for k in table if k != this), key=lambda k: _newest(table[k]), reverse=True)
+    table = {this: entry, **{k: table[k] for k in others[: KEEP - 1]}}  # bounded
+    path = kernel_cache.calibration_file()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(table, indent=2) + "\n")
+
+
+KEEP = 8  # the builds whose measurements are kept
+
+
+def _newest(entry) -> str:
+    forms = entry.get("forms", {}) if isinstance(entry, dict) else {}
+    dates = [f.get("measured", "") for f in forms.values() if isinstance(f, dict)]
+    return max(dates, default="")
+
+
+# --- measuring ---
+
+
+def time_forms(trainers: dict[int, Callable[[], float]], rounds: int = ROUNDS) -> dict[int, float]:
+    """Median seconds per run-step of each trainer (lanes -> a function that trains and
+    returns the run-steps it trained), timed in ``rounds`` interleaved rounds whose order
+    turns each round, so that the machine's slow and fast spells touch every form alike."""
+    samples: dict[int, list[float]] = {lanes: [] for lanes in trainers}
+    order = list(trainers)
+    for k in range(rounds):
+        turn = order[k % len(order) :] + order[: k % len(order)]
+        for lanes in turn:
+            start = time.perf_counter()
+            run_steps = trainers[lanes]()
+            samples[lanes].append((time.perf_counter() - start) / run_steps)
+    return {lanes: statistics.median(times) for lanes, times in samples.items()}
+
+
+def fastest(timings: dict[int, float], default: int, margin: float = 0.0) -> int:
+    """The size with the lowest time; the default stays unless another beats it by more
+    than ``margin`` (a share)."""
+    best = min(timings, key=timings.get)
+    if default in timings and timings[default] <= (1 + margin) * timings[best]:
+        return default
+    return best

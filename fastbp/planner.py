@@ -1,0 +1,335 @@
+"""What a sweep asks the engine before it trains: which kernels its runs need and which
+are cached, which are not worth compiling, how many runs a block trains side by side on
+this host (measured here the first time), the blocks runs train in, and their names.
+
+The sweep plans with this module and trains with :func:`fastbp.train.train_chunk`; it
+does not group runs itself. A :class:`Plan` is what the sweep's workers get of the
+plan: the kernels left to the loop kernel and the block sizes chosen on this host.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import time
+from dataclasses import dataclass, replace
+
+from fastbp.config import RunConfig, layers_text
+from fastbp.engine import codegen, kernels, tuning
+from fastbp.train import (
+    block_choice,
+    family_key,
+    full_batch,
+    generated,
+    kernel_args,
+    kernel_key,
+    train,
+    train_columns,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What workers train a sweep's runs by: the kernel keys whose runs the loop kernel
+    trains (``loops``: compiling theirs costs more than it saves), and the runs per block
+    chosen on the sweep's host for each (dtype, optimizer) (``lanes``), so that a worker
+    on another host (a Dask cluster) trains the blocks the plan made. Tuples, not sets or
+    dicts: joblib's Dask backend scatters a large set into Futures."""
+
+    loops: tuple = ()
+    lanes: tuple = ()  # ((dtype, optimizer), lanes) pairs
+    timed: tuple = ()  # the (dtype, optimizer) pairs measured for this plan
+
+    @property
+    def measured(self) -> dict:
+        return dict(self.lanes)
+
+
+# The loop kernel, compiled once for every architecture, trains the same bits at about
+# this many ns per product of a step (measured on the 8-3-8, 0.5-0.6); a kernel generated
+# for an architecture takes 2-20 s to compile the first time.
+LOOP_NS_PER_PRODUCT = 0.6
+
+
+def kernels_needed(runs, loops=frozenset(), measured=None) -> dict:
+    """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
+    trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
+    is in ``loops``; key ("measure", dtype, optimizer): the one-run kernel that
+    :func:`tune` times against a block kernel not measured on this host yet)."""
+    needed = {}
+    for run in runs:
+        key = kernel_key(run) if generated(run) else "loops"
+        needed.setdefault("loops" if key in loops else key, run)
+    for pair, run in unmeasured(needed, measured).items():
+        needed[("measure", *pair)] = run
+    return needed
+
+
+def unmeasured(needed: dict, measured=None) -> dict:
+    """(dtype, optimizer) -> a run, for the block kernels of ``needed`` (as
+    :func:`kernels_needed` makes it) whose size this host has not measured yet."""
+    out = {}
+    for key, run in needed.items():
+        if key == "loops" or key[0] == "measure" or not full_batch(run):
+            continue
+        choice = block_choice(run, measured)
+        if choice.why == "not measured" and choice.lanes > 1:
+            out.setdefault((run.dtype, run.optimizer), run)
+    return out
+
+
+def is_cached(key, run, measured=None) -> bool:
+    """Whether the kernel ``key`` (as in :func:`kernels_needed`) is known to be in Numba's
+    disk cache."""
+    if key == "loops":
+        return kernels.is_cached()
+    lanes = 1 if key[0] == "measure" else block_choice(run, measured).lanes
+    return codegen.is_cached(*kernel_args(run, lanes))
+
+
+def uncached(runs, loops=frozenset()) -> dict:
+    """The kernels of :func:`kernels_needed` not known to be in the cache: key -> run."""
+    return {key: run for key, run in kernels_needed(runs, loops).items()
+            if not is_cached(key, run)}  # fmt: skip
+
+
+# A sweep whose runs of an architecture the loop kernel trains in under
+# FASTBP_LOOP_BUDGET_S seconds (default 2; 0: always compile) leaves that architecture's
+# kernel uncompiled (cheap_on_loops).
+LOOP_BUDGET_S = 2.0
+
+
+def loop_budget_s() -> float:
+    """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
+    text = os.environ.get("FASTBP_LOOP_BUDGET_S", "").strip()
+    if not text:
+        return LOOP_BUDGET_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise LoopBudgetError(
+            f"FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got {text!r}"
+        )
+    return value
+
+
+class LoopBudgetError(ValueError):
+    """FASTBP_LOOP_BUDGET_S holds something other than a number of seconds."""
+
+
+def check_settings() -> None:
+    """ValueError, with a one-line message, where an environment variable the engine reads
+    (FASTBP_LANES, FASTBP_LOOP_BUDGET_S) holds a bad value: said before a sweep starts."""
+    tuning.pinned_lanes()
+    loop_budget_s()
+
+
+def cheap_on_loops(runs, budget_s: float) -> frozenset:
+    """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
+    loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
+    trajectory trained once): for these, compiling costs more than it saves."""
+    cold = {
+        key: run for key, run in uncached(runs).items() if key != "loops" and key[0] != "measure"
+    }
+    if not cold:
+        return frozenset()
+    longest: dict[tuple, dict[tuple, int]] = {key: {} for key in cold}  # family -> steps
+    for run in runs:
+        family = family_key(run)
+        families = longest.get(kernel_key(run, family)) if generated(run) else None
+        if families is not None:
+            families[family] = max(families.get(family, 0), run.steps)
+    cheap = set()
+    for key, families in longest.items():
+        run = cold[key]
+        products = codegen.products(run.layers, run.n_samples)
+        if sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9 < budget_s:
+            cheap.add(key)
+    return frozenset(cheap)
+
+
+def compiled_here() -> int:
+    """How many kernels this process has compiled, not found in a cache (a sweep says
+    'compiled' rather than 'loaded' where this grew)."""
+    from fastbp.engine import kernel_cache
+
+    return kernel_cache.compiled()
+
+
+def warm_up(runs, loops=frozenset(), starting=None, done=None, measured=None) -> None:
+    """Compile or load, in this process, every kernel these runs need (the loop kernel for
+    the kernel keys in ``loops``; the one-run kernels :func:`tune` needs, unless the block
+    sizes are ``measured`` already: {(dtype, optimizer): lanes}, as a Plan has them);
+    ``starting(k, n, text)`` names the k-th of n before its turn, ``done()`` follows each."""
+    needed = kernels_needed(runs, loops, measured)
+    for k, (key, run) in enumerate(needed.items(), start=1):
+        if starting:
+            starting(k, len(needed), kernel_what(key, run))
+        tiny = replace(run, steps=1, log_every=1)
+        if key == "loops":
+            train(tiny, engine="loops")
+        else:
+            lanes = 1 if key[0] == "measure" else block_choice(run, measured).lanes
+            train_columns([tiny], lanes=lanes)  # lanes given: nothing measured here
+        if done:
+            done()
+
+
+# --- block sizes, measured on the host ---
+
+
+def tune(runs, loops=frozenset(), by="a sweep") -> Plan:
+    """Measure, for every (dtype, optimizer) of these runs' block kernels that this host
+    has not measured yet, whether blocks or one run at a time train faster
+    (:func:`measure`); return the plan: ``loops`` and the sizes chosen for every (dtype,
+    optimizer) this host has measured."""
+    needed = kernels_needed(runs, loops)
+    timed = unmeasured(needed)
+    for run in timed.values():
+        measure(run, by=by)
+    table = tuning.host_table()
+    pairs = {(run.dtype, run.optimizer) for key, run in needed.items() if key != "loops"}
+    lanes = []
+    for dtype, optimizer in sorted(pairs):
+        entry = table.get(f"{dtype} {optimizer}")
+        if entry is not None:
+            lanes.append(((dtype, optimizer), entry["lanes"]))
+    return Plan(loops=tuple(loops), lanes=tuple(lanes), timed=tuple(timed))
+
+
+def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SECONDS,
+            by="a sweep") -> tuning.Choice:  # fmt: skip
+    """Time ``sizes`` runs per block (default: one vector register's worth, and one at a
+    time) on copies of ``run`` (its architecture, data, loss and optimizer; seeds 0, 1, ...,
+    a small learning rate, so that none diverges), keep the fastest for the run's dtype and
+    optimizer on this host, and return the choice. Each size trains the same runs, for
+    about ``seconds`` per timing."""
+    default = tuning.default_lanes(run.dtype)
+    sizes = sorted(set(sizes or (default, 1)))
+    count = max(sizes)
+    probe = replace(run, lr=1e-4)
+
+    def runs_of(steps):
+        return [replace(probe, seed=s, steps=steps, log_every=steps) for s in range(count)]
+
+    for lanes in sizes:  # compile or load each, outside the timings
+        train_columns(runs_of(2), lanes=lanes)
+    trial, start = runs_of(500), time.perf_counter()
+    train_columns(trial, lanes=default if default in sizes else sizes[-1])
+    per_step = max((time.perf_counter() - start) / (500 * count), 1e-9)
+    steps = int(min(max(seconds / (per_step * count), 500), 100_000))
+    configs = runs_of(steps)
+
+    def trainer(lanes):
+        def run_all():
+            train_columns(configs, lanes=lanes)
+            return steps * count
+
+        return run_all
+
+    trainers = {lanes: trainer(lanes) for lanes in sizes}
+    ns = {lanes: t * 1e9 for lanes, t in tuning.time_forms(trainers, rounds).items()}
+    lanes = tuning.fastest(ns, default)
+    if lanes != default:  # kept for good on this host: a busy spell must not decide it
+        again = {k: t * 1e9 for k, t in tuning.time_forms(trainers, rounds).items()}
+        ns = {k: max(ns[k], again[k]) if k == lanes else min(ns[k], again[k]) for k in ns}
+        lanes = tuning.fastest(ns, default)
+    tuning.record(run.dtype, run.optimizer, ns, lanes, by)
+    return tuning.Choice(lanes, "measured", tuning.describe(ns, by))
+
+
+# --- blocks, and their names ---
+
+
+def blocks(runs, plan: Plan = Plan()) -> list[tuple[int, list[RunConfig]]]:
+    """The units a sweep can hand to a worker whole, each with its cost (steps x products
+    of a step, for every lane): a block of families (runs that differ only in steps) as
+    :func:`fastbp.train.train_batch` trains them side by side, the longest families
+    first, or one run for the loop kernel."""
+    units, groups = [], {}
+    measured = plan.measured
+    for run in runs:
+        if not generated(run):
+            units.append((run_cost(run), [run]))
+            continue
+        family = family_key(run)
+        groups.setdefault(kernel_key(run, family), {}).setdefault(family, []).append(run)
+    for families in groups.values():
+        longest = [max(f, key=_STEPS) for f in families.values()]  # the run each trains to
+        order = sorted(range(len(longest)), key=lambda k: -longest[k].steps)
+        members = list(families.values())
+        lanes = block_choice(longest[0], measured).lanes
+        for first in range(0, len(order), lanes):
+            block = order[first : first + lanes]  # its first family trains longest
+            units.append((run_cost(longest[block[0]]) * lanes,
+                          [r for k in block for r in members[k]]))  # fmt: skip
+    return units
+
+
+_STEPS = operator.attrgetter("steps")
+
+
+def run_cost(run) -> int:
+    """Work of one run: steps x products per step."""
+    return run.steps * codegen.products(run.layers, run.n_samples)
+
+
+def kernel_forms(runs, loops=frozenset()) -> dict:
+    """For each kernel the runs need (named by :func:`kernel_text`): its form, runs per
+    block, why that many, and what was measured (as meta.json records them)."""
+    forms = {}
+    for key, run in kernels_needed(runs).items():
+        if key == "loops" or key in loops:
+            why = "mini-batches" if key == "loops" else "cheaper than compiling"
+            forms[kernel_text(run) if key in loops else "mini-batches"] = {
+                "form": "loop kernel", "lanes": 1, "why": why
+            }  # fmt: skip
+            continue
+        if key[0] == "measure":
+            continue
+        choice = block_choice(run)
+        batch = None if full_batch(run) else run.batch_size
+        form = codegen.form_for(run.layers, run.n_samples, choice.lanes, run.dtype, batch)
+        forms[kernel_text(run)] = {"form": form, **choice.as_dict()}
+    return forms
+
+
+def forms_text(forms: dict) -> str:
+    """The kernel forms in a few words, for the sweep's closing line: 'blocks of 8 runs
+    (measured)', 'one run at a time (large network)'; the kinds joined by '; '."""
+    kinds = {}
+    for entry in forms.values():
+        if entry["form"] == "loop kernel":
+            text = "the loop kernel"
+        elif entry["lanes"] > 1:
+            text = f"blocks of {entry['lanes']} runs"
+        else:
+            text = "one run at a time"
+        kinds.setdefault(f"{text} ({entry['why']})", None)
+    return "; ".join(kinds)
+
+
+def kernel_what(key, run) -> str:
+    """'the loop kernel', 'the kernel for 8-3-8 relu ...', or 'the one-run kernel for ...'
+    (to time it against blocks)."""
+    if key == "loops":
+        return "the loop kernel"
+    if key[0] == "measure":
+        return f"the one-run kernel for {kernel_text(run)} (to time against blocks)"
+    return f"the kernel for {kernel_text(run)}"
+
+
+def kernel_text(run) -> str:
+    """What sets a run's kernel apart, in words: '8-4-8 tanh no bias float32 adam'."""
+    parts = [layers_text(run.layers), run.activation, "" if run.bias else "no bias"]
+    parts += [run.dtype if run.dtype != "float64" else ""]
+    parts += ["" if full_batch(run) else f"batches of {run.batch_size}"]
+    parts += [
+        str(run.dataset) if run.dataset != "encoder" else "",
+        run.loss_fn if run.loss_fn != "mse" else "",
+        run.optimizer if run.optimizer != "sgd" else "",
+        "weight decay" if run.weight_decay else "",
+    ]
+    return " ".join(p for p in parts if p)
