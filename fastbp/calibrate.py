@@ -23,7 +23,8 @@ WIDEST = {"float64": 8, "float32": 16}
 def calibrate(rounds=7, seconds=SECONDS, dtypes=("float64", "float32"), optimizers=OPTIMIZERS,
               say=print) -> dict:  # fmt: skip
     """Time every block size for each dtype and optimizer on 8-3-8 runs, in interleaved
-    rounds; keep the fastest for this host and return {(dtype, optimizer): Choice}."""
+    rounds; keep the fastest for this host (for steps of the 8-3-8's size) and return
+    {(dtype, optimizer): Choice}."""
     from fastbp import RunConfig
     from fastbp.engine.codegen import LANE_CHOICES
     from fastbp.planner import measure

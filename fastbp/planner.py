@@ -21,8 +21,8 @@ from fastbp.train import (
     family_key,
     full_batch,
     generated,
-    kernel_args,
     kernel_key,
+    kernel_of,
     train,
     train_columns,
 )
@@ -32,13 +32,13 @@ from fastbp.train import (
 class Plan:
     """What workers train a sweep's runs by: the kernel keys whose runs the loop kernel
     trains (``loops``: compiling theirs costs more than it saves), and the runs per block
-    chosen on the sweep's host for each (dtype, optimizer) (``lanes``), so that a worker
+    chosen on the sweep's host for each measurement key (``lanes``), so that a worker
     on another host (a Dask cluster) trains the blocks the plan made. Tuples, not sets or
     dicts: joblib's Dask backend scatters a large set into Futures."""
 
     loops: tuple = ()
-    lanes: tuple = ()  # ((dtype, optimizer), lanes) pairs
-    timed: tuple = ()  # the (dtype, optimizer) pairs measured for this plan
+    lanes: tuple = ()  # (key, lanes) pairs: fastbp.engine.tuning.key_of
+    timed: tuple = ()  # the keys measured for this plan
 
     @property
     def measured(self) -> dict:
@@ -54,27 +54,28 @@ LOOP_NS_PER_PRODUCT = 0.6
 def kernels_needed(runs, loops=frozenset(), measured=None) -> dict:
     """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
     trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
-    is in ``loops``; key ("measure", dtype, optimizer): the one-run kernel that
+    is in ``loops``; key ("measure", measurement key): the one-run kernel that
     :func:`tune` times against a block kernel not measured on this host yet)."""
     needed = {}
     for run in runs:
         key = kernel_key(run) if generated(run) else "loops"
         needed.setdefault("loops" if key in loops else key, run)
-    for pair, run in unmeasured(needed, measured).items():
-        needed[("measure", *pair)] = run
+    for key, run in unmeasured(needed, measured).items():
+        needed[("measure", key)] = run
     return needed
 
 
 def unmeasured(needed: dict, measured=None) -> dict:
-    """(dtype, optimizer) -> a run, for the block kernels of ``needed`` (as
-    :func:`kernels_needed` makes it) whose size this host has not measured yet."""
+    """Measurement key (:func:`fastbp.engine.tuning.key_of`) -> a run, for the block
+    kernels of ``needed`` (as :func:`kernels_needed` makes it) whose size this host has
+    not measured yet."""
     out = {}
     for key, run in needed.items():
         if key == "loops" or key[0] == "measure" or not full_batch(run):
             continue
         choice = block_choice(run, measured)
         if choice.why == "not measured" and choice.lanes > 1:
-            out.setdefault((run.dtype, run.optimizer), run)
+            out.setdefault(_key(run), run)
     return out
 
 
@@ -84,7 +85,7 @@ def is_cached(key, run, measured=None) -> bool:
     if key == "loops":
         return kernels.is_cached()
     lanes = 1 if key[0] == "measure" else block_choice(run, measured).lanes
-    return codegen.is_cached(*kernel_args(run, lanes))
+    return codegen.is_cached(kernel_of(run, lanes))
 
 
 def uncached(runs, loops=frozenset()) -> dict:
@@ -161,7 +162,7 @@ def compiled_here() -> int:
 def warm_up(runs, loops=frozenset(), starting=None, done=None, measured=None) -> None:
     """Compile or load, in this process, every kernel these runs need (the loop kernel for
     the kernel keys in ``loops``; the one-run kernels :func:`tune` needs, unless the block
-    sizes are ``measured`` already: {(dtype, optimizer): lanes}, as a Plan has them);
+    sizes are ``measured`` already: {key: lanes}, as a Plan has them);
     ``starting(k, n, text)`` names the k-th of n before its turn, ``done()`` follows each."""
     needed = kernels_needed(runs, loops, measured)
     for k, (key, run) in enumerate(needed.items(), start=1):
@@ -181,28 +182,25 @@ def warm_up(runs, loops=frozenset(), starting=None, done=None, measured=None) ->
 
 
 def tune(runs, loops=frozenset(), by="a sweep") -> Plan:
-    """Measure, for every (dtype, optimizer) of these runs' block kernels that this host
-    has not measured yet, whether blocks or one run at a time train faster
-    (:func:`measure`); return the plan: ``loops`` and the sizes chosen for every (dtype,
-    optimizer) this host has measured."""
+    """Measure, for every dtype, optimizer and size (:func:`fastbp.engine.tuning.key_of`)
+    of these runs' block kernels that this host has not measured yet, whether blocks or
+    one run at a time train faster (:func:`measure`); return the plan: ``loops`` and the
+    sizes chosen for every such key this host has measured."""
     needed = kernels_needed(runs, loops)
     timed = unmeasured(needed)
     for run in timed.values():
         measure(run, by=by)
     table = tuning.host_table()
-    pairs = {(run.dtype, run.optimizer) for key, run in needed.items() if key != "loops"}
-    lanes = []
-    for dtype, optimizer in sorted(pairs):
-        entry = table.get(f"{dtype} {optimizer}")
-        if entry is not None:
-            lanes.append(((dtype, optimizer), entry["lanes"]))
+    keys = {_key(run) for key, run in needed.items() if key != "loops"}
+    lanes = [(key, table[key]["lanes"]) for key in sorted(keys) if key in table]
     return Plan(loops=tuple(loops), lanes=tuple(lanes), timed=tuple(timed))
 
 
 def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SECONDS,
             by="a sweep") -> tuning.Choice:  # fmt: skip
     """Time ``sizes`` runs per block (default: one vector register's worth, and one at a
-    time) on copies of ``run`` (its architecture, data, loss and optimizer; seeds 0, 1, ...,
+    time; blocks only where more than tuning.MARGIN faster, in two measurements) on
+    copies of ``run`` (its architecture, data, loss and optimizer; seeds 0, 1, ...,
     a small learning rate, so that none diverges), keep the fastest for the run's dtype and
     optimizer on this host, and return the choice. Each size trains the same runs, for
     about ``seconds`` per timing."""
@@ -231,13 +229,19 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
 
     trainers = {lanes: trainer(lanes) for lanes in sizes}
     ns = {lanes: t * 1e9 for lanes, t in tuning.time_forms(trainers, rounds).items()}
-    lanes = tuning.fastest(ns, default)
-    if lanes != default:  # kept for good on this host: a busy spell must not decide it
+    # One run at a time is the safe choice: blocks must be clearly faster, twice (the
+    # choice is kept for good on this host: a lucky or busy spell must not decide it).
+    lanes = tuning.fastest(ns, 1, tuning.MARGIN)
+    if lanes != 1:
         again = {k: t * 1e9 for k, t in tuning.time_forms(trainers, rounds).items()}
-        ns = {k: max(ns[k], again[k]) if k == lanes else min(ns[k], again[k]) for k in ns}
-        lanes = tuning.fastest(ns, default)
-    tuning.record(run.dtype, run.optimizer, ns, lanes, by)
+        ns = {k: min(ns[k], again[k]) if k == 1 else max(ns[k], again[k]) for k in ns}
+        lanes = tuning.fastest(ns, 1, tuning.MARGIN)
+    tuning.record(_key(run), ns, lanes, by)
     return tuning.Choice(lanes, "measured", tuning.describe(ns, by))
+
+
+def _key(run) -> str:
+    return tuning.key_of(run.layers, run.n_samples, run.dtype, run.optimizer)
 
 
 # --- blocks, and their names ---
@@ -290,8 +294,7 @@ def kernel_forms(runs, loops=frozenset()) -> dict:
         if key[0] == "measure":
             continue
         choice = block_choice(run)
-        batch = None if full_batch(run) else run.batch_size
-        form = codegen.form_for(run.layers, run.n_samples, choice.lanes, run.dtype, batch)
+        form = kernel_of(run, choice.lanes).form
         forms[kernel_text(run)] = {"form": form, **choice.as_dict()}
     return forms
 

@@ -129,7 +129,7 @@ def batch_order(config: RunConfig, rng: np.random.Generator) -> np.ndarray:
 def train(
     config: RunConfig | Mapping, params: Params | None = None, engine: str = "auto"
 ) -> RunResult:
-    """Train the network that ``config`` describes with SGD on the MSE loss.
+    """Train the network that ``config`` describes: its loss, optimizer and data.
 
     Parameters
     ----------
@@ -147,9 +147,11 @@ def train(
         loop kernel (:mod:`fastbp.engine.kernels`), one compilation for every architecture.
         Both give the same bits.
 
-    Each update is ``p <- p - lr * dL/dp`` for every W, and every b when ``bias`` is
-    true, with L the loss ``config.loss_fn``: the mean over all samples and outputs of
-    (Y - T)² (mse) or of the binary cross-entropy on sigmoid(Y) (bce).
+    Each update applies ``config.optimizer`` (sgd, momentum, nesterov or adam, with
+    PyTorch's rules) to dL/dp for every W, and every b when ``bias`` is true, with L the
+    loss ``config.loss_fn``: the mean over samples and outputs of (Y - T)² (mse), of the
+    binary cross-entropy on sigmoid(Y) (bce), or the mean over samples of the softmax
+    cross-entropy (cross_entropy).
     """
     if isinstance(config, Mapping):  # train({"lr": 0.1})
         config = RunConfig.from_dict(config)
@@ -265,19 +267,19 @@ def block_choice(config: RunConfig, measured: dict | None = None) -> tuning.Choi
                          config.loss_fn, config.optimizer, measured)  # fmt: skip
 
 
-def kernel_args(config: RunConfig, lanes: int) -> tuple:
-    """The arguments of :func:`fastbp.engine.codegen.block_kernel` for runs like this one."""
-    return (
-        tuple(config.layers),
-        config.activation,
-        config.bias,
-        config.n_samples,
-        lanes,
-        config.dtype,
-        _batch_size(config),
-        config.loss_fn,
-        config.optimizer,
-        config.weight_decay != 0,
+def kernel_of(config: RunConfig, lanes: int) -> codegen.Kernel:
+    """The generated kernel that trains runs like this one ``lanes`` at a time."""
+    return codegen.Kernel(
+        layers=tuple(config.layers),
+        activation=config.activation,
+        bias=config.bias,
+        n_samples=config.n_samples,
+        lanes=lanes,
+        dtype=config.dtype,
+        batch_size=_batch_size(config),
+        loss_fn=config.loss_fn,
+        optimizer=config.optimizer,
+        decay=config.weight_decay != 0,
     )
 
 
@@ -289,7 +291,7 @@ def train_batch(
     Full-batch runs that share an architecture (:func:`kernel_key`) are trained side by
     side, ``lanes`` at a time, in a kernel generated for that architecture. By default
     as many as train fastest on this host (:mod:`fastbp.engine.tuning`): the first time
-    runs of a dtype and optimizer are trained in blocks here, blocks of one vector
+    runs of a dtype, optimizer and size of step are trained in blocks here, blocks of one vector
     register's worth (8 float64 on AVX-512, 4 on AVX2) and one run at a time are timed
     on copies of one of them and the faster is kept for this host; networks above
     ``codegen.register_limit`` train one at a time. Runs that differ only in
@@ -315,7 +317,7 @@ def train_columns(
 ) -> Trained:
     """:func:`train_batch`'s runs as columns, in an order of its own (``index`` says
     which config each row is): what a sweep's workers make their shards of. ``measured``
-    ({(dtype, optimizer): lanes}, a sweep's :class:`fastbp.planner.Plan`) gives the block
+    ({key: lanes}, from a sweep's :class:`fastbp.planner.Plan`) gives the block
     sizes instead of this host's measurements; then nothing is measured here."""
     parts, groups = [], {}
     for k, config in enumerate(configs):
@@ -384,8 +386,8 @@ def _train_families(families, lanes: int) -> Trained:
     their positions in the caller's list."""
     config = families[0][0][0]
     dtype = np.dtype(config.dtype)
-    args = kernel_args(config, lanes)
-    kernel, workspace = codegen.block_kernel(*args)
+    identity = kernel_of(config, lanes)
+    kernel, workspace = codegen.block_kernel(identity)
     X64, T64 = make_dataset(config)
     X, T = X64.astype(dtype), T64.astype(dtype)
     T_t = np.ascontiguousarray(T.T).ravel()
@@ -429,7 +431,7 @@ def _train_families(families, lanes: int) -> Trained:
         )
         wall = time.perf_counter() - start
         if first == 0:
-            codegen.mark_cached(*args)
+            codegen.mark_cached(identity)
         pending.append(_Block(block, snaps_at, log_steps, losses, snaps, diverged_at, plog, wall))
         held += plog.size
         if held > METRICS_BATCH or first + lanes >= len(order):

@@ -17,9 +17,9 @@ def sources(activation="relu", optimizer="sgd", decay=False):
     for form, (layers, lanes, dtype) in FORMS.items():
         assert codegen.form_for(layers, layers[0], lanes, dtype) == form
         args = (layers, activation, True, layers[0], lanes, dtype)
-        out[form] = codegen._source.__wrapped__(*args, None, "mse", optimizer, decay)
+        out[form] = codegen._write(*args, None, "mse", optimizer, decay)
     args = ((8, 3, 8), activation, True, 8, 1, "float64", 3, "mse", optimizer, decay)
-    out["mini-batch"] = codegen._source.__wrapped__(*args)  # not the cached source
+    out["mini-batch"] = codegen._write(*args)
     return out
 
 

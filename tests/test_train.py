@@ -242,7 +242,7 @@ def test_a_new_process_loads_the_kernels_from_the_disk_cache():
         "from fastbp.engine.kernels import loop_kernel;"
         "c = fastbp.RunConfig(steps=2); fastbp.train(c); fastbp.train(c, engine='loops');"
         "train_kernel = loop_kernel().train_kernel;"
-        "k = codegen.block_kernel((8, 3, 8), 'relu', True, 8, 1, 'float64')[0];"
+        "k = codegen.block_kernel(codegen.Kernel((8, 3, 8), 'relu', True, 8, 1, 'float64'))[0];"
         "print(*(sum(d.stats.cache_hits.values()) for d in (k, train_kernel)),"
         "      *(sum(d.stats.cache_misses.values()) for d in (k, train_kernel)))"
     )

@@ -39,6 +39,7 @@ up (:mod:`fastbp.engine.kernel_cache`) change how it is vectorised, never what i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
 from fastbp import __version__
@@ -46,33 +47,37 @@ from fastbp.engine import kernel_cache, step
 from fastbp.engine.step import SCALAR as S
 
 
-def block_kernel(*args):
-    """(train_block, workspace): the compiled kernel for this architecture and the function
-    that makes its buffers: see _block_kernel. Thread-safe: each kernel is generated and
-    imported once per process."""
-    return _block_kernel(*args)
+@dataclass(frozen=True)
+class Kernel:
+    """A generated kernel's identity: everything its source is written for. Two runs
+    train in the same kernel when they give equal Kernels."""
+
+    layers: tuple
+    activation: str
+    bias: bool
+    n_samples: int
+    lanes: int  # runs side by side; 1: one run at a time
+    dtype: str
+    batch_size: int | None = None  # None: full batch
+    loss_fn: str = "mse"
+    optimizer: str = "sgd"
+    decay: bool = False  # with weight decay
+
+    @property
+    def form(self) -> str:
+        """Its form: "registers", "vector", "single-run" or "vector, mini-batch" (form_for)."""
+        return form_for(self.layers, self.n_samples, self.lanes, self.dtype, self.batch_size)
 
 
 @cache
-def _block_kernel(
-    layers: tuple,
-    activation: str,
-    bias: bool,
-    n_samples: int,
-    lanes: int,
-    dtype: str,
-    batch_size: int | None = None,
-    loss_fn: str = "mse",
-    optimizer: str = "sgd",
-    decay: bool = False,
-):
-    """The compiled ``train_block`` function for this architecture (generated if needed),
-    with the loss ``loss_fn`` and the ``optimizer`` (``decay``: with weight decay), and
-    ``workspace()``, which makes the buffers it works in (``*workspace()`` goes last).
+def block_kernel(kernel: Kernel):
+    """(train_block, workspace): the compiled kernel (generated and compiled if needed)
+    and the function that makes the buffers it works in (``*workspace()`` goes last).
+    Thread-safe: each kernel is generated and imported once per process.
 
     ``train_block(theta, lr, log_steps, snap_steps, X, T_t, losses, snaps, diverged_at,
-    order, hyper, plog, *workspace())`` trains ``lanes`` runs side by side, full-batch, or
-    one run in mini-batches of ``batch_size`` (see :func:`minibatch_form`):
+    order, hyper, plog, *workspace())`` trains ``kernel.lanes`` runs side by side, full-batch,
+    or one run in mini-batches of ``kernel.batch_size`` (see :func:`minibatch_form`):
 
     theta : (P * lanes,) parameter p of run r at p * lanes + r (the layout of
         :func:`fastbp.params.flatten`); updated in place.
@@ -92,35 +97,31 @@ def _block_kernel(
         parameters after log_steps[i] updates (left as given once the run diverged).
     The optimizer's state starts at zero.
     """
-    args = (
-        layers,
-        activation,
-        bias,
-        n_samples,
-        lanes,
-        dtype,
-        batch_size,
-        loss_fn,
-        optimizer,
-        decay,
-    )
-    module = kernel_cache.load(_source(*args))
+    module = kernel_cache.load(_source(kernel))
     return module.train_block, module.workspace
 
 
-def name(*args) -> str:
-    """The name of ``block_kernel(*args)`` in the kernel cache."""
-    return kernel_cache.name_of(_source(*args))
+def name(kernel: Kernel) -> str:
+    """The kernel's name in the kernel cache."""
+    return kernel_cache.name_of(_source(kernel))
 
 
-def mark_cached(*args) -> None:
-    """Note that ``block_kernel(*args)`` is in Numba's disk cache (after its first call)."""
-    kernel_cache.mark_cached(name(*args))
+def mark_cached(kernel: Kernel) -> None:
+    """Note that the kernel is in Numba's disk cache (after its first call)."""
+    kernel_cache.mark_cached(name(kernel))
 
 
-def is_cached(*args) -> bool:
-    """Whether ``block_kernel(*args)`` is known to be in Numba's disk cache."""
-    return kernel_cache.is_cached(name(*args))
+def is_cached(kernel: Kernel) -> bool:
+    """Whether the kernel is known to be in Numba's disk cache."""
+    return kernel_cache.is_cached(name(kernel))
+
+
+@cache
+def _source(kernel: Kernel) -> str:
+    """The kernel's source."""
+    k = kernel
+    return _write(k.layers, k.activation, k.bias, k.n_samples, k.lanes, k.dtype, k.batch_size,
+                  k.loss_fn, k.optimizer, k.decay)  # fmt: skip
 
 
 # Architectures with at most this many products per step (forward, weight gradients and
@@ -189,8 +190,7 @@ def minibatch_form(layers, n_samples, batch_size, dtype) -> bool:
     return batch_size < n_samples and _vector_width(layers, n_samples, dtype) is not None
 
 
-@cache
-def _source(
+def _write(
     layers,
     activation,
     bias,

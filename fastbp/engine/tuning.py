@@ -6,17 +6,17 @@ engine may choose the form by speed alone, and speed depends on the host more th
 vector ISA: on the development machine's AVX-512 CPU blocks of 8 float64 runs train 2x
 faster than one run at a time; on a real AMD Zen 3 (AVX2) blocks of 4 trained 1.36x
 (momentum 1.54x) slower than one at a time, which an emulated AVX2 build did not show. So
-the choice is measured on the host, never assumed: the first time runs of a dtype and an
-optimizer are trained in blocks here (by a sweep, or :func:`fastbp.train.train_batch`),
-the block form and the one-run form are timed on copies of one of those runs, in
-interleaved rounds (twice where one run at a time wins, so that a busy spell of the machine
-does not decide), and the faster is kept in ``calibration.json`` in the kernel directory
-under the key of the kernels' build (:func:`fastbp.engine.kernel_cache.build_key`: the
-CPU target, the versions of fastbp, Numba and llvmlite, the engine's sources). Every later
-block of that dtype and optimizer on this host takes it, without measuring, until one of
-those changes. It costs the one-run
-kernel's compilation once per host, dtype and optimizer (1.8-2.3 s on the development
-machine, side by side with the block kernel's) and about 0.1 s of timing.
+the choice is measured on the host, never assumed: the first time runs of a dtype, an
+optimizer and a size of step (:func:`key_of`) are trained in blocks here (by a sweep, or
+:func:`fastbp.train.train_batch`), the block form and the one-run form are timed on copies
+of one of those runs, in interleaved rounds; blocks are kept only where they win clearly,
+twice (one run at a time is the safe choice), and the faster is kept in ``calibration.json``
+in the kernel directory under the key of the kernels' build
+(:func:`fastbp.engine.kernel_cache.build_key`: the CPU target, the versions of fastbp, Numba
+and llvmlite, the engine's sources). Every later block of that kind on this host takes it,
+without measuring, until one of those changes. It costs the one-run kernel's compilation
+once (1.8-2.3 s on the development machine, beside the block kernel's, on the other core)
+and about 0.1 s of timing.
 
 ``python -m fastbp.calibrate`` does the same, for every block size, dtype and optimizer,
 with longer timings. ``FASTBP_LANES`` pins a size over any measurement.
@@ -38,6 +38,11 @@ from fastbp.engine.codegen import LANE_CHOICES, SCALAR_EXP, products, register_l
 
 ROUNDS = 7  # timings of each form, interleaved
 SECONDS = 0.004  # the block form's time in each round: several blocks' worth of steps
+# Blocks are chosen only where this much faster than one run at a time. The speed of the
+# registers form varies between processes by where its code and stack land (emulated
+# AVX2, momentum, 8-3-8: 80-88 ns a run-step in five processes, 61 and 179 in two others,
+# against 66-73 one at a time): one process's timing is good to about this much.
+MARGIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,9 @@ def choose(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer
            measured: dict | None = None) -> Choice:  # fmt: skip
     """The runs per block for this architecture on this host, in this order: one run at a
     time for networks above :func:`fastbp.engine.codegen.register_limit` and steps that
-    call exp per value; ``FASTBP_LANES`` when set; what this host measured for the dtype
-    and optimizer (``measured``: {(dtype, optimizer): lanes}, as a sweep hands it to its
-    workers; else this host's calibration file); else the default, "not measured"."""
+    call exp per value; ``FASTBP_LANES`` when set; what this host measured for the dtype,
+    optimizer and size (:func:`key_of`; ``measured``: {key: lanes}, as a sweep hands it to
+    its workers; else this host's calibration file); else the default, "not measured"."""
     if products(layers, n_samples) > register_limit(dtype):
         return Choice(1, "large network")
     if activation in SCALAR_EXP["activation"] or loss_fn in SCALAR_EXP["loss_fn"]:
@@ -77,12 +82,13 @@ def choose(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer
     pinned = pinned_lanes()
     if pinned is not None:
         return Choice(pinned, "pinned")
+    key = key_of(layers, n_samples, dtype, optimizer)
     if measured is not None:
-        lanes = measured.get((dtype, optimizer))
+        lanes = measured.get(key)
         if lanes is not None:
             return Choice(lanes, "measured")
     else:
-        entry = host_table().get(_key(dtype, optimizer))
+        entry = host_table().get(key)
         if entry is not None:
             return Choice(entry["lanes"], "measured", _detail(entry))
     return Choice(default_lanes(dtype), "not measured")
@@ -103,8 +109,20 @@ def pinned_lanes() -> int | None:
     return int(text)
 
 
-def _key(dtype: str, optimizer: str) -> str:
-    return f"{dtype} {optimizer}"
+def key_of(layers, n_samples: int, dtype: str, optimizer: str) -> str:
+    """What a measurement holds for: the dtype, the optimizer and the size of a step, its
+    products rounded down to a power of two ("float64 sgd, 1024+ products" for the
+    8-3-8's 1,152): blocks of the 8-8-8 (3,072) measured 1.14x slower than one run at a
+    time where those of the 8-3-8 were 2x faster. Smaller steps are one size (fewer values
+    to keep in registers: where blocks pay most), so that a sweep over many small
+    architectures measures once."""
+    count = products(layers, n_samples)
+    if count < SMALL:
+        return f"{dtype} {optimizer}, under {SMALL} products"
+    return f"{dtype} {optimizer}, {1 << (count.bit_length() - 1)}+ products"
+
+
+SMALL = 1024
 
 
 def _detail(entry: dict) -> str:
@@ -163,9 +181,9 @@ def host_table() -> dict:
     }
 
 
-def record(dtype: str, optimizer: str, timings: dict[int, float], lanes: int, by: str) -> None:
-    """Keep this host's measurement for the dtype and optimizer (``timings``: lanes -> ns
-    per run-step; ``lanes``: the choice). A file that cannot be written is no error: the
+def record(key: str, timings: dict[int, float], lanes: int, by: str) -> None:
+    """Keep this host's measurement under ``key`` (:func:`key_of`; ``timings``: lanes ->
+    ns per run-step; ``lanes``: the choice). A file that cannot be written is no error: the
     next run measures again."""
     from fastbp.system import write_text_atomic
 
@@ -175,7 +193,7 @@ def record(dtype: str, optimizer: str, timings: dict[int, float], lanes: int, by
         entry = {"forms": {}}
     entry["cpu_target"] = os.environ.get("NUMBA_CPU_NAME") or kernel_cache.build()["cpu_name"]
     entry["vector_bits"] = kernel_cache.vector_bits()
-    entry["forms"][_key(dtype, optimizer)] = {
+    entry["forms"][key] = {
         "lanes": lanes,
         "ns_per_run_step": {str(k): round(v, 1) for k, v in sorted(timings.items())},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
