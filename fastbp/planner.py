@@ -168,14 +168,20 @@ def warm_up(runs, loops=frozenset(), starting=None, done=None, measured=None) ->
     for k, (key, run) in enumerate(needed.items(), start=1):
         if starting:
             starting(k, len(needed), kernel_what(key, run))
-        tiny = replace(run, steps=1, log_every=1)
-        if key == "loops":
-            train(tiny, engine="loops")
-        else:
-            lanes = 1 if key[0] == "measure" else block_choice(run, measured).lanes
-            train_columns([tiny], lanes=lanes)  # lanes given: nothing measured here
+        warm_kernel(key, run, measured)
         if done:
             done()
+
+
+def warm_kernel(key, run, measured=None) -> None:
+    """Compile or load the one kernel ``key`` of :func:`kernels_needed` (``run`` is the
+    run it was found for), by training a one-step copy of the run in it."""
+    tiny = replace(run, steps=1, log_every=1)
+    if key == "loops":
+        train(tiny, engine="loops")
+    else:
+        lanes = 1 if key[0] == "measure" else block_choice(run, measured).lanes
+        train_columns([tiny], lanes=lanes)  # lanes given: nothing measured here
 
 
 # --- block sizes, measured on the host ---
@@ -215,7 +221,7 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
     for lanes in sizes:  # compile or load each, outside the timings
         train_columns(runs_of(2), lanes=lanes)
     trial, start = runs_of(500), time.perf_counter()
-    train_columns(trial, lanes=default if default in sizes else sizes[-1])
+    train_columns(trial, lanes=count)
     per_step = max((time.perf_counter() - start) / (500 * count), 1e-9)
     steps = int(min(max(seconds / (per_step * count), 500), 100_000))
     configs = runs_of(steps)

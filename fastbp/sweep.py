@@ -263,7 +263,7 @@ def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
     except BackendError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    timed = f", block sizes measured for {len(plan.timed)} dtype(s) and optimizer(s)"
+    timed = f", runs per block measured for {len(plan.timed)} kind(s) of run"
     print(f"{len(needed)} kernel(s) for {spec.name} compiled or found in the cache"
           f"{timed if plan.timed else ''} in {time.perf_counter() - start:.1f} s: its "
           "sweeps start training at once")  # fmt: skip
@@ -453,8 +453,7 @@ def _compile(todo, backend, quiet, loops=frozenset()):
             with pool:
                 names = ", ".join(kernel_what(key, run) for key, run in cold)
                 bar.set_description_str(f"compiling {names}, {workers} at a time")
-                warm = functools.partial(warm_up, loops=loops)
-                for _ in pool.imap_unordered(warm, [[run] for _, run in cold]):
+                for _ in pool.imap_unordered(_warm_kernel, cold):  # one kernel each
                     bar.update()
             bar.n = 0  # now loaded from the cache, here
         doing = "compiling" if cold and pool is None else "loading"
@@ -464,13 +463,20 @@ def _compile(todo, backend, quiet, loops=frozenset()):
         plan = tune(todo, loops)
         if backend.client is not None:
             bar.set_description_str("loading the kernels on the cluster's workers")
-        backend.on_each_worker(warm_up, todo, loops, None, None, plan.measured)
+        backend.on_each_worker(functools.partial(warm_up, measured=plan.measured), todo, loops)
     finally:
         stop.set()
         if clock.is_alive():
             clock.join()
         bar.close()
     return plan
+
+
+def _warm_kernel(key_and_run) -> None:
+    """Compile one kernel (in a forked helper): :func:`fastbp.planner.warm_kernel`."""
+    from fastbp.planner import warm_kernel
+
+    warm_kernel(*key_and_run)
 
 
 def plan_chunks(runs, n_jobs: int, plan=None) -> list[list]:
