@@ -150,6 +150,12 @@ def test_a_damaged_calibration_file_is_said_once_and_removed(no_lane_settings, c
         err = capsys.readouterr().err
         assert err.count("calibration.json is damaged") == 1
         assert not (no_lane_settings / "calibration.json").exists()
+    # fastbp's table, edited by hand: what is not a measurement is left out, said nowhere
+    entry = {"lanes": 1, "ns_per_run_step": {"1": "fast"}, "measured": 3, "by": None}
+    (no_lane_settings / "calibration.json").write_text(json.dumps({
+        kernel_cache.build_key(): {"forms": {KEY: entry, "x": {"lanes": 3}}}}))  # fmt: skip
+    assert tuning.choose((8, 3, 8), 8, "float64") == tuning.Choice(1, "measured")
+    assert list(tuning.host_table()) == [KEY]
 
 
 def test_blocks_are_kept_only_where_clearly_faster_twice(no_lane_settings, monkeypatch):

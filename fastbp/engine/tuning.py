@@ -126,10 +126,11 @@ SMALL = 1024
 
 
 def _detail(entry: dict) -> str:
+    """describe() of a kept measurement; "" where the file holds something else there."""
     ns = entry.get("ns_per_run_step")
-    if not isinstance(ns, dict):
+    if not isinstance(ns, dict) or not all(isinstance(v, int | float) for v in ns.values()):
         return ""
-    return describe(ns, entry.get("by", ""), str(entry.get("measured", ""))[:10])
+    return describe(ns, str(entry.get("by", "")), str(entry.get("measured", ""))[:10])
 
 
 def describe(ns: dict, by: str, when: str = "") -> str:
