@@ -51,32 +51,49 @@ class Plan:
 LOOP_NS_PER_PRODUCT = 0.6
 
 
-def kernels_needed(runs, loops=frozenset(), measured=None) -> dict:
+def kernels_needed(runs, loops=frozenset()) -> dict:
     """One run per kernel these runs need: key -> run (key "loops": the loop kernel, which
     trains the mini-batch runs no generated kernel takes, and the runs whose kernel key
-    is in ``loops``; key ("measure", measurement key): the one-run kernel that
-    :func:`tune` times against a block kernel not measured on this host yet)."""
+    is in ``loops``). Which kernel a key stands for follows the block sizes chosen."""
     needed = {}
     for run in runs:
         key = kernel_key(run) if generated(run) else "loops"
         needed.setdefault("loops" if key in loops else key, run)
-    for key, run in unmeasured(needed, measured).items():
-        needed[("measure", key)] = run
     return needed
 
 
-def unmeasured(needed: dict, measured=None) -> dict:
+def _waits(key, run, measured=None) -> bool:
+    """Whether kernel ``key``'s block size waits for a measurement on this host."""
+    if key == "loops" or not full_batch(run):
+        return False
+    choice = block_choice(run, measured)
+    return choice.why == "not measured" and choice.lanes > 1
+
+
+def unmeasured(runs, loops=frozenset(), measured=None) -> dict:
     """Measurement key (:func:`fastbp.engine.tuning.key_of`) -> a run, for the block
-    kernels of ``needed`` (as :func:`kernels_needed` makes it) whose size this host has
-    not measured yet."""
+    kernels these runs need whose size this host has not measured yet."""
     out = {}
-    for key, run in needed.items():
-        if key == "loops" or key[0] == "measure" or not full_batch(run):
-            continue
-        choice = block_choice(run, measured)
-        if choice.why == "not measured" and choice.lanes > 1:
+    for key, run in kernels_needed(runs, loops).items():
+        if _waits(key, run, measured):
             out.setdefault(_key(run), run)
     return out
+
+
+def kernels_first(runs, loops=frozenset()) -> dict:
+    """The kernels to compile before :func:`tune` measures: for each measurement it makes,
+    the block kernel and the one-run kernel it times (key ("measure", measurement key)),
+    and every kernel whose form does not wait for a measurement. The rest are compiled
+    after it, in the form it chose (a kernel compiled in a form the measurement then
+    turns down would cost 4-17 s for nothing)."""
+    first = {}
+    for key, run in unmeasured(runs, loops).items():
+        first[kernel_key(run)] = run
+        first[("measure", key)] = run
+    for key, run in kernels_needed(runs, loops).items():
+        if not _waits(key, run):
+            first.setdefault(key, run)
+    return first
 
 
 def is_cached(key, run, measured=None) -> bool:
@@ -89,9 +106,10 @@ def is_cached(key, run, measured=None) -> bool:
 
 
 def uncached(runs, loops=frozenset()) -> dict:
-    """The kernels of :func:`kernels_needed` not known to be in the cache: key -> run."""
-    return {key: run for key, run in kernels_needed(runs, loops).items()
-            if not is_cached(key, run)}  # fmt: skip
+    """The kernels of :func:`kernels_needed` and :func:`kernels_first` not known to be in
+    the cache: key -> run."""
+    every = {**kernels_needed(runs, loops), **kernels_first(runs, loops)}
+    return {key: run for key, run in every.items() if not is_cached(key, run)}
 
 
 # A sweep whose runs of an architecture the loop kernel trains in under
@@ -161,10 +179,10 @@ def compiled_here() -> int:
 
 def warm_up(runs, loops=frozenset(), starting=None, done=None, measured=None) -> None:
     """Compile or load, in this process, every kernel these runs need (the loop kernel for
-    the kernel keys in ``loops``; the one-run kernels :func:`tune` needs, unless the block
-    sizes are ``measured`` already: {key: lanes}, as a Plan has them);
-    ``starting(k, n, text)`` names the k-th of n before its turn, ``done()`` follows each."""
-    needed = kernels_needed(runs, loops, measured)
+    the kernel keys in ``loops``), in the block sizes ``measured`` ({key: lanes}, as a
+    Plan has them; else this host's); ``starting(k, n, text)`` names the k-th of n before
+    its turn, ``done()`` follows each."""
+    needed = kernels_needed(runs, loops)
     for k, (key, run) in enumerate(needed.items(), start=1):
         if starting:
             starting(k, len(needed), kernel_what(key, run))
@@ -192,12 +210,11 @@ def tune(runs, loops=frozenset(), by="a sweep") -> Plan:
     of these runs' block kernels that this host has not measured yet, whether blocks or
     one run at a time train faster (:func:`measure`); return the plan: ``loops`` and the
     sizes chosen for every such key this host has measured."""
-    needed = kernels_needed(runs, loops)
-    timed = unmeasured(needed)
+    timed = unmeasured(runs, loops)
     for run in timed.values():
         measure(run, by=by)
     table = tuning.host_table()
-    keys = {_key(run) for key, run in needed.items() if key != "loops"}
+    keys = {_key(run) for key, run in kernels_needed(runs, loops).items() if key != "loops"}
     lanes = [(key, table[key]["lanes"]) for key in sorted(keys) if key in table]
     return Plan(loops=tuple(loops), lanes=tuple(lanes), timed=tuple(timed))
 
@@ -296,8 +313,6 @@ def kernel_forms(runs, loops=frozenset()) -> dict:
             forms[kernel_text(run) if key in loops else "mini-batches"] = {
                 "form": "loop kernel", "lanes": 1, "why": why
             }  # fmt: skip
-            continue
-        if key[0] == "measure":
             continue
         choice = block_choice(run)
         form = kernel_of(run, choice.lanes).form

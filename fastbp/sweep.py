@@ -258,7 +258,7 @@ def _compile_only(spec: Spec, backend_name, n_jobs, scheduler, quiet) -> int:
     start = time.perf_counter()
     try:
         with open_backend(backend_name, n_jobs, scheduler) as backend:
-            needed = [key for key in kernels_needed(spec.runs) if key[0] != "measure"]
+            needed = kernels_needed(spec.runs)
             plan = _compile(spec.runs, backend, quiet)
     except BackendError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -353,9 +353,9 @@ def _run_parallel(todo, backend, store, version, report, quiet):
             report.plan = _compile(todo, backend, quiet, loops)
             report.compiled = True
         else:
-            if backend.in_process:
-                warm_up(todo, loops)
             report.plan = tune(todo, loops)
+            if backend.in_process:
+                warm_up(todo, loops, measured=report.plan.measured)
             report.compiled = compiled_here() > before  # marked cached, yet not found there
         if report.compiled or backend.in_process or report.plan.timed:  # the kernels' time,
             report.compile_s = time.perf_counter() - start  # training's apart
@@ -427,56 +427,89 @@ def _bar(**options):
 
 def _compile(todo, backend, quiet, loops=frozenset()):
     """Compile (or load) the kernels ``todo`` needs, here and on each worker, saying which
-    one is compiling, and measure the block sizes this host has not measured (between the
-    two); return the plan (:func:`fastbp.planner.tune`). Kernels not yet in the cache
-    compile side by side in forked processes, one per core, where that is safe; this
-    process then loads them from the cache."""
-    from fastbp.planner import is_cached, kernel_what, kernels_needed, tune, warm_up
+    one is compiling; return the plan (:func:`fastbp.planner.tune`). First the kernels
+    whose form does not wait for a measurement and those the measurement times, then,
+    once this host has measured what it had not, the rest in the forms it chose. Kernels
+    not yet in the cache compile side by side in forked processes, one per core, where
+    that is safe; this process then loads them from the cache."""
+    from fastbp.planner import kernels_first, kernels_needed, tune, warm_up
 
-    needed = kernels_needed(todo, loops)
-    cold = [(key, run) for key, run in needed.items() if not is_cached(key, run)]
-    workers = min(len(cold), cores()) if can_fork() else 1
-    context = multiprocessing.get_context("fork")
-    pool = context.Pool(workers, initializer=die_with_parent) if workers > 1 else None
-    bar = _bar(total=len(needed), disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s")
-    stop = threading.Event()
-
-    def tick():  # the clock keeps going while Numba compiles
-        while not stop.wait(0.5):
-            bar.refresh()
-
-    clock = threading.Thread(target=tick, daemon=True)  # started after the fork, if any
-    if not quiet:
-        clock.start()
+    bar = _bar(disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s")
+    clock = _Clock(bar, quiet)
     try:
-        if pool is not None:
-            with pool:
-                names = ", ".join(kernel_what(key, run) for key, run in cold)
-                bar.set_description_str(f"compiling {names}, {workers} at a time")
-                for _ in pool.imap_unordered(_warm_kernel, cold):  # one kernel each
-                    bar.update()
-            bar.n = 0  # now loaded from the cache, here
-        doing = "compiling" if cold and pool is None else "loading"
-        warm_up(todo, loops, lambda k, n, what: bar.set_description_str(
-            f"{doing} {what} ({k} of {n})"), bar.update)  # fmt: skip
+        _compile_cold(kernels_first(todo, loops), None, bar, clock)
         bar.set_description_str("timing blocks against one run at a time, once on this host")
         plan = tune(todo, loops)
+        _compile_cold(kernels_needed(todo, loops), plan.measured, bar, clock)
+        bar.reset(total=len(kernels_needed(todo, loops)))
+        warm_up(todo, loops, lambda k, n, what: bar.set_description_str(
+            f"loading {what} ({k} of {n})"), bar.update, plan.measured)  # fmt: skip
         if backend.client is not None:
             bar.set_description_str("loading the kernels on the cluster's workers")
         backend.on_each_worker(functools.partial(warm_up, measured=plan.measured), todo, loops)
     finally:
-        stop.set()
-        if clock.is_alive():
-            clock.join()
+        clock.stop()
         bar.close()
     return plan
 
 
-def _warm_kernel(key_and_run) -> None:
+def _compile_cold(kernels: dict, measured, bar, clock) -> None:
+    """Compile those of ``kernels`` (key -> run, as fastbp.planner has them) that are not
+    cached: side by side in forked processes where there are several and forking is
+    safe, else here, one after the other."""
+    from fastbp.planner import is_cached, kernel_what, warm_kernel
+
+    cold = [(key, run, measured) for key, run in kernels.items()
+            if not is_cached(key, run, measured)]  # fmt: skip
+    bar.reset(total=len(cold))
+    clock.stop()  # no thread of ours running while the helpers fork
+    workers = min(len(cold), cores()) if can_fork() else 1
+    if workers <= 1:
+        clock.start()
+        for k, (key, run, _) in enumerate(cold, start=1):
+            bar.set_description_str(f"compiling {kernel_what(key, run)} ({k} of {len(cold)})")
+            warm_kernel(key, run, measured)
+            bar.update()
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent) as pool:
+        clock.start()
+        names = ", ".join(kernel_what(key, run) for key, run, _ in cold)
+        bar.set_description_str(f"compiling {names}, {workers} at a time")
+        for _ in pool.imap_unordered(_warm_kernel, cold):  # one kernel each
+            bar.update()
+
+
+class _Clock:
+    """Keeps a progress bar's elapsed time going while Numba compiles (it blocks the bar's
+    own updates); stopped before forking."""
+
+    def __init__(self, bar, quiet):
+        self.bar, self.quiet, self.thread, self.stopping = bar, quiet, None, threading.Event()
+        self.start()
+
+    def start(self):
+        if self.quiet or self.thread is not None:
+            return
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.thread is not None:
+            self.stopping.set()
+            self.thread.join()
+            self.thread = None
+
+    def _tick(self):
+        while not self.stopping.wait(0.5):
+            self.bar.refresh()
+
+
+def _warm_kernel(key_run_measured) -> None:
     """Compile one kernel (in a forked helper): :func:`fastbp.planner.warm_kernel`."""
     from fastbp.planner import warm_kernel
 
-    warm_kernel(*key_and_run)
+    warm_kernel(*key_run_measured)
 
 
 def plan_chunks(runs, n_jobs: int, plan=None) -> list[list]:
