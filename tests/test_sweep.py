@@ -771,8 +771,10 @@ def test_kernels_in_the_form_the_measurement_turns_down_are_not_compiled(tmp_pat
     times compile first; the other architecture's kernel compiles after the measurement,
     in the form it chose (here, faked: one run at a time), and nothing compiles inside
     the training."""
-    from fastbp.engine import tuning
+    from fastbp.engine import codegen, kernel_cache, tuning
 
+    codegen.block_kernel.cache_clear()  # kernels this process loaded for other tests
+    kernel_cache.forget()
     monkeypatch.setenv("FASTBP_KERNEL_DIR", str(tmp_path / "k"))
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "n"))
     monkeypatch.setenv("FASTBP_LOOP_BUDGET_S", "0")
