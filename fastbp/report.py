@@ -141,7 +141,7 @@ def closing_line(report, out) -> str:
 
 def write_meta(out, spec, report, started, version, kernels) -> None:
     """out/meta.json: what ran, on what, with which kernels (``kernels``: the kernel form of
-    each architecture, :func:`fastbp.train.kernel_forms`), and how the time went."""
+    each architecture, :func:`fastbp.planner.kernel_forms`), and how the time went."""
     from importlib.metadata import version as installed
 
     busy = report.n_jobs * report.parallel_s
