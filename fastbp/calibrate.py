@@ -53,13 +53,20 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, action="append",
                         help="only this optimizer (repeat for more; default: all)")  # fmt: skip
     args = parser.parse_args(argv)
-    from fastbp.engine import kernel_cache
+    from fastbp.engine import kernel_cache, tuning
 
     dtypes = tuple(args.dtype or WIDEST)
     optimizers = tuple(args.optimizer or OPTIMIZERS)
-    for (dtype, optimizer), choice in calibrate(args.rounds, SECONDS, dtypes, optimizers).items():
+    chosen = calibrate(args.rounds, SECONDS, dtypes, optimizers)
+    for (dtype, optimizer), choice in chosen.items():
         print(f"{dtype} {optimizer}: {choice.lanes} run(s) at a time: {choice.detail}")
-    print(f"saved in {kernel_cache.calibration_file()}; sweeps on this machine use it from now on")
+    path = kernel_cache.calibration_file()
+    saved = tuning.host_table()
+    if any(tuning.key_of((8, 3, 8), 8, *kind) not in saved for kind in chosen):
+        print(f"error: {path} cannot be written: the sizes above are not kept, and sweeps "
+              "here measure for themselves", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"saved in {path}; sweeps on this machine use it from now on")
     return 0
 
 

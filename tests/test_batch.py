@@ -486,3 +486,30 @@ def test_initial_parameters_kept_for_reuse_are_those_of_each_runs_own_fields():
         # one run at a time: the kernels test_train compiles anyway (the lanes do not matter)
         for config, result in zip(configs, train_batch(configs, lanes=1), strict=True):
             assert_bits(result, train(config))
+
+
+def test_calibrate_keeps_every_kind_it_measures_or_says_it_cannot(
+    no_lane_settings, monkeypatch, capsys
+):
+    """python -m fastbp.calibrate measures each dtype and optimizer asked for (faked here)
+    and keeps them for the sweeps; a kernel folder that cannot be written is one line and
+    exit 1, not "saved"."""
+    from fastbp import calibrate, planner
+
+    asked = []
+
+    def fake(run, sizes, rounds, seconds, by):
+        asked.append((run.dtype, run.optimizer, tuple(sizes)))
+        key = tuning.key_of(run.layers, run.n_samples, run.dtype, run.optimizer)
+        tuning.record(key, {n: 10.0 * n for n in sizes}, 1, by)
+        return tuning.Choice(1, "measured", "faked")
+
+    monkeypatch.setattr(planner, "measure", fake)
+    assert calibrate.main(["--dtype", "float32", "--optimizer", "adam"]) == 0
+    assert asked == [("float32", "adam", (1, 2, 4, 8, 16))]
+    assert "saved in" in capsys.readouterr().out
+    assert chosen((8, 3, 8), 8, "float32", optimizer="adam") == (1, "measured")
+    monkeypatch.setattr(tuning, "record", lambda *args: None)  # as when it cannot write
+    assert calibrate.main(["--dtype", "float64", "--optimizer", "sgd"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "cannot be written" in err[0]
