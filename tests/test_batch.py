@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -235,6 +236,62 @@ def test_batched_runs_are_bit_identical_to_runs_trained_alone(arch):
         alone = train(config, engine="loops")  # the loop kernel: the definition of the bits
         assert_bits(result, alone)
         assert_bits(train(config), alone)  # the generated single-run kernel
+
+
+def user_data(n_samples, n_in, n_out, classes=False, seed=0):
+    """Random data of a user's size: n_samples rows (not whole tiles of the single-run
+    form), one-hot classes or values in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, n_in))
+    if classes:
+        T = np.eye(n_out)[rng.integers(n_out, size=n_samples)]
+    else:
+        T = rng.random((n_samples, n_out))
+    return fastbp.Data(X, T, name=f"random {n_samples}x{n_in}")
+
+
+@pytest.mark.kernel_forms
+@pytest.mark.parametrize(
+    "layers, n_samples, settings",
+    [
+        # rows of every product left over after whole tiles; the first weight gradient
+        # along its inputs, the second along its outputs; a sigmoid, lane by lane
+        (
+            (13, 5, 11),
+            37,
+            dict(
+                activation="sigmoid",
+                loss_fn="bce",
+                optimizer="nesterov",
+                momentum=0.9,
+                weight_decay=0.01,
+            ),
+        ),
+        # three layers, classes, Adam, no biases, float32 (twice the lanes per vector)
+        (
+            (9, 20, 7, 3),
+            45,
+            dict(
+                activation="tanh",
+                loss_fn="cross_entropy",
+                optimizer="adam",
+                bias=False,
+                dtype="float32",
+            ),
+        ),
+        ((3, 17, 2), 21, dict(activation="relu", loss_fn="mse", optimizer="sgd")),
+    ],
+    ids=["bce-nesterov", "cross-entropy-adam-float32", "mse-sgd"],
+)
+def test_the_single_run_form_keeps_the_bits_at_users_sizes(layers, n_samples, settings):
+    """The single-run form computes its sums in tiles of registers, over samples padded
+    to whole tiles: every run gets the loop kernel's bits, whatever is left over."""
+    data = user_data(n_samples, layers[0], layers[-1], settings["loss_fn"] == "cross_entropy")
+    config = RunConfig(layers=layers, dataset=data, lr=0.05, steps=60, log_every=7, **settings)
+    assert codegen.form_for(layers, n_samples, 1, config.dtype) == "single-run"
+    assert_bits(train(config), train(config, engine="loops"))
+    huge = replace(config, lr=1e4)  # huge losses (mse: diverges), where the loop kernel has them
+    assert_bits(train(huge), train(huge, engine="loops"))
 
 
 @pytest.mark.kernel_forms

@@ -47,7 +47,7 @@ def test_every_form_has_every_optimizer_with_its_state(optimizer):
 
 
 def test_every_form_takes_the_loss_from_the_rule(monkeypatch):
-    def loss(o, y, t, d, loss_fn="mse", sample=None):
+    def loss(o, y, t, d, loss_fn="mse", sample=None, shares=None):
         return [(d, o.sub(y, t))], o.mul(d, "TERM"), o.div(d, "GRAD")
 
     monkeypatch.setattr(step, "loss", loss)
@@ -77,7 +77,7 @@ def test_vectors_use_vector_instructions_where_they_round_as_scalars_do():
 
 
 def test_a_loss_without_vector_instructions_is_applied_lane_by_lane(monkeypatch):
-    def loss(o, y, t, d, loss_fn="mse", sample=None):
+    def loss(o, y, t, d, loss_fn="mse", sample=None, shares=None):
         return [(d, o.sub(y, t))], o.mul(d, d), o.tanh(d)
 
     monkeypatch.setattr(step, "loss", loss)

@@ -100,13 +100,14 @@ def _loss() -> str:
         sample = [f"scratch[{k} * n + p % n]" for k in range(len(folds))] or None
         lets, term, grad = step.loss(S, "A[y + p]", "T[t + p]", "d", loss_fn, sample)
         out += [f"{'if' if code == 0 else 'elif'} loss == {code}:  # {loss_fn}"]
-        for name, (start, fold) in zip(names, folds, strict=True):
+        for name, (start, part, combine) in zip(names, folds, strict=True):
             first = start == "first"
+            share = part(S, "A[y + j * n + i]", names)
             out += [
                 "    for i in range(n):",
-                f"        {name} = {'A[y + i]' if first else 'zero'}",
+                f"        {name} = {part(S, 'A[y + i]', names) if first else 'zero'}",
                 f"        for j in range({1 if first else 0}, units):",
-                f"            {name} = {fold(S, name, 'A[y + j * n + i]', names)}",
+                f"            {name} = {combine(S, name, share)}",
             ]
         out += [
             "    for p in range(count):",

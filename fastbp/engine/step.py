@@ -55,27 +55,41 @@ def slope(o, e, h, activation: str) -> str:
     return e
 
 
-def folds(loss_fn: str) -> list[tuple[str, object]]:
+def folds(loss_fn: str) -> list[tuple[str, object, object]]:
     """What a loss needs from all the outputs of one sample before its terms, as folds
-    over the units in order: (start, step) per value, ``start`` "first" (the first unit's
-    output) or "zero", ``step(o, acc, y, names)`` the next value. cross_entropy: m, the
-    largest output, then s, the sum of exp(y - m). Empty for the other losses."""
+    over the units in order: (start, part, combine) per value: ``part(o, y, names)`` a
+    unit's share (y its output, ``names`` the values' names: a part may use the values
+    before its own), ``combine(o, acc, share)`` the next value, from ``start``: "first"
+    (the first unit's share) or "zero". cross_entropy: m, the largest output, then s, the
+    sum of exp(y - m) (:func:`shifted_exp`). Empty for the other losses."""
     if loss_fn != "cross_entropy":
         return []
     return [
-        ("first", lambda o, acc, y, names: o.max(acc, y)),
-        ("zero", lambda o, acc, y, names: o.add(acc, o.exp(o.sub(y, names[0])))),
+        ("first", lambda o, y, names: y, lambda o, acc, share: o.max(acc, share)),
+        ("zero", shifted_exp, lambda o, acc, share: o.add(acc, share)),
     ]
 
 
-def per_sample(o, ys, names, loss_fn: str = "mse") -> list[tuple[str, str]]:
+def shifted_exp(o, y, names) -> str:
+    """exp(y - m), m the largest output of y's sample (``names[0]``): a unit's share of the
+    softmax's sum, and the numerator of its softmax."""
+    return o.exp(o.sub(y, names[0]))
+
+
+def per_sample(o, ys, names, loss_fn: str = "mse", kept=None) -> list[tuple[str, str]]:
     """:func:`folds` over one sample's outputs ``ys`` written out: (name, value) pairs to
-    assign in order, under the kernel's ``names``."""
+    assign in order, under the kernel's ``names``. ``kept(k, j)``: where the kernel keeps
+    fold k's share of unit j for later (:func:`loss` takes it back as ``shares``), or None:
+    the share is then assigned there first."""
     lets = []
-    for name, (start, step) in zip(names, folds(loss_fn), strict=False):
-        value, rest = (ys[0], ys[1:]) if start == "first" else (o.zero, ys)
-        for y in rest:
-            value = step(o, value, y, names)
+    for k, (name, (start, part, combine)) in enumerate(zip(names, folds(loss_fn), strict=False)):
+        value = None if start == "first" else o.zero
+        for j, y in enumerate(ys):
+            share = part(o, y, names)
+            if kept is not None and kept(k, j) is not None:
+                lets.append((kept(k, j), share))
+                share = kept(k, j)
+            value = share if value is None else combine(o, value, share)
         lets.append((name, value))
     return lets
 
@@ -87,7 +101,7 @@ def per_sample_mean(loss_fn: str) -> bool:
 
 
 def loss(
-    o, y, t, d: str, loss_fn: str = "mse", sample=None
+    o, y, t, d: str, loss_fn: str = "mse", sample=None, shares=None
 ) -> tuple[list[tuple[str, str]], str, str]:
     """The loss at one output y with target t: (lets, term, gradient).
 
@@ -103,11 +117,13 @@ def loss(
     cross_entropy: softmax over a sample's outputs, as PyTorch's ``cross_entropy`` with
     probability targets: with ``sample`` = (m, s) from :func:`per_sample`, the term
     t (m + log s - y), so that a sample's terms add up to -sum t log softmax(y), and the
-    gradient (exp(y - m) / s - t) / n_samples."""
+    gradient (exp(y - m) / s - t) / n_samples. ``shares``: y's shares of the folds where
+    the kernel kept them (:func:`per_sample`), so that exp(y - m) is computed once."""
     if loss_fn == "cross_entropy":
         m, s = sample
         term = o.cast(o.mul(t, o.sub(o.add(m, o.log(s)), y)))
-        softmax = o.div(o.exp(o.sub(y, m)), s)
+        numerator = shares[1] if shares and shares[1] else shifted_exp(o, y, sample)
+        softmax = o.div(numerator, s)
         return [], term, o.cast(o.div(o.sub(softmax, t), "n_samples"))
     if loss_fn == "bce":
         softplus = o.add(o.relu(y), o.log1p(o.exp(o.neg(o.abs(y)))))
