@@ -180,40 +180,45 @@ MIDSIZE = {
 }
 
 
-def midsize_data(case):
-    """(X, T, class labels) of a mid-size case, as float64 arrays."""
+def midsize_data(case, n=None):
+    """(X, T, class labels) of a mid-size case, as float64 arrays: its first ``n`` samples
+    (all of the case's by default)."""
     import numpy as np
     from sklearn import datasets
 
+    n = n or MIDSIZE[case][1]
     if case == "digits":
         X, y = datasets.load_digits(return_X_y=True)
-        X, y = X[:1437] / 16.0, y[:1437]
+        X, y = X[:n] / 16.0, y[:n]
         return X, np.eye(10)[y], y
     X, y = datasets.load_breast_cancer(return_X_y=True)
-    X, y = X[:455], y[:455]
+    X, y = X[:n], y[:n]
     X = (X - X.mean(axis=0)) / X.std(axis=0)
     return X, y[:, None].astype(float), y
 
 
-def midsize_configs(case, steps, runs=1, batch_size=None):
+def midsize_configs(case, steps, runs=1, batch_size=None, hidden=None, n=None):
+    """The case's RunConfigs (``hidden``: another hidden width, ``n``: fewer samples)."""
     from fastbp import Data, RunConfig
 
     layers, _, loss = MIDSIZE[case]
-    X, T, _ = midsize_data(case)
+    if hidden:
+        layers = (layers[0], hidden, layers[-1])
+    X, T, _ = midsize_data(case, n)
     data = Data(X, T, name=case)
     return [RunConfig(layers=layers, dataset=data, loss_fn=loss, optimizer="adam", lr=1e-3,
                       seed=s, steps=steps, log_every=steps, batch_size=batch_size)
             for s in range(runs)]  # fmt: skip
 
 
-def fastbp_midsize(steps, case, batch_size=None, **_):
+def fastbp_midsize(steps, case, batch_size=None, hidden=None, n=None, **_):
     from fastbp import train
 
-    (config,) = midsize_configs(case, steps, batch_size=batch_size)
+    (config,) = midsize_configs(case, steps, batch_size=batch_size, hidden=hidden, n=n)
     return lambda: train(config)
 
 
-def sklearn_midsize(steps, case, batch_size=None, **_):
+def sklearn_midsize(steps, case, batch_size=None, hidden=None, n=None, **_):
     """scikit-learn's MLPClassifier, the same network, loss and optimizer (its loss adds
     no L2 term with alpha=0); ``steps`` rounded to whole epochs."""
     import warnings
@@ -221,8 +226,10 @@ def sklearn_midsize(steps, case, batch_size=None, **_):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    layers, n, _ = MIDSIZE[case]
-    X, _, y = midsize_data(case)
+    layers, _, _ = MIDSIZE[case]
+    layers = (layers[0], hidden or layers[1], layers[-1])
+    X, _, y = midsize_data(case, n)
+    n = len(X)
     batch = batch_size or n
     epochs = max(1, steps // -(-n // batch))
     model = MLPClassifier(hidden_layer_sizes=layers[1:-1], activation="relu", solver="adam",
@@ -238,12 +245,14 @@ def sklearn_midsize(steps, case, batch_size=None, **_):
     return run
 
 
-def torch_midsize(steps, case, batch_size=None, **_):
+def torch_midsize(steps, case, batch_size=None, hidden=None, n=None, **_):
     import torch
 
     torch.set_num_threads(1)
-    layers, n, loss = MIDSIZE[case]
-    X, T, y = midsize_data(case)
+    layers, _, loss = MIDSIZE[case]
+    layers = (layers[0], hidden or layers[1], layers[-1])
+    X, T, y = midsize_data(case, n)
+    n = len(X)
     X = torch.tensor(X)
     target = torch.tensor(y) if loss == "cross_entropy" else torch.tensor(T)
     model = torch.nn.Sequential(torch.nn.Linear(layers[0], layers[1]), torch.nn.ReLU(),
@@ -365,12 +374,73 @@ def machine():
             **versions}  # fmt: skip
 
 
+IMPLS = ("fastbp_midsize", "sklearn_midsize", "torch_midsize")
+
+
+def users_sizes(r, scale):
+    """Users' sizes: one run, one thread, Adam, against scikit-learn (BLAS) and PyTorch
+    eager: the mid-size cases, then the digits (full batch) at other hidden widths and
+    numbers of samples."""
+    midsize = {}
+    for case in MIDSIZE:
+        for batch in (None, 64):
+            steps = (200 if batch is None else 2300) // scale
+            if case == "cancer":
+                steps *= 4
+            for impl in IMPLS:
+                midsize[f"{case} {batch or 'full'} {impl}"] = measure(
+                    impl, r, steps=steps, case=case, batch_size=batch
+                )
+    scan = {}
+    for hidden, n in [(16, 1437), (32, 1437), (64, 1437), (128, 1437), (32, 180), (32, 360),
+                      (32, 720)]:  # fmt: skip
+        for impl in IMPLS:
+            scan[f"64-{hidden}-10 on {n} {impl}"] = measure(
+                impl, r, steps=200 // scale, case="digits", hidden=hidden, n=n
+            )
+    return midsize, scan
+
+
+def print_users(report, r):
+    print(f"\nusers' sizes, one run, one thread, Adam: microseconds per step, median of {r}"
+          " (min):")  # fmt: skip
+
+    def cells(table, key):
+        out = []
+        for impl in IMPLS:
+            row = table[f"{key} {impl}"]
+            us = "not installed" if row is None else (
+                f"{row['median_ns'] / 1e3:,.1f} ({row['min_ns'] / 1e3:,.1f})")  # fmt: skip
+            out.append(f"{impl.split('_')[0]} {us}")
+        return "   ".join(out)
+
+    for case, (layers, n, _) in MIDSIZE.items():
+        for batch in ("full", 64):
+            label = f"{case} {'-'.join(map(str, layers))} on {n}, batch {batch}"
+            print(f"  {label:<34} " + cells(report["midsize"], f"{case} {batch}"))
+    print("digits, full batch, other widths and sample counts:")
+    labels = sorted({key.rsplit(" ", 1)[0] for key in report["midsize_scan"]},
+                    key=lambda s: (int(s.split()[-1]), int(s.split("-")[1])))  # fmt: skip
+    for label in labels:
+        print(f"  {label:<34} " + cells(report["midsize_scan"], label))
+
+
+def write_and_print_users(out, report, r):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"{m['cpu']} (kernels for: {m['numba_cpu_name']}, {m['vector_bits']}-bit vectors)")
+    print_users(report, r)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_step.json",
                         help="where the JSON goes (results/bench_step.json)")  # fmt: skip
+    parser.add_argument("--only", choices=("all", "users"), default="all",
+                        help="users: only the mid-size cases and their scan")  # fmt: skip
     parser.add_argument("--child")
     parser.add_argument("--kwargs")
     args = parser.parse_args()
@@ -379,6 +449,10 @@ def main():
     scale = 10 if args.quick else 1
     r = max(5, args.repeats)
     blas = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    midsize, midsize_scan = users_sizes(r, scale)
+    if args.only == "users":
+        report = {"machine": machine(), "midsize": midsize, "midsize_scan": midsize_scan}
+        return write_and_print_users(args.out, report, r)
     rows = {
         "numpy_reference": measure("numpy_reference", r, env_drop=blas, steps=2000 // scale),
         "fastbp_single": measure("fastbp_single", r, steps=300_000 // scale),
@@ -445,20 +519,8 @@ def main():
         pairs[f"{case} adam float64"] = measure(
             "sweep_vs_single", r, runs=4, steps=100 // min(scale, 10), case=case
         )
-    # Users' sizes: one run, one thread, against scikit-learn (BLAS) and PyTorch eager.
-    midsize = {}
-    for case in MIDSIZE:
-        for batch in (None, 64):
-            steps = (200 if batch is None else 2300) // scale
-            if case == "cancer":
-                steps *= 4
-            for impl in ("fastbp_midsize", "sklearn_midsize", "torch_midsize"):
-                midsize[f"{case} {batch or 'full'} {impl}"] = measure(
-                    impl, r, steps=steps, case=case, batch_size=batch
-                )
-
     report = {"machine": machine(), "per_run_step": rows, "sweep_vs_single": pairs,
-              "midsize": midsize, "scans": scans,
+              "midsize": midsize, "midsize_scan": midsize_scan, "scans": scans,
               "note": "ns per run-step, one core; NumPy reference with OPENBLAS_CORETYPE/"
                       "OPENBLAS_L2_SIZE unset"}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -487,20 +549,7 @@ def main():
         print(f"  {name:<24} sweep {row['sweep_ns']:>9,.0f}  one at a time "
               f"{row['single_ns']:>9,.0f}  {ratio:.2f}x  ({row['lanes']} per block, "
               f"{row['why']})")  # fmt: skip
-    print("\nusers' sizes, one run, one thread, Adam: microseconds per step, median (min):")
-    for case, (layers, n, _) in MIDSIZE.items():
-        for batch in ("full", 64):
-            cells = []
-            for impl in ("fastbp_midsize", "sklearn_midsize", "torch_midsize"):
-                row = midsize[f"{case} {batch} {impl}"]
-                us = (
-                    "not installed"
-                    if row is None
-                    else (f"{row['median_ns'] / 1e3:,.1f} ({row['min_ns'] / 1e3:,.1f})")
-                )
-                cells.append(f"{impl.split('_')[0]} {us}")
-            label = f"{case} {'-'.join(map(str, layers))} on {n}, batch {batch}"
-            print(f"  {label:<34} " + "   ".join(cells))
+    print_users(report, r)
     print("\nfastbp against hidden width / depth (ns per run-step, median):")
     for scan in ("hidden_width", "depth"):
         for key, pair in scans[scan].items():

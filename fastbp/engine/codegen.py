@@ -158,18 +158,19 @@ def products(layers, n_samples) -> int:
 
 def _layout(layers, N, L, n_state=0) -> dict:
     """Workspace offsets, registers form: the parameters (P * L values, the layout of
-    fastbp.params.flatten with runs innermost), their gradients and the ``n_state``
-    values of the optimizer's state in the same layout, the rates (L), the
-    flags of large squares (L) and the squares of one step (n_out * N * L)."""
+    fastbp.params.flatten with runs innermost: ``weights`` and ``biases`` per layer),
+    their gradients (``grads``) and the ``n_state`` values of the optimizer's state in
+    the same layout, the ``rates`` (L), the flags of ``large`` squares (L) and the loss
+    ``terms`` (squares) of one step (n_out * N * L)."""
     w_off, b_off, at = [], [], 0
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
         w_off.append(at)
         at += fan_in * fan_out * L
         b_off.append(at)
         at += fan_out * L
-    lay = dict(w=w_off, b=b_off, n_theta=at, g=at)
+    lay = dict(weights=w_off, biases=b_off, n_params=at, grads=at)
     at *= 2 + n_state
-    lay["rate"], lay["bad"], lay["sq"] = at, at + L, at + 2 * L
+    lay["rates"], lay["large"], lay["terms"] = at, at + L, at + 2 * L
     lay["size"] = at + 2 * L + N * layers[-1] * L
     return lay
 
@@ -216,34 +217,38 @@ def _write(
     if optimizer == "adam":
         schedule = [f"{n} = {v}" for n, v in step.per_update(optimizer, number)]
         if form == "registers":
-            rates = _layout(layers, N, L, n_state)["rate"]
+            rates = _layout(layers, N, L, n_state)["rates"]
             schedule += [
                 f"for r in range({L}):",
                 f"    ws[{rates} + r] = {step.rate(optimizer, 'lr[r]')}",
             ]
         else:
             schedule += [f"rate = {step.rate(optimizer, 'lr[0]')}"]
-    W = _vector_width(layers, N, dtype) if form.startswith("vector") else None
+    width = _vector_width(layers, N, dtype) if form.startswith("vector") else None
     slot, param, where = "p * snaps.shape[0] + r", "p", None
     if form.startswith("vector"):
-        lay = _layout_vectors(layers, N, W, batch_size, n_state)
+        lay = _layout_vectors(layers, N, width, batch_size, n_state)
         slot = param = "WHERE[p]"
         where = lay["where"]
-        xt, x, tt = (lay[k + ("f" if batch_size else "")] for k in ("xt", "x", "tt"))
+        xt, x, tt = (
+            lay[k + ("_all" if batch_size else "")] for k in ("inputs_t", "inputs", "targets_t")
+        )
         data = [
             f"    rate = {'lr_[0]' if batch_size else 'zero'}",
             f"    for i in range({N}):",
             f"        for k in range({layers[0]}):",
-            f"            ws[{xt} + k * {W} + i] = X[i, k]",
-            f"            ws[{x} + i * {W} + k] = X[i, k]",
+            f"            ws[{xt} + k * {width} + i] = X[i, k]",
+            f"            ws[{x} + i * {width} + k] = X[i, k]",
             f"        for j in range({layers[-1]}):",
-            f"            ws[{tt} + j * {W} + i] = T_t[j * {N} + i]",
+            f"            ws[{tt} + j * {width} + i] = T_t[j * {N} + i]",
         ]
         if batch_size:
-            body = _step_minibatch(layers, activation, bias, N, batch_size, W, lay, loss_fn, opt)
+            body = _step_minibatch(
+                layers, activation, bias, N, batch_size, width, lay, loss_fn, opt
+            )
         else:
             body = (
-                _step_vectors(layers, activation, bias, N, W, lay, loss_fn, opt)
+                _step_vectors(layers, activation, bias, N, width, lay, loss_fn, opt)
                 + _checks(1, slot)
                 + ["if t == 0:  # from now on, every step starts with the last one's update"]
                 + ["    rate = lr_[0]", *(["    decay_ = F(hyper[4])"] if decay else [])]
@@ -251,19 +256,19 @@ def _write(
     elif form == "single-run":
         tile = _tile(dtype)
         lay = _layout_single(layers, N, tile, n_state)
-        NP, n_in = lay["np"], layers[0]
+        NP, n_in = lay["padded"], layers[0]
         data = [
             "    rate = lr_[0]",
             f"    for i in range({N}):",
             f"        for k in range({n_in}):",
-            f"            ws[{lay['a'][0]} + k * {NP} + i] = X[i, k]",
+            f"            ws[{lay['acts'][0]} + k * {NP} + i] = X[i, k]",
             *(
-                [f"            ws[{lay['at'][0]} + i * {_padded(n_in, tile)} + k] = X[i, k]"]
-                if 0 in lay["at"]
+                [f"            ws[{lay['acts_t'][0]} + i * {_padded(n_in, tile)} + k] = X[i, k]"]
+                if 0 in lay["acts_t"]
                 else []
             ),
             f"    for p in range({N * layers[-1]}):",
-            f"        ws[{lay['t']} + p] = T_t[p]",
+            f"        ws[{lay['targets']} + p] = T_t[p]",
         ]
         body = _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt)
     else:
@@ -300,7 +305,7 @@ def _write(
         "I = np.int64",
         f"LARGE = F({_large(layers[-1] * N, dtype)})  # see fastbp.engine.codegen._large",
         f"SIZE = {lay['size']}",
-        f"N_THETA = {lay['n_theta'] if where is None else len(where)}",
+        f"N_THETA = {lay['n_params'] if where is None else len(where)}",
         *(
             []
             if where is None
@@ -365,7 +370,7 @@ def _write(
 def _state_at(lay, at, optimizer) -> list[tuple[str, int]]:
     """(name, offset) of each value of the optimizer's state of the parameter at ``at``: in
     every form's workspace, value k in the parameters' layout after the gradients."""
-    return [(name, (2 + k) * lay["g"] + at) for k, name in enumerate(step.state(optimizer))]
+    return [(name, (2 + k) * lay["grads"] + at) for k, name in enumerate(step.state(optimizer))]
 
 
 def _update_lines(name, at, grad, lay, opt, r="") -> list[str]:
@@ -395,15 +400,17 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn, opt) -> list[s
     are written term by term in the order of the loop kernel. The loss is a long chain
     of dependent additions: placed before the backward pass, it runs alongside it."""
     n_layers = len(layers) - 1
-    body = [f"rate = ws[{lay['rate']} + r]"]
+    body = [f"rate = ws[{lay['rates']} + r]"]
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
         names = [
-            (f"w{l}_{k}_{j}", lay["w"][l] + (k * fo + j) * L) for k in range(fi) for j in range(fo)
+            (f"w{l}_{k}_{j}", lay["weights"][l] + (k * fo + j) * L)
+            for k in range(fi)
+            for j in range(fo)
         ]
-        names += [(f"b{l}_{j}", lay["b"][l] + j * L) for j in range(fo)]
+        names += [(f"b{l}_{j}", lay["biases"][l] + j * L) for j in range(fo)]
         for name, at in names:
-            body += _update_lines(name, at, f"ws[{lay['g'] + at} + r]", lay, opt, " + r")
+            body += _update_lines(name, at, f"ws[{lay['grads'] + at} + r]", lay, opt, " + r")
     # acts[m][i][u]: unit u of layer m (0: the input) for sample i.
     acts = [[[f"x{i}_{k}" for k in range(layers[0])] for i in range(N)]]
     for l in range(n_layers):
@@ -441,18 +448,18 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn, opt) -> list[s
     # is, too): while none is, the loss is finite (the sum of count squares below LARGE
     # cannot overflow), and it is added up, in order, only when logged or when some are.
     body += [f"q{p} = {term}" for p, term in enumerate(terms)]
-    body += [f"ws[{lay['sq'] + p * L} + r] = q{p}" for p in range(count)]
+    body += [f"ws[{lay['terms'] + p * L} + r] = q{p}" for p in range(count)]
     flags = [f"not_below(q{p}, LARGE)" for p in range(count)]
-    body += [f"ws[{lay['bad']} + r] = {_tree_sum(flags)}"]
+    body += [f"ws[{lay['large']} + r] = {_tree_sum(flags)}"]
     loss = [
         "flags = zero",
         f"for r in range({L}):",
-        f"    flags += ws[{lay['bad']} + r]",
+        f"    flags += ws[{lay['large']} + r]",
         "if t == log_steps[i_log] or flags > zero:  # some lane's loss is needed",
         f"    for r in range({L}):",
         "        total = 0.0  # float64, the terms in order",
         f"        for p in range({count}):",
-        f"            total += float(ws[{lay['sq']} + p * {L} + r])",
+        f"            total += float(ws[{lay['terms']} + p * {L} + r])",
         f"        loss[r] = total / np.uint64({N if step.per_sample_mean(loss_fn) else count})",
         "else:  # all finite: no need to add them up",
         f"    for r in range({L}):",
@@ -463,10 +470,12 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn, opt) -> list[s
         for k in range(fi):
             for j in range(fo):
                 terms = [(acts[l][i][k], err[i][j]) for i in range(N)]
-                body += [f"ws[{lay['g'] + lay['w'][l] + (k * fo + j) * L} + r] = {S.dot(terms)}"]
+                body += [
+                    f"ws[{lay['grads'] + lay['weights'][l] + (k * fo + j) * L} + r] = {S.dot(terms)}"
+                ]
         for j in range(fo):
             db = S.sum([err[i][j] for i in range(N)]) if bias else "zero"
-            body += [f"ws[{lay['g'] + lay['b'][l] + j * L} + r] = {db}"]
+            body += [f"ws[{lay['grads'] + lay['biases'][l] + j * L} + r] = {db}"]
         if l > 0:
             below = [[f"e{l}_{i}_{k}" for k in range(fi)] for i in range(N)]
             for i in range(N):
@@ -482,7 +491,7 @@ def _step_registers(layers, activation, bias, N, L, lay, loss_fn, opt) -> list[s
         *_checks(L),
         "if t == 0:  # from now on, every step starts with the last one's update",
         f"    for r in range({L}):",
-        f"        ws[{lay['rate']} + r] = lr_[r]",
+        f"        ws[{lay['rates']} + r] = lr_[r]",
         *(["    decay_ = F(hyper[4])"] if opt[1] else []),
     ]
 
@@ -511,24 +520,34 @@ def _along_outputs(fan_in, fan_out) -> bool:
 
 
 def _layout_single(layers, N, tile, n_state=0) -> dict:
-    """Workspace offsets for one run, single-run form. The parameters and their gradients
-    (the layout of fastbp.params.flatten) and the optimizer's state; per layer m, the
-    activations A_m and errors D_m as (units, NP), NP the samples padded to whole tiles
-    (the padding is computed and never read); per layer l its weight gradient GW_l, as
+    """Workspace offsets for one run, single-run form. The parameters (``weights`` and
+    ``biases`` per layer, the layout of fastbp.params.flatten), their gradients
+    (``grads``) and the optimizer's state; per layer m, the activations ``acts`` and
+    errors ``errors`` as (units, NP), NP (``padded``) the samples padded to whole tiles
+    (the padding is computed and never read); per layer l its ``weight_grads``, as
     (fan_in, fan_out padded) along the outputs, else (fan_out, fan_in padded), and what
-    that product reads transposed: the errors DT_{l+1} (N, fan_out padded) or the
-    activations AT_l (N, fan_in padded), zeros in their padding; the targets T
-    (n_out, N), the loss terms (or guards) of one step (n_out, N), two values per sample
-    and one per output for some losses (step.folds). Each block starts on a 64-byte
-    boundary."""
+    that product reads transposed: ``errors_t[l + 1]`` (N, fan_out padded) or
+    ``acts_t[l]`` (N, fan_in padded), zeros in their padding; the ``targets``
+    (n_out, N), the loss ``terms`` (or guards) of one step (n_out, N), two values
+    ``per_sample`` and one per output (``shares``) for some losses (step.folds). Each
+    block starts on a 64-byte boundary."""
     NP = _padded(N, tile)
-    lay = dict(w=[], b=[], gw=[], a=[], d=[], at={}, dt={}, np=NP)
+    lay = dict(
+        weights=[],
+        biases=[],
+        weight_grads=[],
+        acts=[],
+        errors=[],
+        acts_t={},
+        errors_t={},
+        padded=NP,
+    )
     at = 0
     for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=False):
-        lay["w"].append(at)
-        lay["b"].append(at + fan_in * fan_out)
+        lay["weights"].append(at)
+        lay["biases"].append(at + fan_in * fan_out)
         at += fan_in * fan_out + fan_out
-    lay["n_theta"] = lay["g"] = at
+    lay["n_params"] = lay["grads"] = at
     at *= 2 + n_state  # the gradients, the optimizer's state, in the same layout
 
     def block(size):
@@ -539,16 +558,16 @@ def _layout_single(layers, N, tile, n_state=0) -> dict:
 
     for l, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=False)):
         if _along_outputs(fan_in, fan_out):
-            lay["gw"].append(block(fan_in * _padded(fan_out, tile)))
-            lay["dt"][l + 1] = block(N * _padded(fan_out, tile))
+            lay["weight_grads"].append(block(fan_in * _padded(fan_out, tile)))
+            lay["errors_t"][l + 1] = block(N * _padded(fan_out, tile))
         else:
-            lay["gw"].append(block(fan_out * _padded(fan_in, tile)))
-            lay["at"][l] = block(N * _padded(fan_in, tile))
+            lay["weight_grads"].append(block(fan_out * _padded(fan_in, tile)))
+            lay["acts_t"][l] = block(N * _padded(fan_in, tile))
     for width in layers:
-        lay["a"].append(block(width * NP))
-        lay["d"].append(block(width * NP))
-    lay["t"], lay["sq"] = block(layers[-1] * N), block(layers[-1] * N)
-    lay["smp"], lay["share"] = block(2 * N), block(layers[-1] * N)
+        lay["acts"].append(block(width * NP))
+        lay["errors"].append(block(width * NP))
+    lay["targets"], lay["terms"] = block(layers[-1] * N), block(layers[-1] * N)
+    lay["per_sample"], lay["shares"] = block(2 * N), block(layers[-1] * N)
     lay["size"] = block(0)
     return lay
 
@@ -620,12 +639,12 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
     with vectors along the samples, a weight gradient, a sum over the samples that must
     be added in order, with vectors along its wider side (the outputs, from the errors
     transposed, or the inputs, from the activations transposed)."""
-    n_layers, NP, g = len(layers) - 1, lay["np"], lay["g"]
+    n_layers, NP, g = len(layers) - 1, lay["padded"], lay["grads"]
     body = []
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
-        z, b = lay["a"][l + 1], lay["b"][l]
-        body += _product(tile, z, NP, fo, NP, fi, lay["a"][l], NP, lay["w"][l], 1, fo)
+        z, b = lay["acts"][l + 1], lay["biases"][l]
+        body += _product(tile, z, NP, fo, NP, fi, lay["acts"][l], NP, lay["weights"][l], 1, fo)
         zi = f"ws[{z} + j * {NP} + i]"
         value = step.activate(S, "v", activation) if l < n_layers - 1 else "v"
         body += [
@@ -635,24 +654,24 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
             f"        v = {S.add(zi, 'b')}",
             f"        {zi} = F({value})",
         ]
-        if l + 1 in lay["at"]:  # the next weight gradient reads them transposed
-            body += _transpose(lay["at"][l + 1], _padded(fo, tile), z, NP, fo, N)
-    y, dy, fo = lay["a"][-1], lay["d"][-1], layers[-1]
-    names = [f"ws[{lay['smp']} + i]", f"ws[{lay['smp'] + N} + i]"]
+        if l + 1 in lay["acts_t"]:  # the next weight gradient reads them transposed
+            body += _transpose(lay["acts_t"][l + 1], _padded(fo, tile), z, NP, fo, N)
+    y, dy, fo = lay["acts"][-1], lay["errors"][-1], layers[-1]
+    names = [f"ws[{lay['per_sample']} + i]", f"ws[{lay['per_sample'] + N} + i]"]
 
     def kept(k, j):  # the folds' shares (exp(y - m) of the softmax), for the gradient
-        return None if k == 0 else f"ws[{lay['share']} + {j * N} + i]"
+        return None if k == 0 else f"ws[{lay['shares']} + {j * N} + i]"
 
     ys = [f"ws[{y} + {j * NP} + i]" for j in range(fo)]
     firsts = step.per_sample(S, ys, names, loss_fn, kept)
     if firsts:  # what the loss needs from each sample's outputs first
         body += [f"for i in range({N}):", *(f"    {n} = {v}" for n, v in firsts)]
     sample = names if firsts else None
-    out, target = f"ws[{y} + j * {NP} + i]", f"ws[{lay['t']} + j * {N} + i]"
-    shares = [None, f"ws[{lay['share']} + j * {N} + i]"]
+    out, target = f"ws[{y} + j * {NP} + i]", f"ws[{lay['targets']} + j * {N} + i]"
+    shares = [None, f"ws[{lay['shares']} + j * {N} + i]"]
     lets, term, grad = step.loss(S, out, target, "d", loss_fn, sample, shares)
     guard = step.guard(S, out, loss_fn)
-    sq = f"ws[{lay['sq']} + j * {N} + i]"
+    sq = f"ws[{lay['terms']} + j * {N} + i]"
     terms = [
         f"for j in range({fo}):",
         f"    for i in range({N}):",
@@ -664,7 +683,7 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
         f"        ws[{dy} + j * {NP} + i] = {grad}",
         "n_large = 0  # the loss only when needed, as in the registers form",
         f"for p in range({fo * N}):",
-        f"    n_large += 0 if ws[{lay['sq']} + p] < LARGE else 1",
+        f"    n_large += 0 if ws[{lay['terms']} + p] < LARGE else 1",
         "loss[0] = 0.0",
         "if t == log_steps[i_log] or n_large > 0:",
         "    total = 0.0",
@@ -675,21 +694,26 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
     ]
     for l in range(n_layers - 1, -1, -1):
         fi, fo = layers[l], layers[l + 1]
-        h, dz, gw, gb = lay["a"][l], lay["d"][l + 1], lay["gw"][l], g + lay["b"][l]
+        h, dz, gw, gb = (
+            lay["acts"][l],
+            lay["errors"][l + 1],
+            lay["weight_grads"][l],
+            g + lay["biases"][l],
+        )
         if _along_outputs(fi, fo):  # GW (fi, fo padded): rows k, vectors along j
-            fo_p, dt = _padded(fo, tile), lay["dt"][l + 1]
+            fo_p, dt = _padded(fo, tile), lay["errors_t"][l + 1]
             body += _transpose(dt, fo_p, dz, NP, fo, N)
             body += _product(tile, gw, fo_p, fi, fo_p, N, dt, fo_p, h, NP, 1)
         else:  # GW (fo, fi padded): rows j, vectors along k
             fi_p = _padded(fi, tile)
-            body += _product(tile, gw, fi_p, fo, fi_p, N, lay["at"][l], fi_p, dz, NP, 1)
+            body += _product(tile, gw, fi_p, fo, fi_p, N, lay["acts_t"][l], fi_p, dz, NP, 1)
         body += [f"for j in range({fo}):", "    v = zero"]
         if bias:
             body += [f"    for i in range({N}):", f"        v = v + ws[{dz} + j * {NP} + i]"]
         body += [f"    ws[{gb} + j] = v"]
         if l > 0:
-            dh = lay["d"][l]
-            body += _product(tile, dh, NP, fi, NP, fo, dz, NP, lay["w"][l], fo, 1)
+            dh = lay["errors"][l]
+            body += _product(tile, dh, NP, fi, NP, fo, dz, NP, lay["weights"][l], fo, 1)
             dki = f"ws[{dh} + k * {NP} + i]"
             slope = step.slope(S, "v", f"ws[{h} + k * {NP} + i]", activation)
             body += [
@@ -700,11 +724,11 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
             ]
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
-        w, b = lay["w"][l], lay["b"][l]
+        w, b = lay["weights"][l], lay["biases"][l]
         if _along_outputs(fi, fo):
-            grad = f"ws[{lay['gw'][l]} + k * {_padded(fo, tile)} + j]"
+            grad = f"ws[{lay['weight_grads'][l]} + k * {_padded(fo, tile)} + j]"
         else:
-            grad = f"ws[{lay['gw'][l]} + j * {_padded(fi, tile)} + k]"
+            grad = f"ws[{lay['weight_grads'][l]} + j * {_padded(fi, tile)} + k]"
         body += [
             f"for k in range({fi}):",
             f"    for j in range({fo}):",
@@ -734,37 +758,40 @@ def _vector_width(layers, N, dtype) -> int | None:
     return None
 
 
-def _layout_vectors(layers, N, W, batch_size=None, n_state=0) -> dict:
-    """Workspace offsets, vector form, each block a whole number of W-lane vectors
+def _layout_vectors(layers, N, width, batch_size=None, n_state=0) -> dict:
+    """Workspace offsets, vector form, each block a whole number of width-lane vectors
     (the lanes past a layer's or the samples' count are zeros): per layer, its weights
     as vectors along the inputs (layer 0: one per output unit) or along the outputs
     (later layers: one per input unit), then its biases as one vector; the gradients
     in the same layout; the data: X transposed (a vector of samples per input), X (a
-    vector per sample), T transposed. With mini-batches, these hold the batch, and
-    xtf, xf and ttf the whole data set (for the loss that is logged). ``where[p]``: the
-    slot of parameter p of the layout of fastbp.params.flatten."""
-    lay = dict(w=[], b=[], where=[])
+    vector per sample), T transposed (inputs_t, inputs, targets_t). With mini-batches,
+    these hold the batch, and inputs_t_all, inputs_all and targets_t_all the whole data
+    set (for the loss that is logged). ``where[p]``: the slot of parameter p of the
+    layout of fastbp.params.flatten."""
+    lay = dict(weights=[], biases=[], where=[])
     at = 0
     for l, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=False)):
-        lay["w"].append(at)
+        lay["weights"].append(at)
         for k in range(fan_in):
-            lay["where"] += [at + (j * W + k if l == 0 else k * W + j) for j in range(fan_out)]
-        at += (fan_out if l == 0 else fan_in) * W
-        lay["b"].append(at)
+            lay["where"] += [
+                at + (j * width + k if l == 0 else k * width + j) for j in range(fan_out)
+            ]
+        at += (fan_out if l == 0 else fan_in) * width
+        lay["biases"].append(at)
         lay["where"] += [at + j for j in range(fan_out)]
-        at += W
-    lay["g"] = at
+        at += width
+    lay["grads"] = at
     at *= 2 + n_state  # the gradients, the optimizer's state, in the same layout
-    data = (("xt", layers[0]), ("x", N), ("tt", layers[-1]))
-    for name, count in data + tuple((k + "f", n) for k, n in data if batch_size):
+    data = (("inputs_t", layers[0]), ("inputs", N), ("targets_t", layers[-1]))
+    for name, count in data + tuple((k + "_all", n) for k, n in data if batch_size):
         lay[name] = at
-        at += count * W
+        at += count * width
     lay["size"] = at
     return lay
 
 
 class _Vectors:
-    """Code of the vector form: straight-line code on W-lane vectors held in local
+    """Code of the vector form: straight-line code on width-lane vectors held in local
     variables (tuples: see fastbp.engine.intrinsics), which stay in vector registers.
 
     Activations and errors are vectors of samples, one per unit: a{m}_{u} and
@@ -775,36 +802,44 @@ class _Vectors:
     vectors transposed, lane by lane). The update is deferred to the next step, as in
     the registers form."""
 
-    def __init__(self, layers, activation, bias, W, lay, loss_fn="mse", opt=("sgd", False)):
-        self.layers, self.activation, self.bias, self.W, self.lay = layers, activation, bias, W, lay
+    def __init__(self, layers, activation, bias, width, lay, loss_fn="mse", opt=("sgd", False)):
+        self.layers, self.activation, self.bias, self.width, self.lay = (
+            layers,
+            activation,
+            bias,
+            width,
+            lay,
+        )
         self.loss_fn, self.opt = loss_fn, opt
-        self.V = step.Vector(W)
+        self.V = step.Vector(width)
 
     def vec(self, at):
-        return f"vload(ws, {at}, {self.W})"
+        return f"vload(ws, {at}, {self.width})"
 
     def weight(self, l, k, j):
         return f"w{l}_{j}[{k}]" if l == 0 else f"w{l}_{k}[{j}]"
 
     def tuple_(self, values):  # a vector from its lanes, zeros after them
-        return "(" + "".join(f"{v}, " for v in values) + "zero, " * (self.W - len(values)) + ")"
+        return "(" + "".join(f"{v}, " for v in values) + "zero, " * (self.width - len(values)) + ")"
 
     def data(self, N, xt, tt, x):
         """The data as vectors, from the workspace (code): per input unit, a vector of
         the N samples (X transposed, at xt); per output unit, of their targets (at tt);
         per sample, its inputs (at x)."""
         vec, layers = self.vec, self.layers
-        inputs = [vec(xt + k * self.W) for k in range(layers[0])]
-        targets = [vec(tt + j * self.W) for j in range(layers[-1])]
-        return inputs, targets, [vec(x + i * self.W) for i in range(N)]
+        inputs = [vec(xt + k * self.width) for k in range(layers[0])]
+        targets = [vec(tt + j * self.width) for j in range(layers[-1])]
+        return inputs, targets, [vec(x + i * self.width) for i in range(N)]
 
     def _vectors(self):
         """(name, offset, trained) of every parameter vector."""
         layers, lay = self.layers, self.lay
         for l in range(len(layers) - 1):
             count = layers[l + 1] if l == 0 else layers[l]  # see _layout_vectors
-            yield from ((f"w{l}_{v}", lay["w"][l] + v * self.W, True) for v in range(count))
-            yield f"b{l}", lay["b"][l], self.bias
+            yield from (
+                (f"w{l}_{v}", lay["weights"][l] + v * self.width, True) for v in range(count)
+            )
+            yield f"b{l}", lay["biases"][l], self.bias
 
     def _update(self, at) -> tuple[list[str], str]:
         """(lines, new value) of the update of the parameter vector at ``at``; the lines
@@ -812,7 +847,7 @@ class _Vectors:
         optimizer, decay = self.opt
         state = _state_at(self.lay, at, optimizer)
         old, names = [self.vec(offset) for _, offset in state], [name for name, _ in state]
-        grad = self.vec(self.lay["g"] + at)
+        grad = self.vec(self.lay["grads"] + at)
         lets, new = step.update(self.V, self.vec(at), grad, old, names, optimizer, decay)
         lines = [f"{n} = {v}" for n, v in lets]
         lines += [f"vstore(ws, {offset}, {name})" for name, offset in state]
@@ -892,7 +927,7 @@ class _Vectors:
     def backward(self, N, samples, grads) -> list[str]:
         """The backward pass of N samples (``samples``: each one's inputs as a vector, as
         code), from the output gradients: the parameters' gradients into the workspace."""
-        layers, V, lay, g = self.layers, self.V, self.lay, self.lay["g"]
+        layers, V, lay, g = self.layers, self.V, self.lay, self.lay["grads"]
         n_layers = len(layers) - 1
         lines = [f"e{n_layers}_{j} = {grad}" for j, grad in enumerate(grads)]
         for l in range(n_layers - 1, -1, -1):
@@ -901,18 +936,22 @@ class _Vectors:
             if l == 0:  # dW[:, j] = sum over i of X[i, :] e_j[i]
                 for j in range(fo):
                     pairs = [(errors[j][i], samples[i]) for i in range(N)]
-                    lines += [f"vstore(ws, {g + lay['w'][l] + j * self.W}, {V.dot(pairs)})"]
+                    lines += [
+                        f"vstore(ws, {g + lay['weights'][l] + j * self.width}, {V.dot(pairs)})"
+                    ]
                 if self.bias:
                     sums = self.tuple_([S.sum(e) for e in errors])
-                    lines += [f"vstore(ws, {g + lay['b'][l]}, {sums})"]
+                    lines += [f"vstore(ws, {g + lay['biases'][l]}, {sums})"]
             else:  # dW[k, :] = sum over i of A[i, k] er_i
                 lines += [f"er_{i} = {self.tuple_([e[i] for e in errors])}" for i in range(N)]
                 for k in range(fi):
                     pairs = [(f"a{l}_{k}[{i}]", f"er_{i}") for i in range(N)]
-                    lines += [f"vstore(ws, {g + lay['w'][l] + k * self.W}, {V.dot(pairs)})"]
+                    lines += [
+                        f"vstore(ws, {g + lay['weights'][l] + k * self.width}, {V.dot(pairs)})"
+                    ]
                 if self.bias:
                     total = V.sum([f"er_{i}" for i in range(N)])
-                    lines += [f"vstore(ws, {g + lay['b'][l]}, {total})"]
+                    lines += [f"vstore(ws, {g + lay['biases'][l]}, {total})"]
             for k in range(fi if l > 0 else 0):  # the errors of the layer below
                 pairs = [(f"e{l + 1}_{j}", self.weight(l, k, j)) for j in range(fo)]
                 slope = V.apply(step.slope, ["v", f"a{l}_{k}"], self.activation)
@@ -920,15 +959,15 @@ class _Vectors:
         return lines
 
 
-def _step_vectors(layers, activation, bias, N, W, lay, loss_fn, opt) -> list[str]:
+def _step_vectors(layers, activation, bias, N, width, lay, loss_fn, opt) -> list[str]:
     """One full-batch step of one run, vector form (see _Vectors)."""
-    code = _Vectors(layers, activation, bias, W, lay, loss_fn, opt)
-    inputs, targets, samples = code.data(N, lay["xt"], lay["tt"], lay["x"])
+    code = _Vectors(layers, activation, bias, width, lay, loss_fn, opt)
+    inputs, targets, samples = code.data(N, lay["inputs_t"], lay["targets_t"], lay["inputs"])
     forward, grads = code.forward(N, inputs, targets)
     return code.update() + forward + code.backward(N, samples, grads)
 
 
-def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn, opt) -> list[str]:
+def _step_minibatch(layers, activation, bias, N, B, width, lay, loss_fn, opt) -> list[str]:
     """One mini-batch step of one run, vector form, as the loop kernel takes it: at a
     logged step, the loss over the whole data set; then the batch of this step, its
     samples read from ``order``, its forward and backward passes, the size of the batch
@@ -938,10 +977,10 @@ def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn, opt) -> lis
     across them anyway). The batch's vectors are built from X and T_t directly (writing
     them to memory and loading them back as vectors stalls on every load). A batch
     whose loss is not finite ends the run."""
-    code = _Vectors(layers, activation, bias, W, lay, loss_fn, opt)
+    code = _Vectors(layers, activation, bias, width, lay, loss_fn, opt)
     per_epoch = -(-N // B)
     last = N - (per_epoch - 1) * B
-    inputs, targets, _ = code.data(N, lay["xtf"], lay["ttf"], lay["xf"])
+    inputs, targets, _ = code.data(N, lay["inputs_t_all"], lay["targets_t_all"], lay["inputs_all"])
     full, _ = code.forward(N, inputs, targets, when="True")
     lines = [
         "if t == log_steps[i_log]:",
@@ -957,7 +996,7 @@ def _step_minibatch(layers, activation, bias, N, B, W, lay, loss_fn, opt) -> lis
         rows = [f"r{i}" for i in range(size)]
         inputs = [code.tuple_([f"X[{r}, {k}]" for r in rows]) for k in range(layers[0])]
         targets = [code.tuple_([f"T_t[{j * N} + {r}]" for r in rows]) for j in range(layers[-1])]
-        samples = [f"vload(ws, {lay['xf']} + {r} * {W}, {W})" for r in rows]
+        samples = [f"vload(ws, {lay['inputs_all']} + {r} * {width}, {width})" for r in rows]
         forward, grads = code.forward(size, inputs, targets, "batch_loss", "n_large > 0")
         body = [
             *(f"{r} = np.uint64(order[epoch, start + {i}])" for i, r in enumerate(rows)),
