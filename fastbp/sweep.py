@@ -50,10 +50,11 @@ def main(argv=None) -> int:
     try:
         spec = load_spec(args.spec)
         out = _out_dir(spec, args.out, "--out")
+        # the settings the run would refuse (backend, FASTBP_LANES...) a dry run refuses too
+        backend_name, n_jobs, scheduler = _workers(spec, args.backend, args.n_jobs, args.scheduler)
         if args.dry_run:
             _print_plan(spec, out, args.force)
             return 0
-        backend_name, n_jobs, scheduler = _workers(spec, args.backend, args.n_jobs, args.scheduler)
         if args.compile_only:
             return _compile_only(spec, backend_name, n_jobs, scheduler, args.quiet)
         report, runs = _sweep(spec, out, backend_name, n_jobs, scheduler, args.force, args.quiet)

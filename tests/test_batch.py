@@ -279,7 +279,8 @@ def user_data(n_samples, n_in, n_out, classes=False, seed=0):
                 dtype="float32",
             ),
         ),
-        ((3, 17, 2), 21, dict(activation="relu", loss_fn="mse", optimizer="sgd")),
+        # products large enough for the tile functions everywhere
+        ((3, 17, 2), 301, dict(activation="relu", loss_fn="mse", optimizer="sgd")),
     ],
     ids=["bce-nesterov", "cross-entropy-adam-float32", "mse-sgd"],
 )
@@ -288,7 +289,14 @@ def test_the_single_run_form_keeps_the_bits_at_users_sizes(layers, n_samples, se
     to whole tiles: every run gets the loop kernel's bits, whatever is left over."""
     data = user_data(n_samples, layers[0], layers[-1], settings["loss_fn"] == "cross_entropy")
     config = RunConfig(layers=layers, dataset=data, lr=0.05, steps=60, log_every=7, **settings)
-    assert codegen.form_for(layers, n_samples, 1, config.dtype) == "single-run"
+    kernel = codegen.Kernel(
+        layers, config.activation, config.bias, n_samples, 1, config.dtype,
+        None, config.loss_fn, config.optimizer, bool(config.weight_decay),
+    )  # fmt: skip
+    assert kernel.form == "single-run"
+    # small products written out in the step (the first case), larger ones by calls
+    calls = "        tile_" in codegen._source(kernel)  # a call in the step, not a definition
+    assert calls == (layers != (13, 5, 11))
     assert_bits(train(config), train(config, engine="loops"))
     huge = replace(config, lr=1e4)  # huge losses (mse: diverges), where the loop kernel has them
     assert_bits(train(huge), train(huge, engine="loops"))

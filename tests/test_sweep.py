@@ -502,6 +502,11 @@ def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
     assert bad.stderr.strip() == (
         "error: FASTBP_LOOP_BUDGET_S must be a number of seconds >= 0, got 'soon'"
     )
+    # a dry run refuses what the sweep would, before showing a plan it could not carry out
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True,
+                         env={**env, "FASTBP_LANES": "3"})  # fmt: skip
+    assert dry.returncode == 2 and dry.stdout == ""
+    assert dry.stderr.startswith("error: FASTBP_LANES must be one of ")
 
 
 def test_compile_only_compiles_what_the_spec_needs_and_trains_nothing(tmp_path):

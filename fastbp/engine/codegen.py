@@ -508,8 +508,9 @@ def _tile(dtype) -> tuple[int, int, int]:
 
 
 def _padded(count: int, tile) -> int:
-    """``count`` rounded up to whole tiles of columns."""
-    columns = tile[0] * tile[2]
+    """``count`` rounded up to whole tiles of columns: one vector where it fits in one
+    (a tile of two would be half padding), else whole tiles."""
+    columns = tile[0] if count <= tile[0] else tile[0] * tile[2]
     return -(-count // columns) * columns
 
 
@@ -572,65 +573,102 @@ def _layout_single(layers, N, tile, n_state=0) -> dict:
     return lay
 
 
-def _tile_functions(tile) -> list[str]:
-    """The source of ``tile_R(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)``
-    for R rows (the tile's rows and each smaller power of two): for rows r0 to r0 + R
-    and every column c < columns (whole tiles), ws[out + r * ldo + c] = the sum over
-    m < count, ascending, of ws[a + m * lda + c] * ws[b + r * b_row + m * b_t], each
-    product added with one rounding onto a zero. A tile of R rows by vectors of columns
-    stays in registers through the whole sum: every sum keeps the loop kernel's order,
-    the tile only chooses which sums run side by side. Functions of their own, so that
-    Numba types each once, whatever the products that call it (typing the tiles written
-    out in every product doubled the compile time)."""
-    lanes, tile_rows, vectors = tile
-    lines = []
-    n_rows = tile_rows
-    while n_rows:
-        sums = [[f"s{q}_{u}" for u in range(vectors)] for q in range(n_rows)]
-        lines += [
-            "",
-            "",
-            "@cached_njit",
-            f"def tile_{n_rows}(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns):",
-            f"    zv = ({'F(0.0), ' * lanes})",
-            f"    for c0 in range(0, columns, {lanes * vectors}):",
-            *(f"        {s} = zv" for row in sums for s in row),
-            "        for m in range(count):",
-            *(
-                f"            x{u} = vload(ws, a + m * lda + c0 + {u * lanes}, {lanes})"
-                for u in range(vectors)
-            ),
-        ]
-        for q in range(n_rows):
-            lines += [f"            y{q} = ws[b + (r0 + {q}) * b_row + m * b_t]"]
-            lines += [
-                f"            {s} = vfma_chain({s}, x{u}, y{q})" for u, s in enumerate(sums[q])
-            ]
-        lines += [
-            f"        vstore(ws, out + (r0 + {q}) * ldo + c0 + {u * lanes}, {sums[q][u]})"
-            for q in range(n_rows)
+def _tile_code(
+    n_rows, vectors, lanes, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, finish=None
+):
+    """Lines that set ws[out + r * ldo + c], for the rows r0 to r0 + n_rows and every
+    column c < columns (whole tiles of ``vectors`` vectors), to the sum over m < count,
+    ascending, of ws[a + m * lda + c] * ws[b + r * b_row + m * b_t], each product added
+    with one rounding onto a zero. A tile of n_rows rows by vectors of columns stays in
+    registers through the whole sum: every sum keeps the loop kernel's order, the tile
+    only chooses which sums run side by side. Arguments: code (names or numbers);
+    ``finish(sum, r, c)``: the lines that store a sum (a vector) of row r from column c
+    on, in place of storing it as it is."""
+    sums = [[f"ts{q}_{u}" for u in range(vectors)] for q in range(n_rows)]
+    lines = [
+        f"zv = ({'F(0.0), ' * lanes})",
+        f"for tc in range(0, {columns}, {lanes * vectors}):",
+        *(f"    {s} = zv" for row in sums for s in row),
+        f"    for tm in range({count}):",
+        *(
+            f"        tx{u} = vload(ws, {a} + tm * {lda} + tc + {u * lanes}, {lanes})"
             for u in range(vectors)
-        ]
-        n_rows //= 2
+        ),
+    ]
+    for q in range(n_rows):
+        lines += [f"        ty{q} = ws[{b} + ({r0} + {q}) * {b_row} + tm * {b_t}]"]
+        lines += [f"        {s} = vfma_chain({s}, tx{u}, ty{q})" for u, s in enumerate(sums[q])]
+    for q in range(n_rows):
+        for u in range(vectors):
+            row, column = f"{r0} + {q}", f"tc + {u * lanes}"
+            if finish is None:
+                lines += [f"    vstore(ws, {out} + ({row}) * {ldo} + {column}, {sums[q][u]})"]
+            else:
+                lines += ["    " + x for x in finish(sums[q][u], row, column)]
     return lines
 
 
-def _product(tile, out, ldo, rows, columns, count, a, lda, b, b_row, b_t) -> list[str]:
+def _tile_functions(tile) -> list[str]:
+    """The source of ``tile_R_U(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)``
+    (:func:`_tile_code`) for R rows (the tile's rows and each smaller power of two) by U
+    vectors (the tile's, and one): functions of their own, so that Numba types each once
+    whatever the products that call it (typing tiles written out in every product of the
+    digits' network doubled its compile time)."""
+    lanes, tile_rows, tile_vectors = tile
+    names = ("out", "ldo", "a", "lda", "b", "b_row", "b_t", "count", "r0", "columns")
+    lines = []
+    for k in range(tile_rows.bit_length()):
+        for vectors in sorted({1, tile_vectors}):
+            lines += [
+                "",
+                "",
+                "@cached_njit",
+                f"def tile_{1 << k}_{vectors}(ws, {', '.join(names)}):",
+                *("    " + x for x in _tile_code(1 << k, vectors, lanes, *names)),
+            ]
+    return lines
+
+
+# Products of at most this many multiply-adds are written out in the kernel: a call of a
+# tile function costs more than such a product (8-32-8 on 8 samples: 1,400 ns a step
+# with calls, 727 with the loops before tiles).
+INLINE_PRODUCTS = 8192
+
+
+def _product(
+    tile, out, ldo, rows, columns, count, a, lda, b, b_row, b_t, finish=None, after=()
+) -> list[str]:
     """Lines that set ws[out + r * ldo + c], for rows r < rows and columns c < columns
     (whole tiles), to the sum over m < count, ascending, of
-    ws[a + m * lda + c] * ws[b + r * b_row + m * b_t] (:func:`_tile_functions`)."""
-    tile_rows = tile[1]
+    ws[a + m * lda + c] * ws[b + r * b_row + m * b_t] (:func:`_tile_code`), finished by
+    ``finish`` (on vectors, as the tile stores them) or equally by the lines ``after`` (a
+    pass over the stored sums): a small product written out and finished in its tiles,
+    a larger one by calls of the tile functions, then ``after``."""
+    lanes, tile_rows, vectors = tile
+    if columns % (lanes * vectors):  # one vector of columns (_padded)
+        vectors = 1
+    inline = rows * columns * count <= INLINE_PRODUCTS
     # int64, not the literals: Numba would compile a tile per call for its constants
     args = "".join(f"I({x}), " for x in (out, ldo, a, lda, b, b_row, b_t, count))
+    constants = (out, ldo, a, lda, b, b_row, b_t, count)
+
+    def tile_at(n_rows, r0):
+        if inline:
+            return _tile_code(n_rows, vectors, lanes, *constants, r0, columns, finish)
+        start = r0 if r0 == "r0" else f"I({r0})"
+        return [f"tile_{n_rows}_{vectors}(ws, {args}{start}, I({columns}))"]
+
     full = rows - rows % tile_rows
-    lines = [f"for r0 in range(0, {full}, {tile_rows}):"] if full else []
-    lines += [f"    tile_{tile_rows}(ws, {args}r0, I({columns}))"] if full else []
+    lines = []
+    if full:
+        lines += [f"for r0 in range(0, {full}, {tile_rows}):"]
+        lines += ["    " + x for x in tile_at(tile_rows, "r0")]
     r0 = full
     while r0 < rows:  # the rows left, in tiles of powers of two (others were 3-8x slower)
         n_rows = 1 << ((rows - r0).bit_length() - 1)
-        lines += [f"tile_{n_rows}(ws, {args}I({r0}), I({columns}))"]
+        lines += tile_at(n_rows, r0)
         r0 += n_rows
-    return lines
+    return lines if inline and finish else lines + list(after)
 
 
 def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[str]:
@@ -640,20 +678,29 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
     be added in order, with vectors along its wider side (the outputs, from the errors
     transposed, or the inputs, from the activations transposed)."""
     n_layers, NP, g = len(layers) - 1, lay["padded"], lay["grads"]
+    V = step.Vector(tile[0])
     body = []
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
-        z, b = lay["acts"][l + 1], lay["biases"][l]
-        body += _product(tile, z, NP, fo, NP, fi, lay["acts"][l], NP, lay["weights"][l], 1, fo)
+        z, b, hidden = lay["acts"][l + 1], lay["biases"][l], l < n_layers - 1
         zi = f"ws[{z} + j * {NP} + i]"
-        value = step.activate(S, "v", activation) if l < n_layers - 1 else "v"
-        body += [
+        after = [
             f"for j in range({fo}):",
             f"    b = ws[{b} + j]",
             f"    for i in range({N}):",
             f"        v = {S.add(zi, 'b')}",
-            f"        {zi} = F({value})",
+            f"        {zi} = F({step.activate(S, 'v', activation) if hidden else 'v'})",
         ]
+
+        def forward(s, r, c, z=z, b=b, hidden=hidden):
+            value = V.apply(step.activate, ["v"], activation) if hidden else "v"
+            return [
+                f"v = {V.add(s, f'ws[{b} + {r}]')}",
+                f"vstore(ws, {z} + ({r}) * {NP} + {c}, {value})",
+            ]
+
+        args = (z, NP, fo, NP, fi, lay["acts"][l], NP, lay["weights"][l], 1, fo, forward, after)
+        body += _product(tile, *args)
         if l + 1 in lay["acts_t"]:  # the next weight gradient reads them transposed
             body += _transpose(lay["acts_t"][l + 1], _padded(fo, tile), z, NP, fo, N)
     y, dy, fo = lay["acts"][-1], lay["errors"][-1], layers[-1]
@@ -713,15 +760,24 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
         body += [f"    ws[{gb} + j] = v"]
         if l > 0:
             dh = lay["errors"][l]
-            body += _product(tile, dh, NP, fi, NP, fo, dz, NP, lay["weights"][l], fo, 1)
             dki = f"ws[{dh} + k * {NP} + i]"
             slope = step.slope(S, "v", f"ws[{h} + k * {NP} + i]", activation)
-            body += [
+            after = [
                 f"for k in range({fi}):",
                 f"    for i in range({N}):",
                 f"        v = {dki}",
                 f"        {dki} = F({slope})",
             ]
+
+            def backprop(s, r, c, dh=dh, h=h):
+                return [
+                    f"hv = vload(ws, {h} + ({r}) * {NP} + {c}, {tile[0]})",
+                    f"vstore(ws, {dh} + ({r}) * {NP} + {c}, "
+                    f"{V.apply(step.slope, [s, 'hv'], activation)})",
+                ]
+
+            args = (dh, NP, fi, NP, fo, dz, NP, lay["weights"][l], fo, 1, backprop, after)
+            body += _product(tile, *args)
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
         w, b = lay["weights"][l], lay["biases"][l]
