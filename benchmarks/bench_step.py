@@ -1,6 +1,6 @@
 """Nanoseconds per run-step for the 8-3-8 encoder (full-batch), fastbp against the rest.
 
-    python benchmarks/bench_step.py [--repeats N] [--quick] [--out FILE]
+    python benchmarks/bench_step.py [--repeats N] [--quick] [--out FILE] [--only users]
 
 Every measurement runs in a fresh process with its thread pools at 1 (one core), warms
 up first (compilation, caches), then times at least 5 repeats: the table gives the
@@ -10,7 +10,11 @@ reference measured in the same run. Measured, with SGD unless named: fastbp sing
 float32), mini-batches, momentum and Adam (one run, 64 runs), the NumPy
 reference (fastbp.reference, written like the original report) and, when installed
 (pip install -e '.[bench]'), PyTorch eager with autograd and JAX jit + lax.scan, one run
-and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and steps.
+and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and steps; a
+sweep's path against one run at a time (interleaved, in one process); and users' sizes
+(scikit-learn's digits and breast cancer data, one run of Adam against scikit-learn's
+MLPClassifier and PyTorch eager, and the digits at other widths and sample counts; all
+that, alone, with --only users).
 
 To measure another vector ISA on this CPU (AVX2 on an AVX-512 machine), set Numba's
 target and XLA's together, with empty kernel caches, e.g.:
