@@ -175,27 +175,16 @@ def train(
     theta = flatten(initial).astype(dtype)
     want = metrics.wanted(config, T64, make_validation(config))
     plog = np.full((len(steps) if want else 0, theta.shape[0]), np.nan, dtype=dtype)
-    w_off, b_off = offsets(config.layers)
-    stopped_at = kernels.loop_kernel().train_kernel(
-        theta,
-        np.array(config.layers, dtype=np.uint64),
-        w_off,
-        b_off,
-        ACTIVATIONS.index(config.activation),
-        config.bias,
-        config.lr,
-        config.steps,
-        steps,
-        X,
-        T,
-        config.batch_size or config.n_samples,
-        order,
-        losses,
-        LOSSES.index(config.loss_fn),
-        OPTIMIZERS.index(config.optimizer),
-        hyper(config),
-        plog,
+    training = kernels.Training(
+        lr=config.lr,
+        optimizer=OPTIMIZERS.index(config.optimizer),
+        hyper=hyper(config),
+        log_steps=steps,
+        batch_size=config.batch_size or config.n_samples,
+        order=order,
     )
+    loop_kernel = kernels.loop_kernel()
+    stopped_at = loop_kernel.train_kernel(theta, network(config), training, X, T, losses, plog)
     result = RunResult(
         config=config,
         logged_steps=steps,
@@ -208,6 +197,14 @@ def train(
     )
     kernels.mark_cached()
     return result
+
+
+def network(config: RunConfig) -> kernels.Network:
+    """The run's network as the loop kernel reads it."""
+    w_off, b_off = offsets(config.layers)
+    sizes = np.array(config.layers, dtype=np.uint64)
+    activation, loss = ACTIVATIONS.index(config.activation), LOSSES.index(config.loss_fn)
+    return kernels.Network(sizes, w_off, b_off, activation, config.bias, loss)
 
 
 def hyper(config: RunConfig) -> np.ndarray:

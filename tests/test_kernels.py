@@ -7,18 +7,14 @@ from fastbp import RunConfig, reference
 from fastbp.config import ACTIVATIONS, LOSSES
 from fastbp.data import make_dataset
 from fastbp.engine.kernels import loop_kernel
-from fastbp.params import flatten, init_params, offsets, unflatten
+from fastbp.params import flatten, init_params, unflatten
+from fastbp.train import network
 
 
 def kernel_loss_and_grad(config, theta):
     X, T = make_dataset(config)
-    w_off, b_off = offsets(config.layers)
     G = np.zeros_like(theta)
-    sizes = np.array(config.layers, dtype=np.uint64)
-    act = ACTIVATIONS.index(config.activation)
-    loss = loop_kernel().loss_and_grad(
-        theta, sizes, w_off, b_off, act, config.bias, X, T, G, LOSSES.index(config.loss_fn)
-    )
+    loss = loop_kernel().loss_and_grad(theta, network(config), X, T, G)
     return loss, G
 
 

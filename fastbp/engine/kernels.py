@@ -26,11 +26,44 @@ from __future__ import annotations
 
 import textwrap
 from functools import cache
+from typing import NamedTuple
+
+import numpy as np
 
 from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS
 from fastbp.engine import kernel_cache, step
 
 S = step.SCALAR
+
+
+class Network(NamedTuple):
+    """A run's network, as the loop kernel reads it: the layer sizes, and each layer's
+    offsets of W and b in theta (uint64 arrays, see the module's docstring); whether it
+    has biases; its activation and loss function by their numbers (positions in
+    fastbp.config.ACTIVATIONS and LOSSES): one compiled kernel serves them all."""
+
+    sizes: np.ndarray
+    w_off: np.ndarray
+    b_off: np.ndarray
+    activation: int
+    bias: bool
+    loss: int
+
+
+class Training(NamedTuple):
+    """How the loop kernel trains a run: the learning rate; the optimizer by its number
+    (in fastbp.config.OPTIMIZERS) and its values (float64, in the order of
+    fastbp.engine.step.HYPER); the logged update counts (int64, increasing, the last
+    one the number of updates); samples per update (at least the data's: full batch),
+    and ``order``, int64 (n_epochs, n_samples): row e the order of the samples in epoch
+    e, walked a batch per update (unused in full batch)."""
+
+    lr: float
+    optimizer: int
+    hyper: np.ndarray
+    log_steps: np.ndarray
+    batch_size: int
+    order: np.ndarray
 
 
 def loop_kernel():
@@ -235,15 +268,16 @@ def workspace(sizes, n_samples, theta):
 
 
 @cached_njit
-def forward(theta, sizes, w_off, b_off, act, a_off, A, n):
-    """Forward pass for n samples: reads block 0 of A (inputs), writes every later block.
-    Hidden layers: H = act(H_prev @ W + b); the last layer is linear."""
+def forward(theta, net, a_off, A, n):
+    """Forward pass of the Network ``net`` for n samples: reads block 0 of A (inputs),
+    writes every later block. Hidden layers: H = act(H_prev @ W + b); the last is linear."""
+    sizes = net.sizes
     n_layers = sizes.shape[0] - 1
     for l in range(n_layers):
         fan_in, fan_out = sizes[l], sizes[l + 1]
-        _dense(theta, w_off[l], b_off[l], A, a_off[l], a_off[l + 1], fan_in, fan_out, n)
+        _dense(theta, net.w_off[l], net.b_off[l], A, a_off[l], a_off[l + 1], fan_in, fan_out, n)
         if l < n_layers - 1:
-            _activate(A, a_off[l + 1], fan_out * n, act)
+            _activate(A, a_off[l + 1], fan_out * n, net.activation)
 
 
 @cached_njit
@@ -260,19 +294,21 @@ def loss_and_output_grad(A, D, y, T, t, count, loss, units, scratch):
 
 
 @cached_njit
-def backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G):
-    """Backpropagate from dL/dY (the last block of D); write dL/dtheta to G.
+def backward(theta, net, a_off, A, D, n, G):
+    """Backpropagate from dL/dY (the last block of D) through the Network ``net``; write
+    dL/dtheta to G.
 
-    Per layer, from the output back: dW = H_in @ dZ.T, db = row sums of dZ (zero when
-    ``use_bias`` is false, so b stays zero), and for hidden inputs
-    dZ_in = (W @ dZ) * act'(Z_in). Overwrites the hidden blocks of D.
+    Per layer, from the output back: dW = H_in @ dZ.T, db = row sums of dZ (zero without
+    biases, so b stays zero), and for hidden inputs dZ_in = (W @ dZ) * act'(Z_in).
+    Overwrites the hidden blocks of D.
     """
+    sizes, w_off, b_off = net.sizes, net.w_off, net.b_off
     for l in range(sizes.shape[0] - 2, -1, -1):
         fan_in, fan_out = sizes[l], sizes[l + 1]
         h, z = a_off[l], a_off[l + 1]
-        _dense_grads(A, h, D, z, G, w_off[l], b_off[l], fan_in, fan_out, n, use_bias)
+        _dense_grads(A, h, D, z, G, w_off[l], b_off[l], fan_in, fan_out, n, net.bias)
         if l > 0:
-            _backprop_input(theta, w_off[l], A, D, h, z, fan_in, fan_out, n, act)
+            _backprop_input(theta, w_off[l], A, D, h, z, fan_in, fan_out, n, net.activation)
 
 
 @cached_njit
@@ -285,8 +321,10 @@ def _gather_transposed(dst, src, rows):
 
 
 @cached_njit
-def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G, loss=0):
-    """Full-batch loss of theta on X (n, n_in), T (n, n_out); writes dL/dtheta to G."""
+def loss_and_grad(theta, net, X, T, G):
+    """Full-batch loss of theta (the Network ``net``) on X (n, n_in), T (n, n_out);
+    writes dL/dtheta to G."""
+    sizes = net.sizes
     n = np.uint64(X.shape[0])
     last = sizes.shape[0] - 1
     a_off, A, D = workspace(sizes, n, theta)
@@ -294,37 +332,33 @@ def loss_and_grad(theta, sizes, w_off, b_off, act, use_bias, X, T, G, loss=0):
     T_t = np.empty(T.size, dtype=T.dtype)
     _gather_transposed(A, X, every)
     _gather_transposed(T_t, T, every)
-    forward(theta, sizes, w_off, b_off, act, a_off, A, n)
+    forward(theta, net, a_off, A, n)
     scratch = np.empty(2 * X.shape[0], dtype=theta.dtype)
     value = loss_and_output_grad(
-        A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size), loss, sizes[last], scratch
+        A, D, a_off[last], T_t, np.uint64(0), np.uint64(T.size), net.loss, sizes[last], scratch
     )
-    backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
+    backward(theta, net, a_off, A, D, n, G)
     return value
 
 
 @cached_njit
-def train_kernel(
-    theta, sizes, w_off, b_off, act, use_bias, lr, n_steps, log_steps, X, T, batch_size, order,
-    losses, loss, opt, hyper, plog,
-):
-    """Run ``n_steps`` updates on theta in place, logging the full-dataset loss.
+def train_kernel(theta, net, training, X, T, losses, plog):
+    """Train theta in place, a run of the Network ``net``, as ``training`` (a Training)
+    says, logging the full-dataset loss.
 
     X : (n_samples, n_in), T : (n_samples, n_out).
-    log_steps : int64 (n_log,), increasing, last entry == n_steps. losses[i] is set to
-        the loss after log_steps[i] updates; entries past a divergence are left as given.
-    batch_size : samples per update; >= n_samples means full batch (``order`` unused).
-    order : int64 (n_epochs, n_samples); row e is the sample order of epoch e, walked
-        ``batch_size`` samples per update (the last batch of an epoch may be smaller).
-    loss : the loss function's number (its position in fastbp.config.LOSSES).
-    opt : the optimizer's number (in fastbp.config.OPTIMIZERS); its state starts at zero.
-    hyper : float64, the optimizer's values in the order of fastbp.engine.step.HYPER.
+    losses : (n_log,): losses[i] is set to the loss after training.log_steps[i]
+        updates; entries past a divergence are left as given. The optimizer's state
+        starts at zero; the last batch of an epoch may be smaller than the others.
     plog : (n_log, P) or (0, P): where it has rows, plog[i] gets the parameters after
         log_steps[i] updates (for metrics computed from them).
     Returns -1, or the number of updates after which the loss became non-finite (theta
     then holds those parameters and training stopped there). All buffers are allocated
     before the loop.
     """
+    sizes, loss, opt, hyper = net.sizes, net.loss, training.optimizer, training.hyper
+    log_steps, batch_size, order = training.log_steps, training.batch_size, training.order
+    lr, n_steps = training.lr, training.log_steps[-1]
     n_samples = np.uint64(X.shape[0])
     y = sizes.shape[0] - 1
     a_off, A, D = workspace(sizes, n_samples, theta)
@@ -348,7 +382,7 @@ def train_kernel(
         if log_now or full:  # the loss over the whole dataset
             if not full:  # the last mini-batch overwrote the inputs
                 _gather_transposed(A, X, every)
-            forward(theta, sizes, w_off, b_off, act, a_off, A, n_samples)
+            forward(theta, net, a_off, A, n_samples)
             value = loss_and_output_grad(
                 A, D, a_off[y], T_all, np.uint64(0), T_size, loss, sizes[y], scratch
             )
@@ -369,14 +403,14 @@ def train_kernel(
             rows = order[epoch, start : start + n]
             _gather_transposed(A, X, rows)
             _gather_transposed(T_batch, T, rows)
-            forward(theta, sizes, w_off, b_off, act, a_off, A, n)
+            forward(theta, net, a_off, A, n)
             size = sizes[y] * n
             batch_loss = loss_and_output_grad(
                 A, D, a_off[y], T_batch, np.uint64(0), size, loss, sizes[y], scratch
             )
             if not math.isfinite(batch_loss):
                 return t
-        backward(theta, sizes, w_off, b_off, act, use_bias, a_off, A, D, n, G)
+        backward(theta, net, a_off, A, D, n, G)
         {update}
     return -1
 '''
