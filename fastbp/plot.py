@@ -736,10 +736,39 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
     return fig
 
 
+def shown_runs(results) -> list[tuple[str, pd.Series]]:
+    """(title, runs row) of the runs learned_params shows: the median seed of the best
+    setting (fastbp.ranking's rule), and of the best setting without biases where bias
+    is swept and both kinds trained."""
+    from fastbp import ranking
+
+    runs = results.runs
+    table = ranking.settings(runs, results.swept, results.threshold)
+    by_id = runs.set_index("run_id")
+    trained = table[table["diverged"] < table["runs"]]  # a setting with a finite run
+    picks = [("best setting, median seed", trained.iloc[0])]
+    fields = swept_of(results)
+    if "bias" in fields and (~runs["bias"]).any() and runs["bias"].any():
+        without = trained[~trained["bias"].astype(bool)]
+        if len(without) and bool(picks[0][1]["bias"]):
+            picks.append(("best without biases, median seed", without.iloc[0]))
+    shown = []
+    for title, setting in picks:
+        row = by_id.loc[setting["median_run"]].copy()
+        row["run_id"] = setting["median_run"]
+        if row["diverged"]:  # its median seed diverged: the best of its seeds that did not
+            same = ranking.runs_of(runs, setting, results.swept)
+            same = same[~same["diverged"]]
+            row = same.loc[same["final_loss"].idxmin()]
+            title = title.replace("median seed", "best seed that did not diverge")
+        shown.append((title, row))
+    return shown
+
+
 def learned_params(results, x=None) -> Figure:
     """The first hidden layer's final biases by the primary field (runs with biases), and
-    the network's outputs for every sample for the best run (and the best run without
-    biases, when bias is swept)."""
+    the network's outputs for every sample for the median seed of the best setting (and
+    of the best setting without biases, when bias is swept), by fastbp.ranking's rule."""
     from fastbp.data import make_dataset
     from fastbp.reference import predict
     from fastbp.results import config_from_row
@@ -753,10 +782,7 @@ def learned_params(results, x=None) -> Figure:
     check_field("x", x)
     fields = swept_of(results)
     x = x or next((f for f in fields if f != "seed"), None)
-    best = [("best run", finite.loc[finite["final_loss"].idxmin()])]
-    if "bias" in fields and (~finite["bias"]).any() and finite["bias"].any():
-        no_bias = finite[~finite["bias"]]
-        best.append(("best run without biases", no_bias.loc[no_bias["final_loss"].idxmin()]))
+    best = shown_runs(results)
     fig = Figure(figsize=(WIDTH, 4.8), layout="constrained")
     grid = fig.add_gridspec(1, 1 + len(best), width_ratios=[1.4] + [1] * len(best))
     _bias_strip(fig.add_subplot(grid[0]), finite[finite["bias"]], params, x)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastbp import ranking
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
 from fastbp.metrics import METRICS
 from fastbp.system import cpu_name, write_text_atomic
@@ -87,29 +88,40 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
     return tables
 
 
-def best_line(runs, order=None) -> str:
-    """The best configuration (lowest median final loss over its seeds), named by its swept
-    fields; or the best run, where every configuration has one run."""
-    fields = [f for f in swept(runs, order) if f != "seed"]
-    finite = runs[~runs["diverged"] & runs["final_loss"].notna()]
-    if not len(finite):
+def best_line(runs, order=None, threshold=None, table=None) -> str:
+    """The best setting by :mod:`fastbp.ranking`'s rule, named by its swept fields, with
+    the statistic that ranked it and its median seed (``table``: the ranking, if made)."""
+    if not len(runs) or runs["diverged"].all():
         return "best: none: every run diverged"
-    if fields:
-        medians = finite.groupby(fields, dropna=False, sort=False)["final_loss"].agg(
-            ["median", "size"]
-        )
-        if (medians["size"] > 1).any():
-            best = int(np.argmin(medians["median"].to_numpy()))  # by position: keys may be NaN
-            key, row = medians.index[best], medians.iloc[best]
-            key = key if isinstance(key, tuple) else (key,)
-            return (
-                f"best: {describe(fields, key)}: median final loss {row['median']:.3g} "
-                f"over {int(row['size'])} run(s)"
-            )
-    best = finite.loc[finite["final_loss"].idxmin()]
-    named = swept(runs, order)
-    what = describe(named, [best[f] for f in named]) if named else f"run {best['run_id']}"
-    return f"best run: {what}: final loss {best['final_loss']:.3g}"
+    table = ranking.settings(runs, order, threshold) if table is None else table
+    best = table.iloc[0]
+    fields = ranking.setting_fields(runs, order)
+    what = describe(fields, [best[f] for f in fields]) if fields else "all runs"
+    seeds = f"over {best['runs']} seeds" if best["runs"] > 1 else "one run"
+    return f"best: {what}: {statistic(best, ranking.basis(runs, threshold), threshold)}, " + (
+        f"{seeds} (median seed: {best['median_run']})" if best["runs"] > 1 else seeds
+    )
+
+
+def statistic(row, how: str, threshold=None) -> str:
+    """The statistic that ranks a setting (a row of ranking.settings), in words."""
+    if how == "val_accuracy":
+        return (f"median held-out accuracy {row['median_val_accuracy']:.1%} (held-out loss "
+                f"{row['median_val_loss']:.3g})")  # fmt: skip
+    if how == "val_loss":
+        return f"median held-out loss {row['median_val_loss']:.3g}"
+    if how == "accuracy":
+        return f"median final accuracy {row['median_accuracy']:.1%}"
+    loss = f"median final loss {row['median_loss']:.3g}"
+    if how == "success":
+        return f"{success(row)} reached {threshold:g}, {loss}"
+    return loss
+
+
+def success(row) -> str:
+    """'13 of 20 (95%: 43-82%)': a setting's seeds that reached the threshold."""
+    low, high = round(100 * row["share_low"]), round(100 * row["share_high"])
+    return f"{row['reached']} of {row['runs']} (95%: {low}-{high}%)"
 
 
 def summarize(runs, order=None, threshold=None) -> str:
@@ -119,7 +131,7 @@ def summarize(runs, order=None, threshold=None) -> str:
     for field, table in summary_tables(runs, order, threshold):
         lines += ["", f"by {field}:" if field else "all runs:"]
         lines.append(table.to_string(float_format=lambda x: f"{x:.3g}"))
-    return "\n".join([*lines, "", best_line(runs, order)]).lstrip("\n")
+    return "\n".join([*lines, "", best_line(runs, order, threshold)]).lstrip("\n")
 
 
 # --- report.html ---
@@ -182,6 +194,7 @@ h1 { margin-bottom: 0.1em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #d
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 13px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #e4e4e4; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+td { white-space: nowrap; } .scroll { overflow-x: auto; max-width: 100%; }
 figure { margin: 1.2em 0; } figure img, figure svg { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 13px; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 13px; }
@@ -203,15 +216,17 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
     spec_file = directory / "spec.toml"
     spec = spec_file.read_text(errors="replace") if spec_file.is_file() else None
     n_div = int(runs["diverged"].sum())
+    ranked = ranking.settings(runs, order, threshold)
     parts = [
         f"<h1>{_e(name)}</h1>",
         f"<p class='meta'>{_e(_meta_line(runs, meta, threshold))}</p>",
         "<nav><a href='#summary'>summary</a><a href='#figures'>figures</a>"
-        "<a href='#best'>best runs</a><a href='#diverged'>diverged</a>"
+        "<a href='#best'>best settings</a><a href='#diverged'>diverged</a>"
         + ("<a href='#spec'>spec</a>" if spec else "")
         + "</nav>",
         "<h2 id='summary'>Summary</h2>",
-        f"<p class='best'>{_e(best_line(runs, order))}</p>",
+        f"<p class='best'>{_e(best_line(runs, order, threshold, ranked))}</p>",
+        f"<p class='note'>{_e(ranking.rule(runs, threshold))}</p>",
     ]
     for field, table in summary_tables(runs, order, threshold):
         parts.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
@@ -222,12 +237,11 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
                      f"<figcaption>{_e(path.name)}</figcaption></figure>")  # fmt: skip
     parts += [f"<p class='note'>{_e(line)}</p>" for line in skipped]
     fields = swept(runs, order)
-    columns = [*fields, "final_loss", "min_loss", "steps_to_threshold", "run_id"]
-    finite = runs[~runs["diverged"]].nsmallest(BEST_ROWS, "final_loss")
     parts += [
-        "<h2 id='best'>Best runs</h2>",
-        f"<p class='note'>The {len(finite)} run(s) with the lowest final loss.</p>",
-        _runs_html(finite[[c for c in columns if c in runs]]),
+        "<h2 id='best'>Best settings</h2>",
+        f"<p class='note'>The {min(BEST_ROWS, len(ranked))} best of {len(ranked)} setting(s) "
+        "by the rule above, each with its median seed's run.</p>",
+        _settings_html(ranked.head(BEST_ROWS), ranking.setting_fields(runs, order)),
         "<h2 id='diverged'>Runs that diverged</h2>",
     ]
     if n_div:
@@ -286,7 +300,12 @@ def _embed(path: Path) -> str:
 
 def _table_html(table: pd.DataFrame) -> str:
     cells = table.map(_cell)
-    return cells.to_html(index=False, escape=True, border=0, na_rep="")
+    return _scroll(cells.to_html(index=False, escape=True, border=0, na_rep=""))
+
+
+def _scroll(table_html: str) -> str:
+    """A table that scrolls sideways where the page is narrower than it."""
+    return f"<div class='scroll'>{table_html}</div>"
 
 
 def _runs_html(frame: pd.DataFrame) -> str:
@@ -295,7 +314,26 @@ def _runs_html(frame: pd.DataFrame) -> str:
         if c in frame:
             shown[c] = [_cell(v) for v in frame[c]]
     shown.columns = [label(c) if c in frame and c not in ("run_id",) else c for c in frame]
-    return shown.to_html(index=False, escape=True, border=0, na_rep="")
+    return _scroll(shown.to_html(index=False, escape=True, border=0, na_rep=""))
+
+
+def _settings_html(table: pd.DataFrame, fields) -> str:
+    """The settings' table: fields, seeds, the statistics, success with its interval."""
+    shown = pd.DataFrame({"rank": table["rank"].to_numpy()})
+    for f in fields:
+        shown[label(f)] = [fmt(f, v) for v in table[f]]
+    shown["seeds"] = table["runs"].to_numpy()
+    shown["diverged"] = table["diverged"].to_numpy()
+    for column, what in (("median_loss", "median final loss"),
+                         ("median_accuracy", "median accuracy"),
+                         ("median_val_loss", "median held-out loss"),
+                         ("median_val_accuracy", "median held-out accuracy")):  # fmt: skip
+        if column in table:
+            shown[what] = [_cell(v) if np.isfinite(v) else "diverged" for v in table[column]]
+    if "reached" in table:
+        shown["reached the threshold"] = [success(row) for _, row in table.iterrows()]
+    shown["median seed's run"] = table["median_run"].to_numpy()
+    return _scroll(shown.to_html(index=False, escape=True, border=0, na_rep=""))
 
 
 def _cell(value) -> str:

@@ -130,6 +130,13 @@ class Results:
     threshold: float | None = None
     swept: tuple[str, ...] | None = None
 
+    def settings(self) -> pd.DataFrame:
+        """One row per setting (a configuration without its seed), best first, with the
+        statistics that rank it and its median seed's run_id: see fastbp.ranking."""
+        from fastbp.ranking import settings
+
+        return settings(self.runs, self.swept, self.threshold)
+
     def run_params(self, run_id: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """The final [(W, b), ...] of one run, W of shape (fan_in, fan_out)."""
         row = self.runs.loc[self.runs["run_id"] == run_id].iloc[0]

@@ -251,4 +251,4 @@ def test_a_sweep_over_optimizers_keeps_their_fields_where_they_apply(tmp_path, c
         assert config.run_id == row["run_id"]
         assert train(config).final_loss == row["final_loss"]
     assert "by momentum:" in printed and "by beta1:" not in printed
-    assert "best run: lr=" in printed
+    assert "best: lr=" in printed

@@ -220,10 +220,10 @@ def test_log_spaced_values_are_binned_in_log_bins(shapes):
 def test_the_best_run_names_swept_fields_only(shapes):
     results = shapes["architectures x activations"]
     fig = plot.learned_params(results)
-    best = [ax.get_title() for ax in visible_axes(fig) if "best run" in ax.get_title()]
+    best = [ax.get_title() for ax in visible_axes(fig) if "best setting" in ax.get_title()]
     assert len(best) == 1 and "layers=" in best[0] and "lr=" not in best[0]
     line = best_line(results.runs, results.swept)
-    assert line.startswith("best: layers=") and "lr=" not in line and "over 2 run(s)" in line
+    assert line.startswith("best: layers=") and "lr=" not in line and "over 2 seeds" in line
 
 
 def test_summary_tables_stay_short_and_readable(shapes):
@@ -243,8 +243,9 @@ def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     html = page.read_text()
     assert html.count("data:image/png;base64,") == len(written) == 6  # no validation figures
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    assert "best run: lr=1" in html and "2 of 8 runs diverged" in html
-    assert html.count("<table") == 2 + 2  # by lr, by bias; best runs; diverged runs
+    assert "best: lr=1" in html and "2 of 8 runs diverged" in html
+    assert "A setting (a configuration without its seed) is ranked by" in html  # the rule
+    assert html.count("<table") == 2 + 2  # by lr, by bias; best settings; diverged runs
 
 
 # --- one real sweep, end to end ---
@@ -462,14 +463,21 @@ def test_the_best_line_picks_the_lowest_median_over_seeds_and_skips_diverged_run
         "final_loss": [0.01, 0.30, 0.30, 0.05, 0.06, 0.07, float("nan")],  # lr 0.1 has the
         "diverged": [False] * 6 + [True],  # single lowest run, lr 0.01 the lowest median
     })  # fmt: skip
-    assert best_line(runs, ["lr", "seed"]) == "best: lr=0.01: median final loss 0.06 over 3 run(s)"
-    one_each = runs[runs["seed"] == 0]  # one run per configuration: the best run
-    assert best_line(one_each, ["lr"]) == "best run: lr=0.1: final loss 0.01"
+    assert best_line(runs, ["lr", "seed"]) == (
+        "best: lr=0.01: median final loss 0.06, over 3 seeds (median seed: r4)"
+    )
+    one_each = runs[runs["seed"] == 0]  # one run per setting
+    assert best_line(one_each, ["lr"]) == "best: lr=0.1: median final loss 0.01, one run"
     assert best_line(runs[runs["diverged"]], ["lr"]) == "best: none: every run diverged"
     mixed = runs.assign(optimizer=["adam"] * 3 + ["momentum"] * 4,
                         momentum=[None] * 3 + [0.5, 0.9, 0.9, 0.9])  # fmt: skip
     assert best_line(mixed.iloc[[0, 3, 6]], ["lr", "optimizer", "momentum"]) == (
-        "best run: lr=0.1, optimizer=adam: final loss 0.01"  # no momentum=none for Adam
+        "best: lr=0.1, optimizer=adam: median final loss 0.01, one run"  # no momentum=none
+    )
+    # with a threshold: the share of seeds that reached it, with its interval
+    assert best_line(runs, ["lr", "seed"], threshold=0.08) == (
+        "best: lr=0.01: 3 of 3 (95%: 44-100%) reached 0.08, median final loss 0.06, over 3 "
+        "seeds (median seed: r4)"
     )
 
 
