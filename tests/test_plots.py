@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.text import Text
 from sweep_tables import SHAPES, sweep_results
 
-from fastbp import load_results, plot
+from fastbp import load_results, plot, ranking
 from fastbp.layout import roles, scale
 from fastbp.report import best_line, summary_tables, write_report
 from fastbp.results import Results
@@ -224,6 +224,23 @@ def test_the_best_run_names_swept_fields_only(shapes):
     assert len(best) == 1 and "layers=" in best[0] and "lr=" not in best[0]
     line = best_line(results.runs, results.swept)
     assert line.startswith("best: layers=") and "lr=" not in line and "over 2 seeds" in line
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_run_shown_is_the_best_settings_median_seed_as_the_summary_says(shapes, shape):
+    results = shapes[shape]
+    if results.runs["diverged"].all():
+        return
+    table = results.settings()
+    (title, row), *others = plot.shown_runs(results)
+    best = table.iloc[0]
+    assert best_line(results.runs, results.swept, results.threshold).startswith("best: ")
+    if best["diverged"] < best["runs"] and "median seed" in title:
+        assert row["run_id"] == best["median_run"]
+    members = ranking.runs_of(results.runs, best, results.swept)
+    assert row["run_id"] in set(members["run_id"])  # a run of the best setting
+    for _, other in others:  # the best without biases, where bias is swept
+        assert not other["bias"]
 
 
 def test_summary_tables_stay_short_and_readable(shapes):
