@@ -37,7 +37,7 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
-from fastbp import cli
+from fastbp import cli, ranking
 from fastbp.layout import (
     TABLE_ROWS,
     check_field,
@@ -706,12 +706,17 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
             med, share = [], []
             for pos, where in xaxis.summary_groups(part):
                 pos = pos + xaxis.offset(s, n_series)
-                share.append((pos, got[where].mean()))
+                k, n = int(got[where].sum()), int(where.sum())
+                low, high = ranking.wilson(k, n)
+                share.append((pos, k / n, k / n - float(low), float(high) - k / n))
                 if got[where].any():
                     med.append((pos, np.median(steps[where & got])))
             if med:
                 top.plot(*np.array(med).T, color=colour, lw=1.5, zorder=4)
-            bottom.plot(*np.array(share).T, color=colour, lw=1.3, marker="o", ms=3.5)
+            pos, mid, below, above = np.array(share).T
+            yerr = np.maximum([below, above], 0.0)  # rounding: never below 0
+            bottom.errorbar(pos, mid, yerr=yerr, color=colour, lw=1.3, marker="o",
+                            ms=3.5, elinewidth=0.9, capsize=2)  # fmt: skip
         _panel_title(top, title)
         top.grid(True, which="major", alpha=0.3)
         bottom.grid(True, which="major", alpha=0.3)
@@ -730,7 +735,7 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
         tops[0].text(0.5, 0.5, "no run reached the threshold", transform=tops[0].transAxes,
                      ha="center", va="center", color="0.3")  # fmt: skip
     tops[0].set_ylabel(f"first logged step with\nloss ≤ {threshold:g}")
-    bottoms[0].set_ylabel("runs that\nreached it")
+    bottoms[0].set_ylabel("runs that reached\nit (95% interval)")
     _titles(fig, f"Steps to reach loss {threshold:g}, by {label(x)}", results, r.pooled)
     colours.key(fig, tops)
     return fig
@@ -740,8 +745,6 @@ def shown_runs(results) -> list[tuple[str, pd.Series]]:
     """(title, runs row) of the runs learned_params shows: the median seed of the best
     setting (fastbp.ranking's rule), and of the best setting without biases where bias
     is swept and both kinds trained."""
-    from fastbp import ranking
-
     runs = results.runs
     table = ranking.settings(runs, results.swept, results.threshold)
     by_id = runs.set_index("run_id")

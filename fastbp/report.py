@@ -79,6 +79,10 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
             }
         )
         if threshold:
+            low, high = ranking.wilson(table["converged"], table["runs"])
+            table.insert(
+                2, "converged_95%", [_interval(a, b) for a, b in zip(low, high, strict=True)]
+            )
             table["median_steps_to_threshold"] = grouped["steps"].median().round().astype("Int64")
         for metric in metrics:  # accuracy compares across loss functions, losses do not
             table[f"median_{metric}"] = grouped[metric].median()
@@ -86,6 +90,43 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
         table.index.name = (label(field) + (" (binned)" if s.binned else "")) if s else ""
         tables.append((field or "", table))
     return tables
+
+
+def _interval(low, high) -> str:
+    """A share's interval in percent: '62-80%', '0-0.5%' (whole percent from 1%)."""
+
+    def percent(x):
+        return f"{100 * x:.1f}" if 0 < 100 * x < 1 else f"{round(100 * x)}"
+
+    return f"{percent(low)}-{percent(high)}%"
+
+
+TOP_SETTINGS = 5
+
+
+def top_settings(runs, order=None, threshold=None, table=None, rows=TOP_SETTINGS) -> str:
+    """The best settings as a short text table: rank, fields, seeds, the statistic that
+    ranks them, where a threshold is set how many seeds reached it (95% interval), and
+    the median seed's run."""
+    table = ranking.settings(runs, order, threshold) if table is None else table
+    fields = ranking.setting_fields(runs, order)
+    how = ranking.basis(runs, threshold)
+    shown = pd.DataFrame({"rank": table["rank"].head(rows)})
+    for f in fields:
+        shown[f] = [fmt(f, v) for v in table[f].head(rows)]
+    shown["seeds"] = table["runs"].head(rows)
+    column = {"val_accuracy": "median_val_accuracy", "val_loss": "median_val_loss",
+              "accuracy": "median_accuracy"}.get(how, "median_loss")  # fmt: skip
+    shown[column] = [_cell(v) if np.isfinite(v) else "diverged" for v in table[column].head(rows)]
+    if "reached" in table:
+        shown["reached"] = [
+            f"{k} of {n}" for k, n in zip(table["reached"], table["runs"], strict=True)
+        ][:rows]
+        shown["95%"] = [
+            _interval(a, b) for a, b in zip(table["share_low"], table["share_high"], strict=True)
+        ][:rows]
+    shown["median seed"] = table["median_run"].head(rows)
+    return shown.to_string(index=False)
 
 
 def best_line(runs, order=None, threshold=None, table=None) -> str:
@@ -131,7 +172,11 @@ def summarize(runs, order=None, threshold=None) -> str:
     for field, table in summary_tables(runs, order, threshold):
         lines += ["", f"by {field}:" if field else "all runs:"]
         lines.append(table.to_string(float_format=lambda x: f"{x:.3g}"))
-    return "\n".join([*lines, "", best_line(runs, order, threshold)]).lstrip("\n")
+    ranked = ranking.settings(runs, order, threshold)
+    if len(ranked) > 1 and not runs["diverged"].all():
+        lines += ["", f"best settings ({ranking.basis(runs, threshold).replace('_', ' ')}, "
+                  "over their seeds):", top_settings(runs, order, threshold, ranked)]  # fmt: skip
+    return "\n".join([*lines, "", best_line(runs, order, threshold, ranked)]).lstrip("\n")
 
 
 # --- report.html ---

@@ -18,7 +18,8 @@ from sweep_tables import SHAPES, sweep_results
 
 from fastbp import load_results, plot, ranking
 from fastbp.layout import roles, scale
-from fastbp.report import best_line, summary_tables, write_report
+from fastbp.report import _interval as report_interval
+from fastbp.report import best_line, summarize, summary_tables, write_report
 from fastbp.results import Results
 from fastbp.sweep import main as sweep_main
 
@@ -241,6 +242,23 @@ def test_the_run_shown_is_the_best_settings_median_seed_as_the_summary_says(shap
     assert row["run_id"] in set(members["run_id"])  # a run of the best setting
     for _, other in others:  # the best without biases, where bias is swept
         assert not other["bias"]
+
+
+def test_success_is_given_with_its_interval_in_tables_summary_and_figure(shapes):
+    from matplotlib.container import ErrorbarContainer
+
+    results = shapes["dense lr grid"]
+    assert results.threshold is not None
+    tables = dict(summary_tables(results.runs, results.swept, results.threshold))
+    table = tables["lr"]
+    for (_, row), text in zip(table.iterrows(), table["converged_95%"], strict=True):
+        low, high = ranking.wilson(row["converged"], row["runs"])
+        assert text == report_interval(low, high) and text.endswith("%")
+    printed = summarize(results.runs, results.swept, results.threshold)
+    assert "best settings (success, over their seeds):" in printed and " of " in printed
+    fig = plot.steps_to_threshold(results)
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert bars  # the share that reached the threshold, with its interval
 
 
 def test_summary_tables_stay_short_and_readable(shapes):
