@@ -162,7 +162,8 @@ def load_results(directory) -> Results:
     final_loss, min_loss, steps_to_threshold, diverged, diverged_at, wall_s,
     fastbp_version. ``curves`` is long: run_id, step, loss. ``params`` is long: run_id,
     layer, kind ("W"/"b"), i, j, value. ``threshold`` and ``swept`` are the spec's, from
-    meta.json.
+    meta.json. ``settings()`` ranks the settings over their seeds (fastbp.ranking): one
+    row per setting, best first, with its median seed's run_id.
     """
     import pandas as pd
 
