@@ -197,7 +197,8 @@ def _panel_title(ax, text):
     that titles of panels side by side never run into each other."""
     width = ax.get_position().width * ax.figure.get_figwidth()
     pairs = [pair.replace(" ", "\u00a0") for pair in text.split(", ")]
-    lines = textwrap.wrap(", ".join(pairs), max(20, int(width * 11)))
+    lines = textwrap.wrap(", ".join(pairs), max(20, int(width * 11)),
+                          break_long_words=False, break_on_hyphens=False)  # fmt: skip
     ax.set_title("\n".join(line.replace("\u00a0", " ") for line in lines), fontsize=10)
 
 

@@ -261,6 +261,18 @@ def test_success_is_given_with_its_interval_in_tables_summary_and_figure(shapes)
     assert bars  # the share that reached the threshold, with its interval
 
 
+def test_panel_titles_break_between_pairs_never_inside_a_word():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 3)
+    text = "layers=2-2-1, activation=tanh (20 of 100 diverged)"  # xor.toml's third panel
+    plot._panel_title(axes[2], text)
+    lines = axes[2].get_title().split("\n")
+    assert len(lines) > 1 and all(line.endswith(",") for line in lines[:-1]), lines
+    assert lines[-1] == "activation=tanh (20 of 100 diverged)"  # was "activation=ta" / "nh"
+
+
 def test_summary_tables_stay_short_and_readable(shapes):
     for name, results in shapes.items():
         for field, table in summary_tables(results.runs, results.swept, results.threshold):
