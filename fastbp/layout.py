@@ -218,7 +218,10 @@ def _binned(field: str, x: np.ndarray, most: int) -> Scale:
     t = np.log10(x) if log else x
     step = _nice_step((t.max() - t.min()) / most)
     while True:  # bins aligned to multiples of step: one more may be needed; then widen
-        edges = np.arange(math.floor(t.min() / step), math.floor(t.max() / step) + 2) * step
+        # the largest value on an edge closes the last bin rather than opening one of its
+        # own (lr_dense's lr = 10 alone in a bin "10-100" beside bins of 700 runs)
+        top = max(math.ceil(t.max() / step), math.floor(t.min() / step) + 1)
+        edges = np.arange(math.floor(t.min() / step), top + 1) * step
         if len(edges) - 1 <= most:
             break
         step = _nice_step(step * 1.01)

@@ -96,7 +96,7 @@ def _interval(low, high) -> str:
     """A share's interval in percent: '62-80%', '0-0.5%' (whole percent from 1%)."""
 
     def percent(x):
-        return f"{100 * x:.1f}" if 0 < 100 * x < 1 else f"{round(100 * x)}"
+        return f"{100 * x:.1f}" if 0.05 <= 100 * x < 0.95 else f"{round(float(100 * x))}"
 
     return f"{percent(low)}-{percent(high)}%"
 

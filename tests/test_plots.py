@@ -273,6 +273,18 @@ def test_panel_titles_break_between_pairs_never_inside_a_word():
     assert lines[-1] == "activation=tanh (20 of 100 diverged)"  # was "activation=ta" / "nh"
 
 
+def test_log_bins_of_a_field_end_with_its_largest_value():
+    import pandas as pd
+
+    from fastbp.layout import scale
+
+    lr = np.repeat(np.logspace(-4, 1, 40), 5)  # lr_dense: 1e-4 to 10
+    s = scale(pd.DataFrame({"lr": lr}), "lr", 10)
+    counts = np.bincount(s.codes)
+    assert s.binned and counts.min() >= counts.max() / 2, (s.labels, counts)
+    assert s.labels[-1].endswith("–10")  # not a bin "10–100" holding lr = 10 alone
+
+
 def test_summary_tables_stay_short_and_readable(shapes):
     for name, results in shapes.items():
         for field, table in summary_tables(results.runs, results.swept, results.threshold):
