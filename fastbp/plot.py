@@ -462,7 +462,9 @@ def _display_steps(step: np.ndarray, final_steps: np.ndarray) -> np.ndarray:
 
 def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     """Final loss of every run at its own x (the primary field unless ``x``), a median line
-    and a band per value of the colour field; diverged runs as crosses along the top."""
+    and a band per value of the colour field; diverged runs as crosses along the top; beside
+    a dot that stands for several runs (a plateau they share), how many, where x has at
+    most PLATEAU_COUNTS_UP_TO positions."""
     runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=6)
     mixed = _losses_differ(runs)
     fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=not mixed)
@@ -483,6 +485,12 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
                 n_max = max(n_max, len(values))
                 if len(values):
                     med.append((pos, np.median(values), *_spread(values, len(values))))
+            places = np.unique(xs[ok])  # runs at one x and one value are one dot: how many
+            for place in places if len(places) <= PLATEAU_COUNTS_UP_TO else ():
+                for value, count in _plateaus(part["final_loss"].to_numpy()[ok & (xs == place)]):
+                    ax.annotate(f"{count}", (place, value), xytext=(4 + 13 * s, 0),
+                                textcoords="offset points", fontsize=7, color=colour,
+                                va="center", zorder=5, bbox=_LABEL_BOX)  # fmt: skip
             if med:
                 pos, mid, lo, hi = np.array(med).T
                 if xaxis.numeric:
@@ -519,6 +527,21 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             results, r.pooled)  # fmt: skip
     colours.key(fig, axes, extra)
     return fig
+
+
+PLATEAU_COUNTS_UP_TO = 12  # positions along x: with more, the counts would run together
+_LABEL_BOX = dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.75)
+
+
+def _plateaus(values, least: int = 3) -> list[tuple[float, int]]:
+    """(value, count) of the values at least ``least`` runs share to 9 significant digits:
+    runs stalled on one plateau (5/64, 4/64 of the encoder) that one dot would hide."""
+    finite = values[np.isfinite(values) & (values != 0)]
+    if len(finite) < least:
+        return []
+    keys = np.array([float(f"{v:.9g}") for v in finite])
+    uniques, counts = np.unique(keys, return_counts=True)
+    return [(float(v), int(c)) for v, c in zip(uniques, counts, strict=True) if c >= least]
 
 
 def _losses_differ(runs) -> bool:

@@ -273,6 +273,22 @@ def test_panel_titles_break_between_pairs_never_inside_a_word():
     assert lines[-1] == "activation=tanh (20 of 100 diverged)"  # was "activation=ta" / "nh"
 
 
+def test_runs_on_one_plateau_are_counted_beside_their_dot(shapes):
+    from dataclasses import replace
+
+    assert plot._plateaus(np.array([4 / 64] * 5 + [5 / 64] * 2 + [0.07, 0.071, np.nan])) == [
+        (0.0625, 5)  # two runs are not a plateau to count; NaN and distinct values neither
+    ]
+    results = shapes["dense lr grid"]  # 6 seeds at each lr; 5 of its 40 values of lr
+    runs = results.runs
+    stalled = runs[runs["lr"].isin(sorted(set(runs["lr"]))[:5])].reset_index(drop=True)
+    first = stalled["lr"] == stalled["lr"].iloc[0]
+    stalled.loc[first & ~stalled["diverged"], "final_loss"] = 5 / 64  # all on one plateau
+    fig = plot.final_loss(replace(results, runs=stalled))
+    counts = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_text().isdigit()]
+    assert counts and all(int(c) >= 3 for c in counts), counts
+
+
 def test_log_bins_of_a_field_end_with_its_largest_value():
     import pandas as pd
 
