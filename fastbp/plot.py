@@ -13,6 +13,7 @@ Keyword arguments choose the fields by hand.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from matplotlib.ticker import (
 )
 
 from fastbp import cli, ranking
+from fastbp.config import parse_layers
 from fastbp.layout import (
     TABLE_ROWS,
     check_field,
@@ -883,6 +885,105 @@ def _bias_strip(ax, runs, params, x):
     ax.set_title("first hidden layer's biases (runs with biases)", fontsize=10, pad=16)
 
 
+def generalisation(results, colour=None) -> Figure:
+    """Where there is held-out data: left, each run's final held-out metric against its
+    training one (accuracy where the targets are classes, else loss), with the line where
+    they are equal and the chance level; right, the held-out metric of the best settings
+    (fastbp.ranking's rule): the median over their seeds, and the range of the middle
+    80%, best first."""
+    runs = results.runs
+    if "val_loss" not in runs or runs["val_loss"].isna().all():
+        raise Absent("no held-out data in this sweep")
+    classes = "val_accuracy" in runs and runs["val_accuracy"].notna().any()
+    train_col, held_col = ("accuracy", "val_accuracy") if classes else ("final_loss", "val_loss")
+    what = "accuracy" if classes else "loss"
+    ok = ~runs["diverged"].to_numpy(bool) & runs[held_col].notna().to_numpy()
+    r = roles(results, colour, panels=(), max_panels=1)
+    colours = Colours(runs, r.colour)
+    fig = Figure(figsize=(WIDTH, 4.8), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.25])
+    series = colours.codes(runs)
+    x, y = runs[train_col].to_numpy(float), runs[held_col].to_numpy(float)
+    for s in np.unique(series[ok]):
+        at = ok & (series == s)
+        left.scatter(x[at], y[at], s=14, color=colours.colours[s], alpha=0.7, edgecolors="none")
+    lo = float(np.nanmin(np.r_[x[ok], y[ok]])) if ok.any() else 0.0
+    hi = float(np.nanmax(np.r_[x[ok], y[ok]])) if ok.any() else 1.0
+    left.plot([lo, hi], [lo, hi], color="0.45", lw=0.9, ls=":", label="held-out = training")
+    chance = _chance(runs, classes)
+    for ax in (left, right):
+        if chance is not None:
+            line = ax.axhline if ax is left else ax.axvline
+            line(
+                chance,
+                color="0.3",
+                lw=0.9,
+                ls="--",
+                label=f"chance ({_chance_text(chance, classes)})",
+            )
+    if classes:
+        for axis in (left.xaxis, left.yaxis, right.xaxis):
+            axis.set_major_formatter(PercentFormatter(1.0))
+    left.set_xlabel(f"final training {what}")
+    left.set_ylabel(f"final held-out {what}")
+    left.set_title("every run", fontsize=10)
+    left.grid(True, alpha=0.3)
+    table = ranking.settings(runs, results.swept, results.threshold)
+    top = table.head(GENERALISATION_SETTINGS)
+    fields = ranking.setting_fields(runs, results.swept)
+    names, mids, lows, highs = [], [], [], []
+    for _, setting in top.iterrows():
+        members = ranking.runs_of(runs, setting, results.swept)
+        values = members.loc[~members["diverged"], held_col].to_numpy(float)
+        values = values[np.isfinite(values)]
+        named = describe(fields, [setting[f] for f in fields]) if fields else "all runs"
+        names.append("\n".join(textwrap.wrap(named, 38)))
+        if len(values):
+            mids.append(np.median(values))
+            lows.append(np.percentile(values, 10))
+            highs.append(np.percentile(values, 90))
+        else:
+            mids.append(np.nan), lows.append(np.nan), highs.append(np.nan)
+    rows = np.arange(len(names))
+    mids, lows, highs = map(np.array, (mids, lows, highs))
+    right.hlines(rows, lows, highs, color=NEUTRAL, lw=4, alpha=0.35)
+    right.scatter(mids, rows, color=NEUTRAL, s=22, zorder=3)
+    right.set_yticks(rows, names, fontsize=7.5)
+    right.invert_yaxis()
+    right.set_xlabel(f"held-out {what}: median over seeds, 10%-90%")
+    basis = BASIS_WORDS[ranking.basis(runs, results.threshold)]
+    right.set_title(f"the {len(names)} best settings, by {basis}", fontsize=10)
+    right.grid(True, axis="x", alpha=0.3)
+    handles = [h for h in left.get_legend_handles_labels()[0]]
+    _titles(fig, f"Generalisation: held-out against training {what}", results, ())
+    colours.key(fig, [left], handles)
+    return fig
+
+
+GENERALISATION_SETTINGS = 12
+BASIS_WORDS = {"val_accuracy": "median held-out accuracy", "val_loss": "median held-out loss",
+               "success": "share that reached the threshold", "accuracy": "median accuracy",
+               "loss": "median final loss"}  # fmt: skip
+
+
+def _chance(runs, classes) -> float | None:
+    """The chance level of the held-out metric: accuracy 1 / classes (two for one output);
+    loss ln 2 for BCE on one output, ln(classes) for cross-entropy; None for MSE."""
+    n_out = int(parse_layers(runs["layers"].iloc[0])[-1])
+    n_classes = 2 if n_out == 1 else n_out
+    if classes:
+        return 1.0 / n_classes
+    loss_fn = runs["loss_fn"].iloc[0] if "loss_fn" in runs else "mse"
+    if "loss_fn" in runs and runs["loss_fn"].nunique() > 1:
+        return None
+    return {"bce": math.log(2) if n_out == 1 else None,
+            "cross_entropy": math.log(n_classes)}.get(loss_fn)  # fmt: skip
+
+
+def _chance_text(chance, classes) -> str:
+    return f"{chance:.0%}" if classes else f"{chance:.3g}"
+
+
 FIGURES = {
     "loss_curves": loss_curves,
     "accuracy_curves": lambda results: loss_curves(results, metric="accuracy"),
@@ -892,6 +993,7 @@ FIGURES = {
     "heatmap": heatmap,
     "steps_to_threshold": steps_to_threshold,
     "learned_params": learned_params,
+    "generalisation": generalisation,
 }
 
 
@@ -945,7 +1047,8 @@ class Failed(str):
 # Milliseconds each figure took to draw for lr_grid, to share them out between processes.
 COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
         "val_loss_curves": 300, "val_accuracy_curves": 300,
-        "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140}  # fmt: skip
+        "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140,
+        "generalisation": 200}  # fmt: skip
 _JOB = None
 
 

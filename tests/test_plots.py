@@ -289,6 +289,21 @@ def test_runs_on_one_plateau_are_counted_beside_their_dot(shapes):
     assert counts and all(int(c) >= 3 for c in counts), counts
 
 
+def test_generalisation_shows_held_out_against_training_with_chance(shapes):
+    results = shapes["losses, optimizers, held-out samples"]
+    fig = plot.generalisation(results)
+    left, right = [ax for ax in fig.axes if ax.get_xlabel()][:2]
+    assert left.get_xlabel() == "final training accuracy"
+    assert left.get_ylabel() == "final held-out accuracy"
+    labels = left.get_legend_handles_labels()[1]
+    assert "held-out = training" in labels and any(x.startswith("chance (") for x in labels)
+    table = results.settings()
+    shown = [t.get_text() for t in right.get_yticklabels()]
+    assert len(shown) == min(len(table), plot.GENERALISATION_SETTINGS)  # best first
+    with pytest.raises(plot.Absent):  # no held-out data: no figure, and no note
+        plot.generalisation(shapes["one seed"])
+
+
 def test_log_bins_of_a_field_end_with_its_largest_value():
     import pandas as pd
 
@@ -359,6 +374,9 @@ def test_a_real_sweep_keeps_its_spec_order_and_draws_diverged_runs(sweep_dir):
     ]  # fmt: skip
 
 
+HELD_OUT_FIGURES = {"val_loss_curves", "val_accuracy_curves", "generalisation"}
+
+
 def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "fastbp.plot", str(sweep_dir), "--out", str(tmp_path), "--format",
@@ -366,7 +384,7 @@ def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    drawn = [name for name in plot.FIGURES if not name.startswith("val_")]  # no validation
+    drawn = [name for name in plot.FIGURES if name not in HELD_OUT_FIGURES]  # no validation
     assert files == sorted([f"{name}.svg" for name in drawn] + ["report.html"])
     assert "val_loss_curves" not in out.stdout  # no validation data: nothing to say
     html = (tmp_path / "report.html").read_text()
@@ -398,7 +416,7 @@ def test_plot_command_notes_skipped_figures(tmp_path):
 def test_sweep_draws_the_figures_unless_told_not_to(sweep_dir):
     assert not (sweep_dir / "plots").exists()  # the fixture ran with --no-plots
     assert sweep_main([str(sweep_dir / "spec.toml"), "--out", str(sweep_dir), "--quiet"]) == 0
-    drawn = [name for name in plot.FIGURES if not name.startswith("val_")]  # no validation
+    drawn = [name for name in plot.FIGURES if name not in HELD_OUT_FIGURES]  # no validation
     assert len(list((sweep_dir / "plots").glob("*.png"))) == len(drawn)
     assert (sweep_dir / "plots" / "report.html").is_file()
 
