@@ -123,8 +123,7 @@ def settings(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
             frame[metric] = np.where(ok & ~np.isnan(values), values, worst)
     if threshold is not None:
         frame["reached"] = ok & (runs["final_loss"].to_numpy(float) <= threshold)
-    keys = [tuple(map(_hashable, row)) for row in runs[fields].itertuples(index=False)]
-    codes = pd.factorize(pd.Series(keys, dtype=object))[0] if fields else np.zeros(len(runs), int)
+    codes = setting_codes(runs, fields)
     frame["setting"] = codes
     grouped = frame.groupby("setting", sort=True)
     firsts = pd.Series(np.arange(len(runs))).groupby(codes, sort=True).first().to_numpy()
@@ -149,6 +148,15 @@ def settings(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
     table["rank"] = _ranks(table, basis(runs, threshold))
     table = table.sort_values("rank", kind="stable").reset_index(drop=True)
     return table[[*fields, *[c for c in table.columns if c not in fields]]]
+
+
+def setting_codes(runs: pd.DataFrame, fields) -> np.ndarray:
+    """Each run's setting as a number (0, 1, ... in order of first appearance): runs with
+    equal values of ``fields`` (missing values equal to each other) share one."""
+    if not fields:
+        return np.zeros(len(runs), dtype=int)
+    keys = [tuple(map(_hashable, row)) for row in runs[fields].itertuples(index=False)]
+    return pd.factorize(pd.Series(keys, dtype=object))[0]
 
 
 def runs_of(runs: pd.DataFrame, setting, order=None) -> pd.DataFrame:

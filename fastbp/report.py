@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fastbp import ranking
+from fastbp import importance, ranking
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
 from fastbp.metrics import METRICS
 from fastbp.system import cpu_name, write_text_atomic
@@ -104,6 +104,18 @@ def _interval(low, high) -> str:
 TOP_SETTINGS = 5
 
 
+def what_matters_line(runs, order=None, threshold=None, most=4) -> str:
+    """'what matters (log10 of the final loss): lr 42%, seed 29%, ...': the largest shares of
+    fastbp.importance, or "" where there is nothing to split."""
+    table = importance.shares(runs, order, threshold)
+    if len(table) < 2:
+        return ""
+    _, what = importance.quantity(runs, threshold)
+    top = table[table["kind"] != "rest"].head(most)
+    parts = [f"{row.source} {row.share:.0%}" for row in top.itertuples()]
+    return f"what matters ({what}): " + ", ".join(parts)
+
+
 def top_settings(runs, order=None, threshold=None, table=None, rows=TOP_SETTINGS) -> str:
     """The best settings as a short text table: rank, fields, seeds, the statistic that
     ranks them, where a threshold is set how many seeds reached it (95% interval), and
@@ -176,6 +188,8 @@ def summarize(runs, order=None, threshold=None) -> str:
     if len(ranked) > 1 and not runs["diverged"].all():
         lines += ["", f"best settings ({ranking.basis(runs, threshold).replace('_', ' ')}, "
                   "over their seeds):", top_settings(runs, order, threshold, ranked)]  # fmt: skip
+    matters = what_matters_line(runs, order, threshold)
+    lines += ["", matters] if matters else []
     return "\n".join([*lines, "", best_line(runs, order, threshold, ranked)]).lstrip("\n")
 
 
@@ -276,6 +290,19 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
     for field, table in summary_tables(runs, order, threshold):
         parts.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
         parts.append(_table_html(table.reset_index()))
+    matters = importance.shares(runs, order, threshold)
+    if len(matters) > 1:
+        _, what = importance.quantity(runs, threshold)
+        share = [f"{s:.1%}" for s in matters["share"]]
+        shown = pd.DataFrame({"source": matters["source"], "share of the spread": share})
+        parts += [
+            "<h3 id='matters'>What matters</h3>",
+            f"<p class='note'>The share of the spread (variance) of the {_e(what)} over all runs "
+            "that each swept field, each pair of them and the seed explain (an analysis of "
+            "variance: exact on a full grid; on a union or a random search, read it as a "
+            "ranking).</p>",
+            _table_html(shown),
+        ]
     parts.append("<h2 id='figures'>Figures</h2>")
     for path in figures:
         parts.append(f"<figure id='{_e(path.stem)}'>{_embed(path)}"

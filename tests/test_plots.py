@@ -335,7 +335,8 @@ def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "best: lr=1" in html and "2 of 8 runs diverged" in html
     assert "A setting (a configuration without its seed) is ranked by" in html  # the rule
-    assert html.count("<table") == 2 + 2  # by lr, by bias; best settings; diverged runs
+    assert "What matters" in html and "share of the spread" in html
+    assert html.count("<table") == 2 + 1 + 2  # by lr, by bias; what matters; best; diverged
 
 
 # --- one real sweep, end to end ---

@@ -21,7 +21,7 @@ def test_ruff(command):
 LAYERS = {
     "foundations": ["config", "system", "cli", "data", "params", "reference", "metrics"],
     "the engine": ["engine", "train", "planner", "calibrate"],
-    "results and figures": ["results", "layout", "ranking", "plot", "report"],
+    "results and figures": ["results", "layout", "ranking", "importance", "plot", "report"],
     "the sweep": ["spec", "sweep", "backends", "__main__"],
 }
 ENGINE_DOORS = {"train", "planner", "calibrate"}  # the rest reaches fastbp.engine through these
