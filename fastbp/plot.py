@@ -960,6 +960,36 @@ def generalisation(results, colour=None) -> Figure:
     return fig
 
 
+def what_matters(results) -> Figure:
+    """The share of the spread of the ranking quantity that each swept field, each pair of
+    them and the seed explain (fastbp.importance), largest first."""
+    from fastbp import importance
+
+    runs = results.runs
+    table = importance.shares(runs, results.swept, results.threshold)
+    if len(table) < 2:
+        raise Skip("one source of spread at most: nothing to compare")
+    _, what = importance.quantity(runs, results.threshold)
+    colour = {"field": PALETTE[0], "pair": PALETTE[1], "seed": NEUTRAL, "rest": "0.75"}
+    fig = Figure(figsize=(WIDTH * 0.75, 1.4 + 0.32 * len(table)), layout="constrained")
+    ax = fig.add_subplot()
+    rows = np.arange(len(table))
+    ax.barh(rows, table["share"], color=[colour[k] for k in table["kind"]], height=0.65)
+    for row, share in zip(rows, table["share"], strict=True):
+        ax.text(max(share, 0) + 0.005, row, f"{share:.0%}", va="center", fontsize=8)
+    ax.set_yticks(rows, table["source"], fontsize=8.5)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlim(min(0.0, table["share"].min() * 1.1), max(1.0, table["share"].max() * 1.15))
+    note = ""
+    if (table["share"] < -1e-9).any():  # an unbalanced sweep: the sums overlap
+        note = "\n(not a full grid: the shares overlap; read them as a ranking)"
+    ax.set_xlabel(f"share of the spread (variance) of the {what} over all runs{note}")
+    ax.grid(True, axis="x", alpha=0.3)
+    _titles(fig, "What matters: each field, each pair, the seed", results, ())
+    return fig
+
+
 GENERALISATION_SETTINGS = 12
 BASIS_WORDS = {"val_accuracy": "median held-out accuracy", "val_loss": "median held-out loss",
                "success": "share that reached the threshold", "accuracy": "median accuracy",
@@ -994,6 +1024,7 @@ FIGURES = {
     "steps_to_threshold": steps_to_threshold,
     "learned_params": learned_params,
     "generalisation": generalisation,
+    "what_matters": what_matters,
 }
 
 
@@ -1048,7 +1079,7 @@ class Failed(str):
 COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
         "val_loss_curves": 300, "val_accuracy_curves": 300,
         "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140,
-        "generalisation": 200}  # fmt: skip
+        "generalisation": 200, "what_matters": 100}  # fmt: skip
 _JOB = None
 
 

@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.text import Text
 from sweep_tables import SHAPES, sweep_results
 
-from fastbp import load_results, plot, ranking
+from fastbp import importance, load_results, plot, ranking
 from fastbp.layout import roles, scale
 from fastbp.report import _interval as report_interval
 from fastbp.report import best_line, summarize, summary_tables, write_report
@@ -304,6 +304,16 @@ def test_generalisation_shows_held_out_against_training_with_chance(shapes):
         plot.generalisation(shapes["one seed"])
 
 
+def test_what_matters_draws_the_shares_largest_first(shapes):
+    results = shapes["architectures x activations"]
+    fig = plot.what_matters(results)
+    (ax,) = fig.axes
+    table = importance.shares(results.runs, results.swept, results.threshold)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(table["source"])
+    widths = [bar.get_width() for bar in ax.patches]
+    assert widths == pytest.approx(list(table["share"]))
+
+
 def test_log_bins_of_a_field_end_with_its_largest_value():
     import pandas as pd
 
@@ -331,7 +341,7 @@ def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     written = plot.write_figures(results, tmp_path / "plots", note=lambda _: None)
     page = write_report(tmp_path, results, written, tmp_path / "plots")
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == len(written) == 6  # no validation figures
+    assert html.count("data:image/png;base64,") == len(written) == 7  # no validation figures
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "best: lr=1" in html and "2 of 8 runs diverged" in html
     assert "A setting (a configuration without its seed) is ranked by" in html  # the rule
