@@ -28,6 +28,8 @@ import pandas as pd
 from fastbp import ranking
 from fastbp.layout import TABLE_ROWS, label, scale
 
+TINY = 1e-300  # losses of 0 count as this small
+
 
 def quantity(runs: pd.DataFrame, threshold=None) -> tuple[np.ndarray, str]:
     """(value per run, what it is in words): the ranking quantity, diverged runs capped."""
@@ -38,8 +40,8 @@ def quantity(runs: pd.DataFrame, threshold=None) -> tuple[np.ndarray, str]:
         worst = np.nanmin(values[ok]) if ok.any() else 0.0
     else:
         column = "val_loss" if how == "val_loss" else "final_loss"
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.log10(runs[column].to_numpy(float))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a loss of exactly 0 is the
+            values = np.log10(np.maximum(runs[column].to_numpy(float), TINY))  # best, not NaN
         what = f"log10 of the {'held-out' if column == 'val_loss' else 'final'} loss"
         finite = values[ok & np.isfinite(values)]
         worst = finite.max() if len(finite) else 0.0

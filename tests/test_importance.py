@@ -50,3 +50,10 @@ def test_diverged_runs_count_as_the_worst_finite_value():
     values, what = importance.quantity(runs)
     assert what == "log10 of the final loss" and np.isfinite(values).all()
     assert values[runs["diverged"].to_numpy()].min() == values.max()
+
+
+def test_a_loss_of_exactly_zero_is_the_best_value_not_a_missing_one():
+    runs = grid(lambda i, j: -float(i))
+    runs.loc[0, "final_loss"] = 0.0  # solved exactly
+    values, _ = importance.quantity(runs)
+    assert values[0] == values.min() == -300.0
