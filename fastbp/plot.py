@@ -932,18 +932,18 @@ def generalisation(results, colour=None) -> Figure:
     top = table.head(GENERALISATION_SETTINGS)
     fields = ranking.setting_fields(runs, results.swept)
     names, mids, lows, highs = [], [], [], []
+    codes = ranking.setting_codes(runs, fields)
     for _, setting in top.iterrows():
-        members = ranking.runs_of(runs, setting, results.swept)
+        members = ranking.runs_of(runs, setting, codes=codes)
         values = members.loc[~members["diverged"], held_col].to_numpy(float)
         values = values[np.isfinite(values)]
         named = describe(fields, [setting[f] for f in fields]) if fields else "all runs"
         names.append("\n".join(textwrap.wrap(named, 38)))
-        if len(values):
-            mids.append(np.median(values))
-            lows.append(np.percentile(values, 10))
-            highs.append(np.percentile(values, 90))
-        else:
-            mids.append(np.nan), lows.append(np.nan), highs.append(np.nan)
+        spread = (
+            (np.median(values), *np.percentile(values, [10, 90])) if len(values) else (np.nan,) * 3
+        )
+        for column, value in zip((mids, lows, highs), spread, strict=True):
+            column.append(value)
     rows = np.arange(len(names))
     mids, lows, highs = map(np.array, (mids, lows, highs))
     right.hlines(rows, lows, highs, color=NEUTRAL, lw=4, alpha=0.35)
@@ -954,9 +954,8 @@ def generalisation(results, colour=None) -> Figure:
     basis = BASIS_WORDS[ranking.basis(runs, results.threshold)]
     right.set_title(f"the {len(names)} best settings, by {basis}", fontsize=10)
     right.grid(True, axis="x", alpha=0.3)
-    handles = [h for h in left.get_legend_handles_labels()[0]]
     _titles(fig, f"Generalisation: held-out against training {what}", results, ())
-    colours.key(fig, [left], handles)
+    colours.key(fig, [left], left.get_legend_handles_labels()[0])
     return fig
 
 

@@ -159,12 +159,13 @@ def setting_codes(runs: pd.DataFrame, fields) -> np.ndarray:
     return pd.factorize(pd.Series(keys, dtype=object))[0]
 
 
-def runs_of(runs: pd.DataFrame, setting, order=None) -> pd.DataFrame:
-    """The runs of one setting (a row of :func:`settings`)."""
-    fields = setting_fields(runs, order)
-    want = tuple(_hashable(setting[f]) for f in fields)
-    keys = [tuple(map(_hashable, row)) for row in runs[fields].itertuples(index=False)]
-    return runs[np.array([key == want for key in keys], dtype=bool)]
+def runs_of(runs: pd.DataFrame, setting, order=None, codes=None) -> pd.DataFrame:
+    """The runs of one setting (a row of :func:`settings`): those in its median seed's
+    setting (``codes``: :func:`setting_codes` of the runs, where already made)."""
+    if codes is None:
+        codes = setting_codes(runs, setting_fields(runs, order))
+    mine = codes[(runs["run_id"] == setting["median_run"]).to_numpy()][0]
+    return runs[codes == mine]
 
 
 def _ranks(table: pd.DataFrame, how: str) -> np.ndarray:

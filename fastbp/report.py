@@ -121,24 +121,35 @@ def top_settings(runs, order=None, threshold=None, table=None, rows=TOP_SETTINGS
     ranks them, where a threshold is set how many seeds reached it (95% interval), and
     the median seed's run."""
     table = ranking.settings(runs, order, threshold) if table is None else table
-    fields = ranking.setting_fields(runs, order)
-    how = ranking.basis(runs, threshold)
-    shown = pd.DataFrame({"rank": table["rank"].head(rows)})
-    for f in fields:
-        shown[f] = [fmt(f, v) for v in table[f].head(rows)]
-    shown["seeds"] = table["runs"].head(rows)
-    column = {"val_accuracy": "median_val_accuracy", "val_loss": "median_val_loss",
-              "accuracy": "median_accuracy"}.get(how, "median_loss")  # fmt: skip
-    shown[column] = [_cell(v) if np.isfinite(v) else "diverged" for v in table[column].head(rows)]
-    if "reached" in table:
-        shown["reached"] = [
-            f"{k} of {n}" for k, n in zip(table["reached"], table["runs"], strict=True)
-        ][:rows]
-        shown["95%"] = [
-            _interval(a, b) for a, b in zip(table["share_low"], table["share_high"], strict=True)
-        ][:rows]
-    shown["median seed"] = table["median_run"].head(rows)
+    column = RANKED_BY[ranking.basis(runs, threshold)]
+    shown = _settings_frame(table.head(rows), ranking.setting_fields(runs, order), [column])
     return shown.to_string(index=False)
+
+
+# The median that ranks settings, by ranking.basis (success: ties by the final loss)
+RANKED_BY = {"val_accuracy": "median_val_accuracy", "val_loss": "median_val_loss",
+             "success": "median_loss", "accuracy": "median_accuracy",
+             "loss": "median_loss"}  # fmt: skip
+MEDIANS = {"median_loss": "median final loss", "median_accuracy": "median accuracy",
+           "median_val_loss": "median held-out loss",
+           "median_val_accuracy": "median held-out accuracy"}  # fmt: skip
+
+
+def _settings_frame(table: pd.DataFrame, fields, columns, names=lambda f: f) -> pd.DataFrame:
+    """Settings (rows of ranking.settings) for reading: rank, fields (headed by
+    ``names``), seeds, diverged, the medians ``columns``, success with its interval, the
+    median seed's run."""
+    shown = pd.DataFrame({"rank": table["rank"].to_numpy()})
+    for f in fields:
+        shown[names(f)] = [fmt(f, v) for v in table[f]]
+    shown["seeds"] = table["runs"].to_numpy()
+    shown["diverged"] = table["diverged"].to_numpy()
+    for column in columns:
+        shown[MEDIANS[column]] = [_cell(v) if np.isfinite(v) else "diverged" for v in table[column]]
+    if "reached" in table:
+        shown["reached the threshold"] = [success(row) for _, row in table.iterrows()]
+    shown["median seed's run"] = table["median_run"].to_numpy()
+    return shown
 
 
 def best_line(runs, order=None, threshold=None, table=None) -> str:
@@ -391,20 +402,8 @@ def _runs_html(frame: pd.DataFrame) -> str:
 
 def _settings_html(table: pd.DataFrame, fields) -> str:
     """The settings' table: fields, seeds, the statistics, success with its interval."""
-    shown = pd.DataFrame({"rank": table["rank"].to_numpy()})
-    for f in fields:
-        shown[label(f)] = [fmt(f, v) for v in table[f]]
-    shown["seeds"] = table["runs"].to_numpy()
-    shown["diverged"] = table["diverged"].to_numpy()
-    for column, what in (("median_loss", "median final loss"),
-                         ("median_accuracy", "median accuracy"),
-                         ("median_val_loss", "median held-out loss"),
-                         ("median_val_accuracy", "median held-out accuracy")):  # fmt: skip
-        if column in table:
-            shown[what] = [_cell(v) if np.isfinite(v) else "diverged" for v in table[column]]
-    if "reached" in table:
-        shown["reached the threshold"] = [success(row) for _, row in table.iterrows()]
-    shown["median seed's run"] = table["median_run"].to_numpy()
+    columns = [c for c in MEDIANS if c in table]
+    shown = _settings_frame(table, fields, columns, names=label)
     return _scroll(shown.to_html(index=False, escape=True, border=0, na_rep=""))
 
 
