@@ -39,10 +39,12 @@ class Plan:
     loops: tuple = ()
     lanes: tuple = ()  # (key, lanes) pairs: fastbp.engine.tuning.key_of
     timed: tuple = ()  # the keys measured for this plan
+    unpaid: tuple = ()  # the keys whose runs train one at a time: blocks_unpaid
 
     @property
     def measured(self) -> dict:
-        return dict(self.lanes)
+        """{key: lanes, or a tuning.Choice}: what fastbp.engine.tuning.choose takes."""
+        return {**dict(self.lanes), **settled(self.unpaid)}
 
 
 # The loop kernel, compiled once for every architecture, trains the same bits at about
@@ -80,18 +82,18 @@ def unmeasured(runs, loops=frozenset(), measured=None) -> dict:
     return out
 
 
-def kernels_first(runs, loops=frozenset()) -> dict:
+def kernels_first(runs, loops=frozenset(), measured=None) -> dict:
     """The kernels to compile before :func:`tune` measures: for each measurement it makes,
     the block kernel and the one-run kernel it times (key ("measure", measurement key)),
     and every kernel whose form does not wait for a measurement. The rest are compiled
     after it, in the form it chose (a kernel compiled in a form the measurement then
     turns down would cost 4-17 s for nothing)."""
     first = {}
-    for key, run in unmeasured(runs, loops).items():
+    for key, run in unmeasured(runs, loops, measured).items():
         first[kernel_key(run)] = run
         first[("measure", key)] = run
     for key, run in kernels_needed(runs, loops).items():
-        if not _waits(key, run):
+        if not _waits(key, run, measured):
             first.setdefault(key, run)
     return first
 
@@ -105,11 +107,11 @@ def is_cached(key, run, measured=None) -> bool:
     return codegen.is_cached(kernel_of(run, lanes))
 
 
-def uncached(runs, loops=frozenset()) -> dict:
+def uncached(runs, loops=frozenset(), measured=None) -> dict:
     """The kernels of :func:`kernels_needed` and :func:`kernels_first` not known to be in
     the cache: key -> run."""
-    every = {**kernels_needed(runs, loops), **kernels_first(runs, loops)}
-    return {key: run for key, run in every.items() if not is_cached(key, run)}
+    every = {**kernels_needed(runs, loops), **kernels_first(runs, loops, measured)}
+    return {key: run for key, run in every.items() if not is_cached(key, run, measured)}
 
 
 # A sweep whose runs of an architecture the loop kernel trains in under
@@ -205,18 +207,75 @@ def warm_kernel(key, run, measured=None) -> None:
 # --- block sizes, measured on the host ---
 
 
-def tune(runs, loops=frozenset(), by="a sweep") -> Plan:
+def tune(runs, loops=frozenset(), unpaid=(), by="a sweep") -> Plan:
     """Measure, for every dtype, optimizer and size (:func:`fastbp.engine.tuning.key_of`)
     of these runs' block kernels that this host has not measured yet, whether blocks or
-    one run at a time train faster (:func:`measure`); return the plan: ``loops`` and the
-    sizes chosen for every such key this host has measured."""
-    timed = unmeasured(runs, loops)
+    one run at a time train faster (:func:`measure`); return the plan: ``loops``,
+    ``unpaid`` (keys left one run at a time: :func:`blocks_unpaid`; not measured) and the
+    sizes chosen for every other key this host has measured."""
+    timed = unmeasured(runs, loops, settled(unpaid))
     for run in timed.values():
         measure(run, by=by)
     table = tuning.host_table()
     keys = {_key(run) for key, run in kernels_needed(runs, loops).items() if key != "loops"}
-    lanes = [(key, table[key]["lanes"]) for key in sorted(keys) if key in table]
-    return Plan(loops=tuple(loops), lanes=tuple(lanes), timed=tuple(timed))
+    lanes = [(k, table[k]["lanes"]) for k in sorted(keys - set(unpaid)) if k in table]
+    return Plan(loops=tuple(loops), lanes=tuple(lanes), timed=tuple(timed), unpaid=tuple(unpaid))
+
+
+# Blocks are compiled where they can repay it. A block kernel (the registers form) took
+# 5.5-6.2 s to compile on the development machine (8-3-8 and 8-6-8; float64 and float32;
+# AVX-512 and emulated AVX2), where its runs one at a time need the one-run kernel (2-3 s)
+# anyway; blocks saved at most 0.075 ns a run-step per product of the step (Adam, float32,
+# 8-3-8, blocks of 16 on AVX-512: 54 against 141 ns a run-step), most often half that.
+BLOCK_COMPILE_S = 5.0
+MOST_SAVED_NS = 0.08
+
+UNPAID = tuning.Choice(1, "not worth compiling blocks")
+
+
+def settled(unpaid) -> dict:
+    """The ``measured`` entries (:func:`fastbp.engine.tuning.choose`) that leave the keys
+    ``unpaid`` one run at a time."""
+    return dict.fromkeys(unpaid, UNPAID)
+
+
+def blocks_unpaid(runs, loops=frozenset()) -> tuple:
+    """The sizes of step (:func:`fastbp.engine.tuning.key_of`) whose block kernels, not
+    in the cache yet, cannot repay their compiling in this sweep: the core-seconds blocks
+    could at most save its runs (one run-step of a family of runs sharing a trajectory
+    each, MOST_SAVED_NS per product), with what they could have saved this host's earlier
+    sweeps, fall short of BLOCK_COMPILE_S for each kernel. Their runs train one run at a
+    time, and what blocks could have saved them is kept in the host's calibration file
+    (:func:`fastbp.engine.tuning.forgone`); once that adds up to the kernels' compiling,
+    a sweep compiles them: a ski rental, which never costs more than twice what the better
+    choice, known beforehand, would have."""
+    kernels, saving = {}, {}
+    families = {}  # family -> (the run it trains to, its size key)
+    for key, run in kernels_needed(runs, loops).items():
+        if key == "loops" or not full_batch(run):
+            continue
+        choice = block_choice(run)
+        if choice.lanes > 1 and choice.why in ("measured", "not measured"):
+            if not codegen.is_cached(kernel_of(run, choice.lanes)):
+                kernels.setdefault(_key(run), set()).add(key)
+    for run in runs:
+        size = _key(run) if generated(run) and full_batch(run) else None
+        if size in kernels and kernel_key(run) in kernels[size]:
+            family = family_key(run)
+            if run.steps > families.get(family, (0,))[0]:
+                families[family] = (run.steps, run, size)
+    for steps, run, size in families.values():
+        ns = steps * codegen.products(run.layers, run.n_samples) * MOST_SAVED_NS
+        saving[size] = saving.get(size, 0.0) + ns * 1e-9
+    unpaid = []
+    for size in sorted(kernels):
+        before = tuning.forgone(size)
+        if before + saving[size] >= BLOCK_COMPILE_S * len(kernels[size]):
+            tuning.forgo(size, 0.0)  # compiled now
+        else:
+            unpaid.append(size)
+            tuning.forgo(size, before + saving[size])
+    return tuple(unpaid)
 
 
 def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SECONDS,
@@ -303,10 +362,12 @@ def run_cost(run) -> int:
     return run.steps * codegen.products(run.layers, run.n_samples)
 
 
-def kernel_forms(runs, loops=frozenset()) -> dict:
+def kernel_forms(runs, plan: Plan | None = None) -> dict:
     """For each kernel the runs need (named by :func:`kernel_text`): its form, runs per
-    block, why that many, and what was measured (as meta.json records them)."""
+    block, why that many, and what was measured (as meta.json records them), as ``plan``
+    (a sweep's) trained them."""
     forms = {}
+    loops = plan.loops if plan else ()
     for key, run in kernels_needed(runs).items():
         if key == "loops" or key in loops:
             why = "mini-batches" if key == "loops" else "cheaper than compiling"
@@ -314,7 +375,7 @@ def kernel_forms(runs, loops=frozenset()) -> dict:
                 "form": "loop kernel", "lanes": 1, "why": why
             }  # fmt: skip
             continue
-        choice = block_choice(run)
+        choice = block_choice(run, settled(plan.unpaid) if plan else None)
         form = kernel_of(run, choice.lanes).form
         forms[kernel_text(run)] = {"form": form, **choice.as_dict()}
     return forms

@@ -313,7 +313,7 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
             runs = results.read_runs(out)  # nothing new: the tables are already these
         else:
             runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
-        forms = kernel_forms(spec.runs, report.plan.loops if report.plan else ())
+        forms = kernel_forms(spec.runs, report.plan)
         report.forms = forms_text(forms) if report.computed else ""
         write_meta(out, spec, report, started, version, forms)
     except OSError as err:  # a full disk: every finished run is in the shards
@@ -331,6 +331,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
 
     from fastbp.planner import (
         Plan,
+        blocks_unpaid,
         cheap_on_loops,
         compiled_here,
         loop_budget_s,
@@ -347,14 +348,19 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # would wait for the other's loading); worker processes load their own.
         # Then, where this host has not measured whether blocks or one run at a time
         # train faster for a dtype and optimizer, time both here (fastbp.engine.tuning).
-        loops = cheap_on_loops(todo, loop_budget_s())
-        report.plan = Plan(loops=tuple(loops))
+        # Kernels that cannot repay their compiling are not compiled: runs the loop kernel
+        # trains quickly take it, blocks that would save less than their kernels' compiling
+        # train one run at a time (FASTBP_LOOP_BUDGET_S=0 compiles them all).
+        budget = loop_budget_s()
+        loops = cheap_on_loops(todo, budget)
+        unpaid = blocks_unpaid(todo, loops) if budget > 0 else ()
+        report.plan = Plan(loops=tuple(loops), unpaid=unpaid)
         before = compiled_here()
-        if uncached(todo, loops):
-            report.plan = _compile(todo, backend, quiet, loops)
+        if uncached(todo, loops, report.plan.measured):
+            report.plan = _compile(todo, backend, quiet, loops, unpaid)
             report.compiled = True
         else:
-            report.plan = tune(todo, loops)
+            report.plan = tune(todo, loops, unpaid)
             if backend.in_process:
                 warm_up(todo, loops, measured=report.plan.measured)
             report.compiled = compiled_here() > before  # marked cached, yet not found there
@@ -426,21 +432,21 @@ def _bar(**options):
     return Bar(dynamic_ncols=True, file=sys.stderr, **options)
 
 
-def _compile(todo, backend, quiet, loops=frozenset()):
+def _compile(todo, backend, quiet, loops=frozenset(), unpaid=()):
     """Compile (or load) the kernels ``todo`` needs, here and on each worker, saying which
     one is compiling; return the plan (:func:`fastbp.planner.tune`). First the kernels
     whose form does not wait for a measurement and those the measurement times, then,
     once this host has measured what it had not, the rest in the forms it chose. Kernels
     not yet in the cache compile side by side in forked processes, one per core, where
     that is safe; this process then loads them from the cache."""
-    from fastbp.planner import kernels_first, kernels_needed, tune, warm_up
+    from fastbp.planner import kernels_first, kernels_needed, settled, tune, warm_up
 
     bar = _bar(disable=quiet, bar_format="{desc}, {elapsed_s:.1f} s")
     clock = _Clock(bar, quiet)
     try:
-        _compile_cold(kernels_first(todo, loops), None, bar, clock)
+        _compile_cold(kernels_first(todo, loops, settled(unpaid)), settled(unpaid), bar, clock)
         bar.set_description_str("timing blocks against one run at a time, once on this host")
-        plan = tune(todo, loops)
+        plan = tune(todo, loops, unpaid)
         _compile_cold(kernels_needed(todo, loops), plan.measured, bar, clock)
         bar.reset(total=len(kernels_needed(todo, loops)))
         warm_up(todo, loops, lambda k, n, what: bar.set_description_str(

@@ -795,3 +795,38 @@ def test_kernels_in_the_form_the_measurement_turns_down_are_not_compiled(tmp_pat
     sources = [p.read_text() for p in (tmp_path / "k").glob("build-*/fastbp_kernel_*.py")]
     forms = sorted(s.split("\n")[1].split(" form")[0].split()[-1] for s in sources)
     assert forms == ["registers", "vector", "vector"]  # the 3-1-3's block kernel: never
+
+
+def test_blocks_that_cannot_repay_their_compiling_wait_for_a_ledger(tmp_path, monkeypatch):
+    """A sweep leaves a block kernel uncompiled where blocks would save its runs less
+    than compiling the kernel costs, keeps what they could have saved on the host, and
+    compiles them once that adds up (a ski rental); the plan trains those runs one at a
+    time, and meta.json says why. Pinned lanes are never overruled."""
+    from fastbp import planner
+    from fastbp.engine import tuning
+
+    monkeypatch.setenv("FASTBP_KERNEL_DIR", str(tmp_path))  # nothing cached, no ledger
+    monkeypatch.delenv("FASTBP_LANES", raising=False)
+    runs = [RunConfig(layers=(8, 3, 8), lr=lr, seed=seed, steps=steps)
+            for lr in (0.1, 0.01) for seed in range(4) for steps in (10_000, 20_000)]  # fmt: skip
+    key = tuning.key_of((8, 3, 8), 8, "float64", "sgd")
+    saving = 8 * 20_000 * 1152 * planner.MOST_SAVED_NS * 1e-9  # 8 trajectories of 20,000
+    assert planner.blocks_unpaid(runs) == (key,)
+    assert tuning.forgone(key) == pytest.approx(saving, abs=1e-3)
+    assert planner.blocks_unpaid(runs) == (key,)  # a second sweep: the ledger grows
+    assert tuning.forgone(key) == pytest.approx(2 * saving, abs=1e-3)
+
+    plan = planner.Plan(unpaid=(key,))
+    forms = planner.kernel_forms(runs, plan)
+    assert [f["why"] for f in forms.values()] == ["not worth compiling blocks"]
+    assert planner.forms_text(forms) == "one run at a time (not worth compiling blocks)"
+    assert sorted(len(block) for _, block in planner.blocks(runs, plan)) == [2] * 8
+
+    tuning.forgo(key, planner.BLOCK_COMPILE_S - saving / 2)  # this sweep tips it
+    assert planner.blocks_unpaid(runs) == ()
+    assert tuning.forgone(key) == 0  # compiled now: the ledger starts again
+    lanes = tuning.default_lanes("float64")
+    assert max(len(block) for _, block in planner.blocks(runs)) == 2 * lanes
+
+    monkeypatch.setenv("FASTBP_LANES", "4")
+    assert planner.blocks_unpaid(runs) == ()

@@ -49,7 +49,8 @@ MARGIN = 0.15
 class Choice:
     """Runs per block, and why: "pinned" (FASTBP_LANES), "measured" (on this host),
     "not measured" (the default: one vector register's worth), "large network" and "exp
-    per lane" (one run at a time is faster: codegen), "mini-batches" (one run at a time)."""
+    per lane" (one run at a time is faster: codegen), "mini-batches" (one run at a time),
+    "not worth compiling blocks" (a sweep's plan: :func:`fastbp.planner.blocks_unpaid`)."""
 
     lanes: int
     why: str
@@ -73,8 +74,9 @@ def choose(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer
     """The runs per block for this architecture on this host, in this order: one run at a
     time for networks above :func:`fastbp.engine.codegen.register_limit` and steps that
     call exp per value; ``FASTBP_LANES`` when set; what this host measured for the dtype,
-    optimizer and size (:func:`key_of`; ``measured``: {key: lanes}, as a sweep hands it to
-    its workers; else this host's calibration file); else the default, "not measured"."""
+    optimizer and size (:func:`key_of`) in ``measured`` ({key: lanes, or a Choice}: a
+    sweep's plan, as it hands it to its workers), else in this host's calibration file;
+    else the default, "not measured"."""
     if products(layers, n_samples) > register_limit(dtype):
         return Choice(1, "large network")
     if activation in SCALAR_EXP["activation"] or loss_fn in SCALAR_EXP["loss_fn"]:
@@ -83,14 +85,14 @@ def choose(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer
     if pinned is not None:
         return Choice(pinned, "pinned")
     key = key_of(layers, n_samples, dtype, optimizer)
-    if measured is not None:
-        lanes = measured.get(key)
-        if lanes is not None:
-            return Choice(lanes, "measured")
-    else:
-        entry = host_table().get(key)
-        if entry is not None:
-            return Choice(entry["lanes"], "measured", _detail(entry))
+    lanes = (measured or {}).get(key)
+    if isinstance(lanes, Choice):  # decided by a sweep's plan without measuring
+        return lanes
+    if lanes is not None:
+        return Choice(lanes, "measured")
+    entry = host_table().get(key)
+    if entry is not None:
+        return Choice(entry["lanes"], "measured", _detail(entry))
     return Choice(default_lanes(dtype), "not measured")
 
 
@@ -186,20 +188,43 @@ def record(key: str, timings: dict[int, float], lanes: int, by: str) -> None:
     """Keep this host's measurement under ``key`` (:func:`key_of`; ``timings``: lanes ->
     ns per run-step; ``lanes``: the choice). A file that cannot be written is no error: the
     next run measures again."""
+    _update("forms", key, {
+        "lanes": lanes,
+        "ns_per_run_step": {str(k): round(v, 1) for k, v in sorted(timings.items())},
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "by": by,
+    })  # fmt: skip
+
+
+def forgone(key: str) -> float:
+    """The core-seconds that blocks could have saved this host's sweeps of ``key``
+    (:func:`key_of`) since it last compiled block kernels for it: the ledger by which a
+    sweep decides to compile them (:func:`fastbp.planner.blocks_unpaid`)."""
+    entry = _read().get(kernel_cache.build_key(), {})
+    ledger = entry.get("forgone", {}) if isinstance(entry, dict) else {}
+    value = ledger.get(key, 0.0) if isinstance(ledger, dict) else 0.0
+    return float(value) if isinstance(value, int | float) and value >= 0 else 0.0
+
+
+def forgo(key: str, seconds: float) -> None:
+    """Set the ledger of :func:`forgone` for ``key`` to ``seconds``."""
+    _update("forgone", key, round(seconds, 3))
+
+
+def _update(part: str, key: str, value) -> None:
+    """Write ``value`` under ``key`` in this host's ``part`` ("forms", "forgone") of the
+    calibration file, keeping the entries of the last KEEP builds."""
     from fastbp.system import write_text_atomic
 
     table = _read()
     entry = table.get(kernel_cache.build_key())
     if not isinstance(entry, dict) or not isinstance(entry.get("forms"), dict):
         entry = {"forms": {}}
+    if not isinstance(entry.get(part), dict):
+        entry[part] = {}
     entry["cpu_target"] = os.environ.get("NUMBA_CPU_NAME") or kernel_cache.build()["cpu_name"]
     entry["vector_bits"] = kernel_cache.vector_bits()
-    entry["forms"][key] = {
-        "lanes": lanes,
-        "ns_per_run_step": {str(k): round(v, 1) for k, v in sorted(timings.items())},
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "by": by,
-    }
+    entry[part][key] = value
     this = kernel_cache.build_key()
     others = sorted((k for k in table if k != this), key=lambda k: _newest(table[k]), reverse=True)
     table = {this: entry, **{k: table[k] for k in others[: KEEP - 1]}}  # bounded
