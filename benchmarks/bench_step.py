@@ -67,11 +67,12 @@ def timed(fn, repeats):
     return times
 
 
-def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None, optimizer="sgd"):
+def configs(runs, steps, layers=(8, 3, 8), dtype="float64", batch_size=None, optimizer="sgd",
+            schedule="constant"):  # fmt: skip
     from fastbp import RunConfig
 
     return [RunConfig(layers=layers, lr=LR, seed=s, steps=steps, log_every=steps, dtype=dtype,
-                      batch_size=batch_size, optimizer=optimizer)
+                      batch_size=batch_size, optimizer=optimizer, lr_schedule=schedule)
             for s in range(runs)]  # fmt: skip
 
 
@@ -90,19 +91,20 @@ def form_used(runs=1, layers=(8, 3, 8), dtype="float64", engine="auto", batch_si
     return codegen.form_for(layers, n, lanes, dtype, batch_size if minibatch else None), lanes
 
 
-def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, optimizer="sgd", **_):
+def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, optimizer="sgd",
+                  schedule="constant", **_):  # fmt: skip
     from fastbp import train
 
-    (config,) = configs(1, steps, layers, batch_size=batch_size, optimizer=optimizer)
+    (config,) = configs(1, steps, layers, batch_size=batch_size, optimizer=optimizer,
+                        schedule=schedule)  # fmt: skip
     return lambda: train(config, engine=engine)
 
 
-def fastbp_batched(
-    steps, runs, layers=(8, 3, 8), dtype="float64", batch_size=None, optimizer="sgd", **_
-):
+def fastbp_batched(steps, runs, layers=(8, 3, 8), dtype="float64", batch_size=None,
+                   optimizer="sgd", schedule="constant", **_):  # fmt: skip
     from fastbp.train import train_batch
 
-    batch = configs(runs, steps, layers, dtype, batch_size, optimizer)
+    batch = configs(runs, steps, layers, dtype, batch_size, optimizer, schedule)
     return lambda: train_batch(batch)
 
 
@@ -437,14 +439,46 @@ def write_and_print_users(out, report, r):
     print_users(report, r)
 
 
+def schedule_costs(r, scale):
+    """ns per run-step of the 8-3-8 with a constant learning rate and with a cosine one
+    (a rate per update, read from a table), one run and 64 runs, SGD and Adam."""
+    out = {}
+    for optimizer in ("sgd", "adam"):
+        for schedule in ("constant", "cosine"):
+            out[f"{optimizer} {schedule}"] = {
+                "single": measure("fastbp_single", r, steps=100_000 // scale,
+                                  optimizer=optimizer, schedule=schedule),
+                "batched_64": measure("fastbp_batched", r, runs=64, steps=20_000 // scale,
+                                      optimizer=optimizer, schedule=schedule),
+            }  # fmt: skip
+    return out
+
+
+def print_schedules(report):
+    print("\nthe cost of a learning-rate schedule, 8-3-8, ns per run-step, median:")
+    for name, pair in report["schedules"].items():
+        print(f"  {name:<16} one run {pair['single']['median_ns']:>6,.0f}  64 runs "
+              f"{pair['batched_64']['median_ns']:>6,.0f} ({pair['batched_64']['form']}, "
+              f"{pair['batched_64']['lanes']} per block)")  # fmt: skip
+
+
+def write_and_print_schedules(out, report, r):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"{m['cpu']} (kernels for: {m['numba_cpu_name']}), one core, {r} repeats")
+    print_schedules(report)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_step.json",
                         help="where the JSON goes (results/bench_step.json)")  # fmt: skip
-    parser.add_argument("--only", choices=("all", "users"), default="all",
-                        help="users: only the mid-size cases and their scan")  # fmt: skip
+    parser.add_argument("--only", choices=("all", "users", "schedules"), default="all",
+                        help="users: only the mid-size cases and their scan; schedules: "
+                        "only the cost of a learning-rate schedule")  # fmt: skip
     parser.add_argument("--child")
     parser.add_argument("--kwargs")
     args = parser.parse_args()
@@ -454,6 +488,10 @@ def main():
     r = max(5, args.repeats)
     blas = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     midsize, midsize_scan = users_sizes(r, scale)
+    if args.only == "schedules":
+        return write_and_print_schedules(
+            args.out, {"machine": machine(), "schedules": schedule_costs(r, scale)}, r
+        )
     if args.only == "users":
         report = {"machine": machine(), "midsize": midsize, "midsize_scan": midsize_scan}
         return write_and_print_users(args.out, report, r)
@@ -525,6 +563,7 @@ def main():
         )
     report = {"machine": machine(), "per_run_step": rows, "sweep_vs_single": pairs,
               "midsize": midsize, "midsize_scan": midsize_scan, "scans": scans,
+              "schedules": schedule_costs(r, scale),
               "note": "ns per run-step, one core; NumPy reference with OPENBLAS_CORETYPE/"
                       "OPENBLAS_L2_SIZE unset"}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -554,6 +593,7 @@ def main():
               f"{row['single_ns']:>9,.0f}  {ratio:.2f}x  ({row['lanes']} per block, "
               f"{row['why']})")  # fmt: skip
     print_users(report, r)
+    print_schedules(report)
     print("\nfastbp against hidden width / depth (ns per run-step, median):")
     for scan in ("hidden_width", "depth"):
         for key, pair in scans[scan].items():

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
+from fastbp.schedules import SCHEDULE_FIELDS, SCHEDULES, SCHEDULES_OWN
+
 if TYPE_CHECKING:  # for annotations only: this module runs without NumPy
     import numpy as np
 
@@ -35,6 +37,10 @@ OPTIMIZER_FIELDS = {
     "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
 }
 OPTIMIZERS_OWN = ("momentum", "beta1", "beta2", "eps")  # fields of some optimizers only
+# Fields that apply under some optimizers or learning-rate schedules only (None elsewhere),
+# with the field that owns them.
+OWNER = dict.fromkeys(OPTIMIZERS_OWN, "optimizer") | dict.fromkeys(SCHEDULES_OWN, "lr_schedule")
+OWN_FIELDS = tuple(OWNER)
 
 
 class ConfigError(ValueError):
@@ -77,6 +83,14 @@ class RunConfig:
     weight_decay: float = 0.0  # every optimizer: weight_decay * p is added to each gradient
     targets: tuple[str, ...] | None = None  # a .csv dataset's target columns (else the last)
     val_fraction: float = 0.0  # samples held out for validation, where the data has none
+    # The learning rate's schedule (fastbp.schedules), stepped after every update as
+    # PyTorch's schedulers: constant, step, exponential, cosine, warmup, warmup_cosine.
+    lr_schedule: str = "constant"
+    step_size: int | None = None  # step: updates between decays (needed)
+    gamma: float | None = None  # step: 0.1 unless given; exponential: needed
+    eta_min: float | None = None  # cosine, warmup_cosine: 0.0 unless given
+    warmup_steps: int | None = None  # warmup, warmup_cosine: updates to reach lr (needed)
+    start_factor: float | None = None  # warmup, warmup_cosine: 1/3 unless given
 
     def __post_init__(self):
         for name, check in _CHECKS.items():
@@ -92,6 +106,7 @@ class RunConfig:
             )
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise ConfigError("momentum", "momentum must be > 0 for optimizer 'nesterov', got 0.0")
+        self._check_schedule()
         n_in, n_out = self.layers[0], self.layers[-1]
         shape = {
             "encoder": ("as many outputs as inputs", n_in == n_out),
@@ -217,6 +232,25 @@ class RunConfig:
                 raise ConfigError(key, f"unknown field '{key}'{did_you_mean(key, names)}")
         return cls(**values)
 
+    def _check_schedule(self):
+        """A schedule's own fields get their defaults, the others' are None; a field the
+        schedule needs and does not have is an error, as is a warm-up not shorter than a
+        warmup_cosine run."""
+        mine = SCHEDULE_FIELDS.get(self.lr_schedule, {})
+        for name in SCHEDULES_OWN:
+            value = getattr(self, name)
+            value = (mine[name] if value is None else value) if name in mine else None
+            object.__setattr__(self, name, value)
+            if name in mine and value is None:
+                raise ConfigError(name, f"lr_schedule {self.lr_schedule!r} needs {name} "
+                                  f"({_NEEDS[name]}), got none")  # fmt: skip
+        if self.lr_schedule == "warmup_cosine" and self.warmup_steps >= self.steps:
+            raise ConfigError(
+                "warmup_steps",
+                f"warmup_steps must be below steps = {self.steps} for lr_schedule "
+                f"'warmup_cosine' (the cosine takes the rest), got {self.warmup_steps}",
+            )
+
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in _CHECKS}
 
@@ -250,6 +284,11 @@ ALIASES = {
     "hidden": "layers",
     "sizes": "layers",
     "random_seed": "seed",
+    "schedule": "lr_schedule",
+    "scheduler": "lr_schedule",
+    "lr_scheduler": "lr_schedule",
+    "warmup": "warmup_steps",
+    "decay_rate": "gamma",
 }
 
 
@@ -426,7 +465,22 @@ def _in_range(low, high=math.inf, low_open=False):
 
 
 # Fields holding integers: values drawn from continuous distributions are rounded for them.
-INTEGER_FIELDS = ("steps", "seed", "log_every", "batch_size")
+INTEGER_FIELDS = ("steps", "seed", "log_every", "batch_size", "step_size", "warmup_steps")
+
+_NEEDS = {"step_size": "updates between decays", "gamma": "the factor of each decay",
+          "warmup_steps": "updates to reach lr"}  # fmt: skip
+
+
+def _check_start_factor(name, value):
+    if value is None:
+        return None
+    rule = f"{name} must be a number > 0 and <= 1"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, f"{rule}, got {value!r}")
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise ConfigError(name, f"{rule}, got {value!r}")
+    return float(value)
+
 
 _CHECKS = {
     "layers": _check_layers,
@@ -450,6 +504,12 @@ _CHECKS = {
     "weight_decay": lambda n, v: _in_range(0.0)(n, v if v is not None else 0.0),
     "targets": _check_targets,
     "val_fraction": lambda n, v: _in_range(0.0, 1.0)(n, v if v is not None else 0.0),
+    "lr_schedule": _one_of(SCHEDULES),
+    "step_size": lambda n, v: None if v is None else _as_int(n, v, 1),
+    "gamma": _in_range(0.0, low_open=True),
+    "eta_min": _in_range(0.0),
+    "warmup_steps": lambda n, v: None if v is None else _as_int(n, v, 1),
+    "start_factor": _check_start_factor,
 }
 # Fields added after fastbp 0.3, at the values that give 0.3's behaviour: left out of a
 # run's id at these values (and where they do not apply: None), so that results of 0.3
@@ -464,6 +524,12 @@ SINCE_0_3 = {
     "weight_decay": 0.0,
     "targets": None,
     "val_fraction": 0.0,
+    "lr_schedule": "constant",
+    "step_size": None,
+    "gamma": None,
+    "eta_min": None,
+    "warmup_steps": None,
+    "start_factor": None,
 }
 
 
@@ -475,8 +541,13 @@ def _as_in_0_3(field: str, value) -> bool:
     return value is None or value == SINCE_0_3[field] or value in _OPTIMIZER_DEFAULTS[field]
 
 
-_OPTIMIZER_DEFAULTS = {  # field -> the defaults it takes under the optimizers it applies to
-    field: {d for fields in OPTIMIZER_FIELDS.values() for f, d in fields.items() if f == field}
+_OPTIMIZER_DEFAULTS = {  # field -> the defaults it takes under the optimizers (and
+    field: {  # schedules) it applies to
+        d
+        for fields in (*OPTIMIZER_FIELDS.values(), *SCHEDULE_FIELDS.values())
+        for f, d in fields.items()
+        if f == field and d is not None
+    }
     for field in SINCE_0_3
 }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fastbp.config import OPTIMIZERS_OWN, RunConfig, layers_text, parse_layers, swept_order
+from fastbp.config import OWN_FIELDS, OWNER, RunConfig, layers_text, parse_layers, swept_order
 
 # Plain names, shown beside the field's own name: "learning rate (lr)".
 NAMES = {
@@ -40,6 +40,12 @@ NAMES = {
     "weight_decay": "weight decay",
     "targets": "target columns",
     "val_fraction": "validation fraction",
+    "lr_schedule": "learning-rate schedule",
+    "step_size": "updates between decays",
+    "gamma": "decay factor",
+    "eta_min": "cosine's least rate",
+    "warmup_steps": "warm-up updates",
+    "start_factor": "warm-up's first factor",
 }
 assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a plain name"
 
@@ -77,7 +83,11 @@ def fmt(field: str, value) -> str:
 
 
 def _number(x: float, digits: int = 3) -> str:
-    """x to ``digits`` significant digits; numbers from 100 to 1e5 without an exponent."""
+    """x to ``digits`` significant digits; numbers from 100 to 1e5 without an exponent;
+    numbers just below 1 (a decay factor of 0.9998, Adam's beta2 of 0.9999) with two of
+    1 - x, so that they do not read as 1."""
+    if 0.9 < x < 1:
+        digits = max(digits, 2 - math.floor(math.log10(1 - x)))
     text = f"{x:.{digits}g}"
     if "e+" in text and abs(x) < 1e5:
         return f"{x:.0f}"
@@ -85,27 +95,39 @@ def _number(x: float, digits: int = 3) -> str:
 
 
 def describe(fields, values) -> str:
-    """'lr=0.01, bias=with biases', or 'all runs' for no fields. An optimizer's own field
-    without a value (momentum for adam) is left out, unless nothing else is named."""
+    """'lr=0.01, bias=with biases', or 'all runs' for no fields. An optimizer's or a
+    schedule's own field without a value (momentum for adam) is left out, unless nothing
+    else is named."""
     pairs = [f"{f}={fmt(f, v)}" for f, v in zip(fields, values, strict=True)]
     applies = [
         p for p, f, v in zip(pairs, fields, values, strict=True)
-        if f not in OPTIMIZERS_OWN or not pd.isna(v)
+        if f not in OWN_FIELDS or not pd.isna(v)
     ]  # fmt: skip
     return ", ".join(applies or pairs) or "all runs"
 
 
 def swept(runs: pd.DataFrame, order=None) -> list[str]:
     """The RunConfig fields taking more than one value in ``runs`` (a missing value counts
-    as one, except for an optimizer's own fields, missing where they do not apply): in
+    as one, except for an optimizer's or a schedule's own fields, missing where they do
+    not apply): in
     ``order`` (the spec's, as saved with the results) where given, then in RunConfig
     order; ``lr`` first and ``seed`` last."""
     varies = [
         f
         for f in RunConfig.field_names()
-        if f in runs and runs[f].nunique(dropna=f in OPTIMIZERS_OWN) > 1
+        if f in runs and runs[f].nunique(dropna=f in OWN_FIELDS) > 1 and not _follows(runs, f)
     ]
     return swept_order(varies, order or ())
+
+
+def _follows(runs: pd.DataFrame, field: str) -> bool:
+    """Whether an optimizer's or a schedule's own field takes one value under each value
+    of the field that owns it (gamma 0.5 for every step schedule, 0.9998 for every
+    exponential one): it then says nothing its owner does not, and is not swept."""
+    owner = OWNER.get(field)
+    if owner is None or owner not in runs:
+        return False
+    return bool(runs.groupby(owner, dropna=False)[field].nunique().max() <= 1)
 
 
 def loss_label(runs: pd.DataFrame, what: str = "loss") -> str:
@@ -329,19 +351,23 @@ def subtitle(results, pooled=()) -> str:
 
 
 def _shared(runs, field) -> str | None:
-    """``field=value`` for an unswept field (None where it has none). An optimizer's own
-    field: its value in the runs it applies to, and which optimizers those are where not
-    all runs have it."""
-    if field not in OPTIMIZERS_OWN:
+    """``field=value`` for an unswept field (None where it has none). An optimizer's or
+    a schedule's own field: its values in the runs it applies to, each with the
+    optimizers or schedules that have it where not all runs do ('gamma=0.5 (step),
+    0.9998 (exponential)')."""
+    if field not in OWN_FIELDS:
         value = runs[field].iloc[0]
         return None if value is None else f"{field}={fmt(field, value)}"
-    has = runs[field].notna()
-    if not has.any():
+    has = runs.loc[runs[field].notna()]
+    if has.empty:
         return None
-    text = f"{field}={fmt(field, runs.loc[has, field].iloc[0])}"
-    if has.all():
-        return text
-    return f"{text} ({', '.join(sorted(runs.loc[has, 'optimizer'].unique()))})"
+    if len(has) == len(runs) and has[field].nunique() == 1:
+        return f"{field}={fmt(field, has[field].iloc[0])}"
+    owners = has.groupby(field)[OWNER[field]].unique()
+    return f"{field}=" + ", ".join(
+        f"{fmt(field, value)} ({', '.join(sorted(map(str, names)))})"
+        for value, names in owners.items()
+    )
 
 
 def _relevant(field, row) -> bool:

@@ -4,6 +4,7 @@ It is the oracle the compiled engine is tested against and the baseline the benc
 measure. Full batch only; same semantics as :func:`fastbp.train`.
 """
 
+import math
 import time
 
 import numpy as np
@@ -56,6 +57,7 @@ class Optimizer:
         """Update each (p, dL/dp) pair in place."""
         c = self.config
         self.t += 1
+        lr = learning_rate(c, self.t)
         for p, g in parameters:
             g = g + c.weight_decay * p
             if c.optimizer in ("momentum", "nesterov"):
@@ -68,11 +70,30 @@ class Optimizer:
                 m += (1.0 - c.beta1) * (g - m)  # PyTorch's lerp
                 v *= c.beta2
                 v += (1.0 - c.beta2) * g * g
-                step_size = c.lr / (1.0 - c.beta1**self.t)
+                step_size = lr / (1.0 - c.beta1**self.t)
                 denom = np.sqrt(v) / np.sqrt(1.0 - c.beta2**self.t) + c.eps
                 p -= step_size * m / denom
             else:
-                p -= c.lr * g
+                p -= lr * g
+
+
+def learning_rate(c: RunConfig, t: int) -> float:
+    """The learning rate of update t (1 for the first), as PyTorch's schedulers give it
+    in closed form, stepped after every update."""
+    e = t - 1  # the scheduler's steps before this update
+    if c.lr_schedule == "step":
+        return c.lr * c.gamma ** (e // c.step_size)
+    if c.lr_schedule == "exponential":
+        return c.lr * c.gamma**e
+    if c.lr_schedule == "cosine":
+        return c.eta_min + (c.lr - c.eta_min) * (1 + math.cos(math.pi * e / c.steps)) / 2
+    if c.lr_schedule == "warmup" or (c.lr_schedule == "warmup_cosine" and e < c.warmup_steps):
+        ramp = (1.0 - c.start_factor) * min(e, c.warmup_steps) / c.warmup_steps
+        return c.lr * (c.start_factor + ramp)
+    if c.lr_schedule == "warmup_cosine":
+        e, t_max = e - c.warmup_steps, c.steps - c.warmup_steps
+        return c.eta_min + (c.lr - c.eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2
+    return c.lr
 
 
 def mse(Y, T):

@@ -53,6 +53,12 @@ FIELD_TYPES = {
     "weight_decay": pa.float64(),
     "targets": pa.list_(pa.string()),  # a .csv's target columns; null: the last ones
     "val_fraction": pa.float64(),
+    "lr_schedule": pa.string(),
+    "step_size": pa.int64(),  # null where the schedule has none, as the fields below
+    "gamma": pa.float64(),
+    "eta_min": pa.float64(),
+    "warmup_steps": pa.int64(),
+    "start_factor": pa.float64(),
 }
 assert tuple(FIELD_TYPES) == RunConfig.field_names(), "every RunConfig field needs a column"
 
@@ -573,7 +579,7 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     runs.insert(at + 1, "loss_floor", floors(runs))
     dead = pd.Series(dead_units(runs, values), index=runs.index, dtype="Int64")
     runs.insert(at + 2, "dead_units", dead.mask(dead < 0))  # null: not ReLU, or diverged
-    for name in ("batch_size", "diverged_at"):
+    for name in ("batch_size", "diverged_at", "step_size", "warmup_steps"):
         runs[name] = runs[name].astype("Int64")
     runs_table = pa.Table.from_pandas(runs, schema=RUNS_SCHEMA, preserve_index=False)
     _write_atomic(runs_table, directory / "runs.parquet")

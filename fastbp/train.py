@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastbp import metrics
+from fastbp import metrics, schedules
 from fastbp.config import ACTIVATIONS, LOSSES, OPTIMIZERS, RunConfig, RunResult
 from fastbp.data import make_dataset, make_validation
 from fastbp.engine import codegen, kernels, step, tuning
@@ -29,6 +29,7 @@ from fastbp.params import (
     offsets,
     unflatten,
 )
+from fastbp.schedules import BY_LENGTH
 
 
 @dataclass
@@ -175,7 +176,9 @@ def train(
     theta = flatten(initial).astype(dtype)
     want = metrics.wanted(config, T64, make_validation(config))
     plog = np.full((len(steps) if want else 0, theta.shape[0]), np.nan, dtype=dtype)
+    scheduled = config.lr_schedule != "constant"
     training = kernels.Training(
+        rates=schedules.rates(config, config.steps) if scheduled else np.empty(0),
         lr=config.lr,
         optimizer=OPTIMIZERS.index(config.optimizer),
         hyper=hyper(config),
@@ -236,15 +239,18 @@ _ALL_BUT_STEPS = operator.attrgetter(*_FAMILY_FIELDS)
 
 
 def family_key(config: RunConfig) -> tuple:
-    """What runs must share to be one trajectory: every field but the step count (plain
-    SGD has no schedule, so a shorter run is the start of a longer one)."""
-    return _ALL_BUT_STEPS(config)
+    """What runs must share to be one trajectory: every field but the step count (a
+    shorter run is the start of a longer one), and the step count too where the learning
+    rate's schedule depends on it (cosine: fastbp.schedules.BY_LENGTH)."""
+    family = _ALL_BUT_STEPS(config)
+    return family + (config.steps,) if config.lr_schedule in BY_LENGTH else family
 
 
 _KERNEL_FIELDS = (
     "layers", "activation", "bias", "dataset", "dtype", "loss_fn", "optimizer", "val_fraction",
     "targets", *step.HYPER,
 )  # fmt: skip
+_SCHEDULE = _FAMILY_FIELDS.index("lr_schedule")
 _KERNEL_OF_FAMILY = operator.itemgetter(*(_FAMILY_FIELDS.index(f) for f in _KERNEL_FIELDS))
 
 
@@ -252,7 +258,8 @@ def kernel_key(config: RunConfig, family: tuple | None = None) -> tuple:
     """What runs must share to be trained in one block of a generated kernel: its
     arguments, their data, and the optimizer's values (the same for every lane). A part of
     the run's :func:`family_key`, passed as ``family`` where it is known already."""
-    return (_batch_size(config), _KERNEL_OF_FAMILY(family or family_key(config)))
+    family = family or family_key(config)
+    return (_batch_size(config), _KERNEL_OF_FAMILY(family), family[_SCHEDULE] != "constant")
 
 
 def block_choice(config: RunConfig, measured: dict | None = None) -> tuning.Choice:
@@ -277,6 +284,7 @@ def kernel_of(config: RunConfig, lanes: int) -> codegen.Kernel:
         loss_fn=config.loss_fn,
         optimizer=config.optimizer,
         decay=config.weight_decay != 0,
+        scheduled=config.lr_schedule != "constant",
     )
 
 
@@ -377,6 +385,15 @@ def _initial_theta(config: RunConfig) -> np.ndarray:
     return theta
 
 
+def _rates(configs, n_steps: int, scheduled: bool) -> np.ndarray:
+    """A block's learning rates, as its kernel reads them: one per lane, or, where they
+    are scheduled, (lanes, n_steps + 1), [r, u] lane r's rate of update u + 1 (the last
+    column is read after the last update, and not used)."""
+    if not scheduled:
+        return np.array([c.lr for c in configs])
+    return np.stack([schedules.rates(c, n_steps + 1) for c in configs])
+
+
 def _train_families(families, lanes: int) -> Trained:
     """Train (configs, initial params, order, indices) families, a block of ``lanes``
     families at a time; each family's configs differ only in steps, and ``indices`` are
@@ -408,7 +425,7 @@ def _train_families(families, lanes: int) -> Trained:
         snaps = np.zeros((lanes, snap_steps.shape[1], n_params), dtype=dtype)
         diverged_at = np.empty(lanes, dtype=np.int64)
         plog = np.full((lanes, len(log_steps) if want else 0, n_params), np.nan, dtype=dtype)
-        lr = np.array([group[0].lr for group in runs])
+        lr = _rates([group[0] for group in runs], log_steps[-1], identity.scheduled)
         start = time.perf_counter()
         samples = families[padded[0]][2]  # the order of samples (mini-batches: one lane)
         kernel(

@@ -643,3 +643,12 @@ def test_floors_that_differ_by_architecture_stay_with_their_architecture(shapes)
                else line.get_color() for line in visible_axes(curves)[0].get_lines()
                if line.get_linestyle() not in ("-", "None")}  # fmt: skip
     assert len(colours) == 2 and "0.35" in colours  # 0.0625 shared by two: grey
+
+
+def test_values_just_below_one_do_not_read_as_one():
+    """A decay factor of 0.9998 (or Adam's beta2 of 0.9999) is not '1' in any view."""
+    from fastbp.layout import fmt
+
+    assert [fmt("gamma", v) for v in (0.9998, 0.9999, 0.999, 0.95, 0.5)] == [
+        "0.9998", "0.9999", "0.999", "0.95", "0.5"]  # fmt: skip
+    assert fmt("lr", 0.0316227766) == "0.0316" and fmt("lr", 1.0) == "1"

@@ -56,7 +56,8 @@ class Training(NamedTuple):
     fastbp.engine.step.HYPER); the logged update counts (int64, increasing, the last
     one the number of updates); samples per update (at least the data's: full batch),
     and ``order``, int64 (n_epochs, n_samples): row e the order of the samples in epoch
-    e, walked a batch per update (unused in full batch)."""
+    e, walked a batch per update (unused in full batch); ``rates``, float64: empty, or
+    the learning rate of each update (row u: update u + 1's), which then replaces lr."""
 
     lr: float
     optimizer: int
@@ -64,6 +65,7 @@ class Training(NamedTuple):
     log_steps: np.ndarray
     batch_size: int
     order: np.ndarray
+    rates: np.ndarray
 
 
 def loop_kernel():
@@ -358,7 +360,7 @@ def train_kernel(theta, net, training, X, T, losses, plog):
     """
     sizes, loss, opt, hyper = net.sizes, net.loss, training.optimizer, training.hyper
     log_steps, batch_size, order = training.log_steps, training.batch_size, training.order
-    lr, n_steps = training.lr, training.log_steps[-1]
+    lr, rates, n_steps = training.lr, training.rates, training.log_steps[-1]
     n_samples = np.uint64(X.shape[0])
     y = sizes.shape[0] - 1
     a_off, A, D = workspace(sizes, n_samples, theta)
@@ -411,6 +413,8 @@ def train_kernel(theta, net, training, X, T, losses, plog):
             if not math.isfinite(batch_loss):
                 return t
         backward(theta, net, a_off, A, D, n, G)
+        if rates.shape[0] > 0:
+            lr = rates[t]
         {update}
     return -1
 '''
