@@ -140,20 +140,24 @@ class RunConfig:
 
     def _check_memory(self):
         """A run keeps its logged losses and metrics, the parameters at each logged step
-        (for the metrics) and, for mini-batches, the order of its samples: refused where
-        that is more than half of this machine's memory, before anything trains."""
+        (for the metrics), for mini-batches the order of its samples, and for a schedule
+        its learning rates (made through Python floats: about 48 bytes an update): refused
+        where that is more than half of this machine's memory, before anything trains."""
         logged = self.steps // self.log_every + 2
         n_params = sum((a + 1) * b for a, b in zip(self.layers, self.layers[1:], strict=False))
         curve = logged * (40 + n_params * (4 if self.dtype == "float32" else 8))
         order = 0 if self.batch_size is None else self.steps * self.batch_size * 8
+        rates = 0 if self.lr_schedule == "constant" else (self.steps + 1) * 48
+        parts = {"its logged steps": curve, "the order of its samples": order,
+                 "its learning rates": rates}  # fmt: skip
         memory = _physical_memory()
-        if memory and curve + order > memory / 2:
-            what, fix = (("the order of its samples", "lower steps") if order > curve else
-                         ("its logged steps", "lower steps or raise log_every"))  # fmt: skip
+        if memory and sum(parts.values()) > memory / 2:
+            what = max(parts, key=parts.get)
+            fix = "lower steps or raise log_every" if what == "its logged steps" else "lower steps"
             raise ConfigError(
                 "steps",
                 f"steps = {self.steps:,} with log_every = {self.log_every:,} would hold "
-                f"{_size(curve + order)} for {what}, more than half of this machine's "
+                f"{_size(sum(parts.values()))} for {what}, more than half of this machine's "
                 f"memory ({_size(memory)}): {fix}",
             )
 

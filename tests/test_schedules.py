@@ -180,3 +180,9 @@ def test_against_torch_lr_scheduler():
             for a, t in zip(ours, tensors, strict=True):
                 np.testing.assert_allclose(a, t.detach().numpy(), rtol=rtol, atol=1e-14,
                                            err_msg=f"{optimizer}, {schedule}")  # fmt: skip
+
+
+def test_a_schedule_too_long_for_memory_is_refused_before_training():
+    with pytest.raises(ConfigError, match="for its learning rates, more than half") as error:
+        RunConfig(lr_schedule="cosine", steps=10**12, log_every=10**11)
+    assert error.value.field == "steps"
