@@ -2,9 +2,11 @@
 workers, with run-steps per second and the share of worker time spent training; the time
 to draw the figures and report.html of lr_grid (100 runs) and lr_dense (4,000 runs); then
 sweeps off that path: sweeps/architectures.toml with empty caches, and 50,000 short runs
-(trained, rerun with everything saved, --dry-run); first, a fresh process's start-up.
+(trained, rerun with everything saved, --dry-run); successive halving against the full
+grid on sweeps/optimizers.toml and sweeps/lr_dense.toml; first, a fresh process's start-up.
 
     python benchmarks/bench_sweep.py [--repeats N] [--no-architectures] [--startup-only]
+                                     [--halving-only]
 
 Start-up: `python -c "import fastbp; fastbp.train(fastbp.RunConfig(steps=50_000))"` with
 warm caches against `python -c "import numba"`, in interleaved pairs (median of --repeats
@@ -202,6 +204,53 @@ def print_startup(s: dict) -> None:
         print(f"  {name:<28}{shown}")
 
 
+HALVING = "\n[halving]\nmin_steps = 1000\neta = 3\n"
+
+
+def halving_cases(tmp: Path, cache: Path, repeats: int) -> dict:
+    """sweeps/optimizers.toml and sweeps/lr_dense.toml as they are and with a [halving]
+    section (min_steps 1,000, eta 3): wall time with every kernel compiled (median of
+    ``repeats``, each into a new folder), the best setting each finds by the report's rule, and the
+    run-steps the halving trained against the full grid's."""
+    from fastbp import load_results
+    from fastbp.layout import describe
+    from fastbp.ranking import setting_fields
+
+    out = {}
+    for name in ("optimizers", "lr_dense"):
+        source = HERE.parent / "sweeps" / f"{name}.toml"
+        halved = tmp / f"{name}_halved.toml"
+        halved.write_text(source.read_text() + HALVING)
+        compile_all(cache, source)  # every kernel compiled first: the timings are warm
+        case = {}
+        for kind, spec in (("full grid", source), ("halving", halved)):
+            walls = [run_sweep(tmp / f"{name} {kind} {k}", 2, cache, "threads", spec=spec)
+                     for k in range(repeats)]  # fmt: skip
+            folder = tmp / f"{name} {kind} 0"
+            results = load_results(folder)
+            best = results.settings().iloc[0]
+            fields = setting_fields(results.runs, results.swept)
+            meta = json.loads((folder / "meta.json").read_text())
+            case[kind] = {
+                "wall_s": statistics.median(w["wall_s"] for w in walls),
+                "best": describe(fields, [best[f] for f in fields]),
+                "median_run": best["median_run"],
+                **meta.get("halving", {}),
+            }
+        out[name] = case
+    return out
+
+
+def print_halving(cases: dict) -> None:
+    print(f"\n{'successive halving (2 threads)':<34}{'wall s':>8}  best setting (its median seed)")
+    for name, case in cases.items():
+        for kind, c in case.items():
+            share = (f", {c['run_steps'] / c['run_steps_full_grid']:.0%} of the run-steps"
+                     if "run_steps" in c else "")  # fmt: skip
+            print(f"{name + ', ' + kind:<34}{c['wall_s']:>8.2f}  {c['best']} "
+                  f"({c['median_run']}){share}")  # fmt: skip
+
+
 def other_sweeps(tmp: Path, cache: Path, repeats: int, architectures: bool) -> dict:
     """Sweeps off lr_grid's path: the 9 architectures of sweeps/architectures.toml with
     empty caches (everything compiles), and 50,000 runs of 1,000 steps (warm kernels):
@@ -257,7 +306,18 @@ def main():
     parser.add_argument(
         "--startup-only", action="store_true", help="time a fresh process's start-up only"
     )
+    parser.add_argument(
+        "--halving-only", action="store_true",
+        help="only successive halving against the full grid (optimizers, lr_dense)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.halving_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = halving_cases(Path(tmp), Path(tmp) / "cache", 3)
+        (HERE / "results").mkdir(exist_ok=True)
+        target = HERE / "results" / "bench_sweep_halving.json"
+        target.write_text(json.dumps(cases, indent=2) + "\n")
+        return print_halving(cases)
     from fastbp.spec import load_spec
 
     run_steps = load_spec(SPEC).total_steps
@@ -304,6 +364,7 @@ def main():
             "lr_dense (4,000 runs)": time_figures(tmp / "lr_dense", tmp / "f2", args.repeats),
         }
         report["other_sweeps"] = other_sweeps(tmp, cache, 3, not args.no_architectures)
+        report["halving"] = halving_cases(tmp, cache, 3)
     for case in report["cases"].values():
         case["run_steps_per_s"] = run_steps / case["wall_s"]
     (HERE / "results").mkdir(exist_ok=True)
@@ -329,6 +390,7 @@ def main():
         share = f"{c['training_share']:.0%}" if c.get("training_share") is not None else ""
         memory = f"  peak {c['peak_memory_gib']} GiB" if "peak_memory_gib" in c else ""
         print(f"{name:<30}{c['wall_s']:>10.2f}{compile_s:>11}{share:>16}{memory}")
+    print_halving(report["halving"])
 
 
 if __name__ == "__main__":

@@ -339,6 +339,9 @@ def subtitle(results, pooled=()) -> str:
     folded into its medians and bands (``pooled``), and the unswept fields' values."""
     runs = results.runs
     parts = [f"{len(runs):,} run{'s' * (len(runs) != 1)}"]
+    if "stopped_at" in runs and runs["stopped_at"].notna().any():
+        stopped = int(runs["stopped_at"].notna().sum())
+        parts[0] += f" ({stopped:,} stopped early by successive halving: stopped_at)"
     if pooled:
         named = [f"{runs['seed'].nunique()} seeds" if f == "seed" else f for f in pooled]
         parts.append("median over " + ", ".join(named))

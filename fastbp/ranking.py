@@ -87,10 +87,11 @@ def rule(runs: pd.DataFrame, threshold=None) -> str:
     )
 
 
-def run_order(runs: pd.DataFrame, threshold=None) -> np.ndarray:
-    """Each run's badness under the rule's quantity, as an array to sort ascending
-    (best first): diverged runs last."""
-    how = basis(runs, threshold)
+def run_order(runs: pd.DataFrame, threshold=None, how=None) -> np.ndarray:
+    """Each run's badness under the rule's quantity (``how``: a :func:`basis` to use
+    instead of the runs' own), as an array to sort ascending (best first): diverged runs
+    last."""
+    how = how or basis(runs, threshold)
     ok = ~runs["diverged"].to_numpy(bool)
     if how in ("val_accuracy", "accuracy"):
         value = -runs[how].to_numpy(float)
@@ -99,19 +100,21 @@ def run_order(runs: pd.DataFrame, threshold=None) -> np.ndarray:
     return np.where(ok & ~np.isnan(value), value, np.inf)
 
 
-def settings(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
+def settings(runs: pd.DataFrame, order=None, threshold=None, how=None) -> pd.DataFrame:
     """One row per setting, best first: its swept fields; ``runs`` (n), ``diverged``;
     ``median_loss`` (final, over the seeds, diverged as inf) and, where the runs have
     them, ``median_accuracy``, ``median_val_loss``, ``median_val_accuracy``; with a
     threshold ``reached`` (k), ``share`` and its 95% Wilson interval ``share_low``,
     ``share_high``; ``rank`` (1: best) and ``median_run``, the run_id of its median seed.
-    The order is :func:`rule`'s."""
+    The order is :func:`rule`'s, or ``how``'s: a :func:`basis` to rank by instead of
+    the runs' own (successive halving's ``metric``)."""
+    how = how or basis(runs, threshold)
     fields = setting_fields(runs, order)
     ok = ~runs["diverged"].to_numpy(bool)
     frame = pd.DataFrame(
         {
             "run_id": runs["run_id"].to_numpy(),
-            "badness": run_order(runs, threshold),
+            "badness": run_order(runs, threshold, how),
             "loss": np.where(ok, runs["final_loss"].to_numpy(float), np.inf),
             "diverged": ~ok,
         }
@@ -145,7 +148,7 @@ def settings(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
     middle = (ordered.groupby("setting")["setting"].transform("size").to_numpy() - 1) // 2
     medians = ordered[position == middle]
     table["median_run"] = medians.set_index("setting")["run_id"].sort_index().to_numpy()
-    table["rank"] = _ranks(table, basis(runs, threshold))
+    table["rank"] = _ranks(table, how)
     table = table.sort_values("rank", kind="stable").reset_index(drop=True)
     return table[[*fields, *[c for c in table.columns if c not in fields]]]
 

@@ -44,6 +44,13 @@ class SweepReport:
     n_jobs: int = 1
     plan: object = None  # the engine's plan the runs trained by (fastbp.planner.Plan)
     forms: str = ""  # the kernel forms that trained them, in words (planner.forms_text)
+    # successive halving: each rung's (step, settings ranked, settings that went on), the
+    # runs stopped {run_id: (its shorter run's id, stopped at, steps)}, the run-steps the
+    # rungs and the last stretch asked for, against the full grid's
+    rungs: list = dataclasses.field(default_factory=list)
+    stopped: dict = dataclasses.field(default_factory=dict)
+    halving_steps: int = 0
+    full_steps: int = 0
 
 
 def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataFrame]]:
@@ -216,9 +223,25 @@ def closing_line(report, out) -> str:
     compiled = f"; kernels {done} in {seconds:.1f} s" if report.compile_s >= 0.05 else ""
     forms = f"; {report.forms}" if report.forms else ""
     return (
-        f"\n{report.computed} run(s) trained in {report.parallel_s:.1f} s{share}{compiled}"
-        f"{forms}; {report.reused} reused; results in {out}"
+        f"{halving_line(report)}\n{report.computed} run(s) trained in "
+        f"{report.parallel_s:.1f} s{share}{compiled}{forms}; {report.reused} reused; "
+        f"results in {out}"
     )
+
+
+def halving_line(report) -> str:
+    """'\nhalving: 120 of 420 runs stopped early (at 1,000: 280, ...); 21% of the full
+    grid's run-steps', or '' without halving."""
+    if not report.full_steps:
+        return ""
+    at = {}
+    for _, step, _ in report.stopped.values():
+        at[step] = at.get(step, 0) + 1
+    where = ", ".join(f"{n} at {step:,}" for step, n in sorted(at.items()))
+    share = report.halving_steps / report.full_steps
+    return (f"\nhalving: {len(report.stopped)} of {report.total} run(s) stopped early"
+            f"{f' ({where})' if where else ''}; it trained {report.halving_steps:,} of the full "
+            f"grid's {report.full_steps:,} run-steps ({share:.0%})")  # fmt: skip
 
 
 def write_meta(out, spec, report, started, version, kernels) -> None:
@@ -246,6 +269,18 @@ def write_meta(out, spec, report, started, version, kernels) -> None:
         "runs_reused": report.reused,
         "runs_retrained_other_version": report.stale,
         "runs_failed": len(report.failed),
+        **(
+            {
+                "halving": {
+                    "rungs": [{"step": r, "settings": n, "went_on": k} for r, n, k in report.rungs],
+                    "runs_stopped": len(report.stopped),
+                    "run_steps": report.halving_steps,
+                    "run_steps_full_grid": report.full_steps,
+                }
+            }
+            if spec.halving
+            else {}
+        ),  # fmt: skip
         "interrupted": report.interrupted,
         "compile_s": round(report.compile_s, 3),  # or loading them from the cache
         "kernels_compiled": report.compiled,
@@ -297,6 +332,11 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
         "<h2 id='summary'>Summary</h2>",
         f"<p class='best'>{_e(best_line(runs, order, threshold, ranked))}</p>",
         f"<p class='note'>{_e(ranking.rule(runs, threshold))}</p>",
+        *(
+            [f"<p class='note'>{_e(stopped_text(runs, meta))}</p>"]
+            if stopped_text(runs, meta)
+            else []
+        ),  # fmt: skip
     ]
     for field, table in summary_tables(runs, order, threshold):
         parts.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
@@ -346,6 +386,21 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
     target = out / "report.html"
     write_text_atomic(target, page)
     return target
+
+
+def stopped_text(runs, meta) -> str:
+    """What successive halving did, in a sentence ('' where it stopped no run)."""
+    if "stopped_at" not in runs or runs["stopped_at"].isna().all():
+        return ""
+    counts = runs["stopped_at"].dropna().astype(int).value_counts().sort_index()
+    where = ", ".join(f"{n} at {step:,}" for step, n in counts.items())
+    halving = meta.get("halving", {}) if isinstance(meta.get("halving"), dict) else {}
+    done, full = halving.get("run_steps"), halving.get("run_steps_full_grid")
+    share = (f"; it trained {done:,} of the full grid's {full:,} run-steps ({done / full:.0%})"
+             if isinstance(done, int) and isinstance(full, int) and full else "")  # fmt: skip
+    return (f"Successive halving stopped {int(counts.sum())} of {len(runs)} runs early "
+            f"({where} steps): their final loss, accuracy and curves are those of the step "
+            f"they stopped at (stopped_at in runs.parquet){share}.")  # fmt: skip
 
 
 def _e(text) -> str:

@@ -76,13 +76,14 @@ RUNS_SCHEMA = pa.schema(
         ("dead_units", pa.int64()),  # hidden ReLU units off for every sample; or null
         ("diverged", pa.bool_()),
         ("diverged_at", pa.int64()),  # updates done when the loss became non-finite
+        ("stopped_at", pa.int64()),  # successive halving stopped the run here; null: finished
         ("wall_s", pa.float64()),
         ("fastbp_version", pa.string()),
     ]
 )
 # Shards store what a run produced; steps_to_threshold depends on the spec's threshold
 # and is derived from the curves when the final tables are written.
-DERIVED = ("steps_to_threshold", "loss_floor", "dead_units")  # when final tables are written
+DERIVED = ("steps_to_threshold", "loss_floor", "dead_units", "stopped_at")  # for final tables
 SHARD_RUNS_SCHEMA = pa.schema([f for f in RUNS_SCHEMA if f.name not in DERIVED])
 CURVES_SCHEMA = pa.schema(
     [
@@ -210,6 +211,9 @@ def load_results(directory) -> Results:
         if field not in tables[0]:
             value = np.nan if value is None else value
             tables[0].insert(list(RUNS_SCHEMA.names).index(field), field, value)
+    if "stopped_at" not in tables[0]:  # before successive halving: every run finished
+        at = tables[0].columns.get_loc("diverged_at") + 1 if "diverged_at" in tables[0] else 0
+        tables[0].insert(at, "stopped_at", pd.Series(pd.NA, index=tables[0].index, dtype="Int64"))
     try:
         meta = json.loads((directory / "meta.json").read_text())
     except (OSError, ValueError):
@@ -552,13 +556,18 @@ def read_runs(directory: Path) -> pd.DataFrame:
     return pd.read_parquet(Path(directory) / "runs.parquet")
 
 
-def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, threshold):
+def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, threshold,
+                       stopped=None):  # fmt: skip
     """Write the spec's runs (in ``run_ids`` order) as the directory's three parquet tables;
     return the runs table as a DataFrame. Curves and parameters stay in Arrow: for a sweep
-    of many runs they are millions of rows."""
+    of many runs they are millions of rows. ``stopped``: {run_id: (the run_id of its
+    shorter run, the step it stopped at, its own steps)} for the runs successive halving
+    stopped: each takes its shorter run's rows (:func:`with_stopped`)."""
     import pandas as pd
 
     directory = Path(directory)
+    stopped = stopped or {}
+    tables = with_stopped(tables, {k: (v[0], v[2]) for k, v in stopped.items()})
     (directory / MANIFEST).unlink(missing_ok=True)  # the tables change from here on
     wanted = pa.array(list(run_ids), pa.string())
     runs = _in_order(tables["runs"], wanted).to_pandas()
@@ -579,12 +588,44 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     runs.insert(at + 1, "loss_floor", floors(runs))
     dead = pd.Series(dead_units(runs, values), index=runs.index, dtype="Int64")
     runs.insert(at + 2, "dead_units", dead.mask(dead < 0))  # null: not ReLU, or diverged
-    for name in ("batch_size", "diverged_at", "step_size", "warmup_steps"):
+    stops = {k: v[1] for k, v in stopped.items()}
+    runs.insert(runs.columns.get_loc("diverged_at") + 1, "stopped_at", runs["run_id"].map(stops))
+    for name in ("batch_size", "diverged_at", "stopped_at", "step_size", "warmup_steps"):
         runs[name] = runs[name].astype("Int64")
     runs_table = pa.Table.from_pandas(runs, schema=RUNS_SCHEMA, preserve_index=False)
     _write_atomic(runs_table, directory / "runs.parquet")
     write_text_atomic(directory / MANIFEST, json.dumps(_manifest(directory)) + "\n")
     return runs
+
+
+def with_stopped(tables: dict[str, pa.Table], shorter: dict) -> dict[str, pa.Table]:
+    """``tables`` with, for each run stopped early (``shorter``: its run_id -> (the run_id
+    of the shorter run it stopped as, its own steps)), that run's rows under the stopped
+    run's id and step count. A shorter run may stand for several (runs of one trajectory
+    with different steps)."""
+    import pandas as pd
+
+    if not shorter:
+        return tables
+    ids = list(shorter)
+    short_ids = pa.array(sorted({short for short, _ in shorter.values()}), pa.string())
+    out = {}
+    for name, table in tables.items():
+        mine = table.filter(pc.is_in(table.column("run_id"), short_ids))
+        rows = pd.Series(range(len(mine))).groupby(mine.column("run_id").to_pandas()).indices
+        take = [rows.get(shorter[k][0], []) for k in ids]
+        new_ids = pa.array([k for k, t in zip(ids, take, strict=True) for _ in t], pa.string())
+        part = mine.take(pa.array([i for t in take for i in t], pa.int64()))
+        kind = table.schema.field("run_id").type  # shards hold run ids as dictionaries
+        part = part.set_column(part.schema.get_field_index("run_id"), table.schema.field("run_id"),
+                               new_ids.cast(kind))  # fmt: skip
+        if name == "runs":
+            steps = pa.array([shorter[k][1] for k, t in zip(ids, take, strict=True) for _ in t],
+                             pa.int64())  # fmt: skip
+            part = part.set_column(part.schema.get_field_index("steps"), "steps", steps)
+        out[name] = pa.concat_tables([table.filter(pc.invert(pc.is_in(
+            table.column("run_id"), pa.array(ids)))), part])  # fmt: skip
+    return out
 
 
 @lru_cache(maxsize=1)

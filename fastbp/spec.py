@@ -18,8 +18,11 @@ import numpy as np
 
 from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean, swept_order
 from fastbp.data import is_path
+from fastbp.schedules import BY_LENGTH
 
-SECTIONS = ("sweep", "base", "grid", "random")
+SECTIONS = ("sweep", "base", "grid", "random", "halving")
+HALVING_KEYS = ("min_steps", "eta", "metric")
+HALVING_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
 SWEEP_KEYS = ("name", "threshold", "backend", "scheduler")
 BACKENDS = ("threads", "loky", "dask", "sequential")  # as in fastbp.backends
 GENERATORS = ("range", "logspace", "linspace")
@@ -40,6 +43,18 @@ class SpecError(Exception):
 
 
 @dataclass(frozen=True)
+class Halving:
+    """[halving]: train every setting (a run's configuration without its seed and its
+    steps) to ``min_steps``, keep the best 1/``eta`` of them, train those ``eta`` times
+    longer, and so on up to each run's steps (:mod:`fastbp.halving`). ``metric``: what
+    ranks the settings at a rung (None: the report's rule, :mod:`fastbp.ranking`)."""
+
+    min_steps: int
+    eta: int = 3
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     """A parsed sweep: its name, convergence threshold and every run, without duplicates."""
 
@@ -51,6 +66,7 @@ class Spec:
     backend: str = "threads"
     scheduler: str | None = None
     text: str | None = None  # the spec as TOML, where it came as text or a dict, not a file
+    halving: Halving | None = None  # [halving]: successive halving of the settings
 
     @property
     def total_steps(self) -> int:
@@ -171,6 +187,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     unique = list({run.run_id: run for run in reversed(runs)}.values())[::-1]  # first wins
     varies = [key for key in swept if len({getattr(run, key) for run in unique}) > 1]
     swept = swept_order(varies, varies)
+    halving = _halving(doc, unique, fail) if "halving" in doc else None
     return Spec(
         Path(path),
         name,
@@ -179,7 +196,36 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         tuple(swept),
         backend,
         scheduler,
+        halving=halving,
     )
+
+
+def _halving(doc, runs, fail) -> Halving:
+    """[halving], checked: its keys, and runs it can stop and go on with."""
+    table = _table(doc, "halving", fail)
+    _check_keys(table, HALVING_KEYS, "halving", fail)
+    if "min_steps" not in table:
+        fail("[halving].min_steps", "missing: the step count of the first rung")
+    min_steps, eta = table["min_steps"], table.get("eta", 3)
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 1:
+        fail("[halving].min_steps", f"must be a whole number of steps >= 1, got {min_steps!r}")
+    if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
+        fail("[halving].eta", f"must be a whole number >= 2 (keep 1/eta), got {eta!r}")
+    metric = table.get("metric")
+    if metric is not None and metric not in HALVING_METRICS:
+        fail("[halving].metric", f"must be one of {', '.join(HALVING_METRICS)}, got {metric!r}"
+                                 f"{did_you_mean(metric, HALVING_METRICS)}")  # fmt: skip
+    if metric in ("val_loss", "val_accuracy"):
+        without = next((r for r in runs if not (r.has_own_validation or r.n_val)), None)
+        if without is not None:
+            fail("[halving].metric", f"{metric!r} needs held-out data, and some runs have "
+                                     "none (set val_fraction, or rank by 'loss')")  # fmt: skip
+    by_length = sorted({r.lr_schedule for r in runs if r.lr_schedule in BY_LENGTH})
+    if by_length:
+        fail("[halving]", f"lr_schedule {by_length[0]!r} depends on the run's length, so a "
+                          "run stopped early is not the start of the full one: halve other "
+                          "schedules only")  # fmt: skip
+    return Halving(min_steps, eta, metric)
 
 
 def _positive_number(value) -> bool:

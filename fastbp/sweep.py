@@ -291,7 +291,10 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
     )
     wanted = {run.run_id for run in spec.runs}
     done = set() if force else {r for r, v in saved_versions.items() if v == version} & wanted
-    others = len(saved_versions.keys() - wanted)
+    others = saved_versions.keys() - wanted
+    if others and spec.halving:  # the halving's shorter runs are this spec's
+        others -= _rung_ids(spec)
+    others = len(others)
     if others:  # another spec's runs, in the same folder: kept, but not in these tables
         print(f"note: {others} finished run(s) in {out} are not in this spec: they stay in "
               f"{out / 'shards'}, and out of its tables", file=sys.stderr)  # fmt: skip
@@ -302,7 +305,10 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
     )
     _print_start(spec, todo, report, out, force)
 
-    if todo:
+    if todo and spec.halving:
+        fresh = set() if force else {r for r, v in saved_versions.items() if v == version}
+        _halve(spec, fresh, backend, store, version, report, quiet)
+    elif todo:
         _run_parallel(todo, backend, store, version, report, quiet)
     tables = store.current()  # what was read at the start, and the shards written since
     run_ids = [r.run_id for r in spec.runs]
@@ -312,7 +318,8 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
                 and results.final_tables_hold(out, run_ids, spec.threshold)):  # fmt: skip
             runs = results.read_runs(out)  # nothing new: the tables are already these
         else:
-            runs = results.write_final_tables(out, tables, run_ids, spec.threshold)
+            runs = results.write_final_tables(out, tables, run_ids, spec.threshold,
+                                              report.stopped)  # fmt: skip
         forms = kernel_forms(spec.runs, report.plan)
         report.forms = forms_text(forms) if report.computed else ""
         write_meta(out, spec, report, started, version, forms)
@@ -325,8 +332,71 @@ def train_spec(spec: Spec, out: Path, backend: Backend, force=False, quiet=False
     return report, runs
 
 
+def _rung_ids(spec) -> set:
+    """The run_ids of every shorter run successive halving could train for the spec."""
+    from fastbp.halving import at_rung, rungs
+
+    longest = max(run.steps for run in spec.runs)
+    steps = rungs(spec.halving.min_steps, spec.halving.eta, longest)
+    return {at_rung(run, step).run_id for run in spec.runs for step in steps}
+
+
+def _halve(spec, done: set, backend, store, version, report, quiet) -> None:
+    """Train the spec's runs by successive halving (:mod:`fastbp.halving`): at each rung
+    the shorter runs of the settings still in the race, then the best 1/eta of them go
+    on; at the end, the runs of the settings left, in full. ``done``: the run_ids saved
+    by this fastbp version (the rungs' runs among them), not trained again. Fills the
+    report's rungs, stopped runs and run-steps."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from fastbp import halving
+
+    plan = spec.halving
+    race = halving.Race(spec.runs)
+    asked = {}  # run_id -> steps of every run the halving needs (trained now or saved)
+    report.full_steps = sum(run.steps for run in spec.runs)
+
+    def train(configs) -> bool:
+        asked.update((c.run_id, c.steps) for c in configs)
+        todo = [c for c in configs if c.run_id not in done]
+        if todo:
+            _run_parallel(todo, backend, store, version, report, quiet)
+            done.update(store.current()["runs"].column("run_id").to_pylist())
+        report.halving_steps = sum(asked.values())
+        return not (report.interrupted or report.crashed)
+
+    longest = max(run.steps for run in spec.runs)
+    for step in halving.rungs(plan.min_steps, plan.eta, longest):
+        contenders = race.contenders(step)
+        if not contenders:
+            break
+        if not train(race.rung_runs(step)):
+            return
+        setting_by_run = {c.run_id: s for s in contenders for c in race.seeds_at(s, step)}
+        saved = store.current()["runs"]
+        rows = saved.filter(pc.is_in(saved.column("run_id"), pa.array(list(setting_by_run))))
+        rows = rows.to_pandas()
+        if halving.lacks(rows, plan.metric):
+            what = "held-out data" if plan.metric.startswith("val") else "targets that are classes"
+            needs = f"{plan.metric!r} needs {what}, which these runs do not have"
+            raise SpecError(spec.path, "[halving].metric", needs)
+        kept = halving.survivors(rows, setting_by_run, plan.eta, spec.threshold, plan.metric)
+        report.rungs.append((step, len(contenders), len(kept)))
+        print(f"halving: rung at {step:,} steps: {len(contenders)} setting(s) ranked, "
+              f"{len(kept)} go on", file=sys.stderr)  # fmt: skip
+        for setting in contenders:
+            if setting not in kept:
+                for run in race.settings[setting]:
+                    if run.steps > step:
+                        short = halving.at_rung(run, step).run_id
+                        report.stopped[run.run_id] = (short, step, run.steps)
+        race.active = [s for s in contenders if s in kept]
+    train([run for setting in race.active for run in race.settings[setting]])
+
+
 def _run_parallel(todo, backend, store, version, report, quiet):
-    start = time.perf_counter()  # the engine's import counts with its kernels
+    start, compiling = time.perf_counter(), 0.0  # the engine's import counts with its kernels
     from joblib import delayed
 
     from fastbp.planner import (
@@ -365,7 +435,8 @@ def _run_parallel(todo, backend, store, version, report, quiet):
                 warm_up(todo, loops, measured=report.plan.measured)
             report.compiled = compiled_here() > before  # marked cached, yet not found there
         if report.compiled or backend.in_process or report.plan.timed:  # the kernels' time,
-            report.compile_s = time.perf_counter() - start  # training's apart
+            compiling = time.perf_counter() - start  # training's apart
+            report.compile_s += compiling
         with collector_paused():
             chunks = plan_chunks(todo, backend.n_jobs, report.plan)
             bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
@@ -387,7 +458,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
     finally:
         if bar is not None:
             bar.close()
-        report.parallel_s = time.perf_counter() - start - report.compile_s
+        report.parallel_s += time.perf_counter() - start - compiling
 
 
 @dataclass(frozen=True)
@@ -594,6 +665,15 @@ def _print_plan(spec, out, force):
         f"already in {out}: {len(spec.runs) - len(todo)}"
     )
     print("  swept: " + (", ".join(spec.swept) or "nothing (a single run)"))
+    if spec.halving:
+        from fastbp.halving import Race, rungs
+
+        h, settings = spec.halving, len(Race(spec.runs).settings)
+        steps = rungs(h.min_steps, h.eta, max(run.steps for run in spec.runs))
+        print(f"  successive halving: {settings} setting(s); rungs at "
+              f"{', '.join(f'{s:,}' for s in steps) or 'none (no run is longer)'} steps, "
+              f"each keeping the best 1/{h.eta} of the settings that go further "
+              f"(ranked by {h.metric or 'the report rule'})")  # fmt: skip
     first = spec.runs[0].to_dict()
     shared = {k: v for k, v in first.items() if k not in spec.swept}
     for name in set(SINCE_0_3) & set(shared):  # e.g. momentum, set where it applies only

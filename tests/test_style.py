@@ -31,7 +31,7 @@ LAYERS = {
     ],  # fmt: skip
     "the engine": ["engine", "train", "planner", "calibrate"],
     "results and figures": ["results", "layout", "ranking", "importance", "plot", "report"],
-    "the sweep": ["spec", "sweep", "backends", "__main__"],
+    "the sweep": ["spec", "halving", "sweep", "backends", "__main__"],
 }
 ENGINE_DOORS = {"train", "planner", "calibrate"}  # the rest reaches fastbp.engine through these
 MAY_IMPORT = {

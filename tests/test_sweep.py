@@ -82,8 +82,9 @@ def test_tables_have_the_documented_schema_and_one_row_per_run(small_sweep):
     expected = ["run_id", *RunConfig.field_names()]
     expected += ["final_loss", "min_loss", "accuracy", "val_loss", "val_accuracy"]
     expected += ["steps_to_threshold", "loss_floor", "dead_units", "diverged", "diverged_at"]
-    expected += ["wall_s", "fastbp_version"]
+    expected += ["stopped_at", "wall_s", "fastbp_version"]
     assert list(res.runs.columns) == expected
+    assert res.runs["stopped_at"].isna().all() and str(res.runs["stopped_at"].dtype) == "Int64"
     assert set(res.runs["layers"]) == {"8-3-8"}
     assert str(res.runs["steps_to_threshold"].dtype) == "Int64"
     assert str(res.runs["dead_units"].dtype) == "Int64"
