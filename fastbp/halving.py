@@ -8,7 +8,8 @@ a rung, every setting still in the race whose runs go further is trained to the 
 run's length, exactly the start of the longer run), its settings are ranked over their
 seeds by :func:`fastbp.ranking.settings` (the report's rule, or the spec's ``metric``),
 within each loss function (their losses do not compare), and the best ``max(1, ceil(n /
-eta))`` of each go on; the runs of the others stop there. Decisions are a pure function
+eta))`` of each go on; the runs of the others stop there. Once no loss function has two
+settings left in the race, the rest train in full without further rungs. Decisions are a pure function
 of the rung's results, ties broken by ``run_id`` (the ranking's), so a sweep killed and
 run again, which finds the rungs' runs saved, makes the same ones.
 

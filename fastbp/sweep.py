@@ -369,7 +369,8 @@ def _halve(spec, done: set, backend, store, version, report, quiet) -> None:
     longest = max(run.steps for run in spec.runs)
     for step in halving.rungs(plan.min_steps, plan.eta, longest):
         contenders = race.contenders(step)
-        if not contenders:
+        losses = [race.settings[c][0].loss_fn for c in contenders]
+        if len(set(losses)) == len(losses):  # none left to rank against another: all go on
             break
         if not train(race.rung_runs(step)):
             return
