@@ -1,6 +1,6 @@
 """Copy the example sweeps' figures into docs/gallery/, recompressed for the repository.
 
-python -m fastbp.sweep sweeps/lr_dense.toml      # and random_search, architectures
+python -m fastbp.sweep sweeps/lr_dense.toml      # and each of SWEEPS below
 python docs/gallery.py [results]
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image  # matplotlib's own dependency
 
-SWEEPS = ("lr_dense", "random_search", "architectures")
+SWEEPS = ("lr_dense", "random_search", "architectures", "xor", "parity_holdout", "schedules")
 HERE = Path(__file__).resolve().parent
 
 

@@ -9,9 +9,9 @@ run's length, exactly the start of the longer run), its settings are ranked over
 seeds by :func:`fastbp.ranking.settings` (the report's rule, or the spec's ``metric``),
 within each loss function (their losses do not compare), and the best ``max(1, ceil(n /
 eta))`` of each go on; the runs of the others stop there. Once no loss function has two
-settings left in the race, the rest train in full without further rungs. Decisions are a pure function
-of the rung's results, ties broken by ``run_id`` (the ranking's), so a sweep killed and
-run again, which finds the rungs' runs saved, makes the same ones.
+settings left in the race, the rest train in full without further rungs. Decisions are a
+pure function of the rung's results, ties broken by ``run_id`` (the ranking's), so a
+sweep killed and run again, which finds the rungs' runs saved, makes the same ones.
 
 A run that goes on is trained again from its start to the next rung (the rungs' runs are
 ordinary runs, saved in the shards): it ends with exactly the bits of the same run in a

@@ -794,6 +794,11 @@ def shown_runs(results) -> list[tuple[str, pd.Series]]:
     return shown
 
 
+# Rows of a run's outputs whose values are written in their cells: more run together at
+# the figure's height (6-bit parity's 48 training samples did).
+ANNOTATED_ROWS = 24
+
+
 def learned_params(results, x=None) -> Figure:
     """The first hidden layer's final biases by the primary field (runs with biases), and
     the network's outputs for every sample for the median seed of the best setting (and
@@ -827,7 +832,7 @@ def learned_params(results, x=None) -> Figure:
     for k, ((what, row), Y) in enumerate(zip(best, outputs, strict=True), start=1):
         ax = fig.add_subplot(grid[k])
         image = ax.imshow(Y, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
-        if Y.size <= 100:
+        if Y.size <= 100 and Y.shape[0] <= ANNOTATED_ROWS:  # values only where they fit
             for (i, j), v in np.ndenumerate(Y):
                 ax.text(j, i, f"{round(v, 1) + 0.0:.1f}", ha="center", va="center", fontsize=6.5,
                         color="white" if abs(v) > 0.6 * vmax else "black")  # fmt: skip

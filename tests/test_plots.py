@@ -652,3 +652,16 @@ def test_values_just_below_one_do_not_read_as_one():
     assert [fmt("gamma", v) for v in (0.9998, 0.9999, 0.999, 0.95, 0.5)] == [
         "0.9998", "0.9999", "0.999", "0.95", "0.5"]  # fmt: skip
     assert fmt("lr", 0.0316227766) == "0.0316" and fmt("lr", 1.0) == "1"
+
+
+def test_outputs_carry_their_values_only_where_the_rows_have_room(shapes, monkeypatch):
+    """The held-out shape's best run has 12 training samples: written in their cells;
+    with room for fewer rows than that (as 6-bit parity's 48 have), the colours alone."""
+    results = shapes["losses, optimizers, held-out samples"]
+
+    def numbers(fig):
+        return sum(len(ax.texts) for ax in visible_axes(fig) if ax.get_xlabel() == "output unit")
+
+    assert numbers(plot.learned_params(results)) == 12
+    monkeypatch.setattr(plot, "ANNOTATED_ROWS", 8)
+    assert numbers(plot.learned_params(results)) == 0
