@@ -994,6 +994,146 @@ def what_matters(results) -> Figure:
     return fig
 
 
+# At most this many hidden units get a panel of their own in inside_run.
+INSIDE_UNITS = 8
+INSIDE_GRID = 160  # points along each input axis of a decision surface
+CODE_SAMPLES = 64  # samples whose hidden code inside_run shows, at most
+
+
+def inside_run(results) -> Figure:
+    """A look inside the typical run of the best setting (its median seed, as
+    learned_params picks it). Two inputs (xor, a user's 2-D data): the network's output
+    over the input plane, as TensorFlow Playground draws it, with the training samples,
+    and each unit of the first hidden layer's own surface, with the line where its input
+    crosses zero. Otherwise the hidden code of each sample at the narrowest hidden layer
+    (the encoder's bottleneck), its dead units (0 for every sample) marked."""
+    from fastbp.data import make_dataset
+    from fastbp.reference import ACTIVATIONS, Layer
+    from fastbp.results import config_from_row
+
+    runs = results.runs
+    if len(results.params) == 0:
+        raise Skip("no parameters in this sweep")
+    if runs["diverged"].all():
+        raise Skip("every run diverged: no trained network to look inside")
+    title, row = shown_runs(results)[0]
+    config = config_from_row(row)
+    try:
+        X, T = make_dataset(config)
+    except ValueError as err:  # the data file moved or changed since the sweep
+        raise Skip(f"it needs the data again, and {err}") from None
+    layers = [Layer(W, b) for W, b in results.run_params(row["run_id"])]
+    act = ACTIVATIONS[config.activation][0]
+    fields = swept_of(results)
+    named = describe(fields, [row[f] for f in fields]) if fields else f"run {row['run_id']}"
+    heading = f"Inside the {title.replace('median seed', 'typical run (its median seed)')}: {named}"
+    if X.shape[1] == 2:
+        return _surfaces(results, config, X, T, layers, act, heading)
+    if len(X) > CODE_SAMPLES:
+        raise Skip(f"{len(X)} samples: a hidden code is shown for at most {CODE_SAMPLES}, and a "
+                   "decision surface for 2 inputs")  # fmt: skip
+    return _code(results, config, X, layers, act, heading)
+
+
+def _surfaces(results, config, X, T, layers, act, heading) -> Figure:
+    from fastbp.reference import forward
+
+    span = [(X[:, k].min(), X[:, k].max()) for k in range(2)]
+    pad = [0.25 * max(hi - lo, 1e-9) for lo, hi in span]
+    axes_values = [
+        np.linspace(lo - p, hi + p, INSIDE_GRID) for (lo, hi), p in zip(span, pad, strict=True)
+    ]
+    g0, g1 = np.meshgrid(*axes_values)
+    plane = np.column_stack([g0.ravel(), g1.ravel()])
+    Y, hidden = forward(layers, plane, act)
+    _, seen = forward(layers, X, act)
+    first = hidden[0] if hidden else None
+    units = 0 if first is None else first.shape[1]
+    shown = min(units, INSIDE_UNITS)
+    fig, axes = _figure(1 + shown, height=3.3, max_cols=4)
+    ax = axes[0]
+    output, what = _output_view(Y, config)
+    target = T[:, 0] if T.shape[1] == 1 else (T.argmax(axis=1) == T.shape[1] - 1) * 1.0
+    low, high = (0.0, 1.0) if what != "output" else (float(target.min()), float(target.max()))
+    high = high if high > low else low + 1.0
+    # the output and the targets on one scale: a sample sits on its own colour where the
+    # network gets it right
+    image = ax.pcolormesh(g0, g1, output.reshape(g0.shape), cmap="RdBu_r", shading="auto",
+                          vmin=low, vmax=high)  # fmt: skip
+    ax.scatter(X[:, 0], X[:, 1], c=target, cmap="RdBu_r", vmin=low, vmax=high,
+               edgecolors="black", s=60, zorder=3)  # fmt: skip
+    _panel_title(ax, f"network {what} (dots: targets)")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    dead = [] if first is None else np.flatnonzero(~(seen[0] != 0).any(axis=0))
+    z_first = plane @ layers[0].W + layers[0].b
+    top = max(float(np.abs(first[:, :shown]).max()), 1e-12) if shown else 1.0
+    for k, ax in enumerate(axes[1:]):
+        values = first[:, k].reshape(g0.shape)
+        mesh = ax.pcolormesh(g0, g1, values, cmap="PuOr_r", shading="auto", vmin=-top, vmax=top)
+        ax.contour(g0, g1, z_first[:, k].reshape(g0.shape), levels=[0.0], colors="black",
+                   linewidths=1.0, linestyles="--")  # fmt: skip
+        ax.scatter(X[:, 0], X[:, 1], c="none", edgecolors="0.2", s=25, zorder=3)
+        state = " (dead: 0 for every sample)" if k in dead else ""
+        _panel_title(ax, f"hidden unit {k + 1}{state}")
+    if shown:
+        fig.colorbar(mesh, ax=axes[1:], shrink=0.6, label="hidden unit's activation")
+    for ax in axes:
+        ax.set_xlabel("input 1")
+        ax.set_ylabel("input 2")
+        ax.set_aspect("equal", adjustable="box")
+    more = f"; units {shown + 1}-{units} not shown" if units > shown else ""
+    _titles(fig, heading, results, ())
+    _caption(fig, f"hidden units: their activation over the input plane, dashed where their "
+                  f"input crosses 0; {len(dead)} of {units} dead{more}. "
+                  + fig.get_supxlabel())  # fmt: skip
+    return fig
+
+
+def _output_view(Y, config):
+    """The first output over the plane as a person reads it: a probability for bce
+    (sigmoid), the predicted class's probability for cross-entropy, else the value."""
+    if config.loss_fn == "bce":
+        return 1 / (1 + np.exp(-Y[:, 0])), "probability of class 1"
+    if config.loss_fn == "cross_entropy":
+        shifted = np.exp(Y - Y.max(axis=1, keepdims=True))
+        return shifted[:, -1] / shifted.sum(axis=1), "probability of the last class"
+    return Y[:, 0], "output"
+
+
+def _code(results, config, X, layers, act, heading) -> Figure:
+    from fastbp.reference import forward
+
+    _, hidden = forward(layers, X, act)
+    if not hidden:
+        raise Skip("no hidden layer: nothing inside")
+    at = int(np.argmin([h.shape[1] for h in hidden]))  # the narrowest: the code
+    code = hidden[at]
+    dead = ~(code != 0).any(axis=0)
+    fig = Figure(figsize=(WIDTH * 0.6, min(1.6 + 0.22 * len(X), 7.5)), layout="constrained")
+    ax = fig.add_subplot()
+    top = max(float(np.abs(code).max()), 1e-12)
+    image = ax.imshow(code, cmap="PuOr_r", vmin=-top, vmax=top, aspect="auto")
+    if code.size <= 200 and len(X) <= ANNOTATED_ROWS:
+        for (i, j), v in np.ndenumerate(code):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.6 * top else "black")  # fmt: skip
+    names = [f"unit {j + 1}" + ("\ndead" if dead[j] else "") for j in range(code.shape[1])]
+    ax.set_xticks(range(code.shape[1]), names)
+    for j in np.flatnonzero(dead):
+        ax.get_xticklabels()[j].set_color("crimson")
+    ax.set_ylabel("input sample")
+    ax.yaxis.set_major_locator(MaxNLocator(min(len(X), 16), integer=True))
+    narrowest = ", the narrowest" if len(hidden) > 1 else ""
+    code_word = ": the code" if config.dataset == "encoder" else ""
+    ax.set_xlabel(f"hidden layer {at + 1} of {len(hidden)} ({code.shape[1]} units"
+                  f"{narrowest}{code_word})")  # fmt: skip
+    fig.colorbar(image, ax=ax, shrink=0.8, label="activation")
+    _titles(fig, heading, results, ())
+    _caption(fig, f"{int(dead.sum())} of {code.shape[1]} units dead (0 for every sample). "
+             + fig.get_supxlabel())  # fmt: skip
+    return fig
+
+
 GENERALISATION_SETTINGS = 12
 BASIS_WORDS = {"val_accuracy": "median held-out accuracy", "val_loss": "median held-out loss",
                "success": "share that reached the threshold", "accuracy": "median accuracy",
@@ -1027,6 +1167,7 @@ FIGURES = {
     "heatmap": heatmap,
     "steps_to_threshold": steps_to_threshold,
     "learned_params": learned_params,
+    "inside_run": inside_run,
     "generalisation": generalisation,
     "what_matters": what_matters,
 }
@@ -1083,7 +1224,7 @@ class Failed(str):
 COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
         "val_loss_curves": 300, "val_accuracy_curves": 300,
         "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140,
-        "generalisation": 200, "what_matters": 100}  # fmt: skip
+        "generalisation": 200, "what_matters": 100, "inside_run": 250}  # fmt: skip
 _JOB = None
 
 

@@ -341,7 +341,7 @@ def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     written = plot.write_figures(results, tmp_path / "plots", note=lambda _: None)
     page = write_report(tmp_path, results, written, tmp_path / "plots")
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == len(written) == 7  # no validation figures
+    assert html.count("data:image/png;base64,") == len(written) == 8  # no validation figures
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "best: lr=1" in html and "2 of 8 runs diverged" in html
     assert "A setting (a configuration without its seed) is ranked by" in html  # the rule
@@ -420,7 +420,8 @@ def test_plot_command_notes_skipped_figures(tmp_path):
     assert "skipped final_loss: nothing is swept besides seed" in out.stdout
     assert "skipped heatmap:" in out.stdout
     written = list((tmp_path / "o" / "plots").glob("*.png"))
-    assert {p.stem for p in written} == {"loss_curves", "accuracy_curves", "learned_params"}
+    assert {p.stem for p in written} == {"loss_curves", "accuracy_curves", "learned_params",
+                                         "inside_run"}  # fmt: skip
     assert "skipped heatmap" in (tmp_path / "o" / "plots" / "report.html").read_text()
 
 
@@ -665,3 +666,46 @@ def test_outputs_carry_their_values_only_where_the_rows_have_room(shapes, monkey
     assert numbers(plot.learned_params(results)) == 12
     monkeypatch.setattr(plot, "ANNOTATED_ROWS", 8)
     assert numbers(plot.learned_params(results)) == 0
+
+
+def test_inside_the_best_run_of_an_encoder_shows_its_narrowest_layer(shapes):
+    """The code of each sample at the narrowest hidden layer of the best setting's median
+    seed, its dead units (0 for every sample) named under their column."""
+    from fastbp.reference import ACTIVATIONS, Layer, forward
+    from fastbp.results import config_from_row
+
+    results = shapes["architectures x activations"]
+    fig = plot.inside_run(results)
+    (ax,) = visible_axes(fig)
+    (_, row), *_ = plot.shown_runs(results)
+    layers = [Layer(W, b) for W, b in results.run_params(row["run_id"])]
+    X = np.eye(8)
+    _, hidden = forward(layers, X, ACTIVATIONS[row["activation"]][0])
+    narrowest = min(hidden, key=lambda h: h.shape[1])
+    image = ax.get_images()[0].get_array()
+    assert image.shape == (8, narrowest.shape[1]) and np.allclose(image, narrowest)
+    dead = int((~(narrowest != 0).any(axis=0)).sum())
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert sum("dead" in t for t in labels) == dead
+    assert f"{dead} of {narrowest.shape[1]} units dead" in all_text(fig)
+    assert config_from_row(row).dataset == "encoder" and "the code" in ax.get_xlabel()
+
+
+def test_inside_a_two_input_run_draws_its_surface_and_each_hidden_units(tmp_path):
+    import fastbp
+
+    results = fastbp.run_sweep(
+        '[sweep]\nname = "x"\n[base]\ndataset = "xor"\nlayers = [2, 3, 1]\nsteps = 300\n'
+        "log_every = 100\nlr = 0.3\n[grid]\nseed = [0, 1]\n",
+        out=tmp_path / "x", plots=False, quiet=True,
+    )  # fmt: skip
+    fig = plot.inside_run(results)
+    axes = visible_axes(fig)
+    titles = [ax.get_title() for ax in axes]
+    assert len(axes) == 1 + 3 and titles[0].startswith("network output")
+    assert [t.split(" (")[0] for t in titles[1:]] == ["hidden unit 1", "hidden unit 2",
+                                                      "hidden unit 3"]  # fmt: skip
+    # the output panel's dots are the 4 samples, coloured by their targets
+    dots = axes[0].collections[-1]
+    assert len(dots.get_offsets()) == 4 and sorted(dots.get_array()) == [0, 0, 1, 1]
+    assert "dead" in all_text(fig) and "input crosses 0" in all_text(fig)
