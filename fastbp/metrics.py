@@ -16,6 +16,7 @@ once, one architecture at a time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -199,6 +200,68 @@ def floors(runs) -> np.ndarray:
                                                  bool(bias))  # fmt: skip
         known[key] = np.nan if value is None else value
     return np.array([known[key] for key in keys], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold relative to each run's loss floor (:func:`floors`): a run has reached
+    it when its loss is at most its floor plus ``above_floor``; a run without a floor
+    (not MSE, or data whose floor is not known) takes ``otherwise``, else has none. As a
+    spec writes it: ``threshold = { above_floor = 0.005, otherwise = 0.07 }``. It prints
+    as 'floor + 0.005', so that it reads in place of a number."""
+
+    above_floor: float
+    otherwise: float | None = None
+
+    def __format__(self, spec) -> str:
+        text = f"floor + {self.above_floor:g}"
+        return text + (f" (else {self.otherwise:g})" if self.otherwise is not None else "")
+
+    def as_json(self) -> dict:
+        return {"above_floor": self.above_floor, "otherwise": self.otherwise}
+
+
+def threshold_of(value):
+    """A threshold as meta.json keeps it (a number, a Threshold's dict, or null)."""
+    if isinstance(value, dict) and isinstance(value.get("above_floor"), int | float):
+        otherwise = value.get("otherwise")
+        otherwise = float(otherwise) if isinstance(otherwise, int | float) else None
+        return Threshold(float(value["above_floor"]), otherwise)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def as_json(threshold):
+    """A threshold for meta.json: a number, a dict, or None."""
+    return threshold.as_json() if isinstance(threshold, Threshold) else threshold
+
+
+def limits(runs, threshold) -> np.ndarray:
+    """Each run's threshold (NaN: it has none): the number, or, for a :class:`Threshold`,
+    the run's floor plus ``above_floor`` (``otherwise`` where it has no floor). The floors
+    are the runs table's ``loss_floor``, or worked out where the table has none."""
+    if threshold is None:
+        return np.full(len(runs), np.nan)
+    if not isinstance(threshold, Threshold):
+        return np.full(len(runs), float(threshold))
+    floor = runs["loss_floor"].to_numpy(float) if "loss_floor" in runs else floors(runs)
+    otherwise = np.nan if threshold.otherwise is None else threshold.otherwise
+    return np.where(np.isnan(floor), otherwise, floor + threshold.above_floor)
+
+
+def reached(runs, threshold) -> np.ndarray:
+    """Whether each run's final loss is at or below its threshold (False where none)."""
+    with np.errstate(invalid="ignore"):
+        return runs["final_loss"].to_numpy(float) <= limits(runs, threshold)
+
+
+def unreachable(runs, threshold) -> int:
+    """How many runs have a floor above a fixed threshold: no network of their shape
+    reaches it, so their failure is certain, not a matter of training."""
+    if threshold is None or isinstance(threshold, Threshold):
+        return 0
+    floor = runs["loss_floor"].to_numpy(float) if "loss_floor" in runs else floors(runs)
+    with np.errstate(invalid="ignore"):
+        return int((floor > threshold).sum())
 
 
 def dead_units(runs, values: np.ndarray) -> np.ndarray:

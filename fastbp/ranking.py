@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fastbp.layout import swept
+from fastbp.metrics import reached
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% point: 95% two-sided
 
@@ -125,7 +126,7 @@ def settings(runs: pd.DataFrame, order=None, threshold=None, how=None) -> pd.Dat
             worst = -np.inf if metric.endswith("accuracy") else np.inf
             frame[metric] = np.where(ok & ~np.isnan(values), values, worst)
     if threshold is not None:
-        frame["reached"] = ok & (runs["final_loss"].to_numpy(float) <= threshold)
+        frame["reached"] = ok & reached(runs, threshold)
     codes = setting_codes(runs, fields)
     frame["setting"] = codes
     grouped = frame.groupby("setting", sort=True)

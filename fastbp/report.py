@@ -19,7 +19,7 @@ import pandas as pd
 
 from fastbp import importance, ranking
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
-from fastbp.metrics import METRICS
+from fastbp.metrics import METRICS, as_json, reached, unreachable
 from fastbp.system import cpu_name, write_text_atomic
 
 BEST_ROWS = 10
@@ -64,7 +64,7 @@ def summary_tables(runs, order=None, threshold=None) -> list[tuple[str, pd.DataF
         {
             "loss": runs["final_loss"].where(ok),
             "diverged": ~ok,
-            "converged": (runs["final_loss"] <= threshold).to_numpy() & ok if threshold else 0,
+            "converged": reached(runs, threshold) & ok if threshold else 0,
             "steps": runs["steps_to_threshold"].astype("Float64"),
             **{m: runs[m] if m in runs else np.nan for m in METRICS},
         }
@@ -208,7 +208,21 @@ def summarize(runs, order=None, threshold=None) -> str:
                   "over their seeds):", top_settings(runs, order, threshold, ranked)]  # fmt: skip
     matters = what_matters_line(runs, order, threshold)
     lines += ["", matters] if matters else []
+    note = threshold_note(runs, threshold)
+    lines += ["", note] if note else []
     return "\n".join([*lines, "", best_line(runs, order, threshold, ranked)]).lstrip("\n")
+
+
+def threshold_note(runs, threshold) -> str:
+    """Where a fixed threshold lies below some runs' loss floor: how many, and that their
+    failure is certain ('' where none)."""
+    n = unreachable(runs, threshold)
+    if not n:
+        return ""
+    return (f"note: the threshold {threshold:g} is below the loss floor of {n} of {len(runs)} "
+            "runs (loss_floor: no network of their shape does better), so none of them can "
+            "reach it, however trained; a threshold relative to each run's floor, threshold "
+            "= { above_floor = 0.005 }, asks how close each came to its own")  # fmt: skip
 
 
 # --- report.html ---
@@ -253,7 +267,7 @@ def write_meta(out, spec, report, started, version, kernels) -> None:
     meta = {
         "spec": str(spec.path),
         "name": spec.name,
-        "threshold": spec.threshold,
+        "threshold": as_json(spec.threshold),
         "swept": list(spec.swept),  # in the spec's order, lr first: the figures' roles
         "fastbp_version": version,
         "numba_version": installed("numba"),
@@ -335,6 +349,11 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
         *(
             [f"<p class='note'>{_e(stopped_text(runs, meta))}</p>"]
             if stopped_text(runs, meta)
+            else []
+        ),  # fmt: skip
+        *(
+            [f"<p class='note'>{_e(threshold_note(runs, threshold))}</p>"]
+            if threshold_note(runs, threshold)
             else []
         ),  # fmt: skip
     ]

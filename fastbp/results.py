@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastbp.config import SINCE_0_3, RunConfig, layers_text, parse_layers
-from fastbp.metrics import METRICS, dead_units, floors
+from fastbp.metrics import METRICS, as_json, dead_units, floors, limits, threshold_of
 from fastbp.system import write_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -224,8 +224,7 @@ def load_results(directory) -> Results:
     swept = (
         tuple(swept) if isinstance(swept, list) and all(isinstance(s, str) for s in swept) else None
     )
-    threshold = meta.get("threshold")
-    threshold = threshold if isinstance(threshold, (int, float)) else None
+    threshold = threshold_of(meta.get("threshold"))
     return Results(*tables, threshold=threshold, swept=swept)
 
 
@@ -543,7 +542,7 @@ def final_tables_hold(directory: Path, run_ids, threshold) -> bool:
         return False
     schema = pq.read_schema(directory / "runs.parquet")
     return (
-        meta.get("threshold") == threshold
+        meta.get("threshold") == as_json(threshold)
         and held.to_pylist() == list(run_ids)
         and schema.names == RUNS_SCHEMA.names  # else written by an earlier fastbp
     )
@@ -575,7 +574,11 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     # each written as soon as it is made; the runs table last, then the manifest, which
     # vouches for all three (final_tables_hold; load_results compares their runs).
     curves = _in_order(tables["curves"], wanted, "step").cast(CURVES_SCHEMA)
-    reached = runs["run_id"].map(steps_to_threshold(curves, threshold)).astype("Int64")
+    floor = floors(runs)
+    each = limits(runs.assign(loss_floor=floor), threshold)  # each run's threshold
+    reached = runs["run_id"].map(steps_to_threshold(curves, dict(zip(runs["run_id"], each,
+                                                                     strict=True))))  # fmt: skip
+    reached = reached.astype("Int64")
     _write_atomic(curves, directory / "curves.parquet")
     del curves
     params = _in_order(tables["params"], wanted).cast(PARAMS_SCHEMA)
@@ -585,7 +588,7 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     del params
     at = runs.columns.get_loc("min_loss") + 1
     runs.insert(at, "steps_to_threshold", reached)
-    runs.insert(at + 1, "loss_floor", floors(runs))
+    runs.insert(at + 1, "loss_floor", floor)
     dead = pd.Series(dead_units(runs, values), index=runs.index, dtype="Int64")
     runs.insert(at + 2, "dead_units", dead.mask(dead < 0))  # null: not ReLU, or diverged
     stops = {k: v[1] for k, v in stopped.items()}
@@ -651,10 +654,22 @@ def _in_order(table: pa.Table, run_ids: pa.Array, then: str | None = None) -> pa
 
 
 def steps_to_threshold(curves: pa.Table, threshold) -> dict:
-    """run_id -> first logged step whose loss is <= threshold (absent when never reached)."""
+    """run_id -> first logged step whose loss is <= threshold (absent when never reached);
+    ``threshold``: a number, or {run_id: its threshold} (NaN: none)."""
+    if isinstance(threshold, dict):
+        ids = pa.array(list(threshold), pa.string())
+        values = pa.array(list(threshold.values()), pa.float64(), from_pandas=True)
+        at = pc.index_in(curves.column("run_id"), value_set=ids)
+        limit = pc.take(values, at)
+        mine = curves.filter(pc.fill_null(pc.less_equal(curves.column("loss"), limit), False))
+        return _first_steps(mine)
     if threshold is None or len(curves) == 0:
         return {}
-    reached = curves.filter(pc.less_equal(curves.column("loss"), threshold))
+    return _first_steps(curves.filter(pc.less_equal(curves.column("loss"), threshold)))
+
+
+def _first_steps(reached: pa.Table) -> dict:
+    """run_id -> its first step among these rows of curves."""
     first = reached.group_by("run_id").aggregate([("step", "min")])
     return dict(zip(first.column("run_id").to_pylist(), first.column("step_min").to_pylist(),
                     strict=True))  # fmt: skip

@@ -18,6 +18,7 @@ import numpy as np
 
 from fastbp.config import INTEGER_FIELDS, ConfigError, RunConfig, did_you_mean, swept_order
 from fastbp.data import is_path
+from fastbp.metrics import Threshold
 from fastbp.schedules import BY_LENGTH
 
 SECTIONS = ("sweep", "base", "grid", "random", "halving")
@@ -60,7 +61,7 @@ class Spec:
 
     path: Path
     name: str
-    threshold: float | None
+    threshold: float | Threshold | None
     runs: tuple[RunConfig, ...]
     swept: tuple[str, ...]  # the fields that vary between runs, lr first
     backend: str = "threads"
@@ -139,9 +140,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
         fail("[sweep].name", "missing: every sweep needs a name (its output directory)")
     if not isinstance(name, str) or not _NAME.match(name):
         fail("[sweep].name", f"must be a name of letters, digits, '.', '_' or '-', got {name!r}")
-    threshold = sweep.get("threshold")
-    if threshold is not None and not _positive_number(threshold):
-        fail("[sweep].threshold", f"must be a finite number > 0, got {threshold!r}")
+    threshold = _threshold(sweep.get("threshold"), fail)
 
     backend = sweep.get("backend", "dask" if "scheduler" in sweep else "threads")
     if backend not in BACKENDS:
@@ -191,7 +190,7 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     return Spec(
         Path(path),
         name,
-        None if threshold is None else float(threshold),
+        threshold,
         tuple(unique),
         tuple(swept),
         backend,
@@ -226,6 +225,40 @@ def _halving(doc, runs, fail) -> Halving:
                           "run stopped early is not the start of the full one: halve other "
                           "schedules only")  # fmt: skip
     return Halving(min_steps, eta, metric)
+
+
+THRESHOLD_KEYS = ("above_floor", "otherwise")
+
+
+def _threshold(value, fail):
+    """[sweep].threshold: None, a number > 0, or { above_floor = x, otherwise = y } (a
+    :class:`fastbp.metrics.Threshold`)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        for key in value:
+            if key not in THRESHOLD_KEYS:
+                fail(f"[sweep].threshold.{key}", f"unknown key '{key}': a threshold relative to "
+                     f"the floor takes above_floor and otherwise"
+                     f"{did_you_mean(key, THRESHOLD_KEYS)}")  # fmt: skip
+        above = value.get("above_floor")
+        if (
+            above is None
+            or isinstance(above, bool)
+            or not isinstance(above, int | float)
+            or not (math.isfinite(above) and above >= 0)
+        ):
+            rule = "must be a finite number >= 0 (added to each run's loss floor)"
+            fail("[sweep].threshold.above_floor", f"{rule}, got {above!r}")
+        otherwise = value.get("otherwise")
+        if otherwise is not None and not _positive_number(otherwise):
+            rule = "must be a finite number > 0 (for runs with no floor)"
+            fail("[sweep].threshold.otherwise", f"{rule}, got {otherwise!r}")
+        return Threshold(float(above), None if otherwise is None else float(otherwise))
+    if not _positive_number(value):
+        fail("[sweep].threshold", f"must be a finite number > 0, or {{ above_floor = 0.005 }} "
+                                  f"(the run's loss floor plus that), got {value!r}")  # fmt: skip
+    return float(value)
 
 
 def _positive_number(value) -> bool:
