@@ -368,12 +368,14 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
     # a few times the initial loss, and such a run leaves them through the top.
     start = loss[(step == 0) & np.isfinite(loss)]
     top = 3 * start.max() if len(start) and is_loss else 1.0
+    # Far below that, a loss is the rounding of a solved task: shown at the bottom.
+    bottom = _shown_bottom(loss[keep], top) if is_loss else None
     frame = pd.DataFrame(
         {
             "panel": panel[row],
             "series": series[row],
             "step": step,
-            "loss": np.minimum(loss, 10 * top),
+            "loss": np.clip(loss, bottom or -np.inf, 10 * top),
         }
     )[keep]
     n_max = int(pd.Series(panel * len(colours.colours) + series).value_counts().max())
@@ -442,8 +444,29 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
     name = {"loss": "Loss", "accuracy": "Accuracy", "val_loss": "Validation loss"}
     title = name.get(metric, "Validation accuracy")
     _titles(fig, f"{title} curves: {what}", results, r.pooled)
+    if bottom is not None:
+        _caption(fig, f"{_below_text(bottom)}; {fig.get_supxlabel()}")
     colours.key(fig, axes, _floor_handle(floor_shown))
     return fig
+
+
+# A log axis of losses shows at most this many decades below its top: far below, a loss is
+# the rounding of a task solved exactly (xor's runs reach 1e-31), not a difference.
+LOSS_DECADES = 10
+
+
+def _shown_bottom(values, top) -> float | None:
+    """The least loss a log axis topped at ``top`` shows, where some values lie below
+    it (they are drawn there); None where none do."""
+    bottom = top / 10**LOSS_DECADES
+    with np.errstate(invalid="ignore"):
+        below = (values > 0) & (values < bottom)
+    return bottom if below.any() else None
+
+
+def _below_text(bottom) -> str:
+    return (f"losses below {bottom:.0e} ({LOSS_DECADES} decades under the top of the axis: the "
+            f"task solved, the rest is rounding) are drawn at {bottom:.0e}")  # fmt: skip
 
 
 def _display_steps(step: np.ndarray, final_steps: np.ndarray) -> np.ndarray:
@@ -473,23 +496,27 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     series = colours.codes(runs)
     n_series = len(colours.colours)
     n_max, floor_shown = 1, False
+    every = runs.loc[~runs["diverged"], "final_loss"].to_numpy(dtype=float)
+    top = np.nanmax(every) if np.isfinite(every).any() else 1.0
+    bottom = _shown_bottom(every, top)
+    shown = runs["final_loss"].clip(lower=bottom) if bottom else runs["final_loss"]
     for ax, (title, mask) in zip(axes, groups, strict=True):
         for s in np.unique(series[mask]):
             part = runs[mask & (series == s)]
             colour = colours.colours[s]
             xs = xaxis.at(part, s, n_series)
             ok = ~part["diverged"].to_numpy(bool) & np.isfinite(part["final_loss"].to_numpy())
-            ax.scatter(xs[ok], part["final_loss"].to_numpy()[ok], s=16, color=colour,
+            ax.scatter(xs[ok], shown[part.index].to_numpy()[ok], s=16, color=colour,
                        alpha=0.75, edgecolors="none", zorder=3)  # fmt: skip
             med = []
             for pos, where in xaxis.summary_groups(part):
-                values = part["final_loss"].to_numpy()[where & ok]
+                values = shown[part.index].to_numpy()[where & ok]
                 n_max = max(n_max, len(values))
                 if len(values):
                     med.append((pos, np.median(values), *_spread(values, len(values))))
             places = np.unique(xs[ok])  # runs at one x and one value are one dot: how many
             for place in places if len(places) <= PLATEAU_COUNTS_UP_TO else ():
-                for value, count in _plateaus(part["final_loss"].to_numpy()[ok & (xs == place)]):
+                for value, count in _plateaus(shown[part.index].to_numpy()[ok & (xs == place)]):
                     ax.annotate(f"{count}", (place, value), xytext=(4 + 13 * s, 0),
                                 textcoords="offset points", fontsize=7, color=colour,
                                 va="center", zorder=5, bbox=_LABEL_BOX)  # fmt: skip
@@ -510,8 +537,10 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
         _panel_title(ax, title)
         xaxis.dress(ax, runs)
         ax.grid(True, which="major", alpha=0.3)
-    finite = runs.loc[~runs["diverged"], "final_loss"].to_numpy(dtype=float)
+    finite = shown[~runs["diverged"]].to_numpy(dtype=float)
     if _log_y(axes[0], finite):
+        if bottom is not None:
+            axes[0].set_ylim(bottom / 3, top * 3)
         for ax in axes:
             if mixed:
                 ax.set_yscale("log")
@@ -527,6 +556,8 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     extra = _diverged_handle(runs) + _floor_handle(floor_shown)
     _titles(fig, f"Final loss by {label(x)}: every run, median line, {_band_text(n_max)}",
             results, r.pooled)  # fmt: skip
+    if bottom is not None:
+        _caption(fig, f"{_below_text(bottom)}; {fig.get_supxlabel()}")
     colours.key(fig, axes, extra)
     return fig
 

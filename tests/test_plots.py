@@ -709,3 +709,27 @@ def test_inside_a_two_input_run_draws_its_surface_and_each_hidden_units(tmp_path
     dots = axes[0].collections[-1]
     assert len(dots.get_offsets()) == 4 and sorted(dots.get_array()) == [0, 0, 1, 1]
     assert "dead" in all_text(fig) and "input crosses 0" in all_text(fig)
+
+
+def test_losses_far_below_the_top_are_drawn_at_the_bottom_and_said(tmp_path):
+    """xor's runs solve it to 1e-31: a log axis shows 10 decades below its top, and the
+    losses below are drawn at its bottom, with a note, not 30 decades of rounding."""
+    import fastbp
+
+    results = fastbp.run_sweep(
+        '[sweep]\nname = "x"\n[base]\ndataset = "xor"\nlayers = [2, 4, 1]\nactivation = "tanh"\n'
+        "steps = 3000\nlog_every = 100\n[grid]\nlr = [0.01, 0.3]\nseed = [0, 1]\n",
+        out=tmp_path / "x", plots=False, quiet=True,
+    )  # fmt: skip
+    losses = results.runs["final_loss"]
+    assert losses.min() < 1e-20 and losses.max() > 1e-3  # solved to rounding, and not
+    for fig in (plot.loss_curves(results), plot.final_loss(results)):
+        low, high = visible_axes(fig)[0].get_ylim()
+        assert high / low < 10 ** (plot.LOSS_DECADES + 1.5)
+        assert "decades under the top of the axis" in all_text(fig)
+    fig = plot.final_loss(results)
+    from matplotlib.collections import PathCollection
+
+    dots = [c for ax in visible_axes(fig) for c in ax.collections if isinstance(c, PathCollection)]
+    lowest = min(float(np.min(c.get_offsets()[:, 1])) for c in dots)
+    assert lowest >= visible_axes(fig)[0].get_ylim()[0]  # every run still on the axes
