@@ -31,6 +31,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize, 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import (
+    FixedLocator,
     FuncFormatter,
     LogLocator,
     MaxNLocator,
@@ -234,8 +235,13 @@ def _steps_axis(ax, steps):
     positive = steps[steps > 0]
     ax.set_xlim(0, max(steps.max(), 1))
     if len(positive) and positive.max() / positive.min() >= 100:
-        ax.set_xscale("symlog", linthresh=positive.min(), linscale=0.4)
+        first = positive.min()
+        ax.set_xscale("symlog", linthresh=first, linscale=0.4)
         ax.xaxis.set_minor_locator(NullLocator())
+        # 0, then the powers of ten from the first logged step on: a power below it sits
+        # in the short linear stretch next to 0, and their labels ran together ("0 10")
+        powers = 10.0 ** np.arange(np.ceil(np.log10(first)), np.log10(steps.max()) + 1e-9)
+        ax.xaxis.set_major_locator(FixedLocator([0.0, *powers]))
     ax.xaxis.set_major_formatter(FuncFormatter(_step_text))
 
 

@@ -733,3 +733,15 @@ def test_losses_far_below_the_top_are_drawn_at_the_bottom_and_said(tmp_path):
     dots = [c for ax in visible_axes(fig) for c in ax.collections if isinstance(c, PathCollection)]
     lowest = min(float(np.min(c.get_offsets()[:, 1])) for c in dots)
     assert lowest >= visible_axes(fig)[0].get_ylim()[0]  # every run still on the axes
+
+
+def test_a_symlog_steps_axis_has_no_tick_beside_zero():
+    """Steps logged from 50 to 5,000 span two decades: a symlog axis, linear up to 50. Its
+    ticks are 0 and the powers of ten from 50 on; a tick at 10, next to 0, ran into it."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    plot._steps_axis(ax, np.arange(0, 5001, 50))
+    assert ax.get_xscale() == "symlog"
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks == [0, 100, 1000]
