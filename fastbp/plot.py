@@ -42,6 +42,7 @@ from matplotlib.ticker import (
 from fastbp import cli, ranking
 from fastbp.config import parse_layers
 from fastbp.layout import (
+    PANEL_BINS,
     TABLE_ROWS,
     check_field,
     describe,
@@ -178,14 +179,27 @@ def _legend(axes, handles, title=None):
 # --- axes helpers ---
 
 
-def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, **shared):
-    cols = min(max_cols, int(np.ceil(np.sqrt(n_panels))))
+def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, cols=None, **shared):
+    cols = cols or min(max_cols, int(np.ceil(np.sqrt(n_panels))))
     rows = -(-n_panels // cols)
     fig = Figure(figsize=(width, 1.0 + height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, **shared).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, list(axes[:n_panels])
+
+
+def _columns(runs, panels, groups) -> int | None:
+    """Panels of two fields: one row per value of the first, where the second has at most
+    PANEL_ROW values and every row has them all (a 4 x 3 grid split one optimizer's
+    panels over two rows); else None, the default."""
+    if len(panels) != 2:
+        return None
+    inner = len(np.unique(scale(runs, panels[1], PANEL_BINS).codes))
+    return inner if inner <= PANEL_ROW and len(groups) % inner == 0 else None
+
+
+PANEL_ROW = 4  # panels in a row, at most, when a row holds one value of a field
 
 
 def _titles(fig, title, results, pooled):
@@ -395,7 +409,7 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
             keys=["median", "min", "max"],
         )  # fmt: skip
     mixed = is_loss and _losses_differ(runs)  # accuracy compares across losses
-    fig, axes = _figure(len(groups), sharey=not mixed)
+    fig, axes = _figure(len(groups), sharey=not mixed, cols=_columns(runs, r.panels, groups))
     diverged = runs["diverged"].to_numpy(bool)
     with_bands = len(colours.colours) <= len(PALETTE)  # more bands than that hide each other
     floor_shown = False
@@ -498,7 +512,8 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     most PLATEAU_COUNTS_UP_TO positions."""
     runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=6)
     mixed = _losses_differ(runs)
-    fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=not mixed)
+    fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=not mixed,
+                        cols=_columns(runs, r.panels, groups))  # fmt: skip
     series = colours.codes(runs)
     n_series = len(colours.colours)
     n_max, floor_shown = 1, False

@@ -745,3 +745,21 @@ def test_a_symlog_steps_axis_has_no_tick_beside_zero():
     assert ax.get_xscale() == "symlog"
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks == [0, 100, 1000]
+
+
+def test_panels_of_two_fields_keep_one_value_of_the_first_to_a_row():
+    """3 optimizers x 4 batch sizes: 4 panels a row, one optimizer each (3 columns split
+    one optimizer's panels over two rows); 5 activations do not fit a row: the default."""
+    from fastbp.layout import panel_groups
+
+    runs = pd.DataFrame([{"optimizer": o, "batch_size": b} for o in ("sgd", "momentum", "adam")
+                         for b in (1, 2, 4, 8)])  # fmt: skip
+    groups = panel_groups(runs, ["optimizer", "batch_size"])
+    assert plot._columns(runs, ["optimizer", "batch_size"], groups) == 4
+    fig, axes = plot._figure(len(groups), cols=4)
+    rows = [ax.get_subplotspec().rowspan.start for ax in axes]
+    assert rows == [0] * 4 + [1] * 4 + [2] * 4
+    five = pd.DataFrame([{"optimizer": o, "activation": a} for o in ("sgd", "adam")
+                         for a in ("relu", "tanh", "sigmoid", "identity", "elu")])  # fmt: skip
+    fields = ["optimizer", "activation"]
+    assert plot._columns(five, fields, panel_groups(five, fields)) is None
