@@ -1069,8 +1069,8 @@ def inside_run(results) -> Figure:
     if runs["diverged"].all():
         raise Skip("every run diverged: no trained network to look inside")
     title, row = shown_runs(results)[0]
-    config = config_from_row(row)
     try:
+        config = config_from_row(row)
         X, T = make_dataset(config)
     except ValueError as err:  # the data file moved or changed since the sweep
         raise Skip(f"it needs the data again, and {err}") from None

@@ -161,6 +161,18 @@ def test_a_cluster_gives_the_tables_of_a_local_run(cluster, tmp_path):
     assert again.returncode == 0 and "0 run(s) trained in 0.0 s; 12 reused" in again.stdout
 
 
+def test_successive_halving_on_a_cluster_decides_as_it_does_here(cluster, tmp_path):
+    spec = write(tmp_path, SMALL.replace("lr = [0.05, 0.01]", "lr = [0.3, 0.05, 0.01]")
+                 + "[halving]\nmin_steps = 200\n")  # fmt: skip
+    remote = sweep(
+        spec, "--out", tmp_path / "remote", "--backend", "dask", "--scheduler", cluster["address"]
+    )
+    assert remote.returncode == 0, remote.stderr
+    assert "halving: rung at 200 steps: 6 setting(s) ranked, 2 go on" in remote.stderr
+    assert sweep(spec, "--out", tmp_path / "local").returncode == 0
+    assert_same_tables(tmp_path / "remote", tmp_path / "local")
+
+
 def test_the_spec_can_name_the_backend_and_the_command_line_wins(cluster, tmp_path):
     spec = write(
         tmp_path,
