@@ -362,7 +362,9 @@ def _halve(spec, done: set, backend, store, version, report, quiet) -> None:
         todo = [c for c in configs if c.run_id not in done]
         if todo:
             _run_parallel(todo, backend, store, version, report, quiet)
-            done.update(store.current()["runs"].column("run_id").to_pylist())
+            saved = store.current()["runs"]  # this version's (not a stale run of another)
+            ours = saved.filter(pc.equal(saved.column("fastbp_version"), version))
+            done.update(ours.column("run_id").to_pylist())
         report.halving_steps = sum(asked.values())
         return not (report.interrupted or report.crashed)
 
