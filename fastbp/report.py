@@ -346,17 +346,9 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
         "<h2 id='summary'>Summary</h2>",
         f"<p class='best'>{_e(best_line(runs, order, threshold, ranked))}</p>",
         f"<p class='note'>{_e(ranking.rule(runs, threshold))}</p>",
-        *(
-            [f"<p class='note'>{_e(stopped_text(runs, meta))}</p>"]
-            if stopped_text(runs, meta)
-            else []
-        ),  # fmt: skip
-        *(
-            [f"<p class='note'>{_e(threshold_note(runs, threshold))}</p>"]
-            if threshold_note(runs, threshold)
-            else []
-        ),  # fmt: skip
-    ]
+        *(f"<p class='note'>{_e(note)}</p>"
+          for note in (stopped_text(runs, meta), threshold_note(runs, threshold)) if note),
+    ]  # fmt: skip
     for field, table in summary_tables(runs, order, threshold):
         parts.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
         parts.append(_table_html(table.reset_index()))
