@@ -63,6 +63,8 @@ from fastbp.system import can_fork, collector_paused, cores, die_with_parent
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 PALETTE_12 = [colormaps["tab20"](k) for k in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 1, 5)]
 MAX_LEGEND = 12  # more values than this get a colour bar instead of legend entries
+COLOUR_BINS = 6  # a numeric colour field of values with few runs each: at most 6 bins
+MAX_SERIES = 100  # and of more values than this, whatever their runs (each costs ~10 ms)
 MAX_CURVE_POINTS = 300  # points per drawn curve: more are thinned (the step axis keeps 0)
 BAND_QUANTILES = (0.1, 0.9)  # the band of a series of more than SMALL_GROUP runs
 SMALL_GROUP = 10  # up to this many runs, a band spans them all (min to max)
@@ -88,13 +90,25 @@ class Colours:
 
     def __init__(self, runs: pd.DataFrame, field: str | None):
         self.field = field
-        self.continuous = False
+        self.continuous, self.missing = False, False
         if field is None:
             self.scale, self.colours = None, [to_rgba(NEUTRAL)]
             return
         self.scale = scale(runs, field, most=None)  # every value its own category
-        n = len(self.scale)
         values = self._numbers(runs)
+        n = len(self.scale)
+        if values is not None and n > MAX_LEGEND and (len(runs) < 3 * n or n > MAX_SERIES):
+            # Few runs per value (a random search): bins of values, each a series with its
+            # median line and a legend entry, coloured along the map by their middle. A
+            # series per value drew 50,000 one-run "medians", for minutes.
+            self.scale = scale(runs, field, most=COLOUR_BINS)
+            middles = self._numbers(runs)
+            known = middles[~np.isnan(middles)]
+            norm = (LogNorm if self.scale.log else Normalize)(known.min(), known.max())
+            self.colours = [to_rgba(NEUTRAL) if np.isnan(v) else colormaps["viridis"](norm(v))
+                            for v in middles]  # fmt: skip
+            return
+        n = len(self.scale)
         self.missing = values is not None and bool(np.isnan(values).any())  # momentum, Adam
         if values is not None and n > len(PALETTE):
             self.continuous = True
@@ -115,6 +129,9 @@ class Colours:
     def _numbers(self, runs) -> np.ndarray | None:
         """Each category's number (NaN for a missing value, last), where the field is
         numeric; else None."""
+        if self.scale.binned:  # the middle of each bin, on its axis
+            edges = np.array([v if v is not None else (np.nan, np.nan) for v in self.scale.values])
+            return np.sqrt(edges.prod(axis=1)) if self.scale.log else edges.mean(axis=1)
         if self.scale.numeric:
             return self.scale.positions
         if is_numeric(runs[self.field]) and self.scale.values[-1] is None:

@@ -231,9 +231,11 @@ def load_results(directory) -> Results:
 def _check_agree(directory: Path, runs, curves, params) -> None:
     """A ValueError unless the three tables describe the same runs (a sweep stopped while
     it wrote them leaves one table of the runs before and one of the runs after)."""
-    counts = [len(set(table["run_id"])) for table in (runs, curves, params)]
-    ids = set(runs["run_id"])
-    if set(curves["run_id"]) != ids or not set(params["run_id"]) <= ids:
+    # unique() first: iterating an arrow-backed column string by string takes seconds for
+    # the millions of rows of a large sweep's params
+    distinct = [set(table["run_id"].unique()) for table in (runs, curves, params)]
+    counts = [len(ids) for ids in distinct]
+    if distinct[1] != distinct[0] or not distinct[2] <= distinct[0]:
         raise ValueError(
             f"{directory}: its tables disagree (runs.parquet holds {counts[0]} runs, "
             f"curves.parquet {counts[1]}, params.parquet {counts[2]}): a sweep stopped while "

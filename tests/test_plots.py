@@ -620,10 +620,31 @@ def test_a_numeric_field_with_missing_values_is_binned_and_coloured_by_value(sha
     adam = (results.runs["optimizer"] == "adam").to_numpy()
     assert (s.codes[adam] == len(s) - 1).all() and (s.codes[~adam] < len(s) - 1).all()
     np.testing.assert_array_equal(s.codes_of(results.runs["momentum"]), s.codes)
-    colours = Colours(results.runs, "momentum")  # a colour map, grey where there is none
-    assert colours.continuous and colours.missing
+    # a run per value: the colours are bins of values along a colour map (a series and a
+    # legend entry each), grey where there is none
+    colours = Colours(results.runs, "momentum")
+    assert colours.scale.binned and colours.scale.labels[-1] == "none"
+    assert len(colours.colours) == len(colours.scale) <= plot.COLOUR_BINS + 1
+    np.testing.assert_array_equal(colours.codes(results.runs), colours.scale.codes)
     grey = np.array([c[:3] == colours.colours[-1][:3] for c in colours.colours])
     assert grey.sum() == 1  # only the missing value's colour is the neutral one
+    assert len(set(colours.colours)) == len(colours.colours)
+    fig = plot.final_loss(results, x="lr", colour="momentum")
+    assert legends(fig) and not [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def test_a_random_search_colours_by_bins_of_values_not_a_series_per_run(shapes):
+    results = shapes["random momentum, some runs Adam"]  # 40 runs, 40 values of lr
+    runs = results.runs
+    fig = plot.steps_to_threshold(results, threshold=0.2, x="optimizer", colour="lr")
+    (legend,) = legends(fig)
+    names = [t.get_text() for t in legend.get_texts()]
+    bins = plot.Colours(runs, "lr").scale
+    assert bins.binned and len(bins) <= plot.COLOUR_BINS
+    assert [n for n in names if "–" in n] == list(bins.labels)  # one entry per bin
+    # and a dense grid keeps a series per value: 40 learning rates, with seeds each
+    dense = plot.Colours(shapes["dense lr grid"].runs, "lr")
+    assert dense.continuous and len(dense.colours) == shapes["dense lr grid"].runs["lr"].nunique()
 
 
 def test_floors_that_differ_by_architecture_stay_with_their_architecture(shapes):
