@@ -204,7 +204,7 @@ def scale(runs: pd.DataFrame, field: str, most: int | None = TABLE_ROWS) -> Scal
         return Scale(field, codes, (*bins.labels, fmt(field, None)), None,
                      (*bins.values, None), binned=True, log=bins.log)  # fmt: skip
     numeric = is_numeric(column) and not has_missing
-    ordered = sorted(uniques, key=lambda v: _sort_key(field, v))
+    ordered = sorted(uniques, key=lambda v: sort_key(field, v))
     values = [*ordered, None] if has_missing else ordered
     index = {v: k for k, v in enumerate(ordered)}
     codes = present.map(index).reindex(column.index, fill_value=len(ordered)).to_numpy(int)
@@ -228,7 +228,7 @@ def _distinct_labels(field, values) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _sort_key(field, value):
+def sort_key(field, value):
     if field == "layers" and isinstance(value, str):  # "8-3-8": by depth, then widths
         widths = parse_layers(value)
         return (len(widths), widths)

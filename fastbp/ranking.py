@@ -103,7 +103,8 @@ def run_order(runs: pd.DataFrame, threshold=None, how=None) -> np.ndarray:
 
 def settings(runs: pd.DataFrame, order=None, threshold=None, how=None) -> pd.DataFrame:
     """One row per setting, best first: its swept fields; ``runs`` (n), ``diverged``;
-    ``median_loss`` (final, over the seeds, diverged as inf) and, where the runs have
+    ``median_loss`` (final, over the seeds, diverged as inf), its quartiles ``loss_q25``
+    and ``loss_q75`` (the spread over the seeds) and, where the runs have
     them, ``median_accuracy``, ``median_val_loss``, ``median_val_accuracy``; with a
     threshold ``reached`` (k), ``share`` and its 95% Wilson interval ``share_low``,
     ``share_high``; ``rank`` (1: best) and ``median_run``, the run_id of its median seed.
@@ -135,6 +136,8 @@ def settings(runs: pd.DataFrame, order=None, threshold=None, how=None) -> pd.Dat
     table["runs"] = grouped.size().to_numpy()
     table["diverged"] = grouped["diverged"].sum().to_numpy().astype(int)
     table["median_loss"] = grouped["loss"].median().to_numpy()
+    quartiles = grouped["loss"].quantile([0.25, 0.75]).unstack()
+    table["loss_q25"], table["loss_q75"] = quartiles[0.25].to_numpy(), quartiles[0.75].to_numpy()
     for metric in ("accuracy", "val_loss", "val_accuracy"):
         if metric in frame:
             table[f"median_{metric}"] = grouped[metric].median().to_numpy()
@@ -159,7 +162,7 @@ def setting_codes(runs: pd.DataFrame, fields) -> np.ndarray:
     equal values of ``fields`` (missing values equal to each other) share one."""
     if not fields:
         return np.zeros(len(runs), dtype=int)
-    keys = [tuple(map(_hashable, row)) for row in runs[fields].itertuples(index=False)]
+    keys = [tuple(map(hashable, row)) for row in runs[fields].itertuples(index=False)]
     return pd.factorize(pd.Series(keys, dtype=object))[0]
 
 
@@ -193,7 +196,7 @@ def _ranks(table: pd.DataFrame, how: str) -> np.ndarray:
     return ranks
 
 
-def _hashable(value):
+def hashable(value):
     """A value as a grouping key: lists (layers, in some tables) as tuples, every kind of
     missing value as None, NumPy scalars as Python ones."""
     if isinstance(value, list | np.ndarray):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fastbp import importance, ranking
+from fastbp import explore, importance, ranking
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
 from fastbp.metrics import METRICS, as_json, reached, unreachable
 from fastbp.system import cpu_name, write_text_atomic
@@ -340,7 +340,9 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
         f"<h1>{_e(name)}</h1>",
         f"<p class='meta'>{_e(_meta_line(runs, meta, threshold))}</p>",
         "<nav><a href='#summary'>summary</a><a href='#figures'>figures</a>"
-        "<a href='#best'>best settings</a><a href='#diverged'>diverged</a>"
+        "<a href='#best'>best settings</a>"
+        + ("<a href='#explore'>explore</a>" if len(ranked) > 1 else "")
+        + "<a href='#diverged'>diverged</a>"
         + ("<a href='#spec'>spec</a>" if spec else "")
         + "</nav>",
         "<h2 id='summary'>Summary</h2>",
@@ -376,8 +378,10 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
         f"<p class='note'>The {min(BEST_ROWS, len(ranked))} best of {len(ranked)} setting(s) "
         "by the rule above, each with its median seed's run.</p>",
         _settings_html(ranked.head(BEST_ROWS), ranking.setting_fields(runs, order)),
-        "<h2 id='diverged'>Runs that diverged</h2>",
     ]
+    if len(ranked) > 1:
+        parts.append(explore.section(runs, order, threshold, ranked))
+    parts.append("<h2 id='diverged'>Runs that diverged</h2>")
     if n_div:
         shown = runs[runs["diverged"]].head(DIVERGED_ROWS)
         more = f", the first {len(shown)} shown" if n_div > len(shown) else ""
@@ -390,7 +394,8 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
         parts += ["<h2 id='spec'>Spec</h2>", f"<pre>{_e(spec)}</pre>"]
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(name)}: fastbp sweep report</title><style>{STYLE}</style></head>"
+        f"<title>{_e(name)}: fastbp sweep report</title><style>{STYLE}{explore.STYLE}</style>"
+        "</head>"
         "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
     out.mkdir(parents=True, exist_ok=True)

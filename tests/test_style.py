@@ -30,7 +30,15 @@ LAYERS = {
         "metrics",
     ],  # fmt: skip
     "the engine": ["engine", "train", "planner", "calibrate"],
-    "results and figures": ["results", "layout", "ranking", "importance", "plot", "report"],
+    "results and figures": [
+        "results",
+        "layout",
+        "ranking",
+        "importance",
+        "plot",
+        "explore",
+        "report",
+    ],
     "the sweep": ["spec", "halving", "sweep", "backends", "__main__"],
 }
 ENGINE_DOORS = {"train", "planner", "calibrate"}  # the rest reaches fastbp.engine through these
