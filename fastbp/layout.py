@@ -345,7 +345,8 @@ def subtitle(results, pooled=()) -> str:
     if pooled:
         named = [f"{runs['seed'].nunique()} seeds" if f == "seed" else f for f in pooled]
         parts.append("median over " + ", ".join(named))
-    fixed = [f for f in RunConfig.field_names() if f in runs and f not in swept_of(results)]
+    varied = swept_of(results)
+    fixed = [f for f in RunConfig.field_names() if f in runs and f not in varied]
     if len(runs):
         first = runs.iloc[0]
         shared = (_shared(runs, f) for f in fixed if _relevant(f, first))
