@@ -1244,36 +1244,41 @@ FIGURES = {
 }
 
 
-def write_figures(results, out: Path, fmt: str = "png", note=print, dpi=110) -> list[Path]:
+def write_figures(
+    results, out: Path, fmt: str = "png", note=print, dpi=110, meanwhile=None
+) -> list[Path]:
     """Draw every figure the sweep allows into ``out``; note each one skipped, and why.
 
     Where it is safe (Linux, this process runs no other thread, two cores or more), the
     figures are drawn in forked processes side by side: the same files, in about half the
-    time. Elsewhere (a notebook, say), one after the other.
+    time. Elsewhere (a notebook, say), one after the other. ``meanwhile``: a function this
+    process calls while its workers draw (or first, where it draws them itself).
     """
     out.mkdir(parents=True, exist_ok=True)
     names = list(FIGURES)
-    workers = min(len(names), cores()) if can_fork() else 1
-    if workers > 1:
+    job, outcomes = (results, out, fmt, dpi), None
+    waiting = [meanwhile] if meanwhile else []  # called once, however the figures are drawn
+    if can_fork() and cores() > 1:
         global _JOB
-        _JOB = (results, out, fmt, dpi)  # inherited by the forked workers, never pickled
-        shares, loads = [[] for _ in range(workers)], [0] * workers
-        for name in sorted(names, key=COST.get, reverse=True):  # longest first, to the least
-            k = loads.index(min(loads))  # loaded process
-            shares[k].append(name)
-            loads[k] += COST[name]
+        _JOB = job  # inherited by the forked workers, never pickled
         try:
             # concurrent.futures, not multiprocessing.Pool: a worker that dies is an error
-            # here (BrokenProcessPool), where a Pool waits for it for ever.
+            # here (BrokenProcessPool), where a Pool waits for it for ever. One figure a
+            # task, the longest first: a process that is free takes the next.
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, context, die_with_parent) as pool:
-                outcomes = dict(o for part in pool.map(_draw_share, shares) for o in part)
+            with ProcessPoolExecutor(min(len(names), cores()), context, die_with_parent) as pool:
+                drawn = pool.map(_draw_named, sorted(names, key=COST.get, reverse=True))
+                while waiting:
+                    waiting.pop()()
+                outcomes = dict(drawn)
         except BrokenProcessPool:  # killed, out of memory: one at a time, in this process
-            outcomes = dict(_draw_share(names, (results, out, fmt, dpi)))
+            pass
         finally:
             _JOB = None
-    else:
-        outcomes = dict(_draw_share(names, (results, out, fmt, dpi)))
+    while waiting:
+        waiting.pop()()
+    if outcomes is None:
+        outcomes = dict(_draw_share(names, job))
     written = []
     for name in names:
         outcome = outcomes[name]
@@ -1291,7 +1296,7 @@ class Failed(str):
     back no exception object, which might not survive pickling."""
 
 
-# Milliseconds each figure took to draw for lr_grid, to share them out between processes.
+# Milliseconds each figure took to draw for lr_grid: the longest are handed out first.
 COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
         "val_loss_curves": 300, "val_accuracy_curves": 300,
         "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140,
@@ -1299,11 +1304,16 @@ COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
 _JOB = None
 
 
-def _draw_share(names, job=None):
+def _draw_named(name):
+    """(name, what _draw_one gives) for one figure of the job the worker inherited."""
+    with collector_paused():
+        return name, _draw_one(name, *_JOB)
+
+
+def _draw_share(names, job):
     """[(name, Path written or the reason it was skipped)] for these figures."""
-    results, out, fmt, dpi = job or _JOB
     with collector_paused():  # its passes cost about a tenth of the drawing time
-        return [(name, _draw_one(name, results, out, fmt, dpi)) for name in names]
+        return [(name, _draw_one(name, *job)) for name in names]
 
 
 def _draw_one(name, results, out, fmt, dpi):
@@ -1384,7 +1394,7 @@ def draw(directory: Path, out: Path | None = None, fmt: str = "png", results=Non
     import matplotlib
 
     matplotlib.use("Agg")  # headless: figures go to files
-    from fastbp.report import write_report
+    from fastbp.report import Page
     from fastbp.results import load_results
 
     out = out or directory / "plots"
@@ -1395,14 +1405,17 @@ def draw(directory: Path, out: Path | None = None, fmt: str = "png", results=Non
         print(line, file=sys.stderr if line.startswith("error: ") else sys.stdout)
         skipped.append(line)
 
-    written = write_figures(results, out, fmt, note=note)
+    pages = []  # the report's words and tables, worked out while the figures are drawn
+    written = write_figures(
+        results, out, fmt, note=note, meanwhile=lambda: pages.append(Page(directory, results))
+    )
     failed = any(line.startswith("error: ") for line in skipped)
     if fmt == "pdf":  # a page cannot show PDF: the report gets PNG copies
         with tempfile.TemporaryDirectory() as tmp:
             pngs = write_figures(results, Path(tmp), "png", note=lambda _: None)
-            report = write_report(directory, results, pngs, out, skipped)
+            report = pages[0].write(pngs, out, skipped)
     else:
-        report = write_report(directory, results, written, out, skipped)
+        report = pages[0].write(written, out, skipped)
     print(f"{len(written)} figure(s) and {report.name} in {out}")
     return 1 if failed else 0
 

@@ -328,80 +328,94 @@ def write_report(directory, results, figures, out: Path, skipped=()) -> Path:
     figures : list of Path, the figure files (PNG or SVG) in the order to show them.
     skipped : lines saying which figures were skipped, and why.
     """
-    directory = Path(directory)
-    runs, order, threshold = results.runs, results.swept, results.threshold
-    meta = _read_json(directory / "meta.json")
-    name = meta.get("name") or directory.name
-    spec_file = directory / "spec.toml"
-    spec = spec_file.read_text(errors="replace") if spec_file.is_file() else None
-    n_div = int(runs["diverged"].sum())
-    ranked = ranking.settings(runs, order, threshold)
-    parts = [
-        f"<h1>{_e(name)}</h1>",
-        f"<p class='meta'>{_e(_meta_line(runs, meta, threshold))}</p>",
-        "<nav><a href='#summary'>summary</a><a href='#figures'>figures</a>"
-        "<a href='#best'>best settings</a>"
-        + ("<a href='#explore'>explore</a>" if len(ranked) > 1 else "")
-        + "<a href='#diverged'>diverged</a>"
-        + ("<a href='#spec'>spec</a>" if spec else "")
-        + "</nav>",
-        "<h2 id='summary'>Summary</h2>",
-        f"<p class='best'>{_e(best_line(runs, order, threshold, ranked))}</p>",
-        f"<p class='note'>{_e(ranking.rule(runs, threshold))}</p>",
-        *(f"<p class='note'>{_e(note)}</p>"
-          for note in (stopped_text(runs, meta), threshold_note(runs, threshold)) if note),
-    ]  # fmt: skip
-    for field, table in summary_tables(runs, order, threshold):
-        parts.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
-        parts.append(_table_html(table.reset_index()))
-    matters = importance.shares(runs, order, threshold)
-    if len(matters) > 1:
-        _, what = importance.quantity(runs, threshold)
-        share = [f"{s:.1%}" for s in matters["share"]]
-        shown = pd.DataFrame({"source": matters["source"], "share of the spread": share})
-        parts += [
-            "<h3 id='matters'>What matters</h3>",
-            f"<p class='note'>The share of the spread (variance) of the {_e(what)} over all runs "
-            "that each swept field, each pair of them and the seed explain (an analysis of "
-            "variance: exact on a full grid; on a union or a random search, read it as a "
-            "ranking).</p>",
-            _table_html(shown),
+    return Page(directory, results).write(figures, out, skipped)
+
+
+class Page:
+    """report.html in two steps: everything it says but its figures, worked out when made
+    (``python -m fastbp.plot`` makes it while its workers draw the figures); then the
+    page, figures embedded, when written."""
+
+    def __init__(self, directory, results):
+        directory = Path(directory)
+        runs, order, threshold = results.runs, results.swept, results.threshold
+        meta = _read_json(directory / "meta.json")
+        self.name = meta.get("name") or directory.name
+        spec_file = directory / "spec.toml"
+        spec = spec_file.read_text(errors="replace") if spec_file.is_file() else None
+        n_div = int(runs["diverged"].sum())
+        ranked = ranking.settings(runs, order, threshold)
+        self.head = [
+            f"<h1>{_e(self.name)}</h1>",
+            f"<p class='meta'>{_e(_meta_line(runs, meta, threshold))}</p>",
+            "<nav><a href='#summary'>summary</a><a href='#figures'>figures</a>"
+            "<a href='#best'>best settings</a>"
+            + ("<a href='#explore'>explore</a>" if len(ranked) > 1 else "")
+            + "<a href='#diverged'>diverged</a>"
+            + ("<a href='#spec'>spec</a>" if spec else "")
+            + "</nav>",
+            "<h2 id='summary'>Summary</h2>",
+            f"<p class='best'>{_e(best_line(runs, order, threshold, ranked))}</p>",
+            f"<p class='note'>{_e(ranking.rule(runs, threshold))}</p>",
+            *(f"<p class='note'>{_e(note)}</p>"
+              for note in (stopped_text(runs, meta), threshold_note(runs, threshold)) if note),
+        ]  # fmt: skip
+        for field, table in summary_tables(runs, order, threshold):
+            self.head.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")
+            self.head.append(_table_html(table.reset_index()))
+        matters = importance.shares(runs, order, threshold)
+        if len(matters) > 1:
+            _, what = importance.quantity(runs, threshold)
+            share = [f"{s:.1%}" for s in matters["share"]]
+            shown = pd.DataFrame({"source": matters["source"], "share of the spread": share})
+            self.head += [
+                "<h3 id='matters'>What matters</h3>",
+                f"<p class='note'>The share of the spread (variance) of the {_e(what)} over all "
+                "runs that each swept field, each pair of them and the seed explain (an "
+                "analysis of variance: exact on a full grid; on a union or a random search, "
+                "read it as a ranking).</p>",
+                _table_html(shown),
+            ]
+        fields = swept(runs, order)
+        self.tail = [
+            "<h2 id='best'>Best settings</h2>",
+            f"<p class='note'>The {min(BEST_ROWS, len(ranked))} best of {len(ranked)} "
+            "setting(s) by the rule above, each with its median seed's run.</p>",
+            _settings_html(ranked.head(BEST_ROWS), ranking.setting_fields(runs, order)),
         ]
-    parts.append("<h2 id='figures'>Figures</h2>")
-    for path in figures:
-        parts.append(f"<figure id='{_e(path.stem)}'>{_embed(path)}"
-                     f"<figcaption>{_e(path.name)}</figcaption></figure>")  # fmt: skip
-    parts += [f"<p class='note'>{_e(line)}</p>" for line in skipped]
-    fields = swept(runs, order)
-    parts += [
-        "<h2 id='best'>Best settings</h2>",
-        f"<p class='note'>The {min(BEST_ROWS, len(ranked))} best of {len(ranked)} setting(s) "
-        "by the rule above, each with its median seed's run.</p>",
-        _settings_html(ranked.head(BEST_ROWS), ranking.setting_fields(runs, order)),
-    ]
-    if len(ranked) > 1:
-        parts.append(explore.section(runs, order, threshold, ranked))
-    parts.append("<h2 id='diverged'>Runs that diverged</h2>")
-    if n_div:
-        shown = runs[runs["diverged"]].head(DIVERGED_ROWS)
-        more = f", the first {len(shown)} shown" if n_div > len(shown) else ""
-        parts.append(f"<p class='note'>{n_div} of {len(runs)} runs diverged{more}: their "
-                     "loss became infinite or NaN after diverged_at updates.</p>")  # fmt: skip
-        parts.append(_runs_html(shown[[*fields, "diverged_at", "run_id"]]))
-    else:
-        parts.append(f"<p class='note'>None: all {len(runs)} runs kept a finite loss.</p>")
-    if spec:
-        parts += ["<h2 id='spec'>Spec</h2>", f"<pre>{_e(spec)}</pre>"]
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(name)}: fastbp sweep report</title><style>{STYLE}{explore.STYLE}</style>"
-        "</head>"
-        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / "report.html"
-    write_text_atomic(target, page)
-    return target
+        if len(ranked) > 1:
+            self.tail.append(explore.section(runs, order, threshold, ranked))
+        self.tail.append("<h2 id='diverged'>Runs that diverged</h2>")
+        if n_div:
+            shown = runs[runs["diverged"]].head(DIVERGED_ROWS)
+            more = f", the first {len(shown)} shown" if n_div > len(shown) else ""
+            self.tail.append(
+                f"<p class='note'>{n_div} of {len(runs)} runs diverged{more}: their loss "
+                "became infinite or NaN after diverged_at updates.</p>"
+            )
+            self.tail.append(_runs_html(shown[[*fields, "diverged_at", "run_id"]]))
+        else:
+            self.tail.append(f"<p class='note'>None: all {len(runs)} runs kept a finite loss.</p>")
+        if spec:
+            self.tail += ["<h2 id='spec'>Spec</h2>", f"<pre>{_e(spec)}</pre>"]
+
+    def write(self, figures, out: Path, skipped=()) -> Path:
+        """Write ``out/report.html`` with these figures and these lines on those skipped."""
+        parts = [*self.head, "<h2 id='figures'>Figures</h2>"]
+        for path in figures:
+            parts.append(f"<figure id='{_e(path.stem)}'>{_embed(path)}"
+                         f"<figcaption>{_e(path.name)}</figcaption></figure>")  # fmt: skip
+        parts += [f"<p class='note'>{_e(line)}</p>" for line in skipped]
+        page = (
+            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{_e(self.name)}: fastbp sweep report</title>"
+            f"<style>{STYLE}{explore.STYLE}</style></head>"
+            "<body>\n" + "\n".join([*parts, *self.tail]) + "\n</body></html>\n"
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / "report.html"
+        write_text_atomic(target, page)
+        return target
 
 
 def stopped_text(runs, meta) -> str:

@@ -2,6 +2,7 @@
 every shape (tables made without training, see sweep_tables.py) and one real sweep."""
 
 import itertools
+import os
 import re
 import subprocess
 import sys
@@ -402,6 +403,33 @@ def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     assert "val_loss_curves" not in out.stdout  # no validation data: nothing to say
     html = (tmp_path / "report.html").read_text()
     assert html.count("<svg") == len(drawn) + 1  # inline, whatever the format; explore's
+
+
+def test_figures_are_drawn_in_this_process_where_a_worker_dies(sweep_dir, tmp_path, monkeypatch):
+    """A drawing process killed (out of memory, say) costs time, not figures or the report."""
+    from fastbp.system import can_fork, cores
+
+    if not (can_fork() and cores() > 1):
+        pytest.skip("figures are drawn in this process here: there is no worker to lose")
+    parent, draw_one = os.getpid(), plot._draw_one
+
+    def draw_or_die(*args):
+        return draw_one(*args) if os.getpid() == parent else os._exit(1)
+
+    monkeypatch.setattr(plot, "_draw_one", draw_or_die)
+    assert plot.draw(sweep_dir, tmp_path) == 0
+    drawn = [name for name in plot.FIGURES if name not in HELD_OUT_FIGURES]
+    assert sorted(p.stem for p in tmp_path.glob("*.png")) == sorted(drawn)
+    assert (tmp_path / "report.html").read_text().count("data:image/png") == len(drawn)
+
+
+def test_a_png_holds_the_pixels_savefig_would_write(shapes, tmp_path):
+    from PIL import Image
+
+    plot.heatmap(shapes["one seed"]).savefig(tmp_path / "savefig.png", dpi=90)
+    plot._save_png(plot.heatmap(shapes["one seed"]), tmp_path / "ours.png", dpi=90)
+    theirs, ours = (np.asarray(Image.open(tmp_path / f)) for f in ("savefig.png", "ours.png"))
+    assert theirs.shape == ours.shape and (theirs == ours).all()
 
 
 def test_plot_command_notes_skipped_figures(tmp_path):
