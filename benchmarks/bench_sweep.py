@@ -4,9 +4,11 @@ to draw the figures and report.html of lr_grid (100 runs) and lr_dense (4,000 ru
 sweeps off that path: sweeps/architectures.toml with empty caches, and 50,000 short runs
 (trained, rerun with everything saved, --dry-run); successive halving against the full
 grid on sweeps/optimizers.toml and sweeps/lr_dense.toml; first, a fresh process's start-up.
+With --figures-only: the figures and report of lr_grid and of each sweep in the gallery
+(docs/gallery.py), against the sweep's own warm training time.
 
     python benchmarks/bench_sweep.py [--repeats N] [--no-architectures] [--startup-only]
-                                     [--halving-only]
+                                     [--halving-only] [--figures-only]
 
 Start-up: `python -c "import fastbp; fastbp.train(fastbp.RunConfig(steps=50_000))"` with
 warm caches against `python -c "import numba"`, in interleaved pairs (median of --repeats
@@ -25,7 +27,10 @@ calibration file as the cold run left it (median and minimum of --repeats); "war
 compiled" after `--compile-only` has compiled every kernel the sweep could use. The
 environment is otherwise left as it is. The figures are timed as `python -m fastbp.plot`
 draws them, in a fresh process each time, from after the imports to the report written
-(median and minimum of --repeats). Results go to benchmarks/results/bench_sweep.json.
+(median and minimum of --repeats). Results go to benchmarks/results/bench_sweep.json
+(bench_sweep_figures.json with --figures-only, where each sweep runs twice on 2 threads
+with the caches of this machine, and its warm training time is the second run's
+parallel_wall_s, the closing line's "trained in").
 """
 
 from __future__ import annotations
@@ -63,6 +68,37 @@ def time_figures(results: Path, out: Path, repeats: int) -> dict:
         done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE.parent)
         times.append(float(done.stderr.strip().splitlines()[-1]))
     return {"draw_s": statistics.median(times), "draw_s_min": min(times), "repeats": repeats}
+
+
+GALLERY = (  # docs/gallery.py's SWEEPS
+    "lr_dense",
+    "random_search",
+    "architectures",
+    "xor",
+    "parity_holdout",
+    "schedules",
+)
+
+
+def figures_against_training(tmp: Path, repeats: int) -> dict:
+    """Each sweep's figures and report against its warm training time (the goal: at most
+    the larger of 1 s and that time)."""
+    cases = {}
+    for name in ("lr_grid", *GALLERY):
+        spec = HERE.parent / "sweeps" / f"{name}.toml"
+        command = [sys.executable, "-m", "fastbp.sweep", str(spec), "--no-plots", "--quiet"]
+        for k in range(2):  # the first fills the caches where they are empty
+            subprocess.run([*command, "--out", str(tmp / f"{name} {k}")], check=True,
+                           capture_output=True, cwd=HERE.parent)  # fmt: skip
+        meta = json.loads((tmp / f"{name} 1" / "meta.json").read_text())
+        drawn = time_figures(tmp / f"{name} 1", tmp / f"{name} figures", repeats)
+        goal = max(1.0, meta["parallel_wall_s"])
+        cases[name] = {"runs": meta["runs"], "train_s": meta["parallel_wall_s"], **drawn,
+                       "goal_s": goal, "within": drawn["draw_s"] <= goal}  # fmt: skip
+        c = cases[name]
+        print(f"{name:<16}{c['runs']:>7,}{c['train_s']:>9.2f}{c['draw_s']:>10.2f}"
+              f"{c['draw_s_min']:>8.2f}{goal:>8.2f}  {'yes' if c['within'] else 'no'}")  # fmt: skip
+    return cases
 
 
 def median_case(runs: list[dict]) -> dict:
@@ -310,7 +346,22 @@ def main():
         "--halving-only", action="store_true",
         help="only successive halving against the full grid (optimizers, lr_dense)",
     )  # fmt: skip
+    parser.add_argument(
+        "--figures-only", action="store_true",
+        help="only the figures of lr_grid and the gallery's sweeps against their training",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.figures_only:
+        from bench_step import machine
+
+        print(f"{'sweep':<16}{'runs':>7}{'train s':>9}{'figures s':>10}{'min s':>8}"
+              f"{'goal s':>8}  within")  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = figures_against_training(Path(tmp), args.repeats)
+        (HERE / "results").mkdir(exist_ok=True)
+        report = {"machine": machine(), "repeats": args.repeats, "sweeps": cases}
+        target = HERE / "results" / "bench_sweep_figures.json"
+        return target.write_text(json.dumps(report, indent=2) + "\n")
     if args.halving_only:
         with tempfile.TemporaryDirectory() as tmp:
             cases = halving_cases(Path(tmp), Path(tmp) / "cache", 3)

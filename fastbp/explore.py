@@ -18,7 +18,7 @@ from fastbp import ranking
 from fastbp.layout import fmt, is_numeric, label, log_spaced, sort_key
 
 ROWS = 300  # table rows drawn at once; sorting and filtering reach the rest
-LINES = 2000  # settings drawn as lines, the best first
+LINES = 2000  # settings drawn as lines: spread evenly over the order shown, the best on top
 DIGITS = 6  # significant digits of the numbers sent (the table shows 3 or 4)
 # the statistic that ranks the settings, on the last axis of the parallel coordinates
 STATISTIC = {"success": "share", "val_accuracy": "median_val_accuracy",
