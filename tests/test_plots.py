@@ -2,7 +2,6 @@
 every shape (tables made without training, see sweep_tables.py) and one real sweep."""
 
 import itertools
-import os
 import re
 import subprocess
 import sys
@@ -405,19 +404,24 @@ def test_plot_command_writes_every_figure_and_the_report(sweep_dir, tmp_path):
     assert html.count("<svg") == len(drawn) + 1  # inline, whatever the format; explore's
 
 
-def test_figures_are_drawn_in_this_process_where_a_worker_dies(sweep_dir, tmp_path, monkeypatch):
-    """A drawing process killed (out of memory, say) costs time, not figures or the report."""
-    from fastbp.system import can_fork, cores
+DIE_IN_WORKERS = """
+import os, sys
+from pathlib import Path
+from fastbp import plot
+from fastbp.system import can_fork, cores
+assert can_fork() and cores() > 1, "figures would be drawn in this process: no worker to lose"
+parent, draw_one = os.getpid(), plot._draw_one
+plot._draw_one = lambda *args: draw_one(*args) if os.getpid() == parent else os._exit(1)
+sys.exit(plot.draw(Path(sys.argv[1]), Path(sys.argv[2])))
+"""
 
-    if not (can_fork() and cores() > 1):
-        pytest.skip("figures are drawn in this process here: there is no worker to lose")
-    parent, draw_one = os.getpid(), plot._draw_one
 
-    def draw_or_die(*args):
-        return draw_one(*args) if os.getpid() == parent else os._exit(1)
-
-    monkeypatch.setattr(plot, "_draw_one", draw_or_die)
-    assert plot.draw(sweep_dir, tmp_path) == 0
+def test_figures_are_drawn_in_this_process_where_a_worker_dies(sweep_dir, tmp_path):
+    """A drawing process killed (out of memory, say) costs time, not figures or the report.
+    In a process of its own: this one may run other threads, and then forks no worker."""
+    command = [sys.executable, "-c", DIE_IN_WORKERS, str(sweep_dir), str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     drawn = [name for name in plot.FIGURES if name not in HELD_OUT_FIGURES]
     assert sorted(p.stem for p in tmp_path.glob("*.png")) == sorted(drawn)
     assert (tmp_path / "report.html").read_text().count("data:image/png") == len(drawn)
