@@ -1339,7 +1339,7 @@ def _draw_one(name, results, out, fmt, dpi):
 def _save_png(fig, path, dpi):
     """What ``fig.savefig(path, dpi=dpi)`` writes, pixel for pixel, in one drawing of the
     figure where savefig makes two (a constrained layout has it draw the whole figure once
-    without output, to place the axes, then again to the file: a fifth of the time), and
+    without output, to place the axes, then again to the file: about an eighth of the time), and
     with fast compression (the default level, 6, takes a third of the time)."""
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
