@@ -1385,7 +1385,12 @@ def main(argv=None) -> int:
         shown = f"--out {args.out!r}" if args.out is not None else str(out)
         print(f"error: {shown}: {problem}", file=sys.stderr)
         return 2
-    return draw(directory, out, args.format, results)
+    try:
+        return draw(directory, out, args.format, results)
+    except KeyboardInterrupt:
+        print(f"interrupted: the figures in {out} may not all be drawn; run the command "
+              "again to draw them", file=sys.stderr)  # fmt: skip
+        return 130
 
 
 def draw(directory: Path, out: Path | None = None, fmt: str = "png", results=None) -> int:

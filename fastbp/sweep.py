@@ -69,8 +69,8 @@ def main(argv=None) -> int:
 
         print(summarize(runs, spec.swept, spec.threshold))
     print(closing_line(report, out))
-    if finished and not args.no_plots:
-        _draw_plots(out)
+    if finished and not args.no_plots and not _draw_plots(out):
+        return 130  # Ctrl-C while drawing: every run is saved
     if report.interrupted or report.crashed or report.failed:
         for line in report.failed[:10]:
             print(f"error: {line}", file=sys.stderr)
@@ -705,16 +705,23 @@ def _print_start(spec, todo, report, out, force):
     print("; ".join(parts), file=sys.stderr)
 
 
-def _draw_plots(out):
-    """Draw the sweep's figures; a failure here costs a warning, never the results."""
+def _draw_plots(out) -> bool:
+    """Draw the sweep's figures; a failure here costs a warning, never the results. False
+    where Ctrl-C stopped the drawing (said in a line, with the command that draws them)."""
     from fastbp.plot import draw
 
     try:
         draw(out)
+    except KeyboardInterrupt:
+        command = shlex.join(["python", "-m", "fastbp.plot", str(out)])
+        print(f"interrupted while drawing the figures: every run is saved in {out}; draw "
+              f"them with: {command}", file=sys.stderr)  # fmt: skip
+        return False
     except Exception as err:  # noqa: BLE001 - the results are already saved
         print(
             f"warning: the figures could not be drawn: {type(err).__name__}: {err}", file=sys.stderr
         )
+    return True
 
 
 if __name__ == "__main__":

@@ -521,6 +521,15 @@ def test_plot_command_on_damaged_or_unfinished_folders_is_one_line(sweep_dir, tm
     assert out.returncode == 0, out.stderr
 
 
+def test_plot_command_stopped_by_ctrl_c_says_so_in_a_line(sweep_dir, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plot, "draw", interrupted)
+    assert plot.main([str(sweep_dir)]) == 130
+    assert capsys.readouterr().err.startswith("interrupted: the figures in ")
+
+
 def test_plot_command_rejects_a_file_as_output(sweep_dir, tmp_path):
     target = tmp_path / "taken"
     target.write_text("")

@@ -266,6 +266,22 @@ def test_an_interrupted_sweep_resumes_to_the_same_tables(how, tmp_path):
     assert_same_tables(load_results(out_dir), load_results(tmp_path / "fresh"))
 
 
+def test_ctrl_c_while_drawing_keeps_the_runs_and_says_how_to_draw(tmp_path, monkeypatch, capsys):
+    from fastbp import plot
+    from fastbp.sweep import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plot, "draw", interrupted)
+    spec = write_spec(tmp_path / "s.toml", seeds=1)
+    assert main([str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted while drawing the figures: every run is saved" in err
+    assert "python -m fastbp.plot" in err and "Traceback" not in err
+    assert len(load_results(tmp_path / "out").runs) > 0
+
+
 def test_a_damaged_shard_is_retrained_with_a_warning(small_sweep, tmp_path):
     tmp, _ = small_sweep
     spec = write_spec(tmp_path / "s.toml", seeds=1)
