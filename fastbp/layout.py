@@ -321,15 +321,21 @@ def swept_of(results) -> list[str]:
 
 
 def panel_groups(runs: pd.DataFrame, fields) -> list[tuple[str, np.ndarray]]:
-    """(title, boolean mask over runs) for each combination of ``fields`` present, in order."""
+    """(title, boolean mask over runs) for each combination of ``fields`` present, in order.
+    Where init is not "normal", init_scale changes nothing: those runs are pooled over it
+    (one panel for each such init, its title without init_scale)."""
     if not fields:
         return [("", np.ones(len(runs), dtype=bool))]
     scales = [scale(runs, f, PANEL_BINS) for f in fields]
     codes = np.stack([s.codes for s in scales], axis=1)
+    if "init_scale" in fields and "init" in fields:  # drawn for every run, used by one init:
+        unused = (runs["init"] != "normal").to_numpy()  # pooled where it changes nothing
+        codes[unused, list(fields).index("init_scale")] = -1
     combos = np.unique(codes, axis=0)
     groups = []
     for combo in combos:
-        title = ", ".join(f"{s.field}={s.labels[c]}" for s, c in zip(scales, combo, strict=True))
+        title = ", ".join(f"{s.field}={s.labels[c]}" for s, c in zip(scales, combo, strict=True)
+                          if c >= 0)  # fmt: skip
         groups.append((title, (codes == combo).all(axis=1)))
     return groups
 

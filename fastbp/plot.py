@@ -186,9 +186,12 @@ def _symbol(handle) -> str:
 
 
 def _legend(axes, handles, title=None):
-    """A legend to the right of the top-right axes: never over the title or the data."""
-    top = [ax for ax in axes if ax.get_subplotspec().rowspan.start == 0]
-    anchor = max(top or axes, key=lambda ax: ax.get_subplotspec().colspan.stop)
+    """A legend to the right of the top axes of the last column: never over the title or
+    the data, and in the margin of the last column (beside one that is not, the layout
+    would widen that column in every row)."""
+    last = max(ax.get_subplotspec().colspan.stop for ax in axes)
+    right = [ax for ax in axes if ax.get_subplotspec().colspan.stop == last]
+    anchor = min(right, key=lambda ax: ax.get_subplotspec().rowspan.start)
     anchor.legend(
         handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
         frameon=False, fontsize=9, title=title, title_fontsize=9, alignment="left",
@@ -198,24 +201,45 @@ def _legend(axes, handles, title=None):
 # --- axes helpers ---
 
 
-def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, cols=None, **shared):
-    cols = cols or min(max_cols, int(np.ceil(np.sqrt(n_panels))))
-    rows = -(-n_panels // cols)
+def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, grid=None, **shared):
+    """A figure of ``n_panels`` axes, in rows of up to ``max_cols``; ``grid``: (columns,
+    the slot of each panel, counted along the rows), where some slots stay empty."""
+    cols, slots = grid or (min(max_cols, int(np.ceil(np.sqrt(n_panels)))), range(n_panels))
+    rows = -(-(max(slots) + 1) // cols)
     fig = Figure(figsize=(width, 1.0 + height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, **shared).ravel()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, list(axes[:n_panels])
+    for k, ax in enumerate(axes):
+        ax.set_visible(k in slots)
+    return fig, [axes[k] for k in slots]
 
 
-def _columns(runs, panels, groups) -> int | None:
-    """Panels of two fields: one row per value of the first, where the second has at most
-    PANEL_ROW values and every row has them all (a 4 x 3 grid split one optimizer's
-    panels over two rows); else None, the default."""
+def _grid(runs, panels, groups) -> tuple[int, list[int]] | None:
+    """Panels of two fields: a value of the first keeps its panels in one row, where it has
+    at most PANEL_ROW (a 4 x 3 grid split one optimizer's panels over two rows); values with
+    fewer panels than a row share one, each in the first row with room. (columns, the slot
+    of each group) for _figure; None where that does not apply (the default grid)."""
     if len(panels) != 2:
         return None
-    inner = len(np.unique(scale(runs, panels[1], PANEL_BINS).codes))
-    return inner if inner <= PANEL_ROW and len(groups) % inner == 0 else None
+    first = scale(runs, panels[0], PANEL_BINS)
+    values = [first.codes[mask][0] for _, mask in groups]  # groups of a value are adjacent
+    counts = pd.Series(values).value_counts(sort=False)
+    cols = int(counts.max())
+    if cols > PANEL_ROW or len(counts) < 2:
+        return None
+    free, start = [], {}  # room left in each row; the first slot of each value
+    for value, n in counts.items():
+        row = next((r for r, room in enumerate(free) if room >= n), None)
+        if row is None:
+            row = len(free)
+            free.append(cols)
+        start[value] = row * cols + cols - free[row]
+        free[row] -= n
+    taken = dict.fromkeys(start, 0)
+    slots = []
+    for value in values:
+        slots.append(start[value] + taken[value])
+        taken[value] += 1
+    return cols, slots
 
 
 PANEL_ROW = 4  # panels in a row, at most, when a row holds one value of a field
@@ -428,7 +452,7 @@ def loss_curves(results, colour=None, panels=None, metric="loss") -> Figure:
             keys=["median", "min", "max"],
         )  # fmt: skip
     mixed = is_loss and _losses_differ(runs)  # accuracy compares across losses
-    fig, axes = _figure(len(groups), sharey=not mixed, cols=_columns(runs, r.panels, groups))
+    fig, axes = _figure(len(groups), sharey=not mixed, grid=_grid(runs, r.panels, groups))
     diverged = runs["diverged"].to_numpy(bool)
     with_bands = len(colours.colours) <= len(PALETTE)  # more bands than that hide each other
     floor_shown = False
@@ -532,7 +556,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=6)
     mixed = _losses_differ(runs)
     fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=not mixed,
-                        cols=_columns(runs, r.panels, groups))  # fmt: skip
+                        grid=_grid(runs, r.panels, groups))  # fmt: skip
     series = colours.codes(runs)
     n_series = len(colours.colours)
     n_max, floor_shown = 1, False

@@ -819,11 +819,36 @@ def test_panels_of_two_fields_keep_one_value_of_the_first_to_a_row():
     runs = pd.DataFrame([{"optimizer": o, "batch_size": b} for o in ("sgd", "momentum", "adam")
                          for b in (1, 2, 4, 8)])  # fmt: skip
     groups = panel_groups(runs, ["optimizer", "batch_size"])
-    assert plot._columns(runs, ["optimizer", "batch_size"], groups) == 4
-    fig, axes = plot._figure(len(groups), cols=4)
+    grid = plot._grid(runs, ["optimizer", "batch_size"], groups)
+    assert grid == (4, list(range(12)))
+    fig, axes = plot._figure(len(groups), grid=grid)
     rows = [ax.get_subplotspec().rowspan.start for ax in axes]
     assert rows == [0] * 4 + [1] * 4 + [2] * 4
     five = pd.DataFrame([{"optimizer": o, "activation": a} for o in ("sgd", "adam")
                          for a in ("relu", "tanh", "sigmoid", "identity", "elu")])  # fmt: skip
     fields = ["optimizer", "activation"]
-    assert plot._columns(five, fields, panel_groups(five, fields)) is None
+    assert plot._grid(five, fields, panel_groups(five, fields)) is None
+
+
+def test_init_scale_makes_panels_only_where_init_is_normal():
+    """A random search over init and init_scale: he and xavier ignore init_scale, so each
+    is one panel of all its runs (not four of a quarter each, alike but for noise), and the
+    two share a row; normal's four bins of init_scale fill the next."""
+    from fastbp.layout import panel_groups
+
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame({"init": rng.choice(["he", "xavier", "normal"], 120),
+                         "init_scale": rng.uniform(0.05, 1.0, 120)})  # fmt: skip
+    fields = ["init", "init_scale"]
+    groups = panel_groups(runs, fields)
+    titles = [title for title, _ in groups]
+    assert titles[0] == "init=he" and titles[-1] == "init=xavier"
+    assert len(titles) == 6 and all(t.startswith("init=normal, init_scale=") for t in titles[1:5])
+    assert sum(mask.sum() for _, mask in groups) == 120  # every run in one panel
+    assert groups[0][1].sum() == (runs["init"] == "he").sum()
+    grid = plot._grid(runs, fields, groups)
+    fig, axes = plot._figure(len(groups), grid=grid)
+    places = [(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start)
+              for ax in axes]  # fmt: skip
+    assert places == [(0, 0), (1, 0), (1, 1), (1, 2), (1, 3), (0, 1)]
+    assert sum(ax.get_visible() for ax in fig.axes) == 6
