@@ -1,6 +1,6 @@
 """Nanoseconds per run-step for the 8-3-8 encoder (full-batch), fastbp against the rest.
 
-    python benchmarks/bench_step.py [--repeats N] [--quick] [--out FILE] [--only users]
+    python benchmarks/bench_step.py [--repeats N] [--quick] [--out FILE] [--only WHAT]
 
 Every measurement runs in a fresh process with its thread pools at 1 (one core), warms
 up first (compilation, caches), then times at least 5 repeats: the table gives the
@@ -14,7 +14,9 @@ and vmapped over 64 runs. Then fastbp's cost against hidden width, depth and ste
 sweep's path against one run at a time (interleaved, in one process); and users' sizes
 (scikit-learn's digits and breast cancer data, one run of Adam against scikit-learn's
 MLPClassifier and PyTorch eager, and the digits at other widths and sample counts; all
-that, alone, with --only users).
+that, alone, with --only users); what each of the engine's loop structures gains where it
+is used (one run in the form chosen, in the single-run tiles and in the loop kernel;
+alone with --only forms).
 
 To measure another vector ISA on this CPU (AVX2 on an AVX-512 machine), set Numba's
 target and XLA's together, with empty kernel caches, e.g.:
@@ -98,6 +100,16 @@ def fastbp_single(steps, layers=(8, 3, 8), engine="auto", batch_size=None, optim
     (config,) = configs(1, steps, layers, batch_size=batch_size, optimizer=optimizer,
                         schedule=schedule)  # fmt: skip
     return lambda: train(config, engine=engine)
+
+
+def fastbp_single_tiles(steps, **kw):
+    """One run in the single-run form (products in tiles of registers) where the vector
+    form would be chosen: what the vector form gains. Reaches inside codegen on purpose:
+    no user setting picks a slower form."""
+    from fastbp.engine import codegen
+
+    codegen._vector_width = lambda *_: None
+    return fastbp_single(steps, **kw)
 
 
 def fastbp_batched(steps, runs, layers=(8, 3, 8), dtype="float64", batch_size=None,
@@ -309,6 +321,7 @@ IMPLEMENTATIONS = {
     "numpy_reference": numpy_reference,
     "fastbp_single": fastbp_single,
     "fastbp_single_loops": lambda steps, **kw: fastbp_single(steps, engine="loops", **kw),
+    "fastbp_single_tiles": fastbp_single_tiles,
     "fastbp_batched": fastbp_batched,
     "torch_eager": torch_eager,
     "jax_scan": jax_scan,
@@ -439,6 +452,44 @@ def write_and_print_users(out, report, r):
     print_users(report, r)
 
 
+FORMS = {  # case: (its kwargs, steps)
+    "8-3-8 sgd": ({}, 200_000),
+    "8-3-8 adam": ({"optimizer": "adam"}, 200_000),
+    "8-6-8 sgd": ({"layers": (8, 6, 8)}, 200_000),
+    "8-3-8 sgd, mini-batches of 2": ({"batch_size": 2}, 200_000),
+    "8-32-8 sgd": ({"layers": (8, 32, 8)}, 20_000),
+    "8-128-8 sgd": ({"layers": (8, 128, 8)}, 10_000),
+}
+
+
+def form_costs(r, scale):
+    """One run of each case in the form chosen for it and in the forms below it (the
+    single-run tiles, the loop kernel): what each loop structure of codegen gains where
+    it is used. Blocks of runs against one at a time: sweep_vs_single."""
+    out = {}
+    for case, (kwargs, steps) in FORMS.items():
+        steps //= scale
+        out[case] = {
+            "chosen": measure("fastbp_single", r, steps=steps, **kwargs),
+            "loop kernel": measure("fastbp_single_loops", r, steps=steps, **kwargs),
+        }
+        if out[case]["chosen"]["form"] == "vector":  # a mini-batch has no tile form
+            out[case]["tiles"] = measure("fastbp_single_tiles", r, steps=steps, **kwargs)
+    return out
+
+
+def print_forms(report):
+    m = report["machine"]
+    print(
+        f"\n{m['cpu']} (kernels for: {m['numba_cpu_name']}, {m['vector_bits']}-bit vectors):"
+        " one run in the form chosen and in the forms below it, ns per step, median:"
+    )
+    for case, row in report["forms"].items():
+        cells = [f"{row[k]['form']} {row[k]['median_ns']:>7,.0f}"
+                 for k in ("chosen", "tiles", "loop kernel") if k in row]  # fmt: skip
+        print(f"  {case:<30} " + "   ".join(cells))
+
+
 def schedule_costs(r, scale):
     """ns per run-step of the 8-3-8 with a constant learning rate and with a cosine one
     (a rate per update, read from a table), one run and 64 runs, SGD and Adam."""
@@ -476,9 +527,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_step.json",
                         help="where the JSON goes (results/bench_step.json)")  # fmt: skip
-    parser.add_argument("--only", choices=("all", "users", "schedules"), default="all",
+    parser.add_argument("--only", choices=("all", "users", "schedules", "forms"), default="all",
                         help="users: only the mid-size cases and their scan; schedules: "
-                        "only the cost of a learning-rate schedule")  # fmt: skip
+                        "only the cost of a learning-rate schedule; forms: only one run "
+                        "in each loop structure")  # fmt: skip
     parser.add_argument("--child")
     parser.add_argument("--kwargs")
     args = parser.parse_args()
@@ -487,11 +539,16 @@ def main():
     scale = 10 if args.quick else 1
     r = max(5, args.repeats)
     blas = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    midsize, midsize_scan = users_sizes(r, scale)
     if args.only == "schedules":
         return write_and_print_schedules(
             args.out, {"machine": machine(), "schedules": schedule_costs(r, scale)}, r
         )
+    if args.only == "forms":
+        report = {"machine": machine(), "forms": form_costs(r, scale)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return print_forms(report)
+    midsize, midsize_scan = users_sizes(r, scale)
     if args.only == "users":
         report = {"machine": machine(), "midsize": midsize, "midsize_scan": midsize_scan}
         return write_and_print_users(args.out, report, r)
@@ -563,7 +620,7 @@ def main():
         )
     report = {"machine": machine(), "per_run_step": rows, "sweep_vs_single": pairs,
               "midsize": midsize, "midsize_scan": midsize_scan, "scans": scans,
-              "schedules": schedule_costs(r, scale),
+              "schedules": schedule_costs(r, scale), "forms": form_costs(r, scale),
               "note": "ns per run-step, one core; NumPy reference with OPENBLAS_CORETYPE/"
                       "OPENBLAS_L2_SIZE unset"}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -594,6 +651,7 @@ def main():
               f"{row['why']})")  # fmt: skip
     print_users(report, r)
     print_schedules(report)
+    print_forms(report)
     print("\nfastbp against hidden width / depth (ns per run-step, median):")
     for scan in ("hidden_width", "depth"):
         for key, pair in scans[scan].items():
