@@ -20,6 +20,7 @@ import tempfile
 import textwrap
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -552,7 +553,8 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     """Final loss of every run at its own x (the primary field unless ``x``), a median line
     and a band per value of the colour field; diverged runs as crosses along the top; beside
     a dot that stands for several runs (a plateau they share), how many, where x has at
-    most PLATEAU_COUNTS_UP_TO positions."""
+    most PLATEAU_COUNTS_UP_TO positions; else, at the right, each plateau's fraction and
+    its runs (_plateau_labels)."""
     runs, x, r, colours, xaxis, groups = _along_x(results, x, colour, panels, max_panels=6)
     mixed = _losses_differ(runs)
     fig, axes = _figure(len(groups), height=4.6 if len(groups) == 1 else 3.4, sharey=not mixed,
@@ -564,7 +566,9 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
     top = np.nanmax(every) if np.isfinite(every).any() else 1.0
     bottom = _shown_bottom(every, top)
     shown = runs["final_loss"].clip(lower=bottom) if bottom else runs["final_loss"]
+    counted = []  # panels with counts beside their dots (then no plateau labels)
     for ax, (title, mask) in zip(axes, groups, strict=True):
+        counted.append(False)
         for s in np.unique(series[mask]):
             part = runs[mask & (series == s)]
             colour = colours.colours[s]
@@ -579,6 +583,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
                 if len(values):
                     med.append((pos, np.median(values), *_spread(values, len(values))))
             places = np.unique(xs[ok])  # runs at one x and one value are one dot: how many
+            counted[-1] |= len(places) <= PLATEAU_COUNTS_UP_TO
             for place in places if len(places) <= PLATEAU_COUNTS_UP_TO else ():
                 for value, count in _plateaus(shown[part.index].to_numpy()[ok & (xs == place)]):
                     ax.annotate(f"{count}", (place, value), xytext=(4 + 13 * s, 0),
@@ -614,7 +619,12 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             ax.set_yticks([])
             ax.text(0.5, 0.5, "no run has a finite final loss", transform=ax.transAxes,
                     ha="center", va="center", color="0.3")  # fmt: skip
-    for ax, (_, mask) in zip(axes, groups, strict=True):
+    ok = (~runs["diverged"] & np.isfinite(runs["final_loss"])).to_numpy()
+    if bottom is not None:
+        ok = ok & (runs["final_loss"].to_numpy(dtype=float) > bottom)  # not those drawn there
+    for ax, (_, mask), beside in zip(axes, groups, counted, strict=True):
+        if not beside:  # many positions along x: how many runs each plateau holds, at the right
+            _plateau_labels(ax, runs.loc[mask & ok, "final_loss"].to_numpy(dtype=float))
         if mixed or ax.get_subplotspec().is_first_col():
             ax.set_ylabel(loss_label(runs[mask] if mixed else runs, "final loss"))
     extra = _diverged_handle(runs) + _floor_handle(floor_shown)
@@ -639,6 +649,46 @@ def _plateaus(values, least: int = 3) -> list[tuple[float, int]]:
     keys = np.array([float(f"{v:.9g}") for v in finite])
     uniques, counts = np.unique(keys, return_counts=True)
     return [(float(v), int(c)) for v, c in zip(uniques, counts, strict=True) if c >= least]
+
+
+def _plateau_labels(ax, values) -> None:
+    """At the right edge of a panel, each plateau on which at least 2% of its runs (3 or
+    more) stalled exactly, as the fraction it is and how many runs are on it or within
+    ON_PLATEAU of it, as the eye counts them ("5/64 · 312 runs"): where runs split between
+    solved and stalled, and into which stalls. Fractions share the least common denominator of
+    those shown; a plateau that is no small fraction is not labelled; labels closer than
+    a line of text to a fuller one are left out. Call once the y limits are final."""
+    least = max(3, math.ceil(0.02 * len(values)))
+    fractions = {}
+    for value, _ in _plateaus(values, least):
+        f = Fraction(value).limit_denominator(MAX_DENOMINATOR)
+        if abs(float(f) - value) <= 1e-9 * abs(value):  # on it, or still closing in:
+            count = int((np.abs(values - value) <= ON_PLATEAU * abs(value)).sum())  # one dot
+            fractions[value] = (f, count)
+    if not fractions:
+        return
+    common = math.lcm(*(f.denominator for f, _ in fractions.values()))
+    lo, hi = ax.get_ylim()
+    scale = np.log10 if ax.get_yscale() == "log" else (lambda v: v)
+    height = ax.get_position().height * ax.figure.get_figheight() * 72  # points
+    placed = []
+    for value, (f, count) in sorted(fractions.items(), key=lambda item: -item[1][1]):
+        if not lo <= value <= hi:
+            continue
+        at = (scale(value) - scale(lo)) / (scale(hi) - scale(lo)) * height
+        if any(abs(at - other) < 9 for other in placed):
+            continue
+        placed.append(at)
+        text = f"{f}" if common > MAX_DENOMINATOR else f"{f * common}/{common}"
+        note = ax.annotate(f"{text} · {count:,} runs", (1, value),
+                           xycoords=("axes fraction", "data"), xytext=(-3, 1),
+                           textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                           color="0.25", bbox=_LABEL_BOX, zorder=6)  # fmt: skip
+        note.set_in_layout(False)
+
+
+MAX_DENOMINATOR = 1024  # a plateau is labelled as a fraction up to this denominator
+ON_PLATEAU = 0.005  # runs this close to a plateau (relative) are counted on it: one dot
 
 
 def _losses_differ(runs) -> bool:

@@ -852,3 +852,28 @@ def test_init_scale_makes_panels_only_where_init_is_normal():
               for ax in axes]  # fmt: skip
     assert places == [(0, 0), (1, 0), (1, 1), (1, 2), (1, 3), (0, 1)]
     assert sum(ax.get_visible() for ax in fig.axes) == 6
+
+
+def test_plateaus_are_labelled_as_fractions_with_their_runs():
+    """Runs stalled on exact plateaus are labelled at the right of the panel, as fractions
+    over one denominator (4/64, not 1/16), with the runs on them or within half a percent
+    (one dot); a plateau that is no fraction, or one too close to a fuller one, is not."""
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        np.full(300, 5 / 64), np.full(150, 4 / 64), 4 / 64 * (1 + rng.uniform(0, 0.004, 50)),
+        np.full(40, 0.1 * np.pi), np.full(30, 7 / 64), np.full(10, 7 / 64 * 1.01),
+        rng.uniform(0.1, 0.3, 100),
+    ])  # fmt: skip
+    ax = Figure(figsize=(8, 4)).add_subplot()
+    ax.set_yscale("log")
+    ax.set_ylim(0.05, 0.4)
+    plot._plateau_labels(ax, values)
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["4/64 · 200 runs", "5/64 · 300 runs", "7/64 · 30 runs"]
+    crowded = Figure(figsize=(8, 0.8)).add_subplot()  # 5/64 and 7/64: one line apart at most
+    crowded.set_yscale("log")
+    crowded.set_ylim(0.05, 0.4)
+    plot._plateau_labels(crowded, values[values > 0.07])
+    assert [t.get_text() for t in crowded.texts] == ["5/64 · 300 runs"]
