@@ -27,8 +27,8 @@ target and XLA's together, with empty kernel caches, e.g.:
 
 The NumPy reference's process runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset:
 where this machine sets them (for old OpenBLAS builds), they slow a current NumPy down.
-Nothing else changes the environment. Results go to benchmarks/results/bench_step.json
-(or --out).
+Nothing else changes the environment. Results go to benchmarks/results/bench_step.json,
+with --only WHAT to bench_step_WHAT.json (or --out).
 """
 
 from __future__ import annotations
@@ -525,8 +525,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_step.json",
-                        help="where the JSON goes (results/bench_step.json)")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="where the JSON goes (results/bench_step.json; "
+                        "with --only WHAT, results/bench_step_WHAT.json)")  # fmt: skip
     parser.add_argument("--only", choices=("all", "users", "schedules", "forms"), default="all",
                         help="users: only the mid-size cases and their scan; schedules: "
                         "only the cost of a learning-rate schedule; forms: only one run "
@@ -536,6 +536,9 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.out is None:  # a part never overwrites the whole run's results
+        suffix = "" if args.only == "all" else f"_{args.only}"
+        args.out = HERE / "results" / f"bench_step{suffix}.json"
     scale = 10 if args.quick else 1
     r = max(5, args.repeats)
     blas = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
