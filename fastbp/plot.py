@@ -619,12 +619,12 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             ax.set_yticks([])
             ax.text(0.5, 0.5, "no run has a finite final loss", transform=ax.transAxes,
                     ha="center", va="center", color="0.3")  # fmt: skip
-    ok = (~runs["diverged"] & np.isfinite(runs["final_loss"])).to_numpy()
+    settled = (~runs["diverged"] & np.isfinite(runs["final_loss"])).to_numpy()
     if bottom is not None:
-        ok = ok & (runs["final_loss"].to_numpy(dtype=float) > bottom)  # not those drawn there
+        settled = settled & (runs["final_loss"].to_numpy(dtype=float) > bottom)  # not drawn there
     for ax, (_, mask), beside in zip(axes, groups, counted, strict=True):
         if not beside:  # many positions along x: how many runs each plateau holds, at the right
-            _plateau_labels(ax, runs.loc[mask & ok, "final_loss"].to_numpy(dtype=float))
+            _plateau_labels(ax, runs.loc[mask & settled, "final_loss"].to_numpy(dtype=float))
         if mixed or ax.get_subplotspec().is_first_col():
             ax.set_ylabel(loss_label(runs[mask] if mixed else runs, "final loss"))
     extra = _diverged_handle(runs) + _floor_handle(floor_shown)
@@ -655,8 +655,8 @@ def _plateau_labels(ax, values) -> None:
     """At the right edge of a panel, each plateau on which at least 2% of its runs (3 or
     more) stalled exactly, as the fraction it is and how many runs are on it or within
     ON_PLATEAU of it, as the eye counts them ("5/64 · 312 runs"): where runs split between
-    solved and stalled, and into which stalls. Fractions share the least common denominator of
-    those shown; a plateau that is no small fraction is not labelled; labels closer than
+    solved and stalled, and into which stalls. Fractions share the least common denominator
+    of those shown; a plateau that is no small fraction is not labelled; labels closer than
     a line of text to a fuller one are left out. Call once the y limits are final."""
     least = max(3, math.ceil(0.02 * len(values)))
     fractions = {}
