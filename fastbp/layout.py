@@ -281,8 +281,9 @@ class Roles:
 def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) -> Roles:
     """The roles a figure gives the swept fields: ``colour`` the first swept field not in
     ``exclude``, ``panels`` the next ones while they make at most ``max_panels`` panels
-    (a swept loss_fn first: losses of different functions are not comparable). Either can
-    be chosen by hand (a field name; ``panels`` a list, ``()`` for none)."""
+    (a swept loss_fn first: losses of different functions are not comparable; init before
+    init_scale, which panels pool where init is not normal). Either can be chosen by hand
+    (a field name; ``panels`` a list, ``()`` for none)."""
     runs = results.runs
     fields = swept_of(results)
     check_field("colour", colour)
@@ -303,6 +304,10 @@ def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) 
                 break
             panels.append(f)
             count *= n
+    panels = list(panels)
+    if {"init", "init_scale"} <= set(panels) and panels.index("init_scale") < panels.index("init"):
+        panels.remove("init")  # init first: its panels that pool init_scale share a row
+        panels.insert(panels.index("init_scale"), "init")
     shown = {colour, *panels, *exclude}
     pooled = [f for f in fields if f not in shown]
     return Roles(colour, tuple(panels), tuple(pooled))

@@ -221,8 +221,10 @@ def _grid(runs, panels, groups) -> tuple[int, list[int]] | None:
     of each group) for _figure; None where that does not apply (the default grid)."""
     if len(panels) != 2:
         return None
-    first = scale(runs, panels[0], PANEL_BINS)
-    values = [first.codes[mask][0] for _, mask in groups]  # groups of a value are adjacent
+    first = scale(runs, panels[0], PANEL_BINS).codes
+    if any(len(np.unique(first[mask])) > 1 for _, mask in groups):
+        return None  # a panel pooled over the first field (init_scale before init)
+    values = [first[mask][0] for _, mask in groups]  # groups of a value are adjacent
     counts = pd.Series(values).value_counts(sort=False)
     cols = int(counts.max())
     if cols > PANEL_ROW or len(counts) < 2:

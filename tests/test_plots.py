@@ -852,6 +852,16 @@ def test_init_scale_makes_panels_only_where_init_is_normal():
               for ax in axes]  # fmt: skip
     assert places == [(0, 0), (1, 0), (1, 1), (1, 2), (1, 3), (0, 1)]
     assert sum(ax.get_visible() for ax in fig.axes) == 6
+    from types import SimpleNamespace
+
+    from fastbp.layout import roles
+
+    runs["lr"] = rng.choice([0.01, 0.1], 120)  # a spec that names init_scale before init
+    r = roles(SimpleNamespace(runs=runs, swept=("lr", "init_scale", "init")))
+    assert r.panels == ("init", "init_scale")  # init first: the same panels, the same rows
+    assert (
+        plot._grid(runs, ["init_scale", "init"], panel_groups(runs, ["init_scale", "init"])) is None
+    )  # by hand in that order: he's panel pools init_scale's bins, the default grid
 
 
 def test_plateaus_are_labelled_as_fractions_with_their_runs():
