@@ -51,6 +51,8 @@ assert tuple(NAMES) == RunConfig.field_names(), "every RunConfig field needs a p
 
 LOSS_NAMES = {"mse": "MSE", "cross_entropy": "cross-entropy", "bce": "binary cross-entropy"}
 MAX_PANELS = 12  # panels a figure may have before further fields are pooled
+# A field that matters only where another has one value: {field: (that field, value)}.
+APPLIES_ONLY = {"init_scale": ("init", "normal")}
 PANEL_BINS = 4  # a continuous field that makes panels is cut into at most this many bins
 TABLE_ROWS = 10  # rows of a summary table, bins of a heatmap axis
 
@@ -305,9 +307,10 @@ def roles(results, colour=None, panels=None, exclude=(), max_panels=MAX_PANELS) 
             panels.append(f)
             count *= n
     panels = list(panels)
-    if {"init", "init_scale"} <= set(panels) and panels.index("init_scale") < panels.index("init"):
-        panels.remove("init")  # init first: its panels that pool init_scale share a row
-        panels.insert(panels.index("init_scale"), "init")
+    for field, (owner, _) in APPLIES_ONLY.items():  # init first: its panels that pool
+        if {field, owner} <= set(panels) and panels.index(field) < panels.index(owner):
+            panels.remove(owner)  # init_scale share a row
+            panels.insert(panels.index(field), owner)
     shown = {colour, *panels, *exclude}
     pooled = [f for f in fields if f not in shown]
     return Roles(colour, tuple(panels), tuple(pooled))
@@ -333,9 +336,9 @@ def panel_groups(runs: pd.DataFrame, fields) -> list[tuple[str, np.ndarray]]:
         return [("", np.ones(len(runs), dtype=bool))]
     scales = [scale(runs, f, PANEL_BINS) for f in fields]
     codes = np.stack([s.codes for s in scales], axis=1)
-    if "init_scale" in fields and "init" in fields:  # drawn for every run, used by one init:
-        unused = (runs["init"] != "normal").to_numpy()  # pooled where it changes nothing
-        codes[unused, list(fields).index("init_scale")] = -1
+    for field, (owner, value) in APPLIES_ONLY.items():  # set for every run, used by some:
+        if field in fields and owner in fields:  # pooled where it changes nothing
+            codes[(runs[owner] != value).to_numpy(), list(fields).index(field)] = -1
     combos = np.unique(codes, axis=0)
     groups = []
     for combo in combos:
@@ -386,5 +389,7 @@ def _shared(runs, field) -> str | None:
 
 
 def _relevant(field, row) -> bool:
-    """init_scale matters only for init = normal; the others always."""
-    return field != "init_scale" or row.get("init") == "normal"
+    """Whether ``field`` matters for this run (``row``): init_scale only where init is
+    normal (APPLIES_ONLY); the others always."""
+    owner, value = APPLIES_ONLY.get(field, (None, None))
+    return owner is None or row.get(owner) == value

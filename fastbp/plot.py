@@ -237,12 +237,8 @@ def _grid(runs, panels, groups) -> tuple[int, list[int]] | None:
             free.append(cols)
         start[value] = row * cols + cols - free[row]
         free[row] -= n
-    taken = dict.fromkeys(start, 0)
-    slots = []
-    for value in values:
-        slots.append(start[value] + taken[value])
-        taken[value] += 1
-    return cols, slots
+    place = pd.Series(values).groupby(values).cumcount()  # a panel's place in its value's
+    return cols, [start[v] + int(k) for v, k in zip(values, place, strict=True)]
 
 
 PANEL_ROW = 4  # panels in a row, at most, when a row holds one value of a field
@@ -585,8 +581,9 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
                 if len(values):
                     med.append((pos, np.median(values), *_spread(values, len(values))))
             places = np.unique(xs[ok])  # runs at one x and one value are one dot: how many
-            counted[-1] |= len(places) <= PLATEAU_COUNTS_UP_TO
-            for place in places if len(places) <= PLATEAU_COUNTS_UP_TO else ():
+            beside = len(places) <= PLATEAU_COUNTS_UP_TO
+            counted[-1] |= beside
+            for place in places if beside else ():
                 for value, count in _plateaus(shown[part.index].to_numpy()[ok & (xs == place)]):
                     ax.annotate(f"{count}", (place, value), xytext=(4 + 13 * s, 0),
                                 textcoords="offset points", fontsize=7, color=colour,
