@@ -1049,7 +1049,27 @@ def generalisation(results, colour=None) -> Figure:
     ok = ~runs["diverged"].to_numpy(bool) & runs[held_col].notna().to_numpy()
     r = roles(results, colour, panels=(), max_panels=1)
     colours = Colours(runs, r.colour)
-    fig = Figure(figsize=(WIDTH, 4.8), layout="constrained")
+    table = ranking.settings(runs, results.swept, results.threshold)
+    top = table.head(GENERALISATION_SETTINGS)
+    fields = ranking.setting_fields(runs, results.swept)
+    names, mids, lows, highs = [], [], [], []
+    codes = ranking.setting_codes(runs, fields)
+    for _, setting in top.iterrows():
+        members = ranking.runs_of(runs, setting, codes=codes)
+        values = members.loc[~members["diverged"], held_col].to_numpy(float)
+        values = values[np.isfinite(values)]
+        named = describe(fields, [setting[f] for f in fields]) if fields else "all runs"
+        names.append("\n".join(textwrap.wrap(named, 38)))
+        spread = (
+            (np.median(values), *np.percentile(values, [10, 90])) if len(values) else (np.nan,) * 3
+        )
+        for column, value in zip((mids, lows, highs), spread, strict=True):
+            column.append(value)
+    # a row per setting, as tall as its name's lines (7.5 pt type): names of many fields
+    # wrap to 3 lines, and 12 of them did not fit in 4.8 in
+    lines = sum(name.count("\n") + 1 for name in names)
+    height = max(4.8, 1.9 + 0.14 * lines + 0.05 * len(names))
+    fig = Figure(figsize=(WIDTH, height), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.25])
     series = colours.codes(runs)
     x, y = runs[train_col].to_numpy(float), runs[held_col].to_numpy(float)
@@ -1077,22 +1097,6 @@ def generalisation(results, colour=None) -> Figure:
     left.set_ylabel(f"final held-out {what}")
     left.set_title("every run", fontsize=10)
     left.grid(True, alpha=0.3)
-    table = ranking.settings(runs, results.swept, results.threshold)
-    top = table.head(GENERALISATION_SETTINGS)
-    fields = ranking.setting_fields(runs, results.swept)
-    names, mids, lows, highs = [], [], [], []
-    codes = ranking.setting_codes(runs, fields)
-    for _, setting in top.iterrows():
-        members = ranking.runs_of(runs, setting, codes=codes)
-        values = members.loc[~members["diverged"], held_col].to_numpy(float)
-        values = values[np.isfinite(values)]
-        named = describe(fields, [setting[f] for f in fields]) if fields else "all runs"
-        names.append("\n".join(textwrap.wrap(named, 38)))
-        spread = (
-            (np.median(values), *np.percentile(values, [10, 90])) if len(values) else (np.nan,) * 3
-        )
-        for column, value in zip((mids, lows, highs), spread, strict=True):
-            column.append(value)
     rows = np.arange(len(names))
     mids, lows, highs = map(np.array, (mids, lows, highs))
     right.hlines(rows, lows, highs, color=NEUTRAL, lw=4, alpha=0.35)

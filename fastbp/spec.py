@@ -156,32 +156,42 @@ def parse_spec(doc: dict, path="<spec>") -> Spec:
     _check_keys(base, RunConfig.field_names(), "base", fail)
     origin = {key: f"[base].{key}" for key in base}
 
-    runs, swept, planned = [], [], 0
+    random = _table(doc, "random", fail) if "random" in doc else None
+    drawn = [key for key in random if key not in RANDOM_KEYS] if random is not None else []
+    n_draws = random.get("n") if random is not None else 1
+    n_draws = n_draws if isinstance(n_draws, int) and n_draws > 0 else 1  # _draw checks n
+
+    # each [grid] table's combinations, in order: (values, where each value comes from)
+    combos, swept, planned = [], [], 0
     for label, table in _grid_tables(doc, fail):
         _check_keys(table, RunConfig.field_names(), label, fail)
+        for key in table:
+            if key in drawn:
+                fail(f"[{label}].{key}", f"{key} is also drawn in [random]: draw it or grid it")
         axes = {key: _expand(key, value, f"[{label}].{key}", fail) for key, value in table.items()}
         planned += math.prod(map(len, axes.values()))
-        _check_count(planned, f"[{label}]", fail)
+        _check_count(planned * n_draws, f"[{label}]", fail)
         swept += list(axes)
-        where = {**origin, **{key: f"[{label}].{key}" for key in axes}}
-        for combo in itertools.product(*axes.values()):
-            runs.append(
-                _config({**base, **dict(zip(axes, combo, strict=True))}, where, fail, base_dir)
-            )
-    if "random" in doc:
-        random = _table(doc, "random", fail)
-        keys = [key for key in random if key not in RANDOM_KEYS]
+        where = {key: f"[{label}].{key}" for key in axes}
+        combos += [(dict(zip(axes, combo, strict=True)), where)
+                   for combo in itertools.product(*axes.values())]  # fmt: skip
+    combos = combos or [({}, {})]
+
+    # a [random] draw is crossed with the grid's combinations (its runs' seeds, say)
+    draws = [({}, {})]
+    if random is not None:
         _check_keys(
-            {k: random[k] for k in keys}, RunConfig.field_names() + RANDOM_KEYS, "random", fail
+            {k: random[k] for k in drawn}, RunConfig.field_names() + RANDOM_KEYS, "random", fail
         )
-        n = random.get("n")
-        _check_count(planned + (n if isinstance(n, int) else 0), "[random].n", fail)
-        swept += keys
-        where = {**origin, **{key: f"[random].{key}" for key in keys}}
-        for values in _draw(random, keys, fail):
-            runs.append(_config({**base, **values}, where, fail, base_dir))
-    if "grid" not in doc and "random" not in doc:
-        runs.append(_config(dict(base), origin, fail, base_dir))
+        _check_count(max(planned, 1) * n_draws, "[random].n", fail)
+        swept += drawn
+        where = {key: f"[random].{key}" for key in drawn}
+        draws = [(values, where) for values in _draw(random, drawn, fail)]
+    runs = [
+        _config({**base, **drew, **combo}, {**origin, **drew_at, **combo_at}, fail, base_dir)
+        for drew, drew_at in draws
+        for combo, combo_at in combos
+    ]
 
     unique = list({run.run_id: run for run in reversed(runs)}.values())[::-1]  # first wins
     varies = [key for key in swept if len({getattr(run, key) for run in unique}) > 1]

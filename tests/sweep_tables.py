@@ -164,6 +164,26 @@ SHAPES = {
         lr = [0.01, 0.1]
         seed = [0, 1]
         """,
+    "random settings over seeds, held-out samples": """
+        [sweep]
+        name = "randseeds"
+        [base]
+        dataset = "parity"
+        steps = 300
+        log_every = 20
+        val_fraction = 0.25
+        loss_fn = "bce"
+        [random]
+        n = 14
+        seed = 2
+        lr = { loguniform = [1e-3, 1.0] }
+        layers = [[4, 4, 1], [4, 8, 1], [4, 8, 8, 1]]
+        optimizer = ["sgd", "momentum", "adam"]
+        activation = ["relu", "tanh"]
+        batch_size = [4, 8]
+        [grid]
+        seed = { range = [0, 3] }
+        """,
     "one seed": """
         [sweep]
         name = "oneseed"

@@ -83,6 +83,10 @@ def test_every_figure_of_every_shape_is_honest_and_readable(shapes, shape, name)
         boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
         for left, right in itertools.pairwise(boxes):  # side by side, not on each other
             assert left.x1 <= right.x0 + 1, [t.get_text() for t in ticks]
+        ticks = [t for t in ax.get_yticklabels() if t.get_visible() and t.get_text()]
+        boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.y0)
+        for below, above in itertools.pairwise(boxes):  # stacked, not on each other
+            assert below.y1 <= above.y0 + 1, [t.get_text() for t in ticks]
 
 
 @pytest.mark.parametrize("shape", ["dense lr grid", "random search", "one seed",

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -112,6 +113,33 @@ def test_random_draws_are_reproducible_and_in_range(tmp_path):
     assert all(isinstance(r.steps, int) and 100 <= r.steps <= 200 for r in a.runs)
     other = spec_of(text.replace("seed = 4", "seed = 5"), tmp_path)
     assert [r.lr for r in other.runs] != [r.lr for r in a.runs]
+
+
+def test_random_draws_are_crossed_with_the_grid(tmp_path):
+    text = """
+        [sweep]
+        name = "r"
+        [random]
+        n = 4
+        lr = { loguniform = [1e-3, 1.0] }
+        activation = ["relu", "tanh"]
+        [grid]
+        seed = { range = [0, 3] }
+        """
+    spec = spec_of(text, tmp_path)
+    alone = spec_of(text.replace("[grid]", "[base]").replace("{ range = [0, 3] }", "0"), tmp_path)
+    assert len(spec.runs) == 12 and len(alone.runs) == 4
+    for k, drawn in enumerate(alone.runs):  # each draw at every seed, its seeds together
+        three = spec.runs[3 * k : 3 * k + 3]
+        assert [r.seed for r in three] == [0, 1, 2]
+        assert all(replace(r, seed=0) == drawn for r in three)
+    assert set(spec.swept) == {"lr", "activation", "seed"}
+    with pytest.raises(SpecError, match=r"\[grid\]\.lr: lr is also drawn in \[random\]"):
+        spec_of(text + "lr = [0.1]\n", tmp_path)
+    doc = {"sweep": {"name": "b"}, "random": {"n": 1000, "lr": [0.1]},
+           "grid": {"seed": {"range": [0, 1001]}}}  # fmt: skip
+    with pytest.raises(SpecError, match=r"\[grid\]: 1,001,000 runs"):
+        parse_spec(doc)
 
 
 def test_no_grid_is_a_single_run(tmp_path):
