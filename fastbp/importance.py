@@ -7,20 +7,28 @@ takes the worst finite value of the sweep (so that it counts as bad, not as infi
 Numeric fields whose values hardly repeat (a random search) are cut into the summary's
 bins first.
 
-The decomposition is the analysis of variance by sums of squares: with y_r a run's value
-and m the mean of all runs, the total is S = sum (y_r - m)^2; a field's share is
-sum over its values v of n_v (m_v - m)^2 / S (m_v, n_v: the mean and count of the runs
-with value v); a pair's share is that of the cells of both fields minus the two fields'
-own; the seed's is the spread within settings (runs that differ only in their seed),
-sum (y_r - m_setting)^2 / S; what is left (interactions of three or more fields) is
-1 minus the rest. On a full grid with every setting's seeds (a balanced design) the
-shares are exact and add up to 1. On an unbalanced one (a union of grids, settings with
-different numbers of seeds, a random search) the same sums are taken as they stand: each
-share is then what its field's means explain alone, and "the rest" may be negative, which
-the table shows as it is; read the shares there as a ranking more than as parts of 1.
+The decomposition is the analysis of variance by sequential sums of squares (type I).
+With y_r a run's value and m the mean of all runs, the total is S = sum (y_r - m)^2. The
+fields are taken in turn, the one whose values explain most alone first; each is
+credited with what it adds to the fit of the fields before it (least squares on one
+indicator per value, so the fit of a field alone is its values' means), then each pair
+of fields, likewise, with what its cells add to everything before it. The seed's share is
+the spread within settings (runs that differ only in their seed), sum (y_r -
+m_setting)^2 / S, and "the rest" is what the settings' means hold beyond the fields and
+the pairs: interactions of three or more fields, and where a field was binned, the
+spread of its values within a bin. Every share is at least 0, and they add up to 1.
+On a full grid with every setting's seeds (a balanced design) the fields are
+orthogonal, the order does not matter, and the shares are those of the classic
+analysis of variance: a field's is sum over its values v of n_v (m_v - m)^2 / S, a
+pair's that of its cells less the two fields'. On an unbalanced one (a union of grids, a
+random search) a field's share depends on the fields before it, which are those that
+explain more: read a later field's share as what it adds. Pairs are taken among the
+PAIR_FIELDS fields that explain most alone; the others' pairs stay in the rest.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -49,46 +57,110 @@ def quantity(runs: pd.DataFrame, threshold=None) -> tuple[np.ndarray, str]:
     return values, what
 
 
+PAIR_FIELDS = 4  # pairs among at most this many fields: 6 pairs
+
+
 def shares(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
     """The share of the spread of :func:`quantity` each source explains: one row per
-    swept field (but seed), per pair of them, the seed (within settings) and the rest,
-    largest first: columns ``source``, ``share``, ``kind`` ("field", "pair", "seed",
-    "rest")."""
+    swept field (but seed), per pair of the first PAIR_FIELDS of them, the seed (within
+    settings) and the rest, largest first: columns ``source``, ``share``, ``kind``
+    ("field", "pair", "seed", "rest"); ``attrs["balanced"]``: whether the runs make a
+    full grid with as many runs in every cell (where the order of the fields does not
+    matter)."""
     y, _ = quantity(runs, threshold)
     fields = ranking.setting_fields(runs, order)
     total = float(((y - y.mean()) ** 2).sum())
-    codes = {f: _codes(runs, f) for f in fields}
-    rows = []
-
-    def explained(*keys) -> float:
-        key = pd.Series(list(zip(*keys, strict=True))) if len(keys) > 1 else pd.Series(keys[0])
-        group = pd.Series(y).groupby(key.factorize()[0])
-        return float((group.size() * (group.mean() - y.mean()) ** 2).sum())
-
     if total == 0.0:
-        return pd.DataFrame({"source": [], "share": [], "kind": []})
-    single = {f: explained(codes[f]) for f in fields}
-    for f in fields:
-        rows.append((label(f), single[f] / total, "field"))
-    for i, a in enumerate(fields):
-        for b in fields[i + 1 :]:
-            pair = explained(codes[a], codes[b]) - single[a] - single[b]
-            rows.append((f"{label(a)} × {label(b)}", pair / total, "pair"))
+        empty = pd.DataFrame({"source": [], "share": [], "kind": []})
+        empty.attrs["balanced"] = True
+        return empty
+    setting = ranking.setting_codes(runs, fields)
+    n_settings = int(setting.max()) + 1 if len(setting) else 0
+    codes = {f: _codes(runs, f, n_settings) for f in fields}
+    fit = _Fit(y, _cells(*codes.values()) if codes else np.zeros(len(y), dtype=int))
+    alone = {f: fit.alone(codes[f]) for f in fields}
+    spec_order = {f: k for k, f in enumerate(fields)}
+    fields = sorted(fields, key=lambda f: -alone[f])  # stable: ties keep the spec's order
+    rows = [(label(f), fit.add(codes[f]) / total, "field") for f in fields]
+    paired = fields[:PAIR_FIELDS]
+    pairs = [tuple(sorted((a, b), key=spec_order.get))  # named in the spec's order
+             for i, a in enumerate(paired) for b in paired[i + 1 :]]  # fmt: skip
+    cells = {pair: _cells(codes[pair[0]], codes[pair[1]]) for pair in pairs}
+    pairs.sort(key=lambda pair: -fit.alone(cells[pair]))
+    for a, b in pairs:
+        rows.append((f"{label(a)} × {label(b)}", fit.add(cells[(a, b)]) / total, "pair"))
+    means = np.bincount(setting, weights=y) / np.bincount(setting)
+    within = float(((y - means[setting]) ** 2).sum())
     if "seed" in runs and runs["seed"].nunique() > 1:
-        setting = pd.Series(y).groupby(ranking.setting_codes(runs, fields))
-        within = float(((y - setting.transform("mean").to_numpy()) ** 2).sum())
         rows.append(("seed (within settings)", within / total, "seed"))
-    rest = 1.0 - sum(share for _, share, _ in rows)
+    rest = max(0.0, (total - within - fit.explained) / total)
     table = pd.DataFrame(rows, columns=["source", "share", "kind"])
     table = table.sort_values("share", ascending=False, kind="stable").reset_index(drop=True)
-    if abs(rest) > 1e-9:
-        label_rest = "the rest (three or more fields together)"
-        table.loc[len(table)] = (label_rest, rest, "rest")
+    cells = pd.Series(_cells(*codes.values()) if codes else np.zeros(len(y), dtype=int))
+    levels = math.prod(len(np.unique(c)) for c in codes.values())
+    table.attrs["balanced"] = cells.nunique() == levels and cells.value_counts().nunique() == 1
+    if rest > 1e-9:
+        binned = any(len(np.unique(codes[f])) < runs[f].nunique() for f in fields)
+        what = [
+            *(["three or more fields together"] if len(fields) >= 3 else []),
+            *(["other pairs"] if len(paired) < len(fields) else []),
+            *(["values within a bin"] if binned else []),
+        ]
+        table.loc[len(table)] = (f"the rest ({', '.join(what) or 'rounding'})", rest, "rest")
     return table
 
 
-def _codes(runs: pd.DataFrame, field: str) -> np.ndarray:
-    """Each run's value of ``field`` as a category: its own value where values repeat (a
-    grid), the summary's bins where most values are the run's alone (a random search)."""
-    repeats = len(runs) >= 2 * runs[field].nunique(dropna=False)
+class _Fit:
+    """Least squares of runs' values on indicators of categories, added block by block:
+    how much each block adds to the explained sum of squares. Every indicator is a
+    function of a run's cell (its fields' categories), so the fit is made on the cells'
+    means weighted by their runs: the same projection, on fewer rows."""
+
+    def __init__(self, y, cell):
+        counts = np.bincount(cell).astype(float)
+        means = np.bincount(cell, weights=y) / counts
+        self.cell = cell
+        self.root = np.sqrt(counts)  # row weights
+        self.target = self.root * (means - y.mean())  # orthogonal to the intercept
+        self.basis = [(self.root / np.linalg.norm(self.root))[:, None]]  # orthonormal blocks
+        self.explained = 0.0
+
+    def _block(self, codes):
+        """The indicators of ``codes`` (per run), on the cells' rows, weighted."""
+        at = np.zeros(len(self.root), dtype=int)
+        at[self.cell] = codes  # a cell's runs share every field's category
+        _, at = np.unique(at, return_inverse=True)
+        block = np.zeros((len(self.root), int(at.max()) + 1))
+        block[np.arange(len(at)), at] = self.root
+        return block
+
+    def alone(self, codes) -> float:
+        """What ``codes`` explain alone: the sum of squares of their means about the mean."""
+        block = self._block(codes)
+        norms = (block * block).sum(axis=0)
+        return float(((block.T @ self.target) ** 2 / norms).sum())
+
+    def add(self, codes) -> float:
+        """Add the indicators of ``codes`` to the fit; what they add to what it explains."""
+        block = self._block(codes)
+        for basis in self.basis:
+            block -= basis @ (basis.T @ block)
+        u, sizes, _ = np.linalg.svd(block, full_matrices=False)
+        new = u[:, sizes > 1e-9 * max(1.0, float(self.root.max()))]
+        self.basis.append(new)
+        gained = float(((new.T @ self.target) ** 2).sum())
+        self.explained += gained
+        return gained
+
+
+def _cells(*codes) -> np.ndarray:
+    """The cells of fields' codes, as one code per run."""
+    return pd.factorize(pd.Series(list(zip(*codes, strict=True))))[0]
+
+
+def _codes(runs: pd.DataFrame, field: str, n_settings: int) -> np.ndarray:
+    """Each run's value of ``field`` as a category: its own value where values repeat
+    over settings (a grid), the summary's bins where most settings have a value of
+    their own (a random search, with its seeds or without)."""
+    repeats = n_settings >= 2 * runs[field].nunique(dropna=False)
     return scale(runs, field, None if repeats else TABLE_ROWS).codes

@@ -1123,20 +1123,23 @@ def what_matters(results) -> Figure:
         raise Skip("one source of spread at most: nothing to compare")
     _, what = importance.quantity(runs, results.threshold)
     colour = {"field": PALETTE[0], "pair": PALETTE[1], "seed": NEUTRAL, "rest": "0.75"}
-    fig = Figure(figsize=(WIDTH * 0.75, 1.4 + 0.32 * len(table)), layout="constrained")
+    names = ["\n".join(textwrap.wrap(name, 48)) for name in table["source"]]
+    extra = sum(name.count("\n") for name in names)  # a wrapped name's second line
+    fig = Figure(figsize=(WIDTH * 0.75, 1.6 + 0.32 * len(table) + 0.16 * extra),
+                 layout="constrained")  # fmt: skip
     ax = fig.add_subplot()
     rows = np.arange(len(table))
     ax.barh(rows, table["share"], color=[colour[k] for k in table["kind"]], height=0.65)
     for row, share in zip(rows, table["share"], strict=True):
         ax.text(max(share, 0) + 0.005, row, f"{share:.0%}", va="center", fontsize=8)
-    ax.set_yticks(rows, table["source"], fontsize=8.5)
+    ax.set_yticks(rows, names, fontsize=8.5)
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlim(min(0.0, table["share"].min() * 1.1), max(1.0, table["share"].max() * 1.15))
-    note = ""
-    if (table["share"] < -1e-9).any():  # an unbalanced sweep: the sums overlap
-        note = "\n(not a full grid: the shares overlap; read them as a ranking)"
-    ax.set_xlabel(f"share of the spread (variance) of the {what} over all runs{note}")
+    xlabel = f"share of the spread (variance) of the {what} over all runs"
+    if not table.attrs["balanced"]:  # a union, a random search: the order matters
+        xlabel += " (not a full grid: each is what it adds to those that explain more)"
+    ax.set_xlabel("\n".join(textwrap.wrap(xlabel, 64)))
     ax.grid(True, axis="x", alpha=0.3)
     _titles(fig, "What matters: each field, each pair, the seed", results, ())
     return fig

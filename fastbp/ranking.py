@@ -160,10 +160,14 @@ def settings(runs: pd.DataFrame, order=None, threshold=None, how=None) -> pd.Dat
 def setting_codes(runs: pd.DataFrame, fields) -> np.ndarray:
     """Each run's setting as a number (0, 1, ... in order of first appearance): runs with
     equal values of ``fields`` (missing values equal to each other) share one."""
-    if not fields:
-        return np.zeros(len(runs), dtype=int)
-    keys = [tuple(map(hashable, row)) for row in runs[fields].itertuples(index=False)]
-    return pd.factorize(pd.Series(keys, dtype=object))[0]
+    codes = np.zeros(len(runs), dtype=np.int64)
+    for field in fields:  # a column at a time: a tuple per run took 0.5 s for 50,000 runs
+        column = runs[field]
+        if column.dtype == object:  # lists, and missing values of several kinds
+            column = pd.Series([hashable(v) for v in column], dtype=object)
+        own, values = pd.factorize(column, use_na_sentinel=False)
+        codes = pd.factorize(codes * len(values) + own)[0]
+    return codes
 
 
 def runs_of(runs: pd.DataFrame, setting, order=None, codes=None) -> pd.DataFrame:

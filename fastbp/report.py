@@ -367,13 +367,18 @@ class Page:
         if len(matters) > 1:
             _, what = importance.quantity(runs, threshold)
             share = [f"{s:.1%}" for s in matters["share"]]
+            design = (
+                "a full grid, where the order of the fields does not matter"
+                if matters.attrs["balanced"]
+                else "not a full grid: each field, the one that explains most alone first, "
+                "is credited with what it adds to those before it, then each pair likewise"
+            )
             shown = pd.DataFrame({"source": matters["source"], "share of the spread": share})
             self.head += [
                 "<h3 id='matters'>What matters</h3>",
                 f"<p class='note'>The share of the spread (variance) of the {_e(what)} over all "
                 "runs that each swept field, each pair of them and the seed explain (an "
-                "analysis of variance: exact on a full grid; on a union or a random search, "
-                "read it as a ranking).</p>",
+                f"analysis of variance; {design}).</p>",
                 _table_html(shown),
             ]
         fields = swept(runs, order)
