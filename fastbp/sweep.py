@@ -436,7 +436,8 @@ def _run_parallel(todo, backend, store, version, report, quiet):
             report.plan = tune(todo, loops, unpaid)
             if backend.in_process:
                 warm_up(todo, loops, measured=report.plan.measured)
-            report.compiled = compiled_here() > before  # marked cached, yet not found there
+            # marked cached, yet not found there; a halving's earlier rung may have compiled
+            report.compiled = report.compiled or compiled_here() > before
         if report.compiled or backend.in_process or report.plan.timed:  # the kernels' time,
             compiling = time.perf_counter() - start  # training's apart
             report.compile_s += compiling

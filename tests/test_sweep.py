@@ -753,8 +753,10 @@ def test_a_kernel_compiled_again_is_said_to_be_compiled_not_loaded(tmp_path):
     import shutil
 
     spec = tmp_path / "tiny.toml"
+    # a halving: its first rung compiles, the runs that go on find the kernels loaded
     spec.write_text('[sweep]\nname = "tiny"\n[base]\nlayers = [3, 2, 3]\nsteps = 30\n'
-                    "[grid]\nseed = [0, 1]\n")  # fmt: skip
+                    "[grid]\nseed = [0, 1]\nlr = [0.1, 0.2]\n"
+                    "[halving]\nmin_steps = 10\n")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["FASTBP_KERNEL_DIR"] = str(tmp_path / "k")  # Numba caches beside the kernels
     command = [sys.executable, "-m", "fastbp.sweep", str(spec), "--no-plots", "--quiet"]
