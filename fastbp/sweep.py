@@ -446,6 +446,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
             bar = _bar(total=sum(run.steps for run in todo), unit="step", unit_scale=True,
                        disable=quiet, desc="training")  # fmt: skip
             bar.set_postfix_str(f"runs 0/{len(todo)}")
+            counted = report.computed  # a halving's earlier rungs counted theirs
             tasks = (delayed(train_shard)(chunk, version, report.plan) for chunk in chunks)
             for shard in backend.parallel()(tasks):
                 report.failed += shard.failed
@@ -454,7 +455,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
                 report.computed += shard.runs
                 report.train_s += shard.train_s
                 bar.update(shard.steps)
-                bar.set_postfix_str(f"runs {report.computed}/{len(todo)}")
+                bar.set_postfix_str(f"runs {report.computed - counted}/{len(todo)}")
     except KeyboardInterrupt:
         report.interrupted = True
     except Exception as err:  # a killed worker, a full disk: keep what is saved, say why

@@ -2,6 +2,7 @@
 it logs, decisions that are a pure function of the rungs' results, stopped runs that a
 later spec trains in full, and specs it refuses."""
 
+import re
 import shutil
 
 import numpy as np
@@ -157,10 +158,13 @@ def test_the_halving_is_said_in_the_closing_line_and_meta(tmp_path):
     spec = tmp_path / "h.toml"
     spec.write_text(SPEC + HALVING)
     done = subprocess.run([sys.executable, "-m", "fastbp.sweep", str(spec), "--out",
-                           str(tmp_path / "out"), "--no-plots", "--quiet"],
+                           str(tmp_path / "out"), "--no-plots"],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "halving: rung at 100 steps: 12 setting(s) ranked, 4 go on" in done.stderr
+    counts = [tuple(map(int, m)) for m in re.findall(r"runs (\d+)/(\d+)", done.stderr)]
+    assert counts and all(k <= n for k, n in counts)  # each rung's bar counts its own runs
+    assert (12, 12) in counts  # the rung at 300: 4 settings x 3 seeds
     assert "halving: 54 of 72 run(s) stopped early (48 at 100, 6 at 300)" in done.stdout
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert [r["step"] for r in meta["halving"]["rungs"]] == [100, 300]
