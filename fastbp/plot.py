@@ -315,6 +315,9 @@ def _log_y(ax, values) -> bool:
     return False
 
 
+DODGE = 0.012  # of a numeric axis's span: series of shares a little apart
+
+
 class XAxis:
     """A field along x: numeric at its true values (log where log-spaced), or categories at
     0, 1, 2 ... with their labels. ``at(runs, k, n)`` is each run's x, series k of n."""
@@ -324,6 +327,9 @@ class XAxis:
         self.cats = scale(runs, field, most=None)
         self.numeric = self.cats.numeric
         self.log = self.numeric and log_spaced(runs[field])
+        if self.numeric:
+            values = runs[field].to_numpy(dtype=float)
+            self.span = (np.nanmin(values), np.nanmax(values))
         # Many values with few runs each (a random search): median lines over bins of x,
         # the same bins for every series, drawn at the median x of each bin's runs.
         n = len(self.cats)
@@ -338,6 +344,16 @@ class XAxis:
     def offset(self, k, n) -> float:
         """Where series k of n sits within a category's slot (0 on a numeric axis)."""
         return 0.0 if self.numeric else 0.7 * ((k + 0.5) / n - 0.5)
+
+    def dodge(self, x, k, n):
+        """``x`` of series k of n moved a little aside on a numeric axis (DODGE of its span
+        between neighbours), where series of the same values would hide each other: shares
+        of runs, 0% and 100% for many series."""
+        if not self.numeric or n < 2:
+            return x
+        step = DODGE * (k - (n - 1) / 2)
+        lo, hi = self.span
+        return x * (hi / lo) ** step if self.log else x + step * (hi - lo)
 
     def summary_groups(self, runs):
         """(x, mask) over ``runs`` for the median line: each value, or bins of values where
@@ -884,6 +900,7 @@ def steps_to_threshold(results, threshold=None, x=None, colour=None, panels=None
             if med:
                 top.plot(*np.array(med).T, color=colour, lw=1.5, zorder=4)
             pos, mid, below, above = np.array(share).T
+            pos = xaxis.dodge(pos, s, n_series)  # equal shares side by side, not on top
             yerr = np.maximum([below, above], 0.0)  # rounding: never below 0
             bottom.errorbar(pos, mid, yerr=yerr, color=colour, lw=1.3, marker="o",
                             ms=3.5, elinewidth=0.9, capsize=2)  # fmt: skip

@@ -263,6 +263,12 @@ def test_success_is_given_with_its_interval_in_tables_summary_and_figure(shapes)
     fig = plot.steps_to_threshold(results)
     bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert bars  # the share that reached the threshold, with its interval
+    # two series (bias) of equal shares at the same lr: side by side, not one on the other
+    fig = plot.steps_to_threshold(results, colour="bias", panels=())
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    xs = [c.lines[0].get_xdata() for c in bars]
+    assert len(xs) == 2 and len(xs[0]) == len(xs[1])
+    assert (xs[0] < xs[1]).all() and (xs[1] / xs[0] < 1.2).all()  # a little aside
 
 
 def test_panel_titles_break_between_pairs_never_inside_a_word():
