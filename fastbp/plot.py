@@ -588,8 +588,11 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             colour = colours.colours[s]
             xs = xaxis.at(part, s, n_series)
             ok = ~part["diverged"].to_numpy(bool) & np.isfinite(part["final_loss"].to_numpy())
-            ax.scatter(xs[ok], shown[part.index].to_numpy()[ok], s=16, color=colour,
-                       alpha=0.75, edgecolors="none", zorder=3)  # fmt: skip
+            early = _stopped(part)  # a halving's: its loss where it stopped, as a ring
+            for dots, ring in ((ok & ~early, False), (ok & early, True)):
+                ax.scatter(xs[dots], shown[part.index].to_numpy()[dots], s=16, alpha=0.75,
+                           facecolors="none" if ring else colour,
+                           edgecolors=colour if ring else "none", zorder=3)  # fmt: skip
             med = []
             for pos, where in xaxis.summary_groups(part):
                 values = shown[part.index].to_numpy()[where & ok]
@@ -642,7 +645,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             _plateau_labels(ax, runs.loc[mask & settled, "final_loss"].to_numpy(dtype=float))
         if mixed or ax.get_subplotspec().is_first_col():
             ax.set_ylabel(loss_label(runs[mask] if mixed else runs, "final loss"))
-    extra = _diverged_handle(runs) + _floor_handle(floor_shown)
+    extra = _diverged_handle(runs) + _stopped_handle(runs) + _floor_handle(floor_shown)
     _titles(fig, f"Final loss by {label(x)}: every run, median line, {_band_text(n_max)}",
             results, r.pooled)  # fmt: skip
     if bottom is not None:
@@ -763,6 +766,21 @@ def _floor_handle(shown: bool) -> list:
         return []
     text = "loss floor: no network\nof this shape does better"
     return [Line2D([], [], color="0.35", lw=0.9, ls=(0, (4, 3)), label=text)]
+
+
+def _stopped(runs) -> np.ndarray:
+    """Whether each run was stopped early by a successive halving."""
+    if "stopped_at" not in runs:
+        return np.zeros(len(runs), dtype=bool)
+    return runs["stopped_at"].notna().to_numpy()
+
+
+def _stopped_handle(runs) -> list:
+    n = int(_stopped(runs).sum())
+    if not n:
+        return []
+    text = f"stopped early by the halving: {n} runs\n(their loss where they stopped)"
+    return [Line2D([], [], ls="", marker="o", mfc="none", color="k", label=text)]
 
 
 def _diverged_handle(runs) -> list:

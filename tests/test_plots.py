@@ -271,6 +271,27 @@ def test_success_is_given_with_its_interval_in_tables_summary_and_figure(shapes)
     assert (xs[0] < xs[1]).all() and (xs[1] / xs[0] < 1.2).all()  # a little aside
 
 
+def test_runs_a_halving_stopped_are_rings_said_in_the_legend(shapes):
+    from dataclasses import replace
+
+    results = shapes["dense lr grid"]
+    runs = results.runs.copy()
+    early = runs["lr"] < 0.01
+    runs["stopped_at"] = pd.Series(np.where(early, 100.0, np.nan)).astype("Int64")
+    fig = plot.final_loss(replace(results, runs=runs))
+    rings = filled = 0
+    for ax in visible_axes(fig):
+        for c in ax.collections:
+            if isinstance(c, PathCollection) and c.get_offset_transform() == ax.transData:
+                hollow = len(c.get_facecolors()) == 0 or c.get_facecolors()[0][3] == 0
+                rings += len(c.get_offsets()) if hollow else 0
+                filled += 0 if hollow else len(c.get_offsets())
+    ok = ~runs["diverged"] & np.isfinite(runs["final_loss"])
+    assert rings == (ok & early).sum() and filled == (ok & ~early).sum()
+    assert any("stopped early by the halving" in t.get_text() for leg in legends(fig)
+               for t in leg.get_texts())  # fmt: skip
+
+
 def test_panel_titles_break_between_pairs_never_inside_a_word():
     from matplotlib.figure import Figure
 
