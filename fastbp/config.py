@@ -172,7 +172,7 @@ class RunConfig:
             except data.DataError as err:
                 raise ConfigError("dataset", f"dataset {err}") from None
             object.__setattr__(self, "dataset", loaded)
-        elif self.targets is not None:
+        elif self.targets is not None and not _read_from_csv(self.dataset):
             raise ConfigError("targets", "targets names the target columns of a .csv dataset")
         if isinstance(self.dataset, data.Data):
             try:
@@ -310,6 +310,12 @@ def swept_order(varies, order=()) -> list[str]:
     order = list(dict.fromkeys(f for f in order if f in varies))
     keys = order + [f for f in RunConfig.field_names() if f in varies and f not in order]
     return sorted(keys, key=lambda f: (f != "lr", f == "seed"))
+
+
+def _read_from_csv(dataset) -> bool:
+    """Whether ``dataset`` is the Data a .csv file was read into: its config keeps its
+    targets, and is checked again by dataclasses.replace."""
+    return str(getattr(dataset, "name", "")).endswith(".csv")
 
 
 def layers_text(layers) -> str:

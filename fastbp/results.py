@@ -207,6 +207,7 @@ def load_results(directory) -> Results:
             f"run the sweep again, which writes them anew from {directory / 'shards'}"
         ) from None
     _check_agree(directory, *tables)
+    tables[0] = runs_frame(tables[0])
     for field, value in SINCE_0_3.items():  # tables written by fastbp 0.3
         if field not in tables[0]:
             value = np.nan if value is None else value
@@ -554,7 +555,16 @@ def read_runs(directory: Path) -> pd.DataFrame:
     """The runs table of a directory, as :func:`write_final_tables` returns it."""
     import pandas as pd
 
-    return pd.read_parquet(Path(directory) / "runs.parquet")
+    return runs_frame(pd.read_parquet(Path(directory) / "runs.parquet"))
+
+
+def runs_frame(runs) -> pd.DataFrame:
+    """A runs table (an Arrow table or its DataFrame) as a DataFrame whose every field
+    can be grouped and compared: a .csv's ``targets``, a list in parquet, as a tuple."""
+    runs = runs if not isinstance(runs, pa.Table) else runs.to_pandas()
+    if "targets" in runs and runs["targets"].dtype == object:
+        runs["targets"] = [None if t is None else tuple(t) for t in runs["targets"]]
+    return runs
 
 
 def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, threshold,
@@ -571,7 +581,7 @@ def write_final_tables(directory: Path, tables: dict[str, pa.Table], run_ids, th
     tables = with_stopped(tables, {k: (v[0], v[2]) for k, v in stopped.items()})
     (directory / MANIFEST).unlink(missing_ok=True)  # the tables change from here on
     wanted = pa.array(list(run_ids), pa.string())
-    runs = _in_order(tables["runs"], wanted).to_pandas()
+    runs = runs_frame(_in_order(tables["runs"], wanted))
     # Curves and parameters (millions of rows for a sweep of many runs) one at a time,
     # each written as soon as it is made; the runs table last, then the manifest, which
     # vouches for all three (final_tables_hold; load_results compares their runs).

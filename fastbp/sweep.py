@@ -351,6 +351,7 @@ def _halve(spec, done: set, backend, store, version, report, quiet) -> None:
     import pyarrow.compute as pc
 
     from fastbp import halving
+    from fastbp.results import runs_frame
 
     plan = spec.halving
     race = halving.Race(spec.runs)
@@ -379,7 +380,7 @@ def _halve(spec, done: set, backend, store, version, report, quiet) -> None:
         setting_by_run = {c.run_id: s for s in contenders for c in race.seeds_at(s, step)}
         saved = store.current()["runs"]
         rows = saved.filter(pc.is_in(saved.column("run_id"), pa.array(list(setting_by_run))))
-        rows = rows.to_pandas()
+        rows = runs_frame(rows)
         if halving.lacks(rows, plan.metric):
             what = "held-out data" if plan.metric.startswith("val") else "targets that are classes"
             needs = f"{plan.metric!r} needs {what}, which these runs do not have"

@@ -5,6 +5,7 @@ import os
 import pickle
 import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -248,3 +249,30 @@ def test_damaged_or_odd_files_are_one_line_naming_the_file(files):
         RunConfig(dataset=str(files / "twice.csv"), layers=(2, 4, 1), targets=("y",))
     with pytest.raises(ValueError, match=r"T is missing \(Data\(X, T\) takes both\)"):
         Data(X, None)
+
+
+def test_a_sweep_of_a_csv_with_named_targets_trains_halves_and_reports(files, tmp_path):
+    # targets stayed on the config once its dataset was read (replace() refused it), and
+    # parquet hands them back as arrays, which the report could not group
+    import fastbp
+    from fastbp.report import summarize
+    from fastbp.results import load_results
+
+    spec = (
+        f'[sweep]\nname = "t"\n[base]\ndataset = "{files / "d.csv"}"\ntargets = ["y"]\n'
+        'layers = [3, 4, 1]\nloss_fn = "bce"\nsteps = 60\nlog_every = 20\n'
+        "[grid]\nlr = [0.01, 0.1, 1.0]\nseed = [0, 1]\n[halving]\nmin_steps = 20\n"
+    )
+    fastbp.run_sweep(spec, out=tmp_path / "out", plots=False, quiet=True)
+    runs = load_results(tmp_path / "out").runs
+    assert len(runs) == 6 and set(runs["targets"]) == {("y",)}
+    assert runs["stopped_at"].notna().any()  # the halving ranked and stopped some
+    assert "best:" in summarize(runs, ["lr", "seed"])
+    config = replace(spec_runs(spec)[0], steps=20)  # a read config, checked again
+    assert config.targets == ("y",)
+
+
+def spec_runs(text):
+    import tomllib
+
+    return parse_spec(tomllib.loads(text)).runs
