@@ -202,16 +202,22 @@ def _legend(axes, handles, title=None):
 # --- axes helpers ---
 
 
-def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, grid=None, **shared):
+def _figure(n_panels, height=3.4, max_cols=3, width=WIDTH, grid=None, sharey=False):
     """A figure of ``n_panels`` axes, in rows of up to ``max_cols``; ``grid``: (columns,
-    the slot of each panel, counted along the rows), where some slots stay empty."""
+    the slot of each panel, counted along the rows), where some slots stay empty (no axes
+    there: each costs 15 ms to make, drawn or not). With ``sharey``, a panel beside
+    another on its left leaves the y tick labels to it."""
     cols, slots = grid or (min(max_cols, int(np.ceil(np.sqrt(n_panels)))), range(n_panels))
     rows = -(-(max(slots) + 1) // cols)
     fig = Figure(figsize=(width, 1.0 + height * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, **shared).ravel()
-    for k, ax in enumerate(axes):
-        ax.set_visible(k in slots)
-    return fig, [axes[k] for k in slots]
+    spec = fig.add_gridspec(rows, cols)
+    axes = []
+    for k in slots:
+        ax = fig.add_subplot(spec[k // cols, k % cols], sharey=axes[0] if sharey and axes else None)
+        if sharey and k % cols and k - 1 in slots:
+            ax.tick_params(labelleft=False)
+        axes.append(ax)
+    return fig, axes
 
 
 def _grid(runs, panels, groups) -> tuple[int, list[int]] | None:
@@ -588,14 +594,16 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             colour = colours.colours[s]
             xs = xaxis.at(part, s, n_series)
             ok = ~part["diverged"].to_numpy(bool) & np.isfinite(part["final_loss"].to_numpy())
+            ys = shown[part.index].to_numpy()
             early = _stopped(part)  # a halving's: its loss where it stopped, as a ring
             for dots, ring in ((ok & ~early, False), (ok & early, True)):
-                ax.scatter(xs[dots], shown[part.index].to_numpy()[dots], s=16, alpha=0.75,
-                           facecolors="none" if ring else colour,
-                           edgecolors=colour if ring else "none", zorder=3)  # fmt: skip
+                if dots.any():  # each scatter costs 3 ms, drawn or not
+                    ax.scatter(xs[dots], ys[dots], s=16, alpha=0.75,
+                               facecolors="none" if ring else colour,
+                               edgecolors=colour if ring else "none", zorder=3)  # fmt: skip
             med = []
             for pos, where in xaxis.summary_groups(part):
-                values = shown[part.index].to_numpy()[where & ok]
+                values = ys[where & ok]
                 n_max = max(n_max, len(values))
                 if len(values):
                     med.append((pos, np.median(values), *_spread(values, len(values))))
@@ -603,7 +611,7 @@ def final_loss(results, x=None, colour=None, panels=None) -> Figure:
             beside = len(places) <= PLATEAU_COUNTS_UP_TO
             counted[-1] |= beside
             for place in places if beside else ():
-                for value, count in _plateaus(shown[part.index].to_numpy()[ok & (xs == place)]):
+                for value, count in _plateaus(ys[ok & (xs == place)]):
                     ax.annotate(f"{count}", (place, value), xytext=(4 + 13 * s, 0),
                                 textcoords="offset points", fontsize=7, color=colour,
                                 va="center", zorder=5, bbox=_LABEL_BOX)  # fmt: skip
