@@ -41,6 +41,7 @@ from matplotlib.ticker import (
     NullLocator,
     PercentFormatter,
 )
+from threadpoolctl import threadpool_limits
 
 from fastbp import cli, ranking
 from fastbp.config import parse_layers
@@ -1387,9 +1388,14 @@ def write_figures(
         try:
             # concurrent.futures, not multiprocessing.Pool: a worker that dies is an error
             # here (BrokenProcessPool), where a Pool waits for it for ever. One figure a
-            # task, the longest first: a process that is free takes the next.
+            # task, the longest first: a process that is free takes the next. A process
+            # per core, each with one BLAS thread: with BLAS's own threads besides, they
+            # fought for the cores (random_search's figures took 14% longer).
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(len(names), cores()), context, die_with_parent) as pool:
+            with (
+                threadpool_limits(limits=1, user_api="blas"),
+                ProcessPoolExecutor(min(len(names), cores()), context, die_with_parent) as pool,
+            ):
                 drawn = pool.map(_draw_named, sorted(names, key=COST.get, reverse=True))
                 while waiting:
                     waiting.pop()()
