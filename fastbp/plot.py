@@ -869,7 +869,8 @@ def heatmap(results, x: str | None = None, y: str | None = None) -> Figure:
             elif uneven:
                 lines.append(f"n={n}")
         light = ok and norm(values[i, j]) < 0.55
-        ax.text(j, i, "\n".join(lines), ha="center", va="center",
+        # inside its cell: the layout need not measure it (a heatmap of many cells)
+        ax.text(j, i, "\n".join(lines), ha="center", va="center", in_layout=False,
                 fontsize=7 if small else 8.5, color="white" if light else "black")  # fmt: skip
     ax.set_xticks(range(len(sx)), sx.labels)
     ax.set_yticks(range(len(sy)), sy.labels)
@@ -1023,7 +1024,8 @@ def learned_params(results, x=None) -> Figure:
         if Y.size <= 100 and Y.shape[0] <= ANNOTATED_ROWS:  # values only where they fit
             for (i, j), v in np.ndenumerate(Y):
                 ax.text(j, i, f"{round(v, 1) + 0.0:.1f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if abs(v) > 0.6 * vmax else "black")  # fmt: skip
+                        color="white" if abs(v) > 0.6 * vmax else "black",
+                        in_layout=False)  # fmt: skip
         ax.set_xlabel("output unit")
         for axis, count in ((ax.xaxis, Y.shape[1]), (ax.yaxis, Y.shape[0])):  # whole units
             axis.set_major_locator(MaxNLocator(min(count, 9), integer=True, min_n_ticks=1))
@@ -1311,7 +1313,7 @@ def _code(results, config, X, layers, act, heading) -> Figure:
     if code.size <= 200 and len(X) <= ANNOTATED_ROWS:
         for (i, j), v in np.ndenumerate(code):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(v) > 0.6 * top else "black")  # fmt: skip
+                    color="white" if abs(v) > 0.6 * top else "black", in_layout=False)  # fmt: skip
     names = [f"unit {j + 1}" + ("\ndead" if dead[j] else "") for j in range(code.shape[1])]
     ax.set_xticks(range(code.shape[1]), names)
     for j in np.flatnonzero(dead):
