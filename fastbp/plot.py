@@ -1119,9 +1119,14 @@ def generalisation(results, colour=None) -> Figure:
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.25])
     series = colours.codes(runs)
     x, y = runs[train_col].to_numpy(float), runs[held_col].to_numpy(float)
-    for s in np.unique(series[ok]):
-        at = ok & (series == s)
-        left.scatter(x[at], y[at], s=14, color=colours.colours[s], alpha=0.7, edgecolors="none")
+    # runs at one point (accuracies of a few held-out samples take few values) as one dot
+    # whose area counts them, the largest drawn first
+    points = pd.DataFrame({"series": series[ok], "x": x[ok], "y": y[ok]})
+    points = points.groupby(["series", "x", "y"], sort=False).size().reset_index(name="runs")
+    points = points.sort_values("runs", ascending=False, kind="stable")
+    left.scatter(points["x"], points["y"], s=14 * np.minimum(points["runs"], STACKED_MAX),
+                 color=[colours.colours[k] for k in points["series"]], alpha=0.7,
+                 edgecolors="none")  # fmt: skip
     lo = float(np.nanmin(np.r_[x[ok], y[ok]])) if ok.any() else 0.0
     hi = float(np.nanmax(np.r_[x[ok], y[ok]])) if ok.any() else 1.0
     left.plot([lo, hi], [lo, hi], color="0.45", lw=0.9, ls=":", label="held-out = training")
@@ -1151,11 +1156,19 @@ def generalisation(results, colour=None) -> Figure:
     right.invert_yaxis()
     right.set_xlabel(f"held-out {what}: median over seeds, 10%-90%")
     basis = BASIS_WORDS[ranking.basis(runs, results.threshold)]
-    right.set_title(f"the {len(names)} best settings, by {basis}", fontsize=10)
+    _panel_title(right, f"the {len(names)} best settings, by {basis}")
     right.grid(True, axis="x", alpha=0.3)
     _titles(fig, f"Generalisation: held-out against training {what}", results, ())
-    colours.key(fig, [left], left.get_legend_handles_labels()[0])
+    extra = left.get_legend_handles_labels()[0]
+    if (points["runs"] > 1).any():
+        most = int(points["runs"].max())
+        extra.append(Line2D([], [], ls="", marker="o", ms=7, color=NEUTRAL, alpha=0.7,
+                            label=f"dot area: its runs\n(up to {most:,})"))  # fmt: skip
+    colours.key(fig, [left], extra)
     return fig
+
+
+STACKED_MAX = 30  # a dot of generalisation grows with its runs up to this many
 
 
 def what_matters(results) -> Figure:

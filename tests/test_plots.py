@@ -333,6 +333,18 @@ def test_generalisation_shows_held_out_against_training_with_chance(shapes):
     assert len(shown) == min(len(table), plot.GENERALISATION_SETTINGS)  # best first
     with pytest.raises(plot.Absent):  # no held-out data: no figure, and no note
         plot.generalisation(shapes["one seed"])
+    # a few held-out samples: few accuracies, many runs at one point, one dot that counts them
+    from dataclasses import replace
+
+    runs = results.runs.copy()
+    runs["accuracy"], runs["val_accuracy"] = runs["accuracy"].round(1), 0.5
+    fig = plot.generalisation(replace(results, runs=runs))
+    left = [ax for ax in fig.axes if ax.get_xlabel() == "final training accuracy"][0]
+    (dots,) = [c for c in left.collections if isinstance(c, PathCollection)]
+    ok = ~runs["diverged"]
+    assert len(dots.get_offsets()) == len(runs.loc[ok, ["lr", "accuracy"]].drop_duplicates())
+    assert dots.get_sizes().sum() == 14 * ok.sum()  # every run counted, in the dots' areas
+    assert any("dot area" in t.get_text() for leg in legends(fig) for t in leg.get_texts())
 
 
 def test_what_matters_draws_the_shares_largest_first(shapes):
