@@ -1208,6 +1208,7 @@ def what_matters(results) -> Figure:
 INSIDE_UNITS = 8
 INSIDE_GRID = 160  # points along each input axis of a decision surface
 CODE_SAMPLES = 64  # samples whose hidden code inside_run shows, at most
+CODE_NAMED_UNITS = 8  # units named "unit k" under the code; beyond, their numbers
 
 
 def inside_run(results) -> Figure:
@@ -1319,23 +1320,26 @@ def _code(results, config, X, layers, act, heading) -> Figure:
     at = int(np.argmin([h.shape[1] for h in hidden]))  # the narrowest: the code
     code = hidden[at]
     dead = ~(code != 0).any(axis=0)
-    fig = Figure(figsize=(WIDTH * 0.6, min(1.6 + 0.22 * len(X), 7.5)), layout="constrained")
+    units = code.shape[1]  # a column each, wide enough for its values (0.40 in)
+    width = min(max(WIDTH * 0.6, 2.6 + 0.4 * units), WIDTH)
+    fig = Figure(figsize=(width, min(1.6 + 0.22 * len(X), 7.5)), layout="constrained")
     ax = fig.add_subplot()
     top = max(float(np.abs(code).max()), 1e-12)
     image = ax.imshow(code, cmap="PuOr_r", vmin=-top, vmax=top, aspect="auto")
-    if code.size <= 200 and len(X) <= ANNOTATED_ROWS:
+    if code.size <= 200 and len(X) <= ANNOTATED_ROWS and width / units >= 0.38:
         for (i, j), v in np.ndenumerate(code):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if abs(v) > 0.6 * top else "black", in_layout=False)  # fmt: skip
-    names = [f"unit {j + 1}" + ("\ndead" if dead[j] else "") for j in range(code.shape[1])]
-    ax.set_xticks(range(code.shape[1]), names)
+    word = "unit " if units <= CODE_NAMED_UNITS else ""  # beyond, numbers: "unit 16" overlapped
+    names = [f"{word}{j + 1}" + ("\ndead" if dead[j] else "") for j in range(units)]
+    ax.set_xticks(range(units), names, fontsize=None if units <= 12 else 8)
     for j in np.flatnonzero(dead):
         ax.get_xticklabels()[j].set_color("crimson")
     ax.set_ylabel("input sample")
     ax.yaxis.set_major_locator(MaxNLocator(min(len(X), 16), integer=True))
     narrowest = ", the narrowest" if len(hidden) > 1 else ""
     code_word = ": the code" if config.dataset == "encoder" else ""
-    ax.set_xlabel(f"hidden layer {at + 1} of {len(hidden)} ({code.shape[1]} units"
+    ax.set_xlabel(f"hidden unit, layer {at + 1} of {len(hidden)} ({units} units"
                   f"{narrowest}{code_word})")  # fmt: skip
     fig.colorbar(image, ax=ax, shrink=0.8, label="activation")
     _titles(fig, heading, results, ())

@@ -827,6 +827,19 @@ def test_inside_the_best_run_of_an_encoder_shows_its_narrowest_layer(shapes):
     assert config_from_row(row).dataset == "encoder" and "the code" in ax.get_xlabel()
 
 
+def test_a_wide_code_keeps_its_unit_labels_apart(tmp_path):
+    # "unit 1" ... "unit 16" ran into each other under an 8-16-8's code
+    spec = '[sweep]\nname = "w"\n[base]\nlayers = [8, 16, 8]\nsteps = 100\n[grid]\nseed = [0, 1]\n'
+    fig = plot.inside_run(sweep_results(spec, tmp_path))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (ax,) = visible_axes(fig)
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert len(ticks) == 16
+    boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+    assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(boxes)), [t.get_text() for t in ticks]
+
+
 def test_inside_a_two_input_run_draws_its_surface_and_each_hidden_units(tmp_path):
     import fastbp
 
