@@ -77,7 +77,8 @@ def shares(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
     setting = ranking.setting_codes(runs, fields)
     n_settings = int(setting.max()) + 1 if len(setting) else 0
     codes = {f: _codes(runs, f, n_settings) for f in fields}
-    fit = _Fit(y, _cells(*codes.values()) if codes else np.zeros(len(y), dtype=int))
+    cell = _cells(*codes.values()) if codes else np.zeros(len(y), dtype=int)  # all fields'
+    fit = _Fit(y, cell)
     alone = {f: fit.alone(codes[f]) for f in fields}
     spec_order = {f: k for k, f in enumerate(fields)}
     fields = sorted(fields, key=lambda f: -alone[f])  # stable: ties keep the spec's order
@@ -85,10 +86,10 @@ def shares(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
     paired = fields[:PAIR_FIELDS]
     pairs = [tuple(sorted((a, b), key=spec_order.get))  # named in the spec's order
              for i, a in enumerate(paired) for b in paired[i + 1 :]]  # fmt: skip
-    cells = {pair: _cells(codes[pair[0]], codes[pair[1]]) for pair in pairs}
-    pairs.sort(key=lambda pair: -fit.alone(cells[pair]))
+    pair_cells = {pair: _cells(codes[pair[0]], codes[pair[1]]) for pair in pairs}
+    pairs.sort(key=lambda pair: -fit.alone(pair_cells[pair]))
     for a, b in pairs:
-        rows.append((f"{label(a)} × {label(b)}", fit.add(cells[(a, b)]) / total, "pair"))
+        rows.append((f"{label(a)} × {label(b)}", fit.add(pair_cells[(a, b)]) / total, "pair"))
     means = np.bincount(setting, weights=y) / np.bincount(setting)
     within = float(((y - means[setting]) ** 2).sum())
     if "seed" in runs and runs["seed"].nunique() > 1:
@@ -96,9 +97,9 @@ def shares(runs: pd.DataFrame, order=None, threshold=None) -> pd.DataFrame:
     rest = max(0.0, (total - within - fit.explained) / total)
     table = pd.DataFrame(rows, columns=["source", "share", "kind"])
     table = table.sort_values("share", ascending=False, kind="stable").reset_index(drop=True)
-    cells = pd.Series(_cells(*codes.values()) if codes else np.zeros(len(y), dtype=int))
+    counts = np.bincount(cell)  # a full grid: every cell of the fields, as many runs in each
     levels = math.prod(len(np.unique(c)) for c in codes.values())
-    table.attrs["balanced"] = cells.nunique() == levels and cells.value_counts().nunique() == 1
+    table.attrs["balanced"] = len(counts) == levels and (counts == counts[0]).all()
     if rest > 1e-9:
         binned = any(len(np.unique(codes[f])) < runs[f].nunique() for f in fields)
         what = [
