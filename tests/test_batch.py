@@ -387,6 +387,31 @@ def test_mini_batch_runs_too_wide_for_a_vector_take_the_loop_kernel():
     assert_bits(result, train(config, engine="loops"))
 
 
+@pytest.mark.kernel_forms
+def test_a_mini_batch_step_is_the_full_batch_step_on_its_samples():
+    """The loop kernel trains a mini-batch in rows padded for the whole data set, in tiles
+    whose columns follow the batch (the last one of an epoch smaller): each step is the
+    step a full-batch run takes on the batch's samples, bit for bit."""
+    from fastbp.data import make_dataset
+    from fastbp.params import init_params
+    from fastbp.train import batch_order
+
+    data = user_data(11, 6, 5)
+    config = RunConfig(layers=(6, 19, 5), dataset=data, activation="tanh", lr=0.05, steps=7,
+                       log_every=7, batch_size=4)  # fmt: skip
+    rng = np.random.default_rng(config.seed)
+    params, order = init_params(config, rng), batch_order(config, rng)
+    X, T = make_dataset(config)
+    for t in range(config.steps):  # batches of 4, 4 and 3 samples
+        epoch, k = divmod(t, 3)
+        rows = order[epoch, 4 * k : 4 * k + 4]
+        one = replace(config, dataset=fastbp.Data(X[rows], T[rows]), steps=1, batch_size=None)
+        params = train(one, params=params, engine="loops").params
+    batched = train(config, engine="loops").params
+    for (W, b), (W_batched, b_batched) in zip(params, batched, strict=True):
+        assert np.array_equal(W, W_batched) and np.array_equal(b, b_batched)
+
+
 def test_generated_kernels_go_to_the_kernel_directory(tmp_path):
     code = (
         "import fastbp; from fastbp.train import train_batch;"

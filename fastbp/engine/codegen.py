@@ -514,6 +514,11 @@ def _tile(dtype) -> tuple[int, int, int]:
     return bits // (64 if dtype == "float64" else 32), 8 if bits == 512 else 4, 2
 
 
+def tile_rows() -> int:
+    """The rows of the products' tiles on the CPU the kernels are compiled for (_tile)."""
+    return _tile("float64")[1]
+
+
 def _padded(count: int, tile) -> int:
     """``count`` rounded up to whole tiles of columns: one vector where it fits in one
     (a tile of two would be half padding), else whole tiles."""
@@ -580,9 +585,10 @@ def _layout_single(layers, N, tile, n_state=0) -> dict:
     return lay
 
 
-def _tile_code(
-    n_rows, vectors, lanes, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, finish=None
-):
+def tile_code(
+    n_rows, vectors, lanes, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, finish=None,
+    arrays=("ws", "ws", "ws"),
+):  # fmt: skip
     """Lines that set ws[out + r * ldo + c], for the rows r0 to r0 + n_rows and every
     column c < columns (whole tiles of ``vectors`` vectors), to the sum over m < count,
     ascending, of ws[a + m * lda + c] * ws[b + r * b_row + m * b_t], each product added
@@ -590,26 +596,35 @@ def _tile_code(
     registers through the whole sum: every sum keeps the loop kernel's order, the tile
     only chooses which sums run side by side. Arguments: code (names or numbers);
     ``finish(sum, r, c)``: the lines that store a sum (a vector) of row r from column c
-    on, in place of storing it as it is."""
+    on, in place of storing it as it is. ``arrays``: the names of the arrays written, read
+    along the columns and read one value at a time, in place of ``ws``; ``lanes`` None:
+    the vectors are as wide as one register for the arrays' dtype (intrinsics.vzeros)."""
+    o, x, y = arrays
     sums = [[f"ts{q}_{u}" for u in range(vectors)] for q in range(n_rows)]
-    lines = [
-        f"zv = ({'F(0.0), ' * lanes})",
-        f"for tc in range(0, {columns}, {lanes * vectors}):",
+    if lanes is None:  # the width of the dtype the code is compiled for
+        lines = ["zv = vzeros(" + x + ")", f"for tc in range(0, {columns}, {vectors} * len(zv)):"]
+        offsets = ["0"] + [f"{u} * len(zv)" for u in range(1, vectors)]
+        loads = [f"vload_like({x}, {a} + tm * {lda} + tc + {c}, zv)" for c in offsets]
+    else:
+        lines = [
+            f"zv = ({'F(0.0), ' * lanes})",
+            f"for tc in range(0, {columns}, {lanes * vectors}):",
+        ]
+        offsets = [str(u * lanes) for u in range(vectors)]
+        loads = [f"vload({x}, {a} + tm * {lda} + tc + {c}, {lanes})" for c in offsets]
+    lines += [
         *(f"    {s} = zv" for row in sums for s in row),
         f"    for tm in range({count}):",
-        *(
-            f"        tx{u} = vload(ws, {a} + tm * {lda} + tc + {u * lanes}, {lanes})"
-            for u in range(vectors)
-        ),
+        *(f"        tx{u} = {load}" for u, load in enumerate(loads)),
     ]
     for q in range(n_rows):
-        lines += [f"        ty{q} = ws[{b} + ({r0} + {q}) * {b_row} + tm * {b_t}]"]
+        lines += [f"        ty{q} = {y}[{b} + ({r0} + {q}) * {b_row} + tm * {b_t}]"]
         lines += [f"        {s} = vfma_chain({s}, tx{u}, ty{q})" for u, s in enumerate(sums[q])]
     for q in range(n_rows):
         for u in range(vectors):
-            row, column = f"{r0} + {q}", f"tc + {u * lanes}"
+            row, column = f"{r0} + {q}", f"tc + {offsets[u]}"
             if finish is None:
-                lines += [f"    vstore(ws, {out} + ({row}) * {ldo} + {column}, {sums[q][u]})"]
+                lines += [f"    vstore({o}, {out} + ({row}) * {ldo} + {column}, {sums[q][u]})"]
             else:
                 lines += ["    " + x for x in finish(sums[q][u], row, column)]
     return lines
@@ -617,7 +632,7 @@ def _tile_code(
 
 def _tile_functions(tile) -> list[str]:
     """The source of ``tile_R_U(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)``
-    (:func:`_tile_code`) for R rows (the tile's rows and each smaller power of two) by U
+    (:func:`tile_code`) for R rows (the tile's rows and each smaller power of two) by U
     vectors (the tile's, and one): functions of their own, so that Numba types each once
     whatever the products that call it (typing tiles written out in every product of the
     digits' network doubled its compile time)."""
@@ -631,7 +646,7 @@ def _tile_functions(tile) -> list[str]:
                 "",
                 "@cached_njit",
                 f"def tile_{1 << k}_{vectors}(ws, {', '.join(names)}):",
-                *("    " + x for x in _tile_code(1 << k, vectors, lanes, *names)),
+                *("    " + x for x in tile_code(1 << k, vectors, lanes, *names)),
             ]
     return lines
 
@@ -647,7 +662,7 @@ def _product(
 ) -> list[str]:
     """Lines that set ws[out + r * ldo + c], for rows r < rows and columns c < columns
     (whole tiles), to the sum over m < count, ascending, of
-    ws[a + m * lda + c] * ws[b + r * b_row + m * b_t] (:func:`_tile_code`), finished by
+    ws[a + m * lda + c] * ws[b + r * b_row + m * b_t] (:func:`tile_code`), finished by
     ``finish`` (on vectors, as the tile stores them) or equally by the lines ``after`` (a
     pass over the stored sums): a small product written out and finished in its tiles,
     a larger one by calls of the tile functions, then ``after``."""
@@ -661,7 +676,7 @@ def _product(
 
     def tile_at(n_rows, r0):
         if inline:
-            return _tile_code(n_rows, vectors, lanes, *constants, r0, columns, finish)
+            return tile_code(n_rows, vectors, lanes, *constants, r0, columns, finish)
         start = r0 if r0 == "r0" else f"I({r0})"
         return [f"tile_{n_rows}_{vectors}(ws, {args}{start}, I({columns}))"]
 

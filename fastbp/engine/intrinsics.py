@@ -442,6 +442,45 @@ def vload(typingctx, arr, start, width):
     return result(arr, start, width), codegen
 
 
+def native_lanes(dtype) -> int:
+    """Lanes of one vector register of the CPU the kernels are compiled for, for floats of
+    ``dtype`` (a Numba float type): 8 float64 on AVX-512, 4 on AVX2."""
+    from fastbp.engine.kernel_cache import vector_bits
+
+    return max(vector_bits() // dtype.bitwidth, 1)
+
+
+@intrinsic
+def vzeros(typingctx, arr):
+    """A vector of zeros of arr's dtype, as many lanes as one register holds
+    (:func:`native_lanes`): a kernel written once for float64 and float32 gets its width
+    from the array it works on."""
+    if not (isinstance(arr, types.Array) and isinstance(arr.dtype, types.Float)):
+        return None
+    result = types.UniTuple(arr.dtype, native_lanes(arr.dtype))
+
+    def codegen(context, builder, signature, args):
+        return cgutils.get_null_value(context.get_value_type(result))
+
+    return result(arr), codegen
+
+
+@intrinsic
+def vload_like(typingctx, arr, start, like):
+    """arr[start : start + len(like)] as a vector, ``like`` a vector of arr's dtype."""
+    if not (isinstance(arr, types.Array) and isinstance(like, types.UniTuple)):
+        return None
+    if like.dtype != arr.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        vec_type = ir.VectorType(context.get_value_type(arr.dtype), like.count)
+        ptr, align = _pointer(context, builder, arr, args[0], args[1], vec_type)
+        return _to_tuple(context, builder, builder.load(ptr, align=align), like)
+
+    return like(arr, start, like), codegen
+
+
 @intrinsic
 def vstore(typingctx, arr, start, v):
     """arr[start : start + len(v)] = v."""
@@ -498,3 +537,11 @@ if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Pyth
 
     def vstore(arr, start, v):
         arr[start : start + len(v)] = v
+
+    def vzeros(arr):
+        from fastbp.engine.kernel_cache import vector_bits
+
+        return (arr.dtype.type(0.0),) * max(vector_bits() // (8 * arr.itemsize), 1)
+
+    def vload_like(arr, start, like):
+        return tuple(arr[start : start + len(like)])
