@@ -47,10 +47,19 @@ class Plan:
         return {**dict(self.lanes), **settled(self.unpaid)}
 
 
-# The loop kernel, compiled once for every architecture, trains the same bits at about
-# this many ns per product of a step (measured on the 8-3-8, 0.5-0.6); a kernel generated
-# for an architecture takes 2-20 s to compile the first time.
-LOOP_NS_PER_PRODUCT = 0.6
+# The loop kernel, compiled once for every architecture, trains the same bits in about
+# LOOP_NS_PER_STEP + LOOP_NS_PER_PRODUCT x the products of a step (one run, one core:
+# 644 ns on the 8-3-8's 1,152 products, 751 on the 8-6-8's 2,304, 5,031 on the
+# 8-128-8's 49,152, 0.62 ms on the digits' 64-32-10, 8.2 M; on AVX-512, with a margin
+# for AVX2's narrower vectors); a kernel generated for an architecture takes 3-8 s to
+# compile the first time.
+LOOP_NS_PER_STEP = 500.0
+LOOP_NS_PER_PRODUCT = 0.12
+
+
+def loop_seconds(run_steps: int, products: int) -> float:
+    """Seconds the loop kernel takes for ``run_steps`` steps of ``products`` products."""
+    return run_steps * (LOOP_NS_PER_STEP + LOOP_NS_PER_PRODUCT * products) * 1e-9
 
 
 def kernels_needed(runs, loops=frozenset()) -> dict:
@@ -119,6 +128,13 @@ def uncached(runs, loops=frozenset(), measured=None) -> dict:
 # kernel uncompiled (cheap_on_loops).
 LOOP_BUDGET_S = 2.0
 
+# Where the architecture's own kernel would be the single-run form (networks wider than a
+# vector), it is little faster than the loop kernel, whose tiles are the same (one run,
+# 8-16-8 to the digits' 64-32-10: 0.91-1.40x on AVX-512, 1.5-2.5x on emulated AVX2, the
+# digits' mini-batches 1.0x): it repays its 5-8 s of compiling only past some 10-50 s of
+# the loop kernel's training, one core.
+SINGLE_RUN_BUDGET_S = 20.0
+
 
 def loop_budget_s() -> float:
     """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
@@ -150,11 +166,12 @@ def check_settings() -> None:
 def cheap_on_loops(runs, budget_s: float) -> frozenset:
     """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
     loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
-    trajectory trained once): for these, compiling costs more than it saves."""
+    trajectory trained once; SINGLE_RUN_BUDGET_S for a kernel in the single-run form,
+    which saves little over it; 0: none): for these, compiling costs more than it saves."""
     cold = {
         key: run for key, run in uncached(runs).items() if key != "loops" and key[0] != "measure"
     }
-    if not cold:
+    if not cold or budget_s <= 0:
         return frozenset()
     longest: dict[tuple, dict[tuple, int]] = {key: {} for key in cold}  # family -> steps
     for run in runs:
@@ -165,8 +182,9 @@ def cheap_on_loops(runs, budget_s: float) -> frozenset:
     cheap = set()
     for key, families in longest.items():
         run = cold[key]
-        products = codegen.products(run.layers, run.n_samples)
-        if sum(families.values()) * products * LOOP_NS_PER_PRODUCT * 1e-9 < budget_s:
+        seconds = loop_seconds(sum(families.values()), codegen.products(run.layers, run.n_samples))
+        single = kernel_of(run, 1).form == "single-run"
+        if seconds < (max(budget_s, SINGLE_RUN_BUDGET_S) if single else budget_s):
             cheap.add(key)
     return frozenset(cheap)
 

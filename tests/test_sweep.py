@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -502,6 +503,33 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
         direct = train(config_from_row(row))
         curve = results.curves[results.curves["run_id"] == row["run_id"]]
         np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
+
+
+def test_wide_networks_compile_their_own_kernel_only_where_it_repays_it():
+    """A kernel of the single-run form (wider than a vector) is little faster than the
+    loop kernel, whose tiles are the same: its runs take the loop kernel up to
+    SINGLE_RUN_BUDGET_S of training; a small network's kernel pays from LOOP_BUDGET_S."""
+    from fastbp import planner
+    from fastbp.train import kernel_key, kernel_of
+
+    data = fastbp.Data(np.eye(7)[[0] * 100], np.ones((100, 5)))
+    wide = RunConfig(layers=(7, 41, 5), dataset=data)
+    small = RunConfig(layers=(7, 2, 7))
+    assert kernel_of(wide, 1).form == "single-run" and kernel_of(small, 1).form != "single-run"
+
+    def runs_taking(run, seconds):  # seeds of one run, its loop kernel training that long
+        products = planner.codegen.products(run.layers, run.n_samples)
+        steps = int(seconds / planner.loop_seconds(1, products) / 10)
+        return [replace(run, seed=s, steps=steps) for s in range(10)]
+
+    budget = planner.LOOP_BUDGET_S
+    between = (budget + planner.SINGLE_RUN_BUDGET_S) / 2
+    for run, seconds, cheap in [(wide, between, True), (small, between, False),
+                                (wide, 1.5 * planner.SINGLE_RUN_BUDGET_S, False),
+                                (small, budget / 2, True)]:  # fmt: skip
+        runs = runs_taking(run, seconds)
+        assert (kernel_key(runs[0]) in planner.cheap_on_loops(runs, budget)) == cheap
+        assert not planner.cheap_on_loops(runs, 0.0)  # FASTBP_LOOP_BUDGET_S=0: compile all
 
 
 def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
