@@ -194,13 +194,15 @@ def _update() -> str:
 def _tiles() -> str:
     """The products of matrices, in tiles kept in vector registers (codegen's single-run
     form, written for sizes known at run time and any float dtype): ``tile_R_U`` for
-    the tile's rows and each smaller power of two, by U vectors (two, or one where the
-    columns are one vector), and ``_product``, which covers the rows with them."""
+    the tile's R rows and for one row (the rows left over: the tiles of 4 and 2 rows
+    that codegen also has were no faster here, and took 3 s more to compile), by U
+    vectors (two, or one where the columns are one vector), and ``_product``, which
+    covers the rows with them."""
     rows = codegen.tile_rows()
     names = ("out", "ldo", "a", "lda", "b", "b_row", "b_t", "count", "r0", "columns")
     args = "O, out, ldo, X, a, lda, Y, b, b_row, b_t, count, r0, columns"
     lines = []
-    for k in range(rows.bit_length()):
+    for k in (0, rows.bit_length() - 1):
         for vectors in (1, 2):
             code = codegen.tile_code(1 << k, vectors, None, *names, arrays=("O", "X", "Y"))
             lines += ["@cached_njit", f"def tile_{1 << k}_{vectors}({args}):"]
@@ -218,9 +220,7 @@ def _tiles() -> str:
         "    r0 = I(0)",
     ]
     call = "(O, out, ldo, X, a, lda, Y, b, b_row, b_t, count, r0, columns)"
-    for k in range(rows.bit_length() - 1, -1, -1):
-        size = 1 << k
-        head = f"while r0 + {size} <= rows:" if size == rows else f"if r0 + {size} <= rows:"
+    for size, head in ((rows, f"while r0 + {rows} <= rows:"), (1, "while r0 < rows:")):
         lines += [
             f"    {head}",
             "        if two:",
