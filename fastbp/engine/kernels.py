@@ -137,33 +137,49 @@ def _slope(activation) -> list[str]:
 
 
 def _loss() -> str:
-    """``if loss == 0: ...``: per loss function, its terms summed and its gradient; for a
-    loss that needs values of each sample's outputs first (step.folds), those go to
-    ``scratch`` (one row per value) in a first pass over the samples. The outputs and
-    their gradients are rows of ``stride``, the targets rows of ``n``."""
+    """``if loss == 0: ...``: per loss function, its gradient, and its terms summed where
+    ``needed`` or where a term's guard (step.guard) is not below ``large`` (as every
+    generated kernel does: a loss that cannot be non-finite is not added up at every
+    step); for a loss that needs values of each sample's outputs first (step.folds),
+    those go to ``scratch`` (one row per value) in a first pass over the samples, and
+    each unit's share of a later fold (the softmax's exp(y - m)) to a row of its own
+    after them, computed once. The outputs and their gradients are rows of ``stride``,
+    the targets rows of ``n``."""
     out = []
     for code, loss_fn in enumerate(LOSSES):
         folds = step.folds(loss_fn)
         names = [f"scratch[{k} * n + i]" for k in range(len(folds))]
-        sample = names or None
+        kept = [None] + [
+            f"scratch[({len(folds)} + {k - 1} * units + j) * n + i]" for k in range(1, len(folds))
+        ]
         y, target = "A[y + j * stride + i]", "T[t + j * n + i]"
-        lets, term, grad = step.loss(S, y, target, "d", loss_fn, sample)
+        lets, term, grad = step.loss(S, y, target, "d", loss_fn, names or None, kept)
+        guard = step.guard(S, y, loss_fn) or term
         out += [f"{'if' if code == 0 else 'elif'} loss == {code}:  # {loss_fn}"]
-        for name, (start, part, combine) in zip(names, folds, strict=True):
+        for k, (name, (start, part, combine)) in enumerate(zip(names, folds, strict=True)):
             first = start == "first"
             share = part(S, "A[y + j * stride + i]", names)
             out += [
                 "    for i in range(n):",
                 f"        {name} = {part(S, 'A[y + i]', names) if first else 'zero'}",
                 f"        for j in range({1 if first else 0}, units):",
-                f"            {name} = {combine(S, name, share)}",
             ]
-        out += [
+            if kept[k] is not None:  # kept for the gradient, and read back as kept
+                out += [f"            {kept[k]} = {share}"]
+                share = kept[k]
+            out += [f"            {name} = {combine(S, name, share)}"]
+        loop = [
             "    for j in range(units):",
             "        for i in range(n):",
             *(f"            {name} = {value}" for name, value in lets),
-            f"            total += float({term})  # float64 (float(): also in plain Python)",
+        ]
+        out += [
+            *loop,
+            f"            n_large += 0 if {guard} < large else 1",
             f"            D[y + j * stride + i] = {grad}",
+            "    if needed or n_large > 0:",
+            *("    " + x for x in loop),
+            f"                total += float({term})  # float64 (float(): also in plain Python)",
         ]
     return "\n".join(out)
 
@@ -375,15 +391,24 @@ def forward(theta, net, a_off, A, n, stride):
 
 
 @cached_njit
-def loss_and_output_grad(A, D, y, stride, T, t, count, loss, units, scratch):
-    """Return the loss of the count outputs Y = A[y:] (units rows of ``stride``) against
-    T[t:], a (units, n) block (loss function number ``loss``: the sum of its terms over
-    its divisor), and write its gradient dL/dY to D[y:]. ``scratch``: room for two values
-    per sample."""
+def loss_and_output_grad(A, D, y, stride, T, t, count, loss, units, scratch, needed):
+    """Write the gradient dL/dY of the loss of the count outputs Y = A[y:] (units rows of
+    ``stride``) against T[t:], a (units, n) block (loss function number ``loss``), to
+    D[y:]; return the loss (the sum of its terms over its divisor) where ``needed`` or
+    where it may not be finite, else 0.0. ``scratch``: room for 2 + units values per
+    sample."""
     total = 0.0  # the loss is summed in float64 whatever the dtype
     F = D.dtype.type  # the gradient stays in the dtype
     n = count // units
     zero, two, n_out, n_samples = F(0.0), F(2.0), F(count), F(n)
+    large = np.inf  # guards not below it: the terms may not add up to a finite sum
+    if D.itemsize == 8:  # as codegen._large: count squares below it add up
+        k, power = 0, np.uint64(1)
+        while power < count:
+            power *= np.uint64(2)
+            k += 1
+        large = 2.0 ** (1023 - k)
+    n_large = 0
     {loss}
     return total / (n if loss in PER_SAMPLE_MEANS else count)
 
@@ -430,10 +455,10 @@ def loss_and_grad(theta, net, X, T, G):
     _gather_transposed(A, X, every, stride)
     _gather_transposed(T_t, T, every, n)
     forward(theta, net, a_off, A, n, stride)
-    scratch = np.empty(2 * X.shape[0], dtype=theta.dtype)
+    scratch = np.empty((2 + sizes[last]) * X.shape[0], dtype=theta.dtype)
     value = loss_and_output_grad(
         A, D, a_off[last], stride, T_t, np.uint64(0), np.uint64(T.size), net.loss, sizes[last],
-        scratch,
+        scratch, True,
     )  # fmt: skip
     backward(theta, net, a_off, A, D, n, stride, G, tr, out)
     return value
@@ -473,7 +498,7 @@ def train_kernel(theta, net, training, X, T, losses, plog):
     state = np.zeros(2 * P, dtype=theta.dtype)  # the optimizer's, per parameter
     decay = hyper[4] != 0.0
     T_size = np.uint64(T.size)
-    scratch = np.empty(2 * X.shape[0], dtype=theta.dtype)  # per-sample values of a loss
+    scratch = np.empty((2 + sizes[y]) * X.shape[0], dtype=theta.dtype)  # values of a loss
     i_log = 0
     for t in range(n_steps + 1):
         log_now = t == log_steps[i_log]
@@ -482,7 +507,8 @@ def train_kernel(theta, net, training, X, T, losses, plog):
                 _gather_transposed(A, X, every, stride)
             forward(theta, net, a_off, A, n_samples, stride)
             value = loss_and_output_grad(
-                A, D, a_off[y], stride, T_all, np.uint64(0), T_size, loss, sizes[y], scratch
+                A, D, a_off[y], stride, T_all, np.uint64(0), T_size, loss, sizes[y], scratch,
+                log_now,
             )
             if not math.isfinite(value):
                 return t
@@ -504,7 +530,8 @@ def train_kernel(theta, net, training, X, T, losses, plog):
             forward(theta, net, a_off, A, n, stride)
             size = sizes[y] * n
             batch_loss = loss_and_output_grad(
-                A, D, a_off[y], stride, T_batch, np.uint64(0), size, loss, sizes[y], scratch
+                A, D, a_off[y], stride, T_batch, np.uint64(0), size, loss, sizes[y], scratch,
+                False,
             )
             if not math.isfinite(batch_loss):
                 return t
