@@ -317,21 +317,17 @@ def _dense_grads(A, h, D, z, G, w, b, fan_in, fan_out, n, stride, use_bias, tr, 
     """dW = H @ dZ.T and db = dZ summed over samples (zero without bias), into G: each
     sum over the samples in order, side by side along the layer's wider side, read from
     a transposed copy in ``tr``; the products go through ``out``."""
-    lanes = len(vzeros(A))
     if fan_out >= fan_in:  # out (fan_in, fan_out padded): rows k, vectors along j
-        width = _padded(fan_out, lanes)
-        _transpose(tr, width, D, z, stride, fan_out, n)
-        _product(out, ZERO, width, fan_in, width, n, tr, ZERO, width, A, h, stride, ONE)
-        for k in range(fan_in):
-            for j in range(fan_out):
-                G[w + k * fan_out + j] = out[k * width + j]
+        rows, units, along, at, by, by_at = fan_in, fan_out, D, z, A, h
     else:  # out (fan_out, fan_in padded): rows j, vectors along k
-        width = _padded(fan_in, lanes)
-        _transpose(tr, width, A, h, stride, fan_in, n)
-        _product(out, ZERO, width, fan_out, width, n, tr, ZERO, width, D, z, stride, ONE)
-        for k in range(fan_in):
-            for j in range(fan_out):
-                G[w + k * fan_out + j] = out[j * width + k]
+        rows, units, along, at, by, by_at = fan_out, fan_in, A, h, D, z
+    width = _padded(units, len(vzeros(A)))
+    _transpose(tr, width, along, at, stride, units, n)
+    _product(out, ZERO, width, rows, width, n, tr, ZERO, width, by, by_at, stride, ONE)
+    k_step, j_step = (width, ONE) if fan_out >= fan_in else (ONE, width)
+    for k in range(fan_in):
+        for j in range(fan_out):
+            G[w + k * fan_out + j] = out[k * k_step + j * j_step]
     for j in range(fan_out):
         s = G.dtype.type(0.0)
         if use_bias:
