@@ -130,7 +130,7 @@ LOOP_BUDGET_S = 2.0
 
 # Where the architecture's own kernel would be the single-run form (networks wider than a
 # vector), it is little faster than the loop kernel, whose tiles are the same (one run,
-# 8-16-8 to the digits' 64-32-10: 0.91-1.40x on AVX-512, 1.5-2.5x on emulated AVX2, the
+# 8-16-8 to the digits' 64-32-10: 0.9-1.3x on AVX-512, 1.3-2.2x on emulated AVX2, the
 # digits' mini-batches 1.0x): it repays its 5-8 s of compiling only past some 10-50 s of
 # the loop kernel's training, one core.
 SINGLE_RUN_BUDGET_S = 20.0
