@@ -351,7 +351,7 @@ def _write(
         *data,
         f"    for r in range({L}):",
         "        diverged_at[r] = -1",
-        "    next_snap = _next_snap(snap_steps, -1)",
+        "    next_snap = _next_snap(snap_steps, I(-1))",  # int64: one compilation, not a literal's too
         "    i_log = 0",
         "    n_steps = log_steps[-1]",
         "    for t in range(n_steps + 1):",
