@@ -50,7 +50,7 @@ class Plan:
 # The loop kernel, compiled once for every architecture, trains the same bits in about
 # LOOP_NS_PER_STEP + LOOP_NS_PER_PRODUCT x the products of a step (one run, one core:
 # 644 ns on the 8-3-8's 1,152 products, 751 on the 8-6-8's 2,304, 5,031 on the
-# 8-128-8's 49,152, 0.62 ms on the digits' 64-32-10, 8.2 M; on AVX-512, with a margin
+# 8-128-8's 49,152, 0.50-0.53 ms on the digits' 64-32-10, 8.2 M; on AVX-512, with a margin
 # for AVX2's narrower vectors); a kernel generated for an architecture takes 3-8 s to
 # compile the first time.
 LOOP_NS_PER_STEP = 500.0
