@@ -369,7 +369,7 @@ def _write(
         "            if snap_steps[r, s] > t and (best < 0 or snap_steps[r, s] < best):",
         "                best = snap_steps[r, s]",
         "    return best",
-        *(_tile_functions(tile) if form == "single-run" else []),
+        *(_single_run_tiles(tile) if form == "single-run" else []),
         "",
     ]
     return "\n".join(out)
@@ -631,23 +631,32 @@ def tile_code(
     return lines
 
 
-def _tile_functions(tile) -> list[str]:
-    """The source of ``tile_R_U(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)``
-    (:func:`tile_code`) for R rows (the tile's rows and each smaller power of two) by U
-    vectors (the tile's, and one): functions of their own, so that Numba types each once
-    whatever the products that call it (typing tiles written out in every product of the
-    digits' network doubled its compile time)."""
+def _single_run_tiles(tile) -> list[str]:
+    """The single-run form's tile functions: the tile's rows and each smaller power of two,
+    by the tile's vectors and one."""
     lanes, tile_rows, tile_vectors = tile
+    rows = [1 << k for k in range(tile_rows.bit_length())]
+    return tile_functions(lanes, rows, sorted({1, tile_vectors}))
+
+
+def tile_functions(lanes, rows, vectors, arrays=("ws", "ws", "ws")) -> list[str]:
+    """The source of ``tile_R_U(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)``
+    (:func:`tile_code`) for each R in ``rows`` by each U in ``vectors``: functions of
+    their own, so that Numba types each once whatever the products that call it (typing
+    tiles written out in every product of the digits' network doubled its compile time).
+    ``lanes`` and ``arrays`` as tile_code takes them; the arrays, each named once, are
+    the functions' first arguments."""
     names = ("out", "ldo", "a", "lda", "b", "b_row", "b_t", "count", "r0", "columns")
+    params = ", ".join([*dict.fromkeys(arrays), *names])
     lines = []
-    for k in range(tile_rows.bit_length()):
-        for vectors in sorted({1, tile_vectors}):
+    for n_rows in rows:
+        for n_vectors in vectors:
             lines += [
                 "",
                 "",
                 "@cached_njit",
-                f"def tile_{1 << k}_{vectors}(ws, {', '.join(names)}):",
-                *("    " + x for x in tile_code(1 << k, vectors, lanes, *names)),
+                f"def tile_{n_rows}_{n_vectors}({params}):",
+                *("    " + x for x in tile_code(n_rows, n_vectors, lanes, *names, arrays=arrays)),
             ]
     return lines
 
@@ -696,7 +705,7 @@ def _product(
 
 def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[str]:
     """One step of one run, single-run form: the loop kernel's sums in tiles of registers
-    (:func:`_tile_functions`): the forward pass and the backpropagated errors as products
+    (:func:`tile_functions`): the forward pass and the backpropagated errors as products
     with vectors along the samples, a weight gradient, a sum over the samples that must
     be added in order, with vectors along its wider side (the outputs, from the errors
     transposed, or the inputs, from the activations transposed)."""

@@ -427,19 +427,24 @@ def _pointer(context, builder, arr, value, start, vec_type):
     return ptr, arr.dtype.bitwidth // 8
 
 
-@intrinsic
-def vload(typingctx, arr, start, width):
-    """arr[start : start + width] as a vector (``width`` a constant)."""
-    if not (isinstance(arr, types.Array) and isinstance(width, types.IntegerLiteral)):
-        return None
-    result = types.UniTuple(arr.dtype, width.literal_value)
+def _loader(arr, result):
+    """The code generation of a load of the vector type ``result`` from arr[start]."""
 
     def codegen(context, builder, signature, args):
         vec_type = ir.VectorType(context.get_value_type(arr.dtype), result.count)
         ptr, align = _pointer(context, builder, arr, args[0], args[1], vec_type)
         return _to_tuple(context, builder, builder.load(ptr, align=align), result)
 
-    return result(arr, start, width), codegen
+    return codegen
+
+
+@intrinsic
+def vload(typingctx, arr, start, width):
+    """arr[start : start + width] as a vector (``width`` a constant)."""
+    if not (isinstance(arr, types.Array) and isinstance(width, types.IntegerLiteral)):
+        return None
+    result = types.UniTuple(arr.dtype, width.literal_value)
+    return result(arr, start, width), _loader(arr, result)
 
 
 def native_lanes(dtype) -> int:
@@ -472,13 +477,7 @@ def vload_like(typingctx, arr, start, like):
         return None
     if like.dtype != arr.dtype:
         return None
-
-    def codegen(context, builder, signature, args):
-        vec_type = ir.VectorType(context.get_value_type(arr.dtype), like.count)
-        ptr, align = _pointer(context, builder, arr, args[0], args[1], vec_type)
-        return _to_tuple(context, builder, builder.load(ptr, align=align), like)
-
-    return like(arr, start, like), codegen
+    return like(arr, start, like), _loader(arr, like)
 
 
 @intrinsic

@@ -215,14 +215,8 @@ def _tiles() -> str:
     vectors (two, or one where the columns are one vector), and ``_product``, which
     covers the rows with them."""
     rows = codegen.tile_rows()
-    names = ("out", "ldo", "a", "lda", "b", "b_row", "b_t", "count", "r0", "columns")
-    args = "O, out, ldo, X, a, lda, Y, b, b_row, b_t, count, r0, columns"
-    lines = []
-    for k in (0, rows.bit_length() - 1):
-        for vectors in (1, 2):
-            code = codegen.tile_code(1 << k, vectors, None, *names, arrays=("O", "X", "Y"))
-            lines += ["@cached_njit", f"def tile_{1 << k}_{vectors}({args}):"]
-            lines += ["    " + x for x in code] + ["", ""]
+    lines = codegen.tile_functions(None, (rows, 1), (1, 2), arrays=("O", "X", "Y"))
+    lines += ["", ""]
     lines += [
         "@cached_njit",
         "def _product(O, out, ldo, rows, columns, count, X, a, lda, Y, b, b_row, b_t):",
@@ -235,7 +229,7 @@ def _tiles() -> str:
         "    two = columns % (2 * len(vzeros(X))) == 0",
         "    r0 = I(0)",
     ]
-    call = "(O, out, ldo, X, a, lda, Y, b, b_row, b_t, count, r0, columns)"
+    call = "(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)"
     for size, head in ((rows, f"while r0 + {rows} <= rows:"), (1, "while r0 < rows:")):
         lines += [
             f"    {head}",
