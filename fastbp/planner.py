@@ -135,6 +135,13 @@ LOOP_BUDGET_S = 2.0
 # the loop kernel's training, one core.
 SINGLE_RUN_BUDGET_S = 20.0
 
+# Compiling the loop kernel itself (once per host: 10-11 s on the development machine)
+# against compiling the kernels it would stand in for (one-run kernels: 2.5-3.5 s in the
+# vector form, 5-8 s in the single-run form): where it is not cached yet and no run needs
+# it anyway, it takes over only the kernels whose compiling would cost more.
+LOOP_KERNEL_COMPILE_S = 10.0
+KERNEL_COMPILE_S = {"single-run": 6.0}  # by form; others 3.0
+
 
 def loop_budget_s() -> float:
     """FASTBP_LOOP_BUDGET_S as seconds (default LOOP_BUDGET_S); LoopBudgetError if bad."""
@@ -167,7 +174,9 @@ def cheap_on_loops(runs, budget_s: float) -> frozenset:
     """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
     loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
     trajectory trained once; SINGLE_RUN_BUDGET_S for a kernel in the single-run form,
-    which saves little over it; 0: none): for these, compiling costs more than it saves."""
+    which saves little over it; 0: none): for these, compiling costs more than it saves.
+    None where the loop kernel is not cached, no run needs it otherwise, and compiling it
+    would cost more than compiling theirs (LOOP_KERNEL_COMPILE_S)."""
     cold = {
         key: run for key, run in uncached(runs).items() if key != "loops" and key[0] != "measure"
     }
@@ -186,6 +195,10 @@ def cheap_on_loops(runs, budget_s: float) -> frozenset:
         single = kernel_of(run, 1).form == "single-run"
         if seconds < (max(budget_s, SINGLE_RUN_BUDGET_S) if single else budget_s):
             cheap.add(key)
+    if cheap and not kernels.is_cached() and all(generated(run) for run in runs):
+        spared = sum(KERNEL_COMPILE_S.get(kernel_of(cold[key], 1).form, 3.0) for key in cheap)
+        if spared < LOOP_KERNEL_COMPILE_S:
+            return frozenset()  # compiling the loop kernel would cost more than theirs
     return frozenset(cheap)
 
 

@@ -505,11 +505,15 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
         np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
 
 
-def test_wide_networks_compile_their_own_kernel_only_where_it_repays_it():
+def test_wide_networks_compile_their_own_kernel_only_where_it_repays_it(monkeypatch):
     """A kernel of the single-run form (wider than a vector) is little faster than the
     loop kernel, whose tiles are the same: its runs take the loop kernel up to
-    SINGLE_RUN_BUDGET_S of training; a small network's kernel pays from LOOP_BUDGET_S."""
+    SINGLE_RUN_BUDGET_S of training; a small network's kernel pays from LOOP_BUDGET_S.
+    Where the loop kernel itself is not compiled yet, it takes over only kernels whose
+    compiling would cost more than its own."""
     from fastbp import planner
+
+    monkeypatch.setattr(planner.kernels, "is_cached", lambda: True)
     from fastbp.train import kernel_key, kernel_of
 
     data = fastbp.Data(np.eye(7)[[0] * 100], np.ones((100, 5)))
@@ -531,10 +535,19 @@ def test_wide_networks_compile_their_own_kernel_only_where_it_repays_it():
         assert (kernel_key(runs[0]) in planner.cheap_on_loops(runs, budget)) == cheap
         assert not planner.cheap_on_loops(runs, 0.0)  # FASTBP_LOOP_BUDGET_S=0: compile all
 
+    monkeypatch.setattr(planner.kernels, "is_cached", lambda: False)
+    for run, widths in [(small, (2, 3)), (wide, (41, 43))]:  # two kernels: 6 s, or 12 s
+        runs = [
+            r for w in widths for r in runs_taking(replace(run, layers=(7, w, run.layers[-1])), 1.0)
+        ]
+        cheap = planner.cheap_on_loops(runs, budget)
+        assert len(cheap) == (2 if run is wide else 0), cheap
+
 
 def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
     from fastbp.planner import uncached
 
+    train(RunConfig(steps=1), engine="loops")  # the loop kernel compiled (else they compile)
     spec = tmp_path / "small.toml"
     spec.write_text(  # architectures no other test compiles a kernel for
         '[sweep]\nname = "small"\n[base]\nsteps = 60\nlog_every = 20\n'
