@@ -36,8 +36,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
+    Locator,
+    LogFormatter,
     LogLocator,
     MaxNLocator,
+    NullFormatter,
     NullLocator,
     PercentFormatter,
 )
@@ -1491,8 +1494,84 @@ def _save_png(fig, path, dpi):
     with fast compression (the default level, 6, takes a third of the time)."""
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
+    placed = _measure_less(fig)
     canvas.draw()  # the layout, then the pixels
+    if any(ax.yaxis.offsetText.get_visible() and ax.yaxis.offsetText.get_text() for ax in placed):
+        for ax in placed:  # an offset text over the axes ("1e-5") may push its title up
+            ax._autotitlepos = True
+        canvas.draw()
     imsave(path, canvas.buffer_rgba(), format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+
+
+def _measure_less(fig) -> list:
+    """Spare matplotlib work that cannot change the pixels, and give back the axes whose
+    titles it no longer places. The constrained layout measures every axes twice before
+    the drawing; each time, matplotlib works out each axis's ticks once for the axis and
+    again for each of its spines, makes a tick for every value its locator gives, in view
+    or not (a log axis gets a decade or two more on each side), and measures the y axis
+    again for each title. So here:
+
+    - an axis makes ticks only for the values in its view, where that leaves its labels
+      as they are (InView);
+    - a spine is left out of the measurements where its side has no ticks, or has tick
+      labels (they reach further out than the ticks, and are measured with the axis);
+    - a title stays at the top of its axes, where matplotlib puts it where nothing of the
+      x axis is on top. It would be raised over a y offset text ("1e-5"), known only once
+      drawn: the caller then draws again with the titles placed as before.
+
+    The pixels are the same (tests/test_plots.py); drawing takes about a sixth less time."""
+    placed = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            locator, formatter = axis.get_major_locator(), axis.get_major_formatter()
+            if isinstance(formatter, InView.FORMATTERS) and not isinstance(locator, InView):
+                axis.set_major_locator(InView(locator))  # shared axes share it
+        sides = {**ax.xaxis.get_tick_params(), **ax.yaxis.get_tick_params()}
+        for side, spine in ax.spines.items():
+            default = side in ("left", "bottom")
+            if not sides.get(side, default) or sides.get(f"label{side}", default):
+                spine.set_in_layout(False)
+        on_top = sides.get("top") or sides.get("labeltop") or ax.xaxis.get_label_position() == "top"
+        if not on_top and not ax.child_axes and getattr(ax, "_autotitlepos", None) is not False:
+            ax._autotitlepos = False  # as set_title(..., y=1.0) does, without resetting the font
+            for title in (ax.title, ax._left_title, ax._right_title):
+                title.set_y(1.0)
+            placed.append(ax)
+    return placed
+
+
+class InView(Locator):
+    """Another locator's tick values, only those in the axis's view: matplotlib makes a
+    tick (two lines, two texts) for each value a locator gives, and draws those in view.
+    Only for axes whose labels do not depend on the values out of view: a
+    ScalarFormatter's digits follow the range of all of them, a FixedFormatter labels
+    the ticks by their place in the list."""
+
+    # Label a value by the value and the view only (fastbp's own FuncFormatters, and
+    # set_ticks(..., labels)'s, ignore the tick's place).
+    FORMATTERS = (FuncFormatter, LogFormatter, NullFormatter, PercentFormatter)
+
+    def __init__(self, base: Locator):
+        self.base = base
+
+    def set_axis(self, axis):
+        super().set_axis(axis)
+        self.base.set_axis(axis)
+
+    def __call__(self):
+        values = np.asarray(self.base(), dtype=float)
+        low, high = sorted(self.axis.get_view_interval())
+        slack = 1e-10 * max(abs(low), abs(high))  # as matplotlib's own test of "in view"
+        return values[(values >= low - slack) & (values <= high + slack)]
+
+    def tick_values(self, vmin, vmax):
+        return self.base.tick_values(vmin, vmax)
+
+    def nonsingular(self, v0, v1):
+        return self.base.nonsingular(v0, v1)
+
+    def view_limits(self, vmin, vmax):
+        return self.base.view_limits(vmin, vmax)
 
 
 __all__ = ["FIGURES", "Colours", "Skip", "write_figures", *FIGURES]

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.figure import Figure
 from matplotlib.text import Text
 from sweep_tables import SHAPES, sweep_results
 
@@ -499,13 +500,36 @@ def test_figures_drawn_side_by_side_use_one_blas_thread_each(sweep_dir, tmp_path
     assert after == before, done.stdout  # as the process had them
 
 
-def test_a_png_holds_the_pixels_savefig_would_write(shapes, tmp_path):
+def same_pixels(make, tmp_path) -> bool:
+    """Whether _save_png writes what savefig writes for the figure ``make()`` draws: the
+    same pixels, in one drawing instead of two, and measuring less (_measure_less)."""
     from PIL import Image
 
-    plot.heatmap(shapes["one seed"]).savefig(tmp_path / "savefig.png", dpi=90)
-    plot._save_png(plot.heatmap(shapes["one seed"]), tmp_path / "ours.png", dpi=90)
+    make().savefig(tmp_path / "savefig.png", dpi=90)
+    plot._save_png(make(), tmp_path / "ours.png", dpi=90)
     theirs, ours = (np.asarray(Image.open(tmp_path / f)) for f in ("savefig.png", "ours.png"))
-    assert theirs.shape == ours.shape and (theirs == ours).all()
+    return theirs.shape == ours.shape and bool((theirs == ours).all())
+
+
+def test_a_png_holds_the_pixels_savefig_would_write(shapes, tmp_path):
+    """Every figure of panels side by side: shared y axes, legends, colour bars."""
+    results, drawn = shapes["architectures x activations"], 0
+    for name, draw in plot.FIGURES.items():
+        if draw_or_skip(draw, results) is not None:
+            assert same_pixels(lambda draw=draw: draw(results), tmp_path), name
+            drawn += 1
+    assert drawn >= 7
+
+
+def test_a_title_over_a_y_offset_text_is_raised_as_savefig_raises_it(tmp_path):
+    def make():
+        fig = Figure(figsize=(3, 2.5), layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot([1e-7, 3e-7])  # the y axis reads "1e-7" over its top left corner
+        ax.set_title("a title as wide as its axes, or wider")
+        return fig
+
+    assert same_pixels(make, tmp_path)
 
 
 def test_plot_command_notes_skipped_figures(tmp_path):
