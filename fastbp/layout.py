@@ -325,6 +325,8 @@ def check_field(name: str, field) -> None:
 
 def swept_of(results) -> list[str]:
     """The swept fields of a Results, in the order its spec gave them."""
+    if hasattr(results, "varied_fields"):
+        return list(results.varied_fields)  # worked out once
     return swept(results.runs, getattr(results, "swept", None))
 
 
@@ -376,12 +378,13 @@ def _shared(runs, field) -> str | None:
     if field not in OWN_FIELDS:
         value = runs[field].iloc[0]
         return None if value is None else f"{field}={fmt(field, value)}"
-    has = runs.loc[runs[field].notna()]
-    if has.empty:
+    values = runs[field]
+    has = values.notna()
+    if not has.any():
         return None
-    if len(has) == len(runs) and has[field].nunique() == 1:
-        return f"{field}={fmt(field, has[field].iloc[0])}"
-    owners = has.groupby(field)[OWNER[field]].unique()
+    if has.all() and values.nunique() == 1:
+        return f"{field}={fmt(field, values.iloc[0])}"
+    owners = runs[OWNER[field]][has].groupby(values[has]).unique()  # two columns, not all
     return f"{field}=" + ", ".join(
         f"{fmt(field, value)} ({', '.join(sorted(map(str, names)))})"
         for value, names in owners.items()

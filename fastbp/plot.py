@@ -964,7 +964,7 @@ def shown_runs(results) -> list[tuple[str, pd.Series]]:
     setting (fastbp.ranking's rule), and of the best setting without biases where bias
     is swept and both kinds trained."""
     runs = results.runs
-    table = ranking.settings(runs, results.swept, results.threshold)
+    table = results.settings()
     by_id = runs.set_index("run_id")
     trained = table[table["diverged"] < table["runs"]]  # a setting with a finite run
     picks = [("best setting, median seed", trained.iloc[0])]
@@ -1098,7 +1098,7 @@ def generalisation(results, colour=None) -> Figure:
     ok = ~runs["diverged"].to_numpy(bool) & runs[held_col].notna().to_numpy()
     r = roles(results, colour, panels=(), max_panels=1)
     colours = Colours(runs, r.colour)
-    table = ranking.settings(runs, results.swept, results.threshold)
+    table = results.settings()
     top = table.head(GENERALISATION_SETTINGS)
     fields = ranking.setting_fields(runs, results.swept)
     names, mids, lows, highs = [], [], [], []
@@ -1407,6 +1407,8 @@ def write_figures(
     if can_fork() and cores() > 1:
         global _JOB
         _JOB = job  # inherited by the forked workers, never pickled
+        if hasattr(results, "varied_fields"):  # asked by most figures: worked out once
+            results.varied_fields, results.settings()
         try:
             # concurrent.futures, not multiprocessing.Pool: a worker that dies is an error
             # here (BrokenProcessPool), where a Pool waits for it for ever. One figure a

@@ -344,7 +344,7 @@ class Page:
         spec_file = directory / "spec.toml"
         spec = spec_file.read_text(errors="replace") if spec_file.is_file() else None
         n_div = int(runs["diverged"].sum())
-        ranked = ranking.settings(runs, order, threshold)
+        ranked = results.settings()
         self.head = [
             f"<h1>{_e(self.name)}</h1>",
             f"<p class='meta'>{_e(_meta_line(runs, meta, threshold))}</p>",

@@ -15,7 +15,7 @@ import operator
 import os
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,9 +140,24 @@ class Results:
     def settings(self) -> pd.DataFrame:
         """One row per setting (a configuration without its seed), best first, with the
         statistics that rank it and its median seed's run_id: see fastbp.ranking."""
+        return self._ranked.copy()
+
+    # Worked out once for the figures and the report (the tables are not changed once
+    # loaded); python -m fastbp.plot works them out before its workers fork.
+
+    @cached_property
+    def _ranked(self) -> pd.DataFrame:
         from fastbp.ranking import settings
 
         return settings(self.runs, self.swept, self.threshold)
+
+    @cached_property
+    def varied_fields(self) -> tuple[str, ...]:
+        """The RunConfig fields taking more than one value in ``runs``, in the spec's
+        order: see fastbp.layout.swept."""
+        from fastbp.layout import swept
+
+        return tuple(swept(self.runs, self.swept))
 
     def run_params(self, run_id: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """The final [(W, b), ...] of one run, W of shape (fan_in, fan_out)."""

@@ -18,7 +18,7 @@ from matplotlib.text import Text
 from sweep_tables import SHAPES, sweep_results
 
 from fastbp import importance, load_results, plot, ranking
-from fastbp.layout import roles, scale
+from fastbp.layout import roles, scale, swept
 from fastbp.report import _interval as report_interval
 from fastbp.report import best_line, summarize, summary_tables, write_report
 from fastbp.results import Results
@@ -695,6 +695,16 @@ def test_runs_of_different_losses_compare_by_accuracy_and_show_validation(shapes
     assert {"median_accuracy", "median_val_loss", "median_val_accuracy"} <= set(
         tables["optimizer"].columns
     )
+
+
+def test_a_results_ranks_its_settings_once_and_hands_out_copies(shapes):
+    results = shapes["random search"]
+    first = results.settings()
+    expected = ranking.settings(results.runs, results.swept, results.threshold)
+    pd.testing.assert_frame_equal(first, expected)
+    first.loc[:, "runs"] = -1  # a caller's changes stay its own
+    pd.testing.assert_frame_equal(results.settings(), expected)
+    assert results.varied_fields == tuple(swept(results.runs, results.swept))
 
 
 def test_the_best_line_picks_the_lowest_median_over_seeds_and_skips_diverged_runs():
