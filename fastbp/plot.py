@@ -1515,6 +1515,7 @@ def _measure_less(fig) -> list:
 
     - an axis makes ticks only for the values in its view, where that leaves its labels
       as they are (InView);
+    - an axis without a label does not work out where it would go;
     - a spine is left out of the measurements where its side has no ticks, or has tick
       labels (they reach further out than the ticks, and are measured with the axis);
     - a title stays at the top of its axes, where matplotlib puts it where nothing of the
@@ -1528,6 +1529,8 @@ def _measure_less(fig) -> list:
             locator, formatter = axis.get_major_locator(), axis.get_major_formatter()
             if isinstance(formatter, InView.FORMATTERS) and not isinstance(locator, InView):
                 axis.set_major_locator(InView(locator))  # shared axes share it
+            if not axis.label.get_text():  # no label to place beyond the tick labels
+                axis.set_label_coords(0.5, 0.5)
         sides = {**ax.xaxis.get_tick_params(), **ax.yaxis.get_tick_params()}
         for side, spine in ax.spines.items():
             default = side in ("left", "bottom")
