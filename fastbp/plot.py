@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection, PolyCollection
@@ -1469,6 +1469,12 @@ def _draw_share(names, job):
         return [(name, _draw_one(name, *job)) for name in names]
 
 
+# How the figure files are drawn. Text hinted by FreeType's autohinter: matplotlib's
+# look up to 3.10 (3.11 changed its default), and in 3.11 about an eighth less time
+# to draw every figure of lr_grid or random_search (its text is drawn glyph by glyph).
+DRAWING = {"text.hinting": "force_autohint"}
+
+
 def _draw_one(name, results, out, fmt, dpi):
     try:
         fig = FIGURES[name](results)
@@ -1480,10 +1486,11 @@ def _draw_one(name, results, out, fmt, dpi):
         return Failed(f"{type(err).__name__}: {err}")
     path = out / f"{name}.{fmt}"
     try:
-        if fmt == "png":
-            _save_png(fig, path, dpi)
-        else:
-            fig.savefig(path, dpi=dpi)
+        with rc_context(DRAWING):
+            if fmt == "png":
+                _save_png(fig, path, dpi)
+            else:
+                fig.savefig(path, dpi=dpi)
     except OSError as err:  # a full disk, a folder taken away
         return Failed(f"cannot be written to {path}: {err.strerror or err}")
     return path

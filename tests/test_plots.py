@@ -521,6 +521,24 @@ def test_a_png_holds_the_pixels_savefig_would_write(shapes, tmp_path):
     assert drawn >= 7
 
 
+def test_figure_files_hint_their_text_as_matplotlib_did_up_to_3_10(shapes, tmp_path, monkeypatch):
+    import matplotlib
+
+    before, hinting, save = matplotlib.rcParams["text.hinting"], [], plot._save_png
+
+    def recorded(*args):
+        hinting.append(matplotlib.rcParams["text.hinting"])
+        save(*args)
+
+    monkeypatch.setattr(plot, "_save_png", recorded)
+    assert (
+        plot._draw_one("heatmap", shapes["one seed"], tmp_path, "png", 90)
+        == tmp_path / "heatmap.png"
+    )
+    assert hinting == ["force_autohint"]
+    assert matplotlib.rcParams["text.hinting"] == before  # the user's own settings stay
+
+
 def test_a_title_over_a_y_offset_text_is_raised_as_savefig_raises_it(tmp_path):
     def make():
         fig = Figure(figsize=(3, 2.5), layout="constrained")
