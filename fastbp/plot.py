@@ -317,6 +317,13 @@ def _step_text(v, _=None) -> str:
     return f"{v:g}"
 
 
+def _whole_numbers(axis, most, **kw):
+    """At most ``most`` ticks on whole numbers (rows or columns of a matrix), labelled as
+    matplotlib's default would, by their value alone (no ticks made out of view)."""
+    axis.set_major_locator(MaxNLocator(most, integer=True, **kw))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def _log_y(ax, values) -> bool:
     finite = values[np.isfinite(values)]
     if len(finite) and finite.min() > 0:
@@ -1030,8 +1037,8 @@ def learned_params(results, x=None) -> Figure:
                         color="white" if abs(v) > 0.6 * vmax else "black",
                         in_layout=False)  # fmt: skip
         ax.set_xlabel("output unit")
-        for axis, count in ((ax.xaxis, Y.shape[1]), (ax.yaxis, Y.shape[0])):  # whole units
-            axis.set_major_locator(MaxNLocator(min(count, 9), integer=True, min_n_ticks=1))
+        for axis, count in ((ax.xaxis, Y.shape[1]), (ax.yaxis, Y.shape[0])):
+            _whole_numbers(axis, min(count, 9), min_n_ticks=1)
         X = inputs[k - 1]
         if X.shape[1] <= 4 and len(X) <= 16:  # few short inputs (xor, parity): show them
             ax.set_yticks(range(len(X)), [" ".join(f"{v:g}" for v in x) for x in X])
@@ -1339,7 +1346,7 @@ def _code(results, config, X, layers, act, heading) -> Figure:
     for j in np.flatnonzero(dead):
         ax.get_xticklabels()[j].set_color("crimson")
     ax.set_ylabel("input sample")
-    ax.yaxis.set_major_locator(MaxNLocator(min(len(X), 16), integer=True))
+    _whole_numbers(ax.yaxis, min(len(X), 16))
     narrowest = ", the narrowest" if len(hidden) > 1 else ""
     code_word = ": the code" if config.dataset == "encoder" else ""
     ax.set_xlabel(f"hidden unit, layer {at + 1} of {len(hidden)} ({units} units"
