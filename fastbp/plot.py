@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
 import tempfile
 import textwrap
@@ -64,7 +65,7 @@ from fastbp.layout import (
     subtitle,
     swept_of,
 )
-from fastbp.system import can_fork, collector_paused, cores, die_with_parent
+from fastbp.system import can_fork, collector_paused, die_with_parent
 
 # Okabe-Ito, colour-blind safe, for up to 7 values; a 12-colour set for up to 12.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -1411,7 +1412,11 @@ def write_figures(
     names = list(FIGURES)
     job, outcomes = (results, out, fmt, dpi), None
     waiting = [meanwhile] if meanwhile else []  # called once, however the figures are drawn
-    if can_fork() and cores() > 1:
+    # The cores this process may run on. (fastbp.system.cores() also reads a container's
+    # CPU quota, but imports joblib: 40 ms of python -m fastbp.plot. Where a quota allows
+    # one core, two workers take as long as one.)
+    side_by_side = len(os.sched_getaffinity(0)) if can_fork() else 1  # fork: Linux only
+    if side_by_side > 1:
         global _JOB
         _JOB = job  # inherited by the forked workers, never pickled
         if hasattr(results, "varied_fields"):  # asked by most figures: worked out once
@@ -1425,7 +1430,9 @@ def write_figures(
             context = multiprocessing.get_context("fork")
             with (
                 threadpool_limits(limits=1, user_api="blas"),
-                ProcessPoolExecutor(min(len(names), cores()), context, die_with_parent) as pool,
+                ProcessPoolExecutor(
+                    min(len(names), side_by_side), context, die_with_parent
+                ) as pool,
             ):
                 drawn = pool.map(_draw_named, sorted(names, key=COST.get, reverse=True))
                 while waiting:
