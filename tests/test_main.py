@@ -1,5 +1,6 @@
 """``python -m fastbp``: one run from the command line; bad values get one line and exit 2."""
 
+import os
 import subprocess
 import sys
 
@@ -80,13 +81,16 @@ def test_every_command_says_its_version(command):
 
 
 def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path):
-    # `python -m fastbp.sweep SPEC --dry-run | head -2`: the plan of many runs, cut short
+    # `python -m fastbp.sweep SPEC --dry-run | head -0`: the reader is gone before the
+    # plan's first line. (Reading a line first, as head -2 does, left a race: the plan of
+    # 5 runs fits the pipe, and could all be written before the reader closed it.)
     spec = tmp_path / "many.toml"
     spec.write_text('[sweep]\nname = "many"\n[grid]\nseed = { range = [0, 3000] }\n')
+    read_end, write_end = os.pipe()
     proc = subprocess.Popen([sys.executable, "-m", "fastbp.sweep", str(spec), "--dry-run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    proc.stdout.readline()
-    proc.stdout.close()  # as head does after its lines
+                            stdout=write_end, stderr=subprocess.PIPE)  # fmt: skip
+    os.close(write_end)
+    os.close(read_end)  # long before Python has started in the child and printed
     with proc.stderr:
         err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141  # as a process stopped by SIGPIPE
