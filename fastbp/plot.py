@@ -1463,11 +1463,12 @@ class Failed(str):
     back no exception object, which might not survive pickling."""
 
 
-# Milliseconds each figure took to draw for lr_grid: the longest are handed out first.
-COST = {"learned_params": 400, "loss_curves": 330, "accuracy_curves": 300,
-        "val_loss_curves": 300, "val_accuracy_curves": 300,
-        "steps_to_threshold": 250, "final_loss": 200, "heatmap": 140,
-        "generalisation": 200, "what_matters": 100, "inside_run": 250}  # fmt: skip
+# Milliseconds each figure took to draw in a worker (lr_grid, random_search, schedules;
+# 2026-12-04): the longest are handed out first, the shortest even out the end.
+COST = {"loss_curves": 350, "learned_params": 340, "val_loss_curves": 300,
+        "val_accuracy_curves": 300, "accuracy_curves": 290, "steps_to_threshold": 270,
+        "final_loss": 230, "generalisation": 200, "heatmap": 160, "inside_run": 135,
+        "what_matters": 110}  # fmt: skip
 _JOB = None
 
 
