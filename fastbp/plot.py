@@ -1544,7 +1544,10 @@ def _measure_less(fig) -> list:
       x axis is on top. It would be raised over a y offset text ("1e-5"), known only once
       drawn: the caller then draws again with the titles placed as before.
 
-    The pixels are the same (tests/test_plots.py); drawing takes about a sixth less time."""
+    The figures are the same. Their pixels are, for every figure of the test shapes and
+    of eight example sweeps (tests/test_plots.py). A spine can reach one rounding beyond
+    its axes, though: on one 2-D data set's inside_run, axes 1e-13 of the figure apart
+    gave 297 pixels that differ by 2 of 255. Drawing takes about a sixth less time."""
     placed = []
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
