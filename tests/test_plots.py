@@ -507,7 +507,9 @@ def same_pixels(make, tmp_path) -> bool:
 
     make().savefig(tmp_path / "savefig.png", dpi=90)
     plot._save_png(make(), tmp_path / "ours.png", dpi=90)
-    theirs, ours = (np.asarray(Image.open(tmp_path / f)) for f in ("savefig.png", "ours.png"))
+    theirs, ours = (
+        np.asarray(Image.open(tmp_path / f).convert("RGBA")) for f in ("savefig.png", "ours.png")
+    )
     return theirs.shape == ours.shape and bool((theirs == ours).all())
 
 
@@ -519,6 +521,25 @@ def test_a_png_holds_the_pixels_savefig_would_write(shapes, tmp_path):
             assert same_pixels(lambda draw=draw: draw(results), tmp_path), name
             drawn += 1
     assert drawn >= 7
+
+
+@pytest.mark.parametrize("facecolor", ["white", (1, 1, 1, 0.5), "none"])
+def test_a_png_file_keeps_what_savefig_writes_and_its_alpha_only_if_used(facecolor, tmp_path):
+    """fastbp.png writes an opaque figure without its alpha channel (the same pixels), a
+    figure with any transparency with it; the resolution and the Software note as savefig."""
+    from PIL import Image
+
+    def make():
+        fig = Figure(figsize=(2.2, 1.6), layout="constrained", facecolor=facecolor)
+        ax = fig.add_subplot()
+        ax.plot([0, 1, 4], color=(0.2, 0.4, 0.8, 0.6))
+        ax.set_title("title")
+        return fig
+
+    assert same_pixels(make, tmp_path)
+    with Image.open(tmp_path / "savefig.png") as theirs, Image.open(tmp_path / "ours.png") as ours:
+        assert ours.mode == ("RGB" if facecolor == "white" else "RGBA")
+        assert ours.info == theirs.info and ours.info["Software"].startswith("Matplotlib")
 
 
 def test_figure_files_hint_their_text_as_matplotlib_did_up_to_3_10(shapes, tmp_path, monkeypatch):

@@ -36,6 +36,7 @@ LAYERS = {
         "ranking",
         "importance",
         "plot",
+        "png",
         "explore",
         "report",
     ],
