@@ -28,7 +28,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps, rc_context
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize, to_rgba
@@ -37,17 +36,14 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
-    Locator,
-    LogFormatter,
     LogLocator,
     MaxNLocator,
-    NullFormatter,
     NullLocator,
     PercentFormatter,
 )
 from threadpoolctl import threadpool_limits
 
-from fastbp import cli, ranking
+from fastbp import cli, drawing, ranking
 from fastbp.config import parse_layers
 from fastbp.layout import (
     PANEL_BINS,
@@ -65,7 +61,6 @@ from fastbp.layout import (
     subtitle,
     swept_of,
 )
-from fastbp.png import write_png
 from fastbp.system import can_fork, collector_paused, die_with_parent
 
 # Okabe-Ito, colour-blind safe, for up to 7 values; a 12-colour set for up to 12.
@@ -1485,12 +1480,6 @@ def _draw_share(names, job):
         return [(name, _draw_one(name, *job)) for name in names]
 
 
-# How the figure files are drawn. Text hinted by FreeType's autohinter: matplotlib's
-# look up to 3.10 (3.11 changed its default), and in 3.11 about an eighth less time
-# to draw every figure of lr_grid or random_search (its text is drawn glyph by glyph).
-DRAWING = {"text.hinting": "force_autohint"}
-
-
 def _draw_one(name, results, out, fmt, dpi):
     try:
         fig = FIGURES[name](results)
@@ -1502,152 +1491,14 @@ def _draw_one(name, results, out, fmt, dpi):
         return Failed(f"{type(err).__name__}: {err}")
     path = out / f"{name}.{fmt}"
     try:
-        with rc_context(DRAWING):
+        with rc_context(drawing.DRAWING):
             if fmt == "png":
-                _save_png(fig, path, dpi)
+                drawing.save_png(fig, path, dpi)
             else:
                 fig.savefig(path, dpi=dpi)
     except OSError as err:  # a full disk, a folder taken away
         return Failed(f"cannot be written to {path}: {err.strerror or err}")
     return path
-
-
-def _save_png(fig, path, dpi):
-    """What ``fig.savefig(path, dpi=dpi)`` writes, pixel for pixel, in one drawing of the
-    figure where savefig makes two (a constrained layout has it draw the whole figure once
-    without output, to place the axes, then again to the file: about an eighth of the time), and
-    written by fastbp.png (Pillow takes twice as long)."""
-    fig.set_dpi(dpi)
-    canvas = FigureCanvasAgg(fig)
-    placed = _measure_less(fig)
-    canvas.draw()  # the layout, then the pixels
-    if any(ax.yaxis.offsetText.get_visible() and ax.yaxis.offsetText.get_text() for ax in placed):
-        for ax in placed:  # an offset text over the axes ("1e-5") may push its title up
-            ax._autotitlepos = True
-        canvas.draw()
-    software = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/"
-    write_png(path, np.asarray(canvas.buffer_rgba()), dpi, {"Software": software})
-
-
-def _measure_less(fig) -> list:
-    """Spare matplotlib work that cannot change the pixels, and give back the axes whose
-    titles it no longer places. The constrained layout measures every axes twice before
-    the drawing; each time, matplotlib works out each axis's ticks once for the axis and
-    again for each of its spines, makes a tick for every value its locator gives, in view
-    or not (a log axis gets a decade or two more on each side), and measures the y axis
-    again for each title. So here:
-
-    - an axis makes ticks only for the values in its view, where that leaves its labels
-      as they are (InView);
-    - an axis without a label does not work out where it would go;
-    - a spine is left out of the measurements where its side has no ticks, or has tick
-      labels (they reach further out than the ticks, and are measured with the axis);
-    - a title stays at the top of its axes, where matplotlib puts it where nothing of the
-      x axis is on top. It would be raised over a y offset text ("1e-5"), known only once
-      drawn: the caller then draws again with the titles placed as before.
-
-    The figures are the same. Their pixels are, for every figure of the test shapes and
-    of eight example sweeps (tests/test_plots.py). A spine can reach one rounding beyond
-    its axes, though: on one 2-D data set's inside_run, axes 1e-13 of the figure apart
-    gave 297 pixels that differ by 2 of 255. Drawing takes about a sixth less time."""
-    placed = []
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            _ticks_once(axis)
-            locator, formatter = axis.get_major_locator(), axis.get_major_formatter()
-            if isinstance(formatter, InView.FORMATTERS) and not isinstance(locator, InView):
-                axis.set_major_locator(InView(locator))  # shared axes share it
-            if not axis.label.get_text():  # no label to place beyond the tick labels
-                axis.set_label_coords(0.5, 0.5)
-        sides = {**ax.xaxis.get_tick_params(), **ax.yaxis.get_tick_params()}
-        for side, spine in ax.spines.items():
-            default = side in ("left", "bottom")
-            if not sides.get(side, default) or sides.get(f"label{side}", default):
-                spine.set_in_layout(False)
-        on_top = sides.get("top") or sides.get("labeltop") or ax.xaxis.get_label_position() == "top"
-        if not on_top and not ax.child_axes and getattr(ax, "_autotitlepos", None) is not False:
-            ax._autotitlepos = False  # as set_title(..., y=1.0) does, without resetting the font
-            for title in (ax.title, ax._left_title, ax._right_title):
-                title.set_y(1.0)
-            placed.append(ax)
-    return placed
-
-
-def _ticks_once(axis) -> None:
-    """Within one measuring or drawing of this axis, work out its ticks and their labels'
-    extents once. Each is asked for up to three times: for the axis, again to place its
-    label, and again for the label's spine (matplotlib's Axis.get_tightbbox and draw);
-    nothing changes the ticks in between."""
-    update = getattr(axis, "_update_ticks", None)
-    extents = getattr(axis, "_get_ticklabel_bboxes", None)
-    if update is None or extents is None:  # another matplotlib: leave it as it is
-        return
-    known, depth = {}, [0]
-
-    def ticks():
-        if not depth[0]:
-            return update()
-        if "ticks" not in known:
-            known["ticks"] = update()
-        return known["ticks"]
-
-    def boxes(ticks, renderer):
-        if not depth[0]:
-            return extents(ticks, renderer)
-        key = (*map(id, ticks), id(renderer))
-        if key not in known:
-            known[key] = extents(ticks, renderer)
-        first, second = known[key]
-        return list(first), list(second)
-
-    def once(method):
-        def within(*args, **kwargs):
-            depth[0] += 1
-            try:
-                return method(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if not depth[0]:
-                    known.clear()
-
-        return within
-
-    axis._update_ticks, axis._get_ticklabel_bboxes = ticks, boxes
-    axis.get_tightbbox, axis.draw = once(axis.get_tightbbox), once(axis.draw)
-
-
-class InView(Locator):
-    """Another locator's tick values, only those in the axis's view: matplotlib makes a
-    tick (two lines, two texts) for each value a locator gives, and draws those in view.
-    Only for axes whose labels do not depend on the values out of view: a
-    ScalarFormatter's digits follow the range of all of them, a FixedFormatter labels
-    the ticks by their place in the list."""
-
-    # Label a value by the value and the view only (fastbp's own FuncFormatters, and
-    # set_ticks(..., labels)'s, ignore the tick's place).
-    FORMATTERS = (FuncFormatter, LogFormatter, NullFormatter, PercentFormatter)
-
-    def __init__(self, base: Locator):
-        self.base = base
-
-    def set_axis(self, axis):
-        super().set_axis(axis)
-        self.base.set_axis(axis)
-
-    def __call__(self):
-        values = np.asarray(self.base(), dtype=float)
-        low, high = sorted(self.axis.get_view_interval())
-        slack = 1e-10 * max(abs(low), abs(high))  # as matplotlib's own test of "in view"
-        return values[(values >= low - slack) & (values <= high + slack)]
-
-    def tick_values(self, vmin, vmax):
-        return self.base.tick_values(vmin, vmax)
-
-    def nonsingular(self, v0, v1):
-        return self.base.nonsingular(v0, v1)
-
-    def view_limits(self, vmin, vmax):
-        return self.base.view_limits(vmin, vmax)
 
 
 __all__ = ["FIGURES", "Colours", "Skip", "write_figures", *FIGURES]

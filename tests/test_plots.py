@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from sweep_tables import SHAPES, sweep_results
 
-from fastbp import importance, load_results, plot, ranking
+from fastbp import drawing, importance, load_results, plot, ranking
 from fastbp.layout import roles, scale, swept
 from fastbp.report import _interval as report_interval
 from fastbp.report import best_line, summarize, summary_tables, write_report
@@ -501,12 +501,13 @@ def test_figures_drawn_side_by_side_use_one_blas_thread_each(sweep_dir, tmp_path
 
 
 def same_pixels(make, tmp_path) -> bool:
-    """Whether _save_png writes what savefig writes for the figure ``make()`` draws: the
-    same pixels, in one drawing instead of two, and measuring less (_measure_less)."""
+    """Whether drawing.save_png writes what savefig writes for the figure ``make()`` draws:
+    the same pixels, in one drawing instead of two, measuring less (measure_less), and
+    under matplotlib 3.11 with its text drawn by drawing.Canvas."""
     from PIL import Image
 
     make().savefig(tmp_path / "savefig.png", dpi=90)
-    plot._save_png(make(), tmp_path / "ours.png", dpi=90)
+    drawing.save_png(make(), tmp_path / "ours.png", dpi=90)
     theirs, ours = (
         np.asarray(Image.open(tmp_path / f).convert("RGBA")) for f in ("savefig.png", "ours.png")
     )
@@ -545,13 +546,13 @@ def test_a_png_file_keeps_what_savefig_writes_and_its_alpha_only_if_used(facecol
 def test_figure_files_hint_their_text_as_matplotlib_did_up_to_3_10(shapes, tmp_path, monkeypatch):
     import matplotlib
 
-    before, hinting, save = matplotlib.rcParams["text.hinting"], [], plot._save_png
+    before, hinting, save = matplotlib.rcParams["text.hinting"], [], drawing.save_png
 
     def recorded(*args):
         hinting.append(matplotlib.rcParams["text.hinting"])
         save(*args)
 
-    monkeypatch.setattr(plot, "_save_png", recorded)
+    monkeypatch.setattr(drawing, "save_png", recorded)
     assert (
         plot._draw_one("heatmap", shapes["one seed"], tmp_path, "png", 90)
         == tmp_path / "heatmap.png"
@@ -569,6 +570,53 @@ def test_a_title_over_a_y_offset_text_is_raised_as_savefig_raises_it(tmp_path):
         return fig
 
     assert same_pixels(make, tmp_path)
+
+
+def test_text_is_drawn_with_the_pixels_savefig_draws(tmp_path):
+    """Text at every angle and position within a pixel, plain and mathtext, of several
+    sizes, weights and families, with and without antialiasing; each string twice (its
+    glyphs are then rendered once: drawing.Canvas under matplotlib 3.11)."""
+    rng = np.random.default_rng(0)
+
+    def make(seed):
+        fig = Figure(figsize=(3.1, 2.3), layout="constrained")
+        ax = fig.add_subplot()
+        ax.set_xlabel("learning rate (lr)")
+        ax.set_ylabel("final loss ≤ 0.07", rotation=30)
+        ax.set_title(r"$\alpha = 10^{-3}$ and plain", fontsize=7.5)
+        pick = np.random.default_rng(seed)
+        for k in range(24):
+            ax.text(pick.random(), pick.random(), ["0.0625", "Wq gy", "10k"][k % 3],
+                    rotation=pick.choice([0, 90, 33.3, -12]), fontsize=5 + k % 7,
+                    fontweight=["normal", "bold"][k % 2], antialiased=k % 5 != 0,
+                    family=["DejaVu Sans", "DejaVu Serif", "monospace"][k % 3])  # fmt: skip
+        return fig
+
+    for seed in rng.integers(1_000, size=3):
+        assert same_pixels(lambda seed=seed: make(seed), tmp_path), seed
+
+
+def test_a_glyph_drawn_again_a_whole_number_of_pixels_away_keeps_its_pixels(tmp_path):
+    """The same string at places a whole number of pixels apart (the same position within
+    a pixel), turned, or without antialiasing: each is drawn as savefig draws it."""
+    from matplotlib.transforms import IdentityTransform
+
+    def make():
+        fig = Figure(figsize=(3.1, 2.3))
+        for i, angle in enumerate([0, 0, 90, 33.3, 0, 90]):
+            for j, smooth in enumerate([True, False, True]):
+                fig.text(20 + 40 * i + 0.37, 30 + 60 * j + 0.61, "0.0625", rotation=angle,
+                         antialiased=smooth, transform=IdentityTransform(), fontsize=8,
+                         ha="left", va="baseline", rotation_mode="anchor")  # fmt: skip
+        return fig
+
+    assert same_pixels(make, tmp_path)
+
+
+def test_text_is_drawn_glyph_by_glyph_here_only_under_matplotlib_3_11():
+    import matplotlib
+
+    assert drawing.GLYPH_BY_GLYPH == matplotlib.__version__.startswith("3.11.")
 
 
 def test_plot_command_notes_skipped_figures(tmp_path):

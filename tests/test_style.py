@@ -36,6 +36,7 @@ LAYERS = {
         "ranking",
         "importance",
         "plot",
+        "drawing",
         "png",
         "explore",
         "report",
