@@ -221,9 +221,8 @@ class _Renderer(RendererAgg):
 
         font, flags = self._prepare_font(prop), get_hinting_flag()
         size = prop.get_size_in_points()
-        features = mtext.get_fontfeatures() if mtext is not None else None
-        language = mtext.get_language() if mtext is not None else None
-        features = tuple(features) if features is not None else None
+        features = mtext.get_fontfeatures() if mtext is not None else None  # tuples, as
+        language = mtext.get_language() if mtext is not None else None  # Text keeps them
         key = (font, size, self.dpi, s, flags, features, language)
         glyphs = _LAYOUTS.get(key)
         if glyphs is None:

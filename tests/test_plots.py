@@ -590,6 +590,9 @@ def test_text_is_drawn_with_the_pixels_savefig_draws(tmp_path):
                     rotation=pick.choice([0, 90, 33.3, -12]), fontsize=5 + k % 7,
                     fontweight=["normal", "bold"][k % 2], antialiased=k % 5 != 0,
                     family=["DejaVu Sans", "DejaVu Serif", "monospace"][k % 3])  # fmt: skip
+        if hasattr(Text, "set_language"):  # matplotlib 3.11: OpenType features, languages
+            ax.text(0.1, 0.2, "fin office", fontfeatures=["-liga"],
+                    language=[("en", 0, 3), ("fr", 4, 10)])  # fmt: skip
         return fig
 
     for seed in rng.integers(1_000, size=3):
