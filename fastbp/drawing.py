@@ -190,9 +190,10 @@ GLYPH_BY_GLYPH = _glyph_by_glyph()
 # What the text of fastbp's figures needs, kept for the process (each figure has its own
 # renderer, and matplotlib's own caches are per renderer): a string's glyphs and their
 # places, its extent, and each glyph's pixels at each position within a pixel (1/64ths).
-# Emptied when they grow past KEPT entries.
+# Each emptied when it grows past its bound: a few MB (every figure of random_search
+# needs 194 strings and 2,923 glyphs at their positions).
 _LAYOUTS, _EXTENTS, _GLYPHS = {}, {}, {}
-KEPT = 50_000
+STRINGS_KEPT, GLYPHS_KEPT = 5_000, 20_000
 
 
 class _Renderer(RendererAgg):
@@ -211,7 +212,7 @@ class _Renderer(RendererAgg):
         extent = _EXTENTS.get(key)
         if extent is None:
             extent = _EXTENTS[key] = super().get_text_width_height_descent(s, prop, ismath)
-            _bounded(_EXTENTS)
+            _bounded(_EXTENTS, STRINGS_KEPT)
         return extent
 
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
@@ -228,7 +229,7 @@ class _Renderer(RendererAgg):
         if glyphs is None:
             laid = font._layout(s, flags=flags, features=features, language=language)
             glyphs = _LAYOUTS[key] = [(g.ft_object, g.glyph_index, g.x, g.y) for g in laid]
-            _bounded(_LAYOUTS)
+            _bounded(_LAYOUTS, STRINGS_KEPT)
         # As RendererAgg._draw_text_glyphs_and_boxes places them (no slant, no extension).
         cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         matrix = (0x10000 * np.array([[cos, -sin], [sin, cos]])).round().astype(int)
@@ -251,15 +252,15 @@ class _Renderer(RendererAgg):
                 if mode is RenderMode.MONO:
                     pixels *= 0xFF
                 glyph = _GLYPHS[at] = (pixels, bitmap.left, bitmap.top)
-                _bounded(_GLYPHS)
+                _bounded(_GLYPHS, GLYPHS_KEPT)
             pixels, left, top = glyph
             self._renderer.draw_text_image(  # y downwards, to the bitmap's bottom
                 pixels, left + whole_x, int(height) - (top + whole_y) + pixels.shape[0], 0, gc
             )
 
 
-def _bounded(kept: dict) -> None:
-    if len(kept) > KEPT:
+def _bounded(kept: dict, most: int) -> None:
+    if len(kept) > most:
         kept.clear()
 
 

@@ -616,6 +616,16 @@ def test_a_glyph_drawn_again_a_whole_number_of_pixels_away_keeps_its_pixels(tmp_
     assert same_pixels(make, tmp_path)
 
 
+def test_the_text_kept_for_the_process_stays_within_its_bounds(shapes, tmp_path, monkeypatch):
+    """Kept glyphs and strings are dropped once past their bounds, the pixels the same."""
+    monkeypatch.setattr(drawing, "GLYPHS_KEPT", 40)
+    monkeypatch.setattr(drawing, "STRINGS_KEPT", 6)
+    results = shapes["architectures x activations"]
+    assert same_pixels(lambda: plot.final_loss(results), tmp_path)
+    assert len(drawing._GLYPHS) <= 40 and len(drawing._LAYOUTS) <= 6
+    assert len(drawing._EXTENTS) <= 6
+
+
 def test_text_is_drawn_glyph_by_glyph_here_only_under_matplotlib_3_11():
     import matplotlib
 
