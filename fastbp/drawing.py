@@ -235,17 +235,13 @@ class _Renderer(RendererAgg):
         matrix = (0x10000 * np.array([[cos, -sin], [sin, cos]])).round().astype(int)
         turn = tuple(matrix.ravel())
         mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
-        sized = font  # _prepare_font set its size
         x, y, height = float(x), float(y), float(self.height)  # not NumPy's: round() is faster
         for ft, index, dx, dy in glyphs:  # dy is upwards, and so is FreeType's y
             whole_x, part_x = divmod(round(0x40 * (x + dx * cos - dy * sin)), 0x40)
             whole_y, part_y = divmod(round(0x40 * (height - y + dx * sin + dy * cos)), 0x40)
             at = (ft, size, self.dpi, index, turn, part_x, part_y, flags, mode)
             glyph = _GLYPHS.get(at)
-            if glyph is None:
-                if ft is not sized:
-                    ft.set_size(size, self.dpi)
-                    sized = ft
+            if glyph is None:  # _prepare_font sized the font and its fallback fonts
                 ft._set_transform(matrix, [part_x, part_y])
                 bitmap = ft._render_glyph(index, flags, mode)
                 pixels = bitmap.buffer

@@ -590,6 +590,9 @@ def test_text_is_drawn_with_the_pixels_savefig_draws(tmp_path):
                     rotation=pick.choice([0, 90, 33.3, -12]), fontsize=5 + k % 7,
                     fontweight=["normal", "bold"][k % 2], antialiased=k % 5 != 0,
                     family=["DejaVu Sans", "DejaVu Serif", "monospace"][k % 3])  # fmt: skip
+        for size, y in ((14, 0.3), (8, 0.5), (14, 0.7)):  # ≤, → and α: the second font's
+            ax.text(0.3 + y / 7, y, "loss ≤ 0.07 → α" if size > 8 else "≤ → α",
+                    family=["cmr10", "DejaVu Sans"], fontsize=size)  # fmt: skip
         if hasattr(Text, "set_language"):  # matplotlib 3.11: OpenType features, languages
             ax.text(0.1, 0.2, "fin office", fontfeatures=["-liga"],
                     language=[("en", 0, 3), ("fr", 4, 10)])  # fmt: skip
@@ -618,6 +621,8 @@ def test_a_glyph_drawn_again_a_whole_number_of_pixels_away_keeps_its_pixels(tmp_
 
 def test_the_text_kept_for_the_process_stays_within_its_bounds(shapes, tmp_path, monkeypatch):
     """Kept glyphs and strings are dropped once past their bounds, the pixels the same."""
+    for kept in ("_GLYPHS", "_LAYOUTS", "_EXTENTS"):  # none kept yet
+        monkeypatch.setattr(drawing, kept, {})
     monkeypatch.setattr(drawing, "GLYPHS_KEPT", 40)
     monkeypatch.setattr(drawing, "STRINGS_KEPT", 6)
     results = shapes["architectures x activations"]
