@@ -208,8 +208,8 @@ def summarize(runs, order=None, threshold=None) -> str:
                   "over their seeds):", top_settings(runs, order, threshold, ranked)]  # fmt: skip
     matters = what_matters_line(runs, order, threshold)
     lines += ["", matters] if matters else []
-    note = threshold_note(runs, threshold)
-    lines += ["", note] if note else []
+    for note in (threshold_note(runs, threshold), one_seed_note(ranked)):
+        lines += ["", note] if note else []
     return "\n".join([*lines, "", best_line(runs, order, threshold, ranked)]).lstrip("\n")
 
 
@@ -223,6 +223,17 @@ def threshold_note(runs, threshold) -> str:
             "runs (loss_floor: no network of their shape does better), so none of them can "
             "reach it, however trained; a threshold relative to each run's floor, threshold "
             "= { above_floor = 0.005 }, asks how close each came to its own")  # fmt: skip
+
+
+def one_seed_note(ranked) -> str:
+    """Where every setting (a row of ranking.settings) ran once: that the best is one run,
+    and how to know how sure ('' where some setting ran more than once, or there is one)."""
+    if len(ranked) < 2 or (ranked["runs"] > 1).any():
+        return ""
+    return ("note: every setting ran once (one seed), so the best is one run: a good setting "
+            "cannot be told from a lucky seed. The tables by field pool neighbouring settings; "
+            "to rank settings over seeds, sweep the seed too (seed = [0, 1, 2] in [grid], "
+            "beside a [random] section or in the grid)")  # fmt: skip
 
 
 # --- report.html ---
@@ -358,7 +369,8 @@ class Page:
             f"<p class='best'>{_e(best_line(runs, order, threshold, ranked))}</p>",
             f"<p class='note'>{_e(ranking.rule(runs, threshold))}</p>",
             *(f"<p class='note'>{_e(note)}</p>"
-              for note in (stopped_text(runs, meta), threshold_note(runs, threshold)) if note),
+              for note in (stopped_text(runs, meta), threshold_note(runs, threshold),
+                           one_seed_note(ranked)) if note),
         ]  # fmt: skip
         for field, table in summary_tables(runs, order, threshold):
             self.head.append(f"<h3>{_e('by ' + label(field) if field else 'all runs')}</h3>")

@@ -380,6 +380,15 @@ def test_summary_tables_stay_short_and_readable(shapes):
     assert numbers and all(len(n.replace(".", "").lstrip("0")) <= 3 for n in numbers), line
 
 
+def test_a_sweep_whose_settings_ran_once_says_so_and_how_to_know_more(shapes, tmp_path):
+    once, seeded = shapes["random search"], shapes["dense lr grid"]
+    printed = summarize(once.runs, once.swept, once.threshold)
+    assert "every setting ran once (one seed)" in printed and "seed = [0, 1, 2]" in printed
+    assert "ran once" not in summarize(seeded.runs, seeded.swept, seeded.threshold)
+    page = write_report(tmp_path, once, [], tmp_path / "plots").read_text()
+    assert "every setting ran once (one seed)" in page
+
+
 def test_report_is_one_page_with_everything_embedded(shapes, tmp_path):
     results = shapes["one seed"]
     written = plot.write_figures(results, tmp_path / "plots", note=lambda _: None)
