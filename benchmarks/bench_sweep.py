@@ -5,7 +5,8 @@ sweeps off that path: sweeps/architectures.toml with empty caches, and 50,000 sh
 (trained, rerun with everything saved, --dry-run); successive halving against the full
 grid on sweeps/optimizers.toml and sweeps/lr_dense.toml; first, a fresh process's start-up.
 With --figures-only: the figures and report of lr_grid and of each sweep in the gallery
-(docs/gallery.py), against the sweep's own warm training time.
+(docs/gallery.py), against the sweep's own warm training time, with the CPU time they take
+(the process and the workers it forks: steadier than the wall time on a shared machine).
 
     python benchmarks/bench_sweep.py [--repeats N] [--no-architectures] [--startup-only]
                                      [--halving-only] [--figures-only]
@@ -52,25 +53,30 @@ SPEC = HERE.parent / "sweeps" / "lr_grid.toml"
 DENSE = HERE.parent / "sweeps" / "lr_dense.toml"
 ARCHITECTURES = HERE.parent / "sweeps" / "architectures.toml"
 DRAW = """
-import sys, time
+import resource, sys, time
 from pathlib import Path
 import fastbp.layout, fastbp.plot, fastbp.report, fastbp.results
-start = time.perf_counter()
+def cpu():  # this process's and its finished children's (the drawing workers'), user + system
+    return sum(getattr(resource.getrusage(who), part) for part in ("ru_utime", "ru_stime")
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+start, cpu_start = time.perf_counter(), cpu()
 fastbp.plot.draw(Path(sys.argv[1]), Path(sys.argv[2]))
-print(time.perf_counter() - start, file=sys.stderr)
+print(time.perf_counter() - start, cpu() - cpu_start, file=sys.stderr)
 """
 
 
-def draw_seconds(results: Path, out: Path) -> float:
-    """Seconds to draw a sweep's figures and report, imports excluded, in a fresh process."""
+def draw_seconds(results: Path, out: Path) -> tuple[float, float]:
+    """Seconds to draw a sweep's figures and report, imports excluded, in a fresh process:
+    (wall, CPU of the process and of the workers it forks)."""
     cmd = [sys.executable, "-c", DRAW, str(results), str(out)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE.parent)
-    return float(done.stderr.strip().splitlines()[-1])
+    wall, cpu = done.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 def time_figures(results: Path, out: Path, repeats: int) -> dict:
     """Median and least seconds of ``repeats`` drawings of one sweep's figures and report."""
-    times = [draw_seconds(results, out / str(k)) for k in range(repeats)]
+    times = [draw_seconds(results, out / str(k))[0] for k in range(repeats)]
     return {"draw_s": statistics.median(times), "draw_s_min": min(times), "repeats": repeats}
 
 
@@ -102,14 +108,15 @@ def figures_against_training(tmp: Path, repeats: int) -> dict:
             times[name].append(draw_seconds(tmp / f"{name} 1", tmp / f"{name} figures" / str(k)))
     cases = {}
     for name in names:
-        meta, drawn = trained[name], times[name]
+        meta, (drawn, cpu) = trained[name], zip(*times[name], strict=True)
         goal, median = max(1.0, meta["parallel_wall_s"]), statistics.median(drawn)
         cases[name] = {"runs": meta["runs"], "train_s": meta["parallel_wall_s"],
-                       "draw_s": median, "draw_s_min": min(drawn), "repeats": repeats,
-                       "goal_s": goal, "within": median <= goal}  # fmt: skip
+                       "draw_s": median, "draw_s_min": min(drawn), "cpu_s": statistics.median(cpu),
+                       "repeats": repeats, "goal_s": goal, "within": median <= goal}  # fmt: skip
         c = cases[name]
         print(f"{name:<16}{c['runs']:>7,}{c['train_s']:>9.2f}{c['draw_s']:>10.2f}"
-              f"{c['draw_s_min']:>8.2f}{goal:>8.2f}  {'yes' if c['within'] else 'no'}")  # fmt: skip
+              f"{c['draw_s_min']:>8.2f}{c['cpu_s']:>8.2f}{goal:>8.2f}  "
+              f"{'yes' if c['within'] else 'no'}")  # fmt: skip
     return cases
 
 
@@ -367,7 +374,7 @@ def main():
         from bench_step import machine
 
         print(f"{'sweep':<16}{'runs':>7}{'train s':>9}{'figures s':>10}{'min s':>8}"
-              f"{'goal s':>8}  within")  # fmt: skip
+              f"{'CPU s':>8}{'goal s':>8}  within")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             cases = figures_against_training(Path(tmp), args.repeats)
         (HERE / "results").mkdir(exist_ok=True)
