@@ -12,7 +12,11 @@ savefig draws, pixel for pixel.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
+import os
 
 import matplotlib
 import numpy as np
@@ -26,6 +30,7 @@ from matplotlib.ticker import (
 )
 
 from fastbp.png import write_png
+from fastbp.system import cache_dir, write_text_atomic
 
 # How fastbp's figure files are drawn (rc_context). Text hinted by FreeType's autohinter:
 # matplotlib's look up to 3.10 (3.11 changed its default), and in 3.11 about an eighth
@@ -193,7 +198,14 @@ GLYPH_BY_GLYPH = _glyph_by_glyph()
 # Each emptied when it grows past its bound: a few MB (every figure of random_search
 # needs 194 strings and 2,923 glyphs at their positions).
 _LAYOUTS, _EXTENTS, _GLYPHS = {}, {}, {}
-STRINGS_KEPT, GLYPHS_KEPT = 5_000, 20_000
+STRINGS_KEPT, GLYPHS_KEPT = 3_000, 20_000
+# The layouts and extents of strings set in their font alone (no fallback font) are also
+# kept between processes, in a file in fastbp's cache per matplotlib and FreeType version,
+# keyed by the font file (its path, size and time) and all else they depend on: a
+# drawing's workers start with what the drawings before them laid out (for random_search
+# about 0.15 s of CPU a worker, most of it the same tick labels and axis labels).
+_STORED, _NEW = {}, {}  # key: [glyph, x, y, glyph, x, y, ...] or [width, height, descent]
+_LOADED = []  # whether this process has read the file
 
 
 class _Renderer(RendererAgg):
@@ -208,10 +220,17 @@ class _Renderer(RendererAgg):
     def get_text_width_height_descent(self, s, prop, ismath):
         if ismath:
             return super().get_text_width_height_descent(s, prop, ismath)
-        key = (self._prepare_font(prop), prop.get_size_in_points(), self.dpi, s, get_hinting_flag())
+        font, size, flags = self._prepare_font(prop), prop.get_size_in_points(), get_hinting_flag()
+        key = (font, size, self.dpi, s, flags)
         extent = _EXTENTS.get(key)
         if extent is None:
-            extent = _EXTENTS[key] = super().get_text_width_height_descent(s, prop, ismath)
+            stored = _stored_key("extent", font, s, size, self.dpi, flags.value)
+            extent = _STORED.get(stored)
+            if extent is None:
+                extent = super().get_text_width_height_descent(s, prop, ismath)
+                if stored:
+                    _NEW[stored] = list(extent)
+            _EXTENTS[key] = extent = tuple(extent)
             _bounded(_EXTENTS, STRINGS_KEPT)
         return extent
 
@@ -227,8 +246,16 @@ class _Renderer(RendererAgg):
         key = (font, size, self.dpi, s, flags, features, language)
         glyphs = _LAYOUTS.get(key)
         if glyphs is None:
-            laid = font._layout(s, flags=flags, features=features, language=language)
-            glyphs = _LAYOUTS[key] = [(g.ft_object, g.glyph_index, g.x, g.y) for g in laid]
+            stored = _stored_key("layout", font, s, size, self.dpi, flags.value, features, language)
+            if stored in _STORED:  # glyph, x, y, glyph, x, y, ...
+                places = _STORED[stored]
+                glyphs = [(font, *places[k : k + 3]) for k in range(0, len(places), 3)]
+            else:
+                laid = font._layout(s, flags=flags, features=features, language=language)
+                glyphs = [(g.ft_object, g.glyph_index, g.x, g.y) for g in laid]
+                if stored and all(g.ft_object.fname == font.fname for g in laid):
+                    _NEW[stored] = [v for _, *place in glyphs for v in place]
+            _LAYOUTS[key] = glyphs
             _bounded(_LAYOUTS, STRINGS_KEPT)
         # As RendererAgg._draw_text_glyphs_and_boxes places them (no slant, no extension).
         cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
@@ -260,10 +287,95 @@ def _bounded(kept: dict, most: int) -> None:
         kept.clear()
 
 
+def _stored_key(kind, font, s, *rest) -> str | None:
+    """The key of a string's layout or extent in the stored file; None where a character
+    of it is not in the font itself (a fallback font's glyph: not stored)."""
+    if not all(font.get_char_index(ord(c), _fallback=False) for c in s):
+        return None
+    mark = _font_mark(font.fname, font.face_index)
+    return json.dumps([kind, mark, matplotlib.rcParams["text.kerning_factor"], s, *rest])
+
+
+@functools.cache
+def _font_mark(path, face) -> str:
+    """A font file, by its path, face, size and time (hashed): another file there is
+    another font."""
+    try:
+        stat = os.stat(path)
+        mark = f"{path}|{face}|{stat.st_size}|{stat.st_mtime_ns}"
+    except OSError:
+        mark = f"{path}|{face}"
+    return hashlib.sha256(mark.encode()).hexdigest()[:16]
+
+
+def _stored_file():
+    from matplotlib import ft2font
+
+    name = f"text-{matplotlib.__version__}-{ft2font.__freetype_version__}.json"
+    return cache_dir() / name
+
+
+def _read_stored() -> dict:
+    """The stored layouts and extents that have the shape of one ({} where there is no file,
+    or it cannot be read)."""
+    try:
+        stored = json.loads(_stored_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+
+    def shaped(key, value):  # an extent: 3 numbers; a layout: 3 for each glyph
+        extent = key.startswith('["extent"')
+        return (isinstance(value, list) and (len(value) == 3 if extent else len(value) % 3 == 0)
+                and all(isinstance(v, (int, float)) for v in value))  # fmt: skip
+
+    return {key: value for key, value in stored.items() if shaped(key, value)}
+
+
+def load_stored_text() -> None:
+    """Read the stored layouts and extents, once per process."""
+    if not _LOADED:
+        _LOADED.append(True)
+        _STORED.update(_read_stored())
+
+
+def new_text() -> dict:
+    """The layouts and extents this process worked out that the stored file lacks, handed
+    over (a worker's, for the process that forked it to store: :func:`keep_text`)."""
+    new = dict(_NEW)
+    _NEW.clear()
+    return new
+
+
+def keep_text(new: dict) -> None:
+    """Add another process's :func:`new_text` to what :func:`save_stored_text` stores."""
+    _NEW.update(new)
+
+
+def save_stored_text() -> None:
+    """Add the layouts and extents worked out here (and handed over by workers) to the
+    stored file, merged with what another process may have stored since (the newest
+    STRINGS_KEPT kept). Nothing to do once the file has them all; where it cannot be
+    written, they are kept for this process only."""
+    if not _NEW:
+        return
+    stored = {**_read_stored(), **_NEW}
+    stored = dict(list(stored.items())[-STRINGS_KEPT:])
+    try:
+        _stored_file().parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(_stored_file(), json.dumps(stored, separators=(",", ":")))
+    except OSError:
+        pass
+    _STORED.update(_NEW)
+    _NEW.clear()
+
+
 class Canvas(FigureCanvasAgg):
     """FigureCanvasAgg, drawing with :class:`_Renderer` (matplotlib 3.11 only)."""
 
     def get_renderer(self):
+        load_stored_text()
         w, h = self.get_width_height(physical=True)
         key = w, h, self.figure.dpi
         if self._lastKey != key:  # as FigureCanvasAgg.get_renderer

@@ -1433,7 +1433,10 @@ def write_figures(
                 drawn = pool.map(_draw_named, sorted(names, key=COST.get, reverse=True))
                 while waiting:
                     waiting.pop()()
-                outcomes = dict(drawn)
+                every = list(drawn)  # all of them, or BrokenProcessPool before any is kept
+                outcomes = {name: outcome for name, outcome, _ in every}
+                for _, _, text in every:
+                    drawing.keep_text(text)
         except BrokenProcessPool:  # killed, out of memory: one at a time, in this process
             pass
         finally:
@@ -1442,6 +1445,7 @@ def write_figures(
         waiting.pop()()
     if outcomes is None:
         outcomes = dict(_draw_share(names, job))
+    drawing.save_stored_text()  # the strings' layouts, for the next drawing's workers
     written = []
     for name in names:
         outcome = outcomes[name]
@@ -1469,9 +1473,10 @@ _JOB = None
 
 
 def _draw_named(name):
-    """(name, what _draw_one gives) for one figure of the job the worker inherited."""
+    """(name, what _draw_one gives, the text layouts it worked out) for one figure of the
+    job the worker inherited."""
     with collector_paused():
-        return name, _draw_one(name, *_JOB)
+        return name, _draw_one(name, *_JOB), drawing.new_text()
 
 
 def _draw_share(names, job):

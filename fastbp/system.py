@@ -34,6 +34,16 @@ def write_atomic(path, write: Callable[[Path], object]) -> None:
         tmp.unlink(missing_ok=True)  # left only where writing failed
 
 
+def cache_dir() -> Path:
+    """fastbp's cache on this machine (kernels, calibration, text layouts):
+    $FASTBP_KERNEL_DIR, else the user's cache directory."""
+    if os.environ.get("FASTBP_KERNEL_DIR"):
+        return Path(os.environ["FASTBP_KERNEL_DIR"])
+    from platformdirs import user_cache_dir  # ~/.cache (or $XDG_CACHE_HOME) on Linux
+
+    return Path(user_cache_dir("fastbp", appauthor=False)) / "kernels"
+
+
 def write_text_atomic(path, text: str) -> None:
     """:func:`write_atomic` for text (UTF-8)."""
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

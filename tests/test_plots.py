@@ -640,6 +640,43 @@ def test_the_text_kept_for_the_process_stays_within_its_bounds(shapes, tmp_path,
     assert len(drawing._EXTENTS) <= 6
 
 
+def fresh_process(drawing, monkeypatch) -> None:
+    """drawing as a new process has it: nothing kept, the stored file not read yet."""
+    for kept in ("_GLYPHS", "_LAYOUTS", "_EXTENTS", "_STORED", "_NEW"):
+        monkeypatch.setattr(drawing, kept, {})
+    monkeypatch.setattr(drawing, "_LOADED", [])
+
+
+def test_text_laid_out_once_is_stored_for_the_next_process(shapes, tmp_path, monkeypatch):
+    """The workers' text layouts and extents reach fastbp's cache; a new process draws
+    from them, with savefig's pixels, and works out nothing again."""
+    import json
+
+    monkeypatch.setenv("FASTBP_KERNEL_DIR", str(tmp_path / "cache"))
+    fresh_process(drawing, monkeypatch)
+    results = shapes["one seed"]
+    assert len(plot.write_figures(results, tmp_path / "a", note=lambda _: None)) == 8
+    stored = drawing._stored_file()
+    if not drawing.GLYPH_BY_GLYPH:  # matplotlib draws the text: nothing stored
+        assert not stored.exists()
+        return
+    assert len(json.loads(stored.read_text())) > 50
+    assert same_pixels(lambda: plot.final_loss(results), tmp_path)  # at another dpi
+    drawing.save_stored_text()
+    fresh_process(drawing, monkeypatch)
+    assert same_pixels(lambda: plot.final_loss(results), tmp_path)
+    assert drawing._LAYOUTS and drawing._EXTENTS and not drawing._NEW  # all from the file
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"[\\"layout\\"": [1, 2]}'])
+def test_a_damaged_store_of_text_is_left_aside(text, shapes, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTBP_KERNEL_DIR", str(tmp_path))
+    fresh_process(drawing, monkeypatch)
+    drawing._stored_file().write_text(text)
+    assert same_pixels(lambda: plot.heatmap(shapes["one seed"]), tmp_path)
+    assert not drawing._STORED
+
+
 def test_text_is_drawn_glyph_by_glyph_here_only_under_matplotlib_3_11():
     import matplotlib
 

@@ -35,7 +35,7 @@ import threading
 import types
 from pathlib import Path
 
-from fastbp.system import write_text_atomic
+from fastbp.system import cache_dir, write_text_atomic
 
 
 @functools.cache
@@ -178,11 +178,7 @@ def _remove_damaged(cache, err: Exception) -> None:
 
 def kernel_dir() -> Path:
     """Where generated kernels live: $FASTBP_KERNEL_DIR, else the user's cache directory."""
-    if os.environ.get("FASTBP_KERNEL_DIR"):
-        return Path(os.environ["FASTBP_KERNEL_DIR"])
-    from platformdirs import user_cache_dir  # ~/.cache (or $XDG_CACHE_HOME) on Linux
-
-    return Path(user_cache_dir("fastbp", appauthor=False)) / "kernels"
+    return cache_dir()
 
 
 def calibration_file() -> Path:
