@@ -20,6 +20,7 @@ import os
 
 import matplotlib
 import numpy as np
+from matplotlib import ft2font
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.ticker import (
     FuncFormatter,
@@ -30,7 +31,7 @@ from matplotlib.ticker import (
 )
 
 from fastbp.png import write_png
-from fastbp.system import cache_dir, write_text_atomic
+from fastbp.system import cache_dir, read_json_object, write_text_atomic
 
 # How fastbp's figure files are drawn (rc_context). Text hinted by FreeType's autohinter:
 # matplotlib's look up to 3.10 (3.11 changed its default), and in 3.11 about an eighth
@@ -179,8 +180,6 @@ class InView(Locator):
 def _glyph_by_glyph() -> bool:
     """Whether this matplotlib draws text as 3.11 does, in Python, glyph by glyph, with the
     methods :class:`Canvas` uses (3.12 is to draw it otherwise: matplotlib PR #32120)."""
-    from matplotlib import ft2font
-
     version = tuple(int(part) for part in matplotlib.__version__.split(".")[:2])
     methods = ("_layout", "_render_glyph", "_set_transform", "set_size")
     return (
@@ -237,8 +236,6 @@ class _Renderer(RendererAgg):
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
         if ismath:
             return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
-        from matplotlib.ft2font import RenderMode
-
         font, flags = self._prepare_font(prop), get_hinting_flag()
         size = prop.get_size_in_points()
         features = mtext.get_fontfeatures() if mtext is not None else None  # tuples, as
@@ -261,7 +258,7 @@ class _Renderer(RendererAgg):
         cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         matrix = (0x10000 * np.array([[cos, -sin], [sin, cos]])).round().astype(int)
         turn = tuple(matrix.ravel())
-        mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
+        mode = ft2font.RenderMode.NORMAL if gc.get_antialiased() else ft2font.RenderMode.MONO
         x, y, height = float(x), float(y), float(self.height)  # not NumPy's: round() is faster
         for ft, index, dx, dy in glyphs:  # dy is upwards, and so is FreeType's y
             whole_x, part_x = divmod(round(0x40 * (x + dx * cos - dy * sin)), 0x40)
@@ -272,7 +269,7 @@ class _Renderer(RendererAgg):
                 ft._set_transform(matrix, [part_x, part_y])
                 bitmap = ft._render_glyph(index, flags, mode)
                 pixels = bitmap.buffer
-                if mode is RenderMode.MONO:
+                if mode is ft2font.RenderMode.MONO:
                     pixels *= 0xFF
                 glyph = _GLYPHS[at] = (pixels, bitmap.left, bitmap.top)
                 _bounded(_GLYPHS, GLYPHS_KEPT)
@@ -309,8 +306,6 @@ def _font_mark(path, face) -> str:
 
 
 def _stored_file():
-    from matplotlib import ft2font
-
     name = f"text-{matplotlib.__version__}-{ft2font.__freetype_version__}.json"
     return cache_dir() / name
 
@@ -318,12 +313,7 @@ def _stored_file():
 def _read_stored() -> dict:
     """The stored layouts and extents that have the shape of one ({} where there is no file,
     or it cannot be read)."""
-    try:
-        stored = json.loads(_stored_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(stored, dict):
-        return {}
+    stored = read_json_object(_stored_file())
 
     def shaped(key, value):  # an extent: 3 numbers; a layout: 3 for each glyph
         extent = key.startswith('["extent"')

@@ -20,7 +20,7 @@ import pandas as pd
 from fastbp import explore, importance, ranking
 from fastbp.layout import TABLE_ROWS, describe, fmt, label, scale, swept
 from fastbp.metrics import METRICS, as_json, reached, unreachable
-from fastbp.system import cpu_name, write_text_atomic
+from fastbp.system import cpu_name, read_json_object, write_text_atomic
 
 BEST_ROWS = 10
 DIVERGED_ROWS = 50
@@ -350,7 +350,7 @@ class Page:
     def __init__(self, directory, results):
         directory = Path(directory)
         runs, order, threshold = results.runs, results.swept, results.threshold
-        meta = _read_json(directory / "meta.json")
+        meta = read_json_object(directory / "meta.json")
         self.name = meta.get("name") or directory.name
         spec_file = directory / "spec.toml"
         spec = spec_file.read_text(errors="replace") if spec_file.is_file() else None
@@ -452,15 +452,6 @@ def stopped_text(runs, meta) -> str:
 
 def _e(text) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _read_json(path: Path) -> dict:
-    """A JSON object from a file; {} where there is none (missing, damaged, not an object)."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _meta_line(runs, meta, threshold) -> str:

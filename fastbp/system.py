@@ -11,6 +11,7 @@ never part of one. Every file fastbp writes goes through :func:`write_atomic`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import sys
@@ -42,6 +43,15 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir  # ~/.cache (or $XDG_CACHE_HOME) on Linux
 
     return Path(user_cache_dir("fastbp", appauthor=False)) / "kernels"
+
+
+def read_json_object(path) -> dict:
+    """A JSON object from a file; {} where there is none (missing, damaged, not an object)."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def write_text_atomic(path, text: str) -> None:
