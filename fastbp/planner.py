@@ -9,6 +9,7 @@ plan: the kernels left to the loop kernel and the block sizes chosen on this hos
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import time
@@ -124,23 +125,17 @@ def uncached(runs, loops=frozenset(), measured=None) -> dict:
 
 
 # A sweep whose runs of an architecture the loop kernel trains in under
-# FASTBP_LOOP_BUDGET_S seconds (default 2; 0: always compile) leaves that architecture's
-# kernel uncompiled (cheap_on_loops).
-LOOP_BUDGET_S = 2.0
-
-# Where the architecture's own kernel would be the single-run form (networks wider than a
-# vector), it is little faster than the loop kernel, whose tiles are the same (one run,
-# 8-16-8 to the digits' 64-32-10: 0.9-1.3x on AVX-512, 1.3-2.2x on emulated AVX2, the
-# digits' mini-batches 1.0x): it repays its 5-8 s of compiling only past some 10-50 s of
-# the loop kernel's training, one core.
-SINGLE_RUN_BUDGET_S = 20.0
+# FASTBP_LOOP_BUDGET_S seconds on its workers (default 3, about what a kernel takes to
+# compile; 0: always compile) leaves that architecture's kernel uncompiled
+# (cheap_on_loops).
+LOOP_BUDGET_S = 3.0
 
 # Compiling the loop kernel itself (once per host: 10-11 s on the development machine)
-# against compiling the kernels it would stand in for (one-run kernels: 2.5-3.5 s in the
-# vector form, 5-8 s in the single-run form): where it is not cached yet and no run needs
-# it anyway, it takes over only the kernels whose compiling would cost more.
+# against compiling the kernels it would stand in for (one-run kernels, about 2-3 s each,
+# with Numba's machinery loaded): where it is not cached yet and no run needs it anyway,
+# it takes over only the kernels whose compiling would cost more.
 LOOP_KERNEL_COMPILE_S = 10.0
-KERNEL_COMPILE_S = {"single-run": 6.0}  # by form; others 3.0
+KERNEL_COMPILE_S = 3.0
 
 
 def loop_budget_s() -> float:
@@ -170,13 +165,16 @@ def check_settings() -> None:
     loop_budget_s()
 
 
-def cheap_on_loops(runs, budget_s: float) -> frozenset:
+def cheap_on_loops(runs, budget_s: float, workers: int = 1, step_s=None) -> frozenset:
     """The kernel keys of these runs whose kernel is not cached yet, and whose runs the
-    loop kernel trains in less than ``budget_s`` seconds (one core, runs sharing a
-    trajectory trained once; SINGLE_RUN_BUDGET_S for a kernel in the single-run form,
-    which saves little over it; 0: none): for these, compiling costs more than it saves.
-    None where the loop kernel is not cached, no run needs it otherwise, and compiling it
-    would cost more than compiling theirs (LOOP_KERNEL_COMPILE_S)."""
+    loop kernel trains in less than ``budget_s`` seconds on the sweep's ``workers`` (runs
+    sharing a trajectory trained once, a trajectory on one worker; 0: none), a step of a
+    run taking ``step_s(run)`` seconds there (default :func:`loop_step_s`: measured). A
+    new architecture then adds to a sweep at most the budget (the loop kernel's time,
+    part of which its own kernel would take too) or the compiling of its kernel, whatever
+    the loop kernel's speed against that kernel's on the host. None where the loop
+    kernel is not cached, no run needs it otherwise, and compiling it would cost more
+    than compiling theirs (LOOP_KERNEL_COMPILE_S)."""
     cold = {
         key: run for key, run in uncached(runs).items() if key != "loops" and key[0] != "measure"
     }
@@ -190,16 +188,43 @@ def cheap_on_loops(runs, budget_s: float) -> frozenset:
             families[family] = max(families.get(family, 0), run.steps)
     cheap = set()
     for key, families in longest.items():
-        run = cold[key]
-        seconds = loop_seconds(sum(families.values()), codegen.products(run.layers, run.n_samples))
-        single = kernel_of(run, 1).form == "single-run"
-        if seconds < (max(budget_s, SINGLE_RUN_BUDGET_S) if single else budget_s):
+        seconds = sum(families.values()) * (step_s or loop_step_s)(cold[key])
+        if seconds / max(1, min(workers, len(families))) < budget_s:
             cheap.add(key)
     if cheap and not kernels.is_cached() and all(generated(run) for run in runs):
-        spared = sum(KERNEL_COMPILE_S.get(kernel_of(cold[key], 1).form, 3.0) for key in cheap)
-        if spared < LOOP_KERNEL_COMPILE_S:
+        if KERNEL_COMPILE_S * len(cheap) < LOOP_KERNEL_COMPILE_S:
             return frozenset()  # compiling the loop kernel would cost more than theirs
     return frozenset(cheap)
+
+
+# The loop kernel's speed is measured on a run's own steps, about this long a call.
+MEASURE_S = 0.02
+
+
+def loop_step_s(run: RunConfig) -> float:
+    """Seconds a step of ``run`` takes in the loop kernel on this host: measured here on
+    the run's own steps where the loop kernel is cached (its loading, once per process,
+    not counted), as the time that k more steps add (best of two each; a call's own cost,
+    its data and buffers, left out); else :func:`loop_seconds`' model (measured against
+    it on the development machine: 0.7-0.8x on the 8-3-8 to 8-128-8, 0.4-0.5x on the
+    digits in full batch; 0.8x, or 1.3x on emulated AVX2, in mini-batches of 64)."""
+    model = loop_seconds(1, codegen.products(run.layers, run.n_samples))
+    if not kernels.is_cached():
+        return model
+    train(replace(run, steps=1, log_every=1), engine="loops")
+    k = max(1, min(100_000, int(MEASURE_S / model)))
+
+    def took(steps):
+        timed = replace(run, steps=steps, log_every=steps)
+        best = math.inf
+        for _ in range(2):
+            start = time.perf_counter()
+            train(timed, engine="loops")
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    short, long = took(k), took(2 * k)
+    return (long - short) / k if long > short else long / (2 * k)
 
 
 def compiled_here() -> int:

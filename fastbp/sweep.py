@@ -426,7 +426,7 @@ def _run_parallel(todo, backend, store, version, report, quiet):
         # trains quickly take it, blocks that would save less than their kernels' compiling
         # train one run at a time (FASTBP_LOOP_BUDGET_S=0 compiles them all).
         budget = loop_budget_s()
-        loops = cheap_on_loops(todo, budget)
+        loops = cheap_on_loops(todo, budget, backend.n_jobs)
         unpaid = blocks_unpaid(todo, loops) if budget > 0 else ()
         report.plan = Plan(loops=tuple(loops), unpaid=unpaid)
         before = compiled_here()

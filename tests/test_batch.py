@@ -279,7 +279,7 @@ def user_data(n_samples, n_in, n_out, classes=False, seed=0):
                 dtype="float32",
             ),
         ),
-        # products large enough for the tile functions everywhere
+        # long sums: many samples
         ((3, 17, 2), 301, dict(activation="relu", loss_fn="mse", optimizer="sgd")),
     ],
     ids=["bce-nesterov", "cross-entropy-adam-float32", "mse-sgd"],
@@ -294,9 +294,10 @@ def test_the_single_run_form_keeps_the_bits_at_users_sizes(layers, n_samples, se
         None, config.loss_fn, config.optimizer, bool(config.weight_decay),
     )  # fmt: skip
     assert kernel.form == "single-run"
-    # small products written out in the step (the first case), larger ones by calls
-    calls = "        tile_" in codegen._source(kernel)  # a call in the step, not a definition
-    assert calls == (layers != (13, 5, 11))
+    # the forward pass and the backpropagated errors finished from the tiles' sums, the
+    # weight gradients stored as summed
+    source = codegen._source(kernel)
+    assert "ts = vtile_sums(ws, ws, " in source and "vtile(ws, ws, ws, " in source
     assert_bits(train(config), train(config, engine="loops"))
     huge = replace(config, lr=1e4)  # huge losses (mse: diverges), where the loop kernel has them
     assert_bits(train(huge), train(huge, engine="loops"))

@@ -505,12 +505,12 @@ def test_new_kernels_compile_side_by_side_with_the_same_results(tmp_path):
         np.testing.assert_array_equal(curve["loss"].to_numpy(), direct.losses)
 
 
-def test_wide_networks_compile_their_own_kernel_only_where_it_repays_it(monkeypatch):
-    """A kernel of the single-run form (wider than a vector) is little faster than the
-    loop kernel, whose tiles are the same: its runs take the loop kernel up to
-    SINGLE_RUN_BUDGET_S of training; a small network's kernel pays from LOOP_BUDGET_S.
-    Where the loop kernel itself is not compiled yet, it takes over only kernels whose
-    compiling would cost more than its own."""
+def test_new_architectures_compile_their_own_kernel_only_where_it_repays_it(monkeypatch):
+    """A new architecture's runs take the loop kernel where it trains them in less than
+    LOOP_BUDGET_S, wide (the single-run form) or small alike: a new architecture adds at
+    most the budget or its kernel's compiling. Where the loop kernel itself is not
+    compiled yet, it takes over only kernels whose compiling would cost more than its
+    own."""
     from fastbp import planner
 
     monkeypatch.setattr(planner.kernels, "is_cached", lambda: True)
@@ -526,22 +526,55 @@ def test_wide_networks_compile_their_own_kernel_only_where_it_repays_it(monkeypa
         steps = int(seconds / planner.loop_seconds(1, products) / 10)
         return [replace(run, seed=s, steps=steps) for s in range(10)]
 
+    def cheap(runs, budget, workers=1):  # the model's speed, not this machine's
+        def model(run):
+            return planner.loop_seconds(1, planner.codegen.products(run.layers, run.n_samples))
+
+        return planner.cheap_on_loops(runs, budget, workers, step_s=model)
+
     budget = planner.LOOP_BUDGET_S
-    between = (budget + planner.SINGLE_RUN_BUDGET_S) / 2
-    for run, seconds, cheap in [(wide, between, True), (small, between, False),
-                                (wide, 1.5 * planner.SINGLE_RUN_BUDGET_S, False),
-                                (small, budget / 2, True)]:  # fmt: skip
+    cases = [(wide, budget / 2, True), (small, budget / 2, True), (wide, 2 * budget, False),
+             (small, 2 * budget, False)]  # fmt: skip
+    for run, seconds, on_loops in cases:
         runs = runs_taking(run, seconds)
-        assert (kernel_key(runs[0]) in planner.cheap_on_loops(runs, budget)) == cheap
-        assert not planner.cheap_on_loops(runs, 0.0)  # FASTBP_LOOP_BUDGET_S=0: compile all
+        assert (kernel_key(runs[0]) in cheap(runs, budget)) == on_loops
+        assert not cheap(runs, 0.0)  # FASTBP_LOOP_BUDGET_S=0: compile all
+    assert kernel_key(wide) in cheap(runs_taking(wide, 3 * budget), 4 * budget)
+    # on two workers, ten trajectories take half the time; one trajectory does not
+    runs = runs_taking(wide, 1.5 * budget)
+    assert cheap(runs, budget, workers=2) and not cheap(runs, budget, workers=1)
+    assert not cheap([replace(runs[0], steps=10 * runs[0].steps)], budget, workers=2)
 
     monkeypatch.setattr(planner.kernels, "is_cached", lambda: False)
-    for run, widths in [(small, (2, 3)), (wide, (41, 43))]:  # two kernels: 6 s, or 12 s
-        runs = [
-            r for w in widths for r in runs_taking(replace(run, layers=(7, w, run.layers[-1])), 1.0)
-        ]
-        cheap = planner.cheap_on_loops(runs, budget)
-        assert len(cheap) == (2 if run is wide else 0), cheap
+    for widths in [(2, 3), (41, 43), (41, 43, 45, 47)]:  # kernels costing 6 s, 6 s, 12 s
+        runs = [r for w in widths for r in runs_taking(replace(wide, layers=(7, w, 5)), 1.0)]
+        assert len(planner.cheap_on_loops(runs, budget)) == (4 if len(widths) == 4 else 0)
+
+
+def test_the_loop_kernels_speed_is_measured_on_the_runs_own_steps(monkeypatch):
+    """Where the loop kernel is cached, the planner times a few steps of the run itself in
+    it (here on a clock that a call moves by 5 ms and a step by 1 ms): what it finds is
+    the run's speed, a call's own cost left out, not the model's guess, which stands
+    where the loop kernel is not compiled yet."""
+    from fastbp import planner
+
+    clock, trained = [0.0], []
+
+    def fake_train(config, engine="auto"):  # a call costs 5 ms, and 1 ms a step
+        trained.append((config, engine))
+        clock[0] += 5e-3 + 1e-3 * config.steps
+
+    monkeypatch.setattr(planner, "train", fake_train)
+    monkeypatch.setattr(planner.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(planner.kernels, "is_cached", lambda: True)
+    run = RunConfig(layers=(8, 5, 8), steps=10_000, log_every=1000)
+    assert planner.loop_step_s(run) == pytest.approx(1e-3)
+    assert len(trained) == 5 and all(e == "loops" for _, e in trained)
+    assert all(replace(c, steps=run.steps, log_every=run.log_every) == run for c, _ in trained)
+
+    monkeypatch.setattr(planner.kernels, "is_cached", lambda: False)
+    model = planner.loop_seconds(1, planner.codegen.products(run.layers, run.n_samples))
+    assert planner.loop_step_s(run) == model and len(trained) == 5
 
 
 def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):

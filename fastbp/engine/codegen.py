@@ -306,7 +306,7 @@ def _write(
         "",
         "from fastbp.engine.intrinsics import div_by, fma, fma_chain, not_below, relu, sqrt, "
         "stack_align_64, where_positive, vadd, vcount_not_below, vdiv, vfma_chain, vload, vmul, "
-        "vrelu, vsqrt, vstore, vsub, vwhere_positive",
+        "vrelu, vsqrt, vstore, vsub, vtile, vtile_sums, vwhere_positive",
         "from fastbp.engine.kernel_cache import cached_njit",
         "",
         f"F = np.{dtype}",
@@ -369,7 +369,6 @@ def _write(
         "            if snap_steps[r, s] > t and (best < 0 or snap_steps[r, s] < best):",
         "                best = snap_steps[r, s]",
         "    return best",
-        *(_single_run_tiles(tile) if form == "single-run" else []),
         "",
     ]
     return "\n".join(out)
@@ -587,125 +586,68 @@ def _layout_single(layers, N, tile, n_state=0) -> dict:
 
 
 def tile_code(
-    n_rows, vectors, lanes, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, finish=None,
-    arrays=("ws", "ws", "ws"),
+    n_rows, vectors, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, finish=None,
+    arrays=("ws", "ws", "ws"), lanes=None,
 ):  # fmt: skip
     """Lines that set ws[out + r * ldo + c], for the rows r0 to r0 + n_rows and every
-    column c < columns (whole tiles of ``vectors`` vectors), to the sum over m < count,
-    ascending, of ws[a + m * lda + c] * ws[b + r * b_row + m * b_t], each product added
-    with one rounding onto a zero. A tile of n_rows rows by vectors of columns stays in
-    registers through the whole sum: every sum keeps the loop kernel's order, the tile
-    only chooses which sums run side by side. Arguments: code (names or numbers);
-    ``finish(sum, r, c)``: the lines that store a sum (a vector) of row r from column c
-    on, in place of storing it as it is. ``arrays``: the names of the arrays written, read
-    along the columns and read one value at a time, in place of ``ws``; ``lanes`` None:
-    the vectors are as wide as one register for the arrays' dtype (intrinsics.vzeros)."""
+    column c < columns (whole tiles of ``vectors`` vectors of one register), to the sum
+    over m < count, ascending, of ws[a + m * lda + c] * ws[b + r * b_row + m * b_t], each
+    product added with one rounding onto a zero (:func:`fastbp.engine.intrinsics.vtile`).
+    A tile of n_rows rows by vectors of columns stays in registers through the whole sum:
+    every sum keeps the loop kernel's order, the tile only chooses which sums run side by
+    side. Arguments: code (names or numbers); ``arrays``: the names of the arrays
+    written, read along the columns and read one value at a time, in place of ``ws``.
+
+    ``finish(sum, row, offset)``: the lines that store a sum (a vector) of the row
+    ``row`` (code) at ``offset`` in its block (code: r * ldo + c), in place of storing it
+    as it is at out + offset; with ``lanes``, the width of a vector (the dtype's register)."""
     o, x, y = arrays
-    sums = [[f"ts{q}_{u}" for u in range(vectors)] for q in range(n_rows)]
-    if lanes is None:  # the width of the dtype the code is compiled for
-        lines = ["zv = vzeros(" + x + ")", f"for tc in range(0, {columns}, {vectors} * len(zv)):"]
-        offsets = ["0"] + [f"{u} * len(zv)" for u in range(1, vectors)]
-        loads = [f"vload_like({x}, {a} + tm * {lda} + tc + {c}, zv)" for c in offsets]
-    else:
-        lines = [
-            f"zv = ({'F(0.0), ' * lanes})",
-            f"for tc in range(0, {columns}, {lanes * vectors}):",
-        ]
-        offsets = [str(u * lanes) for u in range(vectors)]
-        loads = [f"vload({x}, {a} + tm * {lda} + tc + {c}, {lanes})" for c in offsets]
-    lines += [
-        *(f"    {s} = zv" for row in sums for s in row),
-        f"    for tm in range({count}):",
-        *(f"        tx{u} = {load}" for u, load in enumerate(loads)),
+    if finish is None:
+        args = ", ".join(map(str, (*arrays, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)))
+        return [f"vtile({args}, {n_rows}, {vectors})"]
+    args = ", ".join(map(str, (x, y, a, lda, b, b_row, b_t, count, r0, "tc")))
+    lines = [
+        f"for tc in range(0, {columns}, {vectors * lanes}):",
+        f"    ts = vtile_sums({args}, {n_rows}, {vectors})",
+        f"    for q in range({n_rows}):",
+        f"        row = {r0} + q",
+        f"        at = row * {ldo} + tc",
     ]
-    for q in range(n_rows):
-        lines += [f"        ty{q} = {y}[{b} + ({r0} + {q}) * {b_row} + tm * {b_t}]"]
-        lines += [f"        {s} = vfma_chain({s}, tx{u}, ty{q})" for u, s in enumerate(sums[q])]
-    for q in range(n_rows):
-        for u in range(vectors):
-            row, column = f"{r0} + {q}", f"tc + {offsets[u]}"
-            if finish is None:
-                lines += [f"    vstore({o}, {out} + ({row}) * {ldo} + {column}, {sums[q][u]})"]
-            else:
-                lines += ["    " + x for x in finish(sums[q][u], row, column)]
+    for u in range(vectors):
+        sum_ = f"ts[q * {vectors} + {u}]" if vectors > 1 else "ts[q]"
+        lines += ["        " + line for line in finish(sum_, "row", u * lanes)]
     return lines
-
-
-def _single_run_tiles(tile) -> list[str]:
-    """The single-run form's tile functions: the tile's rows and each smaller power of two,
-    by the tile's vectors and one."""
-    lanes, tile_rows, tile_vectors = tile
-    rows = [1 << k for k in range(tile_rows.bit_length())]
-    return tile_functions(lanes, rows, sorted({1, tile_vectors}))
-
-
-def tile_functions(lanes, rows, vectors, arrays=("ws", "ws", "ws")) -> list[str]:
-    """The source of ``tile_R_U(ws, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)``
-    (:func:`tile_code`) for each R in ``rows`` by each U in ``vectors``: functions of
-    their own, so that Numba types each once whatever the products that call it (typing
-    tiles written out in every product of the digits' network doubled its compile time).
-    ``lanes`` and ``arrays`` as tile_code takes them; the arrays, each named once, are
-    the functions' first arguments."""
-    names = ("out", "ldo", "a", "lda", "b", "b_row", "b_t", "count", "r0", "columns")
-    params = ", ".join([*dict.fromkeys(arrays), *names])
-    lines = []
-    for n_rows in rows:
-        for n_vectors in vectors:
-            lines += [
-                "",
-                "",
-                "@cached_njit",
-                f"def tile_{n_rows}_{n_vectors}({params}):",
-                *("    " + x for x in tile_code(n_rows, n_vectors, lanes, *names, arrays=arrays)),
-            ]
-    return lines
-
-
-# Products of at most this many multiply-adds are written out in the kernel: a call of a
-# tile function costs more than such a product (8-32-8 on 8 samples: 1,400 ns a step
-# with calls, 727 with the loops before tiles).
-INLINE_PRODUCTS = 8192
 
 
 def _product(
-    tile, out, ldo, rows, columns, count, a, lda, b, b_row, b_t, finish=None, after=()
-) -> list[str]:
+    tile, out, ldo, rows, columns, count, a, lda, b, b_row, b_t, finish=None
+) -> list[str]:  # fmt: skip
     """Lines that set ws[out + r * ldo + c], for rows r < rows and columns c < columns
     (whole tiles), to the sum over m < count, ascending, of
-    ws[a + m * lda + c] * ws[b + r * b_row + m * b_t] (:func:`tile_code`), finished by
-    ``finish`` (on vectors, as the tile stores them) or equally by the lines ``after`` (a
-    pass over the stored sums): a small product written out and finished in its tiles,
-    a larger one by calls of the tile functions, then ``after``."""
+    ws[a + m * lda + c] * ws[b + r * b_row + m * b_t], each sum finished by ``finish``
+    (:func:`tile_code`: its offset is a number, to add to ``at``): tiles of the tile's
+    rows, then of the powers of two left (others were 3-8x slower)."""
     lanes, tile_rows, vectors = tile
     if columns % (lanes * vectors):  # one vector of columns (_padded)
         vectors = 1
-    inline = rows * columns * count <= INLINE_PRODUCTS
-    # int64, not the literals: Numba would compile a tile per call for its constants
-    args = "".join(f"I({x}), " for x in (out, ldo, a, lda, b, b_row, b_t, count))
     constants = (out, ldo, a, lda, b, b_row, b_t, count)
-
-    def tile_at(n_rows, r0):
-        if inline:
-            return tile_code(n_rows, vectors, lanes, *constants, r0, columns, finish)
-        start = r0 if r0 == "r0" else f"I({r0})"
-        return [f"tile_{n_rows}_{vectors}(ws, {args}{start}, I({columns}))"]
-
     full = rows - rows % tile_rows
     lines = []
     if full:
         lines += [f"for r0 in range(0, {full}, {tile_rows}):"]
-        lines += ["    " + x for x in tile_at(tile_rows, "r0")]
+        code = tile_code(tile_rows, vectors, *constants, "r0", columns, finish, lanes=lanes)
+        lines += ["    " + x for x in code]
     r0 = full
-    while r0 < rows:  # the rows left, in tiles of powers of two (others were 3-8x slower)
+    while r0 < rows:
         n_rows = 1 << ((rows - r0).bit_length() - 1)
-        lines += tile_at(n_rows, r0)
+        lines += tile_code(n_rows, vectors, *constants, r0, columns, finish, lanes=lanes)
         r0 += n_rows
-    return lines if inline and finish else lines + list(after)
+    return lines
 
 
 def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[str]:
     """One step of one run, single-run form: the loop kernel's sums in tiles of registers
-    (:func:`tile_functions`): the forward pass and the backpropagated errors as products
+    (:func:`tile_code`): the forward pass and the backpropagated errors as products
     with vectors along the samples, a weight gradient, a sum over the samples that must
     be added in order, with vectors along its wider side (the outputs, from the errors
     transposed, or the inputs, from the activations transposed)."""
@@ -715,23 +657,15 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]
         z, b, hidden = lay["acts"][l + 1], lay["biases"][l], l < n_layers - 1
-        zi = f"ws[{z} + j * {NP} + i]"
-        after = [
-            f"for j in range({fo}):",
-            f"    b = ws[{b} + j]",
-            f"    for i in range({N}):",
-            f"        v = {S.add(zi, 'b')}",
-            f"        {zi} = F({step.activate(S, 'v', activation) if hidden else 'v'})",
-        ]
 
-        def forward(s, r, c, z=z, b=b, hidden=hidden):
+        def forward(s, row, offset, z=z, b=b, hidden=hidden):
             value = V.apply(step.activate, ["v"], activation) if hidden else "v"
             return [
-                f"v = {V.add(s, f'ws[{b} + {r}]')}",
-                f"vstore(ws, {z} + ({r}) * {NP} + {c}, {value})",
+                f"v = {V.add(s, f'ws[{b} + {row}]')}",
+                f"vstore(ws, at + {z + offset}, {value})",
             ]
 
-        args = (z, NP, fo, NP, fi, lay["acts"][l], NP, lay["weights"][l], 1, fo, forward, after)
+        args = (z, NP, fo, NP, fi, lay["acts"][l], NP, lay["weights"][l], 1, fo, forward)
         body += _product(tile, *args)
         if l + 1 in lay["acts_t"]:  # the next weight gradient reads them transposed
             body += _transpose(lay["acts_t"][l + 1], _padded(fo, tile), z, NP, fo, N)
@@ -792,23 +726,14 @@ def _step_single(layers, activation, bias, N, lay, tile, loss_fn, opt) -> list[s
         body += [f"    ws[{gb} + j] = v"]
         if l > 0:
             dh = lay["errors"][l]
-            dki = f"ws[{dh} + k * {NP} + i]"
-            slope = step.slope(S, "v", f"ws[{h} + k * {NP} + i]", activation)
-            after = [
-                f"for k in range({fi}):",
-                f"    for i in range({N}):",
-                f"        v = {dki}",
-                f"        {dki} = F({slope})",
-            ]
 
-            def backprop(s, r, c, dh=dh, h=h):
+            def backprop(s, row, offset, dh=dh, h=h):
                 return [
-                    f"hv = vload(ws, {h} + ({r}) * {NP} + {c}, {tile[0]})",
-                    f"vstore(ws, {dh} + ({r}) * {NP} + {c}, "
-                    f"{V.apply(step.slope, [s, 'hv'], activation)})",
+                    f"hv = vload(ws, at + {h + offset}, {tile[0]})",
+                    f"vstore(ws, at + {dh + offset}, {V.apply(step.slope, [s, 'hv'], activation)})",
                 ]
 
-            args = (dh, NP, fi, NP, fo, dz, NP, lay["weights"][l], fo, 1, backprop, after)
+            args = (dh, NP, fi, NP, fo, dz, NP, lay["weights"][l], fo, 1, backprop)
             body += _product(tile, *args)
     for l in range(n_layers):
         fi, fo = layers[l], layers[l + 1]

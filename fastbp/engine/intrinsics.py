@@ -497,6 +497,131 @@ def vstore(typingctx, arr, start, v):
     return types.none(arr, start, v), codegen
 
 
+def _tile_shape(arrays, sizes, rows, vectors):
+    """(rows, vectors, lanes) of a tile (:func:`vtile`) whose arguments have these types
+    (the arrays, the sizes and offsets, and the constants rows and vectors), or None."""
+    dtype = arrays[0].dtype
+    if not (
+        all(isinstance(t, types.Array) and t.dtype == dtype for t in arrays)
+        and isinstance(dtype, types.Float)
+        and all(isinstance(t, types.Integer) for t in sizes)
+        and isinstance(rows, types.IntegerLiteral)
+        and isinstance(vectors, types.IntegerLiteral)
+    ):
+        return None
+    return rows.literal_value, vectors.literal_value, native_lanes(dtype)
+
+
+class _Tile:
+    """The LLVM code of a tile of :func:`vtile`: the arrays' data pointers and the sizes,
+    as given to the intrinsic (``named``: {name: (value, type)}), in intp."""
+
+    def __init__(self, context, builder, shape, dtype, named):
+        self.builder, (self.rows, self.vectors, self.lanes) = builder, shape
+        for name, (value, ty) in named.items():
+            if isinstance(ty, types.Array):
+                value = context.make_array(ty)(context, builder, value).data
+            else:
+                value = context.cast(builder, value, ty, types.intp)
+            setattr(self, name, value)
+        self.dtype, self.int = dtype, context.get_value_type(types.intp)
+        self.vector = ir.VectorType(context.get_value_type(dtype), self.lanes)
+        self.align = dtype.bitwidth // 8
+
+    def at(self, data, index):
+        """A pointer to the vector at data[index]."""
+        return self.builder.bitcast(self.builder.gep(data, [index]), self.vector.as_pointer())
+
+    def sums(self, tc):
+        """The code of the tile's sums from the column tc on: {(q, u): the sum of row r0 + q,
+        vector u of columns, as an LLVM vector}."""
+        b, i = self.builder, self.int
+        slots = {
+            (q, u): cgutils.alloca_once(b, self.vector)
+            for q in range(self.rows)
+            for u in range(self.vectors)
+        }  # fmt: skip
+        for slot in slots.values():  # registers, once LLVM promotes them
+            b.store(ir.Constant(self.vector, None), slot)
+        rows = [b.mul(b.add(self.r0, i(q)), self.b_row) for q in range(self.rows)]
+        with cgutils.for_range(b, self.count) as loop:
+            m = loop.index
+            start = b.add(self.a, b.add(b.mul(m, self.lda), tc))
+            xs = [
+                b.load(self.at(self.X, b.add(start, i(u * self.lanes))), align=self.align)
+                for u in range(self.vectors)
+            ]
+            along = b.add(self.b, b.mul(m, self.b_t))
+            for q in range(self.rows):
+                y = b.load(b.gep(self.Y, [b.add(along, rows[q])]))
+                ys = _to_vector(b, y, self.dtype, self.lanes)  # y in every lane
+                for u in range(self.vectors):
+                    slot = slots[q, u]
+                    b.store(_llvm(b, "fma", xs[u], ys, b.load(slot)), slot)
+        return {key: b.load(slot) for key, slot in slots.items()}
+
+
+_TILE_SIZES = ("a", "lda", "b", "b_row", "b_t", "count", "r0")
+
+
+@intrinsic
+def vtile(typingctx, O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, rows, vectors):
+    """A tile of a product of matrices, kept in vector registers through every sum: for
+    the ``rows`` rows r from r0 and every column c < ``columns`` (whole tiles of
+    ``vectors`` vectors of :func:`native_lanes`), O[out + r * ldo + c] = the sum over
+    m < count, ascending, of X[a + m * lda + c] * Y[b + r * b_row + m * b_t], each
+    product added with one rounding (fma) onto a sum that starts at zero. ``rows`` and
+    ``vectors`` are constants; the rest may be known only at run time.
+
+    One call is one loop nest of LLVM code where it is called: Numba types and lowers one
+    statement, where the same tile written out in Python is dozens (the single-run
+    form's products, written out, were half of its compile time)."""
+    given = (O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)
+    shape = _tile_shape(given[:3], given[3:], rows, vectors)
+    if shape is None:
+        return None
+    names = ("O", "X", "Y", "out", "ldo", *_TILE_SIZES, "columns")
+
+    def codegen(context, builder, signature, args):
+        named = dict(zip(names, zip(args, signature.args, strict=False), strict=False))
+        tile = _Tile(context, builder, shape, X.dtype, named)
+        i = tile.int
+        width = i(tile.lanes * tile.vectors)
+        with cgutils.for_range_slice(builder, i(0), tile.columns, width) as (tc, _):
+            for (q, u), total in tile.sums(tc).items():
+                row = builder.add(tile.out, builder.mul(builder.add(tile.r0, i(q)), tile.ldo))
+                at = builder.add(row, builder.add(tc, i(u * tile.lanes)))
+                builder.store(total, tile.at(tile.O, at), align=tile.align)
+        return context.get_dummy_value()
+
+    return types.none(*given, rows, vectors), codegen
+
+
+@intrinsic
+def vtile_sums(typingctx, X, Y, a, lda, b, b_row, b_t, count, r0, tc, rows, vectors):
+    """The sums of :func:`vtile`'s tile from the column tc on (one tile of columns), as
+    ``rows * vectors`` vectors (row r0 + q, vector u at q * vectors + u), for the caller
+    to finish and store."""
+    given = (X, Y, a, lda, b, b_row, b_t, count, r0, tc)
+    shape = _tile_shape(given[:2], given[2:], rows, vectors)
+    if shape is None:
+        return None
+    vector = types.UniTuple(X.dtype, shape[2])
+    result = types.UniTuple(vector, shape[0] * shape[1])
+    names = ("X", "Y", *_TILE_SIZES, "tc")
+
+    def codegen(context, builder, signature, args):
+        named = dict(zip(names, zip(args, signature.args, strict=False), strict=False))
+        tile = _Tile(context, builder, shape, X.dtype, named)
+        out = cgutils.get_null_value(context.get_value_type(result))
+        for (q, u), total in tile.sums(tile.tc).items():
+            lanes = _to_tuple(context, builder, total, vector)
+            out = builder.insert_value(out, lanes, q * shape[1] + u)
+        return out
+
+    return result(*given, rows, vectors), codegen
+
+
 if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Python
 
     def _per_lane(operation, *operands):
@@ -544,3 +669,27 @@ if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Pyth
 
     def vload_like(arr, start, like):
         return tuple(arr[start : start + len(like)])
+
+    def vtile(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, rows, vectors):
+        width = len(vzeros(X)) * vectors
+        for tc in range(0, columns, width):
+            for q in range(r0, r0 + rows):
+                for c in range(tc, tc + width):
+                    s = X.dtype.type(0.0)
+                    for m in range(count):
+                        s = fma(X[a + m * lda + c], Y[b + q * b_row + m * b_t], s)
+                    O[out + q * ldo + c] = s
+
+    def vtile_sums(X, Y, a, lda, b, b_row, b_t, count, r0, tc, rows, vectors):
+        lanes = len(vzeros(X))
+        out = []
+        for q in range(r0, r0 + rows):
+            for u in range(vectors):
+                sums = []
+                for c in range(tc + u * lanes, tc + (u + 1) * lanes):
+                    s = X.dtype.type(0.0)
+                    for m in range(count):
+                        s = fma(X[a + m * lda + c], Y[b + q * b_row + m * b_t], s)
+                    sums.append(s)
+                out.append(tuple(sums))
+        return tuple(out)

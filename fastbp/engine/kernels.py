@@ -208,16 +208,12 @@ def _update() -> str:
 
 
 def _tiles() -> str:
-    """The products of matrices, in tiles kept in vector registers (codegen's single-run
-    form, written for sizes known at run time and any float dtype): ``tile_R_U`` for
-    the tile's R rows and for one row (the rows left over: the tiles of 4 and 2 rows
-    that codegen also has were no faster here, and took 3 s more to compile), by U
-    vectors (two, or one where the columns are one vector), and ``_product``, which
-    covers the rows with them."""
+    """``_product``: the products of matrices, in tiles kept in vector registers
+    (codegen's single-run form, written for sizes known at run time and any float dtype):
+    tiles of the tile's rows, then of one row (the rows left over: tiles of 4 and 2 rows
+    were no faster here), by two vectors, or one where the columns are one vector."""
     rows = codegen.tile_rows()
-    lines = codegen.tile_functions(None, (rows, 1), (1, 2), arrays=("O", "X", "Y"))
-    lines += ["", ""]
-    lines += [
+    lines = [
         "@cached_njit",
         "def _product(O, out, ldo, rows, columns, count, X, a, lda, Y, b, b_row, b_t):",
         '    """O[out + r * ldo + c] = the sum over m < count, ascending, of',
@@ -229,17 +225,14 @@ def _tiles() -> str:
         "    two = columns % (2 * len(vzeros(X))) == 0",
         "    r0 = I(0)",
     ]
-    call = "(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)"
     for size, head in ((rows, f"while r0 + {rows} <= rows:"), (1, "while r0 < rows:")):
-        lines += [
-            f"    {head}",
-            "        if two:",
-            f"            tile_{size}_2{call}",
-            "        else:",
-            f"            tile_{size}_1{call}",
-            f"        r0 += {size}",
-        ]
+        two, one = (codegen.tile_code(size, vectors, *_ARGS, arrays="OXY") for vectors in (2, 1))
+        lines += [f"    {head}", "        if two:", *("            " + x for x in two)]
+        lines += ["        else:", *("            " + x for x in one), f"        r0 += {size}"]
     return "\n".join(lines)
+
+
+_ARGS = ("out", "ldo", "a", "lda", "b", "b_row", "b_t", "count", "r0", "columns")
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -266,7 +259,7 @@ import math
 import numpy as np
 
 from fastbp.engine.intrinsics import (
-    div_by, fma, relu, sqrt, vfma_chain, vload_like, vstore, vzeros, where_positive,
+    div_by, fma, relu, sqrt, vtile, vzeros, where_positive,
 )
 from fastbp.engine.kernel_cache import cached_njit
 
