@@ -48,12 +48,13 @@ class Plan:
         return {**dict(self.lanes), **settled(self.unpaid)}
 
 
-# The loop kernel, compiled once for every architecture, trains the same bits in about
-# LOOP_NS_PER_STEP + LOOP_NS_PER_PRODUCT x the products of a step (one run, one core:
-# 644 ns on the 8-3-8's 1,152 products, 751 on the 8-6-8's 2,304, 5,031 on the
-# 8-128-8's 49,152, 0.50-0.53 ms on the digits' 64-32-10, 8.2 M; on AVX-512, with a margin
-# for AVX2's narrower vectors); a kernel generated for an architecture takes 3-8 s to
-# compile the first time.
+# The loop kernel, compiled once for every architecture, trains the same bits in at most
+# about LOOP_NS_PER_STEP + LOOP_NS_PER_PRODUCT x the products of a step, one run, one
+# core (measured on 2026-12-04, AVX-512 and emulated AVX2: 477-498 ns on the 8-3-8's
+# 1,152 products, 549-604 on the 8-6-8's 2,304, 4.6-4.7 us on the 8-128-8's 49,152,
+# 0.48-0.62 ms on the digits' 64-32-10, 10.2 M; the digits in mini-batches of 64 took
+# 45 us, 74 on AVX2, against the 55 this gives): what a sweep assumes where it cannot
+# measure (loop_step_s).
 LOOP_NS_PER_STEP = 500.0
 LOOP_NS_PER_PRODUCT = 0.12
 
