@@ -576,6 +576,18 @@ def test_the_loop_kernels_speed_is_measured_on_the_runs_own_steps(monkeypatch):
     model = planner.loop_seconds(1, planner.codegen.products(run.layers, run.n_samples))
     assert planner.loop_step_s(run) == model and len(trained) == 5
 
+    # a sweep measures only where the model's estimate is near its budget
+    from fastbp.train import kernel_key
+
+    monkeypatch.setattr(planner, "uncached", lambda runs: {kernel_key(runs[0]): runs[0]})
+    measured = []
+    monkeypatch.setattr(planner, "loop_step_s", lambda run: measured.append(run) or 0.0)
+    for factor, measures in [(0.1, False), (1.0, True), (10.0, False)]:
+        steps = int(factor * planner.LOOP_BUDGET_S / model)
+        planner.cheap_on_loops([replace(run, steps=steps)], planner.LOOP_BUDGET_S)
+        assert bool(measured) == measures, factor
+        measured.clear()
+
 
 def test_a_small_sweep_of_new_architectures_takes_the_loop_kernel(tmp_path):
     from fastbp.planner import uncached
