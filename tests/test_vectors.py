@@ -4,11 +4,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from numba import njit
+from numba import from_dtype, njit
 
 from fastbp.engine.intrinsics import (
+    _python_fma,
     div_by,
     fma,
+    native_lanes,
     not_below,
     relu,
     vadd,
@@ -20,7 +22,10 @@ from fastbp.engine.intrinsics import (
     vrelu,
     vstore,
     vsub,
+    vtile,
+    vtile_sums,
     vwhere_positive,
+    vzeros,
     where_positive,
 )
 
@@ -168,3 +173,43 @@ def test_div_by_has_the_bits_of_the_division_for_adams_quotients(dtype):
         with np.errstate(all="ignore"):
             python = np.array([_python_div_by(a, c[0], inverse) for a in some], dtype)
         assert python.tobytes() == (some / c[0]).tobytes()
+
+
+@njit  # not cached: Numba's cache would not see an edit of the intrinsics
+def _tiles(O, S, X, Y, out, ldo, a, lda, b, b_row, b_t, count, columns):
+    """Rows 0-7 in a tile of 4 rows by two vectors and tiles of 2, 1 and 1 by one vector
+    (O, as vtile stores them); the first 4 rows again from vtile_sums, stored by hand (S)."""
+    vtile(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, 0, columns, 4, 2)
+    vtile(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, 4, columns, 2, 1)
+    for r0 in (6, 7):
+        vtile(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, 1, 1)
+    lanes = len(vzeros(X))
+    for tc in range(0, columns, 2 * lanes):
+        sums = vtile_sums(X, Y, a, lda, b, b_row, b_t, count, 0, tc, 4, 2)
+        for q in range(4):
+            vstore(S, out + q * ldo + tc, sums[2 * q])
+            vstore(S, out + q * ldo + tc + lanes, sums[2 * q + 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_tile_of_a_product_is_every_sum_in_order_with_one_rounding_a_term(dtype):
+    """vtile and vtile_sums, at odd offsets and strides, against each sum worked out one
+    fused multiply-add at a time, in order (the bits every kernel form keeps)."""
+    rng = np.random.default_rng(3)
+    lanes = native_lanes(from_dtype(np.dtype(dtype)))
+    columns, count, rows = 4 * lanes, 11, 8
+    out, ldo, a, lda, b, b_row, b_t = 5, columns + 3, 7, columns + 1, 3, 1, rows + 2
+    X = rng.standard_normal(a + count * lda + 8).astype(dtype)
+    Y = rng.standard_normal(b + count * b_t + rows).astype(dtype)
+    O, S = np.zeros(out + rows * ldo + 8, dtype), np.zeros(out + rows * ldo + 8, dtype)
+    _tiles(O, S, X, Y, out, ldo, a, lda, b, b_row, b_t, count, columns)
+    want = np.zeros_like(O)
+    for r in range(rows):
+        for c in range(columns):
+            total = dtype(0.0)
+            for m in range(count):
+                total = _python_fma(X[a + m * lda + c], Y[b + r * b_row + m * b_t], total)
+            want[out + r * ldo + c] = total
+    assert O.tobytes() == want.tobytes()
+    first = slice(out, out + 4 * ldo)
+    assert S[first].tobytes() == want[first].tobytes()
