@@ -11,7 +11,7 @@ Its products of matrices (the forward pass, the weight gradients, the backpropag
 errors) run in tiles kept in vector registers, as codegen's single-run form does, with
 the sizes given at run time: a product of an 8-row tile by two vectors of columns loads
 each row once for 16 columns (:func:`fastbp.engine.intrinsics.vtile`). On networks
-wider than a few units it takes 0.9-1.2x the time of a kernel generated for the
+wider than a few units it takes 1.2-1.4x the time of a kernel generated for the
 architecture on AVX-512, up to 2x on AVX2 with 8 samples; on the 8-3-8 it is about 5x
 the generated vector form.
 Every sum keeps its order (the tiles only choose which sums run side by side), so the
