@@ -9,8 +9,8 @@ transposes of the single-run form and which are slow on AMD's CPUs at least (the
 8-16-8 to 8-128-8 trained 1.1-1.7x faster in that form without them, on the
 development machine's AMD EPYC; the other forms and the loop kernel as fast). Numba
 reads these settings when it builds its code generator, at the first compilation in a
-process, so they are set at import,
-through Numba's own environment variables, and only where the user has not set them.
+process, so they are set at import, through Numba's own environment variables, and only
+where the user has not set them.
 They change how code is vectorised, never what it computes (fastmath stays off), so
 results are the same bits either way. If Numba compiled something before fastbp was
 imported, the settings may not take effect in that process: it is slower, not wrong.
