@@ -191,13 +191,9 @@ def cheap_on_loops(runs, budget_s: float, workers: int = 1, step_s=None) -> froz
     for key, families in longest.items():
         run, steps = cold[key], sum(families.values())
         spread = max(1, min(workers, len(families)))
-        model = loop_seconds(steps, codegen.products(run.layers, run.n_samples)) / spread
-        if step_s is None and (
-            model * MODEL_ERROR[1] < budget_s or model * MODEL_ERROR[0] >= budget_s
-        ):
-            seconds = model  # far enough from the budget: no need to measure
-        else:
-            seconds = steps * (step_s or loop_step_s)(run) / spread
+        model = steps * model_step_s(run) / spread
+        near = model * MODEL_ERROR[0] < budget_s <= model * MODEL_ERROR[1]  # else not measured
+        seconds = steps * (step_s or loop_step_s)(run) / spread if step_s or near else model
         if seconds < budget_s:
             cheap.add(key)
     if cheap and not kernels.is_cached() and all(generated(run) for run in runs):
@@ -213,6 +209,11 @@ MEASURE_S = 0.02
 MODEL_ERROR = (0.3, 1.5)
 
 
+def model_step_s(run: RunConfig) -> float:
+    """Seconds a step of ``run`` takes in the loop kernel by :func:`loop_seconds`' model."""
+    return loop_seconds(1, codegen.products(run.layers, run.n_samples))
+
+
 def loop_step_s(run: RunConfig) -> float:
     """Seconds a step of ``run`` takes in the loop kernel on this host: measured here on
     the run's own steps where the loop kernel is cached (its loading, once per process,
@@ -220,7 +221,7 @@ def loop_step_s(run: RunConfig) -> float:
     its data and buffers, left out); else :func:`loop_seconds`' model (measured against
     it on the development machine: 0.7-0.8x on the 8-3-8 to 8-128-8, 0.4-0.5x on the
     digits in full batch; 0.8x, or 1.3x on emulated AVX2, in mini-batches of 64)."""
-    model = loop_seconds(1, codegen.products(run.layers, run.n_samples))
+    model = model_step_s(run)
     if not kernels.is_cached():
         return model
     train(replace(run, steps=1, log_every=1), engine="loops")

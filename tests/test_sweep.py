@@ -527,10 +527,7 @@ def test_new_architectures_compile_their_own_kernel_only_where_it_repays_it(monk
         return [replace(run, seed=s, steps=steps) for s in range(10)]
 
     def cheap(runs, budget, workers=1):  # the model's speed, not this machine's
-        def model(run):
-            return planner.loop_seconds(1, planner.codegen.products(run.layers, run.n_samples))
-
-        return planner.cheap_on_loops(runs, budget, workers, step_s=model)
+        return planner.cheap_on_loops(runs, budget, workers, step_s=planner.model_step_s)
 
     budget = planner.LOOP_BUDGET_S
     cases = [(wide, budget / 2, True), (small, budget / 2, True), (wide, 2 * budget, False),
@@ -573,7 +570,7 @@ def test_the_loop_kernels_speed_is_measured_on_the_runs_own_steps(monkeypatch):
     assert all(replace(c, steps=run.steps, log_every=run.log_every) == run for c, _ in trained)
 
     monkeypatch.setattr(planner.kernels, "is_cached", lambda: False)
-    model = planner.loop_seconds(1, planner.codegen.products(run.layers, run.n_samples))
+    model = planner.model_step_s(run)
     assert planner.loop_step_s(run) == model and len(trained) == 5
 
     # a sweep measures only where the model's estimate is near its budget

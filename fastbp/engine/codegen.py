@@ -601,7 +601,7 @@ def tile_code(
     ``finish(sum, row, offset)``: the lines that store a sum (a vector) of the row
     ``row`` (code) at ``offset`` in its block (code: r * ldo + c), in place of storing it
     as it is at out + offset; with ``lanes``, the width of a vector (the dtype's register)."""
-    o, x, y = arrays
+    _, x, y = arrays
     if finish is None:
         args = ", ".join(map(str, (*arrays, out, ldo, a, lda, b, b_row, b_t, count, r0, columns)))
         return [f"vtile({args}, {n_rows}, {vectors})"]

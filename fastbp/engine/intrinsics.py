@@ -671,14 +671,12 @@ if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1: the same operations in plain Pyth
         return tuple(arr[start : start + len(like)])
 
     def vtile(O, X, Y, out, ldo, a, lda, b, b_row, b_t, count, r0, columns, rows, vectors):
-        width = len(vzeros(X)) * vectors
-        for tc in range(0, columns, width):
-            for q in range(r0, r0 + rows):
-                for c in range(tc, tc + width):
-                    s = X.dtype.type(0.0)
-                    for m in range(count):
-                        s = fma(X[a + m * lda + c], Y[b + q * b_row + m * b_t], s)
-                    O[out + q * ldo + c] = s
+        lanes = len(vzeros(X))
+        for tc in range(0, columns, lanes * vectors):
+            sums = vtile_sums(X, Y, a, lda, b, b_row, b_t, count, r0, tc, rows, vectors)
+            for q in range(rows):
+                for u in range(vectors):
+                    vstore(O, out + (r0 + q) * ldo + tc + u * lanes, sums[q * vectors + u])
 
     def vtile_sums(X, Y, a, lda, b, b_row, b_t, count, r0, tc, rows, vectors):
         lanes = len(vzeros(X))

@@ -227,9 +227,9 @@ def _tiles() -> str:
         "    r0 = I(0)",
     ]
     for size, head in ((rows, f"while r0 + {rows} <= rows:"), (1, "while r0 < rows:")):
-        two, one = (codegen.tile_code(size, vectors, *_ARGS, arrays="OXY") for vectors in (2, 1))
-        lines += [f"    {head}", "        if two:", *("            " + x for x in two)]
-        lines += ["        else:", *("            " + x for x in one), f"        r0 += {size}"]
+        pair, single = (codegen.tile_code(size, n, *_ARGS, arrays=("O", "X", "Y")) for n in (2, 1))
+        lines += [f"    {head}", "        if two:", *("            " + x for x in pair)]
+        lines += ["        else:", *("            " + x for x in single), f"        r0 += {size}"]
     return "\n".join(lines)
 
 
