@@ -11,6 +11,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+# fastbp's Numba settings (fastbp.engine.kernel_cache) before any test module makes a
+# jitted function of its own: Numba then builds its code generator without them, and
+# kernels compiled here would not be the ones a new process finds in the disk cache.
+import fastbp.engine  # noqa: F401, E402 - isort: skip
+
 # Numba targets this machine can run, as ../shared/PERF-NOTES.md has them: both the name
 # and the features are set, since fastbp fills in the host's features where they are not.
 HASWELL = (

@@ -250,6 +250,20 @@ def test_a_new_process_loads_the_kernels_from_the_disk_cache():
     assert list(map(int, out.stdout.split())) == [1, 1, 0, 0]  # two hits, no compilation
 
 
+def test_fastbps_numba_settings_take_effect_where_numba_was_imported_first():
+    """Numba reads its settings when it is imported: fastbp, imported after it, has it
+    read them again, so that its kernels are what their names in the cache say."""
+    code = (
+        "import numba.core.config as config; import fastbp.engine;"
+        "print(config.SLP_VECTORIZE, config.CPU_FEATURES == __import__('os').environ.get("
+        "'NUMBA_CPU_FEATURES'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_SLP_VECTORIZE",)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    assert out.stdout.split() == ["1", "True"]
+
+
 @pytest.mark.parametrize("light", [True, False])
 def test_cached_kernels_load_without_numbas_compiler_and_keep_their_bits(light):
     """A fresh process loads cached kernels with Numba's runtime alone, not its compiler

@@ -12,8 +12,9 @@ reads these settings when it builds its code generator, at the first compilation
 process, so they are set at import, through Numba's own environment variables, and only
 where the user has not set them.
 They change how code is vectorised, never what it computes (fastmath stays off), so
-results are the same bits either way. If Numba compiled something before fastbp was
-imported, the settings may not take effect in that process: it is slower, not wrong.
+results are the same bits either way. Where Numba was imported first, its settings are
+read again; where it has made a jitted function before fastbp was imported, they may not
+take effect in that process: it is slower, not wrong.
 
 **Files.** A generated kernel is written to a file named after the hash of its source
 and of everything else its machine code is made of (:func:`build`: fastbp's version, the
@@ -59,6 +60,9 @@ def _apply() -> None:
         features = _host_features()
         if features and "+avx512f" in features:
             os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit,+prefer-no-scatter"
+    config = sys.modules.get("numba.core.config")
+    if config is not None:  # Numba imported first: it read its settings then
+        config.reload_config()
 
 
 _apply()
