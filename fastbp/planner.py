@@ -77,9 +77,18 @@ def kernels_needed(runs, loops=frozenset()) -> dict:
 
 def _waits(key, run, measured=None) -> bool:
     """Whether kernel ``key``'s block size waits for a measurement on this host."""
-    if key == "loops" or not full_batch(run):
+    return key != "loops" and measuring_due(run, measured)
+
+
+def measuring_due(run, measured=None) -> bool:
+    """Whether the block size of runs like ``run`` is to be measured on this host: never
+    yet, or not settled (:func:`fastbp.engine.tuning.verdict`) and its kernels cached (a
+    measurement again must not compile)."""
+    if not full_batch(run):
         return False
     choice = block_choice(run, measured)
+    if choice.why == "not settled":
+        return codegen.is_cached(kernel_of(run, tuning.default_lanes(run.dtype)))
     return choice.why == "not measured" and choice.lanes > 1
 
 
@@ -324,8 +333,9 @@ def blocks_unpaid(runs, loops=frozenset()) -> tuple:
         if key == "loops" or not full_batch(run):
             continue
         choice = block_choice(run)
-        if choice.lanes > 1 and choice.why in ("measured", "not measured"):
-            if not codegen.is_cached(kernel_of(run, choice.lanes)):
+        lanes = tuning.default_lanes(run.dtype) if choice.why == "not settled" else choice.lanes
+        if lanes > 1 and choice.why in ("measured", "not measured", "not settled"):
+            if not codegen.is_cached(kernel_of(run, lanes)):
                 kernels.setdefault(_key(run), set()).add(key)
     for run in runs:
         size = _key(run) if generated(run) and full_batch(run) else None
@@ -350,11 +360,12 @@ def blocks_unpaid(runs, loops=frozenset()) -> tuple:
 def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SECONDS,
             by="a sweep") -> tuning.Choice:  # fmt: skip
     """Time ``sizes`` runs per block (default: one vector register's worth, and one at a
-    time; blocks only where more than tuning.MARGIN faster, in two measurements) on
-    copies of ``run`` (its architecture, data, loss and optimizer; seeds 0, 1, ...,
-    a small learning rate, so that none diverges), keep the fastest for the run's dtype and
-    optimizer on this host, and return the choice. Each size trains the same runs, for
-    about ``seconds`` per timing."""
+    time) on copies of ``run`` (its architecture, data, loss and optimizer; seeds 0, 1,
+    ..., a small learning rate, so that none diverges), keep the choice for the run's
+    dtype and optimizer on this host, and return it: blocks where more than tuning.MARGIN
+    faster in two measurements, or more than tuning.LOW faster here and in the processes
+    that measured before (:func:`fastbp.engine.tuning.verdict`). Each size trains the same
+    runs, for about ``seconds`` per timing."""
     default = tuning.default_lanes(run.dtype)
     sizes = sorted(set(sizes or (default, 1)))
     count = max(sizes)
@@ -382,13 +393,18 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
     ns = {lanes: t * 1e9 for lanes, t in tuning.time_forms(trainers, rounds).items()}
     # One run at a time is the safe choice: blocks must be clearly faster, twice (the
     # choice is kept for good on this host: a lucky or busy spell must not decide it).
-    lanes = tuning.fastest(ns, 1, tuning.MARGIN)
-    if lanes != 1:
+    if tuning.fastest(ns, 1, tuning.MARGIN) != 1:
         again = {k: t * 1e9 for k, t in tuning.time_forms(trainers, rounds).items()}
         ns = {k: min(ns[k], again[k]) if k == 1 else max(ns[k], again[k]) for k in ns}
-        lanes = tuning.fastest(ns, 1, tuning.MARGIN)
-    tuning.record(_key(run), ns, lanes, by)
-    return tuning.Choice(lanes, "measured", tuning.describe(ns, by))
+    block = min((k for k in ns if k != 1), key=ns.get, default=1)
+    earlier = tuning.host_table().get(_key(run), {})
+    gains = [*tuning.unsettled_gains(earlier), ns[1] / ns[block]]
+    blocks_win = tuning.verdict(gains)
+    lanes = block if blocks_win else 1
+    unsettled = gains if blocks_win is None else []
+    tuning.record(_key(run), ns, lanes, by, unsettled)
+    why = "not settled" if unsettled else "measured"
+    return tuning.Choice(lanes, why, tuning.describe(ns, by, unsettled=unsettled))
 
 
 def _key(run) -> str:

@@ -342,13 +342,13 @@ def train_columns(
 
 def _lanes(config: RunConfig, measured: dict | None, n_families: int) -> int:
     """Runs per block for these families: measured on this host first where it has not
-    been and they fill more than one lane (:func:`fastbp.planner.measure`)."""
-    choice = block_choice(config, measured)
-    if choice.why == "not measured" and measured is None and n_families > 1:
-        from fastbp.planner import measure
+    been (or not settled) and they fill more than one lane (:func:`fastbp.planner.measure`)."""
+    if measured is None and n_families > 1:
+        from fastbp.planner import measure, measuring_due
 
-        return measure(config, by="train_batch").lanes
-    return choice.lanes
+        if measuring_due(config):
+            return measure(config, by="train_batch").lanes
+    return block_choice(config, measured).lanes
 
 
 def _drawn(family: list[RunConfig]) -> tuple:

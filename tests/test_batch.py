@@ -184,6 +184,53 @@ def test_blocks_are_kept_only_where_clearly_faster_twice(no_lane_settings, monke
     assert saved["by"] == "a sweep" and saved["ns_per_run_step"] == {"1": 20.0, str(default): 11.0}
 
 
+def test_a_gain_one_process_cannot_settle_is_measured_again_by_the_next(
+    no_lane_settings, monkeypatch
+):
+    """Blocks between tuning.LOW and tuning.MARGIN faster: one run at a time, "not
+    settled", measured again while the block kernel is cached, until tuning.TRIES
+    processes have each found blocks faster by more than LOW; a gain under LOW settles
+    one run at a time (timings faked here)."""
+    from fastbp import RunConfig, planner
+
+    default = kernel_cache.vector_bits() // 64
+    timings = []
+    monkeypatch.setattr(tuning, "time_forms", lambda trainers, rounds: timings.pop(0))
+    run = RunConfig(steps=10)
+    cached = []
+    monkeypatch.setattr(planner.codegen, "is_cached", lambda kernel: bool(cached))
+
+    def measured_at(gain):
+        timings[:] = [{1: gain * 1e-8, default: 1e-8}]
+        return planner.measure(run)
+
+    detail = tuning.describe({1: 11.0, default: 10.0}, "a sweep", unsettled=[1.1])
+    assert measured_at(1.10) == tuning.Choice(1, "not settled", detail)
+    assert "blocks faster by 10%" in detail
+    assert chosen((8, 3, 8), 8, "float64") == (1, "not settled")
+    assert tuning.host_table()[KEY]["unsettled_gains"] == [1.1]
+    assert not planner.measuring_due(run)  # the block kernel is not cached: no compiling
+    cached.append(True)
+    assert planner.measuring_due(run) and planner.unmeasured([run]) == {KEY: run}  # a sweep's
+    assert measured_at(1.08).why == "not settled"
+    detail = tuning.describe({1: 11.2, default: 10.0}, "a sweep")
+    assert measured_at(1.12) == tuning.Choice(default, "measured", detail)
+    assert "unsettled_gains" not in tuning.host_table()[KEY]
+    assert chosen((8, 3, 8), 8, "float64") == (default, "measured")
+    assert not planner.measuring_due(run)
+
+    tuning.record(KEY, {1: 11.0, default: 10.0}, 1, "a test", [1.1])
+    assert measured_at(1.03) == tuning.Choice(1, "measured", tuning.describe(
+        {1: 10.3, default: 10.0}, "a sweep"))  # fmt: skip
+    assert not planner.measuring_due(run)
+    # a file written before the gains were kept: one run at a time for a gain in between
+    for ns, why in (({"1": 95.4, "4": 84.9}, "not settled"), ({"1": 95.0, "4": 93.0}, "measured")):
+        tuning._update("forms", KEY, {"lanes": 1, "ns_per_run_step": ns})
+        assert chosen((8, 3, 8), 8, "float64") == (1, why)
+    assert tuning.verdict([1.2]) and tuning.verdict([1.1, 1.06, 1.07])
+    assert tuning.verdict([1.1]) is None and tuning.verdict([1.2, 1.05]) is False
+
+
 def test_train_batch_measures_once_per_dtype_and_optimizer(no_lane_settings, monkeypatch):
     from fastbp import RunConfig, planner
 

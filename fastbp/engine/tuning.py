@@ -14,9 +14,11 @@ twice (one run at a time is the safe choice), and the faster is kept in ``calibr
 in the kernel directory under the key of the kernels' build
 (:func:`fastbp.engine.kernel_cache.build_key`: the CPU target, the versions of fastbp, Numba
 and llvmlite, the engine's sources). Every later block of that kind on this host takes it,
-without measuring, until one of those changes. It costs the one-run kernel's compilation
-once (1.8-2.3 s on the development machine, beside the block kernel's, on the other core)
-and about 0.1 s of timing.
+without measuring, until one of those changes. A gain too small for one process to settle
+(:data:`LOW` to :data:`MARGIN`) is measured again by the next sweeps, while the kernels are
+cached, until :data:`TRIES` processes agree (:func:`verdict`). It costs the one-run kernel's
+compilation once (1.8-2.3 s on the development machine, beside the block kernel's, on the
+other core) and about 0.1 s of timing each time.
 
 ``python -m fastbp.calibrate`` does the same, for every block size, dtype and optimizer,
 with longer timings. ``FASTBP_LANES`` pins a size over any measurement.
@@ -38,19 +40,29 @@ from fastbp.engine.codegen import LANE_CHOICES, SCALAR_EXP, products, register_l
 
 ROUNDS = 7  # timings of each form, interleaved
 SECONDS = 0.004  # the block form's time in each round: several blocks' worth of steps
-# Blocks are chosen only where this much faster than one run at a time. The speed of the
-# registers form varies between processes by where its code and stack land (emulated
-# AVX2, momentum, 8-3-8: 80-88 ns a run-step in five processes, 61 and 179 in two others,
-# against 66-73 one at a time): one process's timing is good to about this much.
+# Blocks are chosen at once where this much faster than one run at a time, twice in one
+# process. The speed of the registers form has varied between processes by where its code
+# and stack land (emulated AVX2, momentum, 8-3-8: 80-88 ns a run-step in five processes,
+# 61 and 179 in two others, against 66-73 one at a time): one process's timing is good to
+# about this much.
 MARGIN = 0.15
+# Blocks that gain less than LOW are not worth it: one run at a time, settled. A gain
+# between LOW and MARGIN is not settled by one process: runs train one at a time, and the
+# next sweeps measure again (only where the block kernel is cached), until TRIES
+# processes have each timed blocks more than LOW faster; then blocks (emulated AVX2,
+# 8-3-8 float64: blocks 12% faster in one measurement, 18-21% in six others, 65 against
+# 77 ns a run-step in a benchmark's processes).
+LOW = 0.05
+TRIES = 3
 
 
 @dataclass(frozen=True)
 class Choice:
     """Runs per block, and why: "pinned" (FASTBP_LANES), "measured" (on this host),
-    "not measured" (the default: one vector register's worth), "large network" and "exp
-    per lane" (one run at a time is faster: codegen), "mini-batches" (one run at a time),
-    "not worth compiling blocks" (a sweep's plan: :func:`fastbp.planner.blocks_unpaid`)."""
+    "not measured" (the default: one vector register's worth), "not settled" (one run at a
+    time until blocks are measured again: LOW, MARGIN), "large network" and "exp per lane"
+    (one run at a time is faster: codegen), "mini-batches" (one run at a time), "not
+    worth compiling blocks" (a sweep's plan: :func:`fastbp.planner.blocks_unpaid`)."""
 
     lanes: int
     why: str
@@ -92,8 +104,37 @@ def choose(layers, n_samples, dtype, activation="relu", loss_fn="mse", optimizer
         return Choice(lanes, "measured")
     entry = host_table().get(key)
     if entry is not None:
-        return Choice(entry["lanes"], "measured", _detail(entry))
+        why = "not settled" if unsettled_gains(entry) else "measured"
+        return Choice(entry["lanes"], why, _detail(entry))
     return Choice(default_lanes(dtype), "not measured")
+
+
+def verdict(gains: list[float]) -> bool | None:
+    """Whether blocks win, from the gains (one run at a time's time over blocks') that
+    processes measured, the last one last: True or False, or None where it is not settled
+    yet (a gain between LOW and MARGIN, in fewer than TRIES processes)."""
+    if gains[-1] > 1 + MARGIN:
+        return True
+    if gains[-1] <= 1 + LOW:
+        return False
+    return True if len(gains) >= TRIES else None
+
+
+def unsettled_gains(entry: dict) -> list[float]:
+    """The gains measured so far where ``entry`` (a host_table() value) is not settled.
+    An entry written before these were kept is not settled where it chose one run at a
+    time for a gain between LOW and MARGIN."""
+    gains = entry.get("unsettled_gains")
+    if isinstance(gains, list) and gains and all(isinstance(g, int | float) for g in gains):
+        return [float(g) for g in gains]
+    ns = entry.get("ns_per_run_step")
+    if gains is not None or entry.get("lanes") != 1 or not isinstance(ns, dict):
+        return []
+    try:
+        gain = float(ns["1"]) / min(float(v) for k, v in ns.items() if k != "1")
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return []
+    return [gain] if 1 + LOW < gain <= 1 + MARGIN else []
 
 
 class LanesError(ValueError):
@@ -132,14 +173,23 @@ def _detail(entry: dict) -> str:
     ns = entry.get("ns_per_run_step")
     if not isinstance(ns, dict) or not all(isinstance(v, int | float) for v in ns.values()):
         return ""
-    return describe(ns, str(entry.get("by", "")), str(entry.get("measured", ""))[:10])
+    when = str(entry.get("measured", ""))[:10]
+    return describe(ns, str(entry.get("by", "")), when, unsettled_gains(entry))
 
 
-def describe(ns: dict, by: str, when: str = "") -> str:
-    """'1 at a time 148 ns, 4 at a time 201 ns per run-step (2026-12-03, by a sweep)'."""
+def describe(ns: dict, by: str, when: str = "", unsettled: list[float] = ()) -> str:
+    """'1 at a time 148 ns, 4 at a time 201 ns per run-step (2026-12-03, by a sweep)',
+    and where the gains measured so far are ``unsettled`` what is left to measure."""
     sizes = ", ".join(f"{k} at a time {float(v):.0f} ns" for k, v in ns.items())
     when = when or time.strftime("%Y-%m-%d")
-    return f"{sizes} per run-step ({when}, by {by})"
+    text = f"{sizes} per run-step ({when}, by {by})"
+    if unsettled:
+        gains = ", ".join(f"{g - 1:.0%}" for g in unsettled)
+        text += (
+            f"; blocks faster by {gains}, under the {MARGIN:.0%} one measurement settles: "
+            f"measured again until {TRIES} have each found over {LOW:.0%}"
+        )
+    return text
 
 
 # --- the calibration file ---
@@ -184,15 +234,18 @@ def host_table() -> dict:
     }
 
 
-def record(key: str, timings: dict[int, float], lanes: int, by: str) -> None:
+def record(key: str, timings: dict[int, float], lanes: int, by: str,
+           unsettled: list[float] = ()) -> None:  # fmt: skip
     """Keep this host's measurement under ``key`` (:func:`key_of`; ``timings``: lanes ->
-    ns per run-step; ``lanes``: the choice). A file that cannot be written is no error: the
-    next run measures again."""
+    ns per run-step; ``lanes``: the choice; ``unsettled``: the gains measured so far where
+    the choice is not settled, :func:`verdict`). A file that cannot be written is no
+    error: the next run measures again."""
     _update("forms", key, {
         "lanes": lanes,
         "ns_per_run_step": {str(k): round(v, 1) for k, v in sorted(timings.items())},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "by": by,
+        **({"unsettled_gains": [round(g, 3) for g in unsettled]} if unsettled else {}),
     })  # fmt: skip
 
 
