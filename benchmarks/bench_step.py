@@ -385,9 +385,13 @@ def machine():
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
+    import llvmlite.binding
+
     from fastbp.engine import kernel_cache
 
-    target = {"numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
+    # the host's CPU as LLVM names it: a virtual machine's host may change between runs
+    target = {"host_cpu": llvmlite.binding.get_host_cpu_name(),
+              "numba_cpu_name": os.environ.get("NUMBA_CPU_NAME", "host"),
               "vector_bits": kernel_cache.vector_bits()}  # fmt: skip
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), **target,
             **versions}  # fmt: skip
