@@ -82,13 +82,14 @@ def _waits(key, run, measured=None) -> bool:
 
 def measuring_due(run, measured=None) -> bool:
     """Whether the block size of runs like ``run`` is to be measured on this host: never
-    yet, or not settled (:func:`fastbp.engine.tuning.verdict`) and its kernels cached (a
-    measurement again must not compile)."""
+    yet, or not settled (:func:`fastbp.engine.tuning.verdict`) and both kernels it times
+    cached (a measurement again must not compile)."""
     if not full_batch(run):
         return False
     choice = block_choice(run, measured)
     if choice.why == "not settled":
-        return codegen.is_cached(kernel_of(run, tuning.default_lanes(run.dtype)))
+        sizes = (1, tuning.default_lanes(run.dtype))
+        return all(codegen.is_cached(kernel_of(run, lanes)) for lanes in sizes)
     return choice.why == "not measured" and choice.lanes > 1
 
 
@@ -364,7 +365,8 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
     ..., a small learning rate, so that none diverges), keep the choice for the run's
     dtype and optimizer on this host, and return it: blocks where more than tuning.MARGIN
     faster in two measurements, or more than tuning.LOW faster here and in the processes
-    that measured before (:func:`fastbp.engine.tuning.verdict`). Each size trains the same
+    that measured before (:func:`fastbp.engine.tuning.verdict`); blocks, not settled, where
+    more than LOW faster in fewer processes. Each size trains the same
     runs, for about ``seconds`` per timing."""
     default = tuning.default_lanes(run.dtype)
     sizes = sorted(set(sizes or (default, 1)))
@@ -400,7 +402,7 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
     earlier = tuning.host_table().get(_key(run), {})
     gains = [*tuning.unsettled_gains(earlier), ns[1] / ns[block]]
     blocks_win = tuning.verdict(gains)
-    lanes = block if blocks_win else 1
+    lanes = 1 if blocks_win is False else block  # not settled: faster here
     unsettled = gains if blocks_win is None else []
     tuning.record(_key(run), ns, lanes, by, unsettled)
     why = "not settled" if unsettled else "measured"

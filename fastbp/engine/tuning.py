@@ -15,10 +15,10 @@ in the kernel directory under the key of the kernels' build
 (:func:`fastbp.engine.kernel_cache.build_key`: the CPU target, the versions of fastbp, Numba
 and llvmlite, the engine's sources). Every later block of that kind on this host takes it,
 without measuring, until one of those changes. A gain too small for one process to settle
-(:data:`LOW` to :data:`MARGIN`) is measured again by the next sweeps, while the kernels are
-cached, until :data:`TRIES` processes agree (:func:`verdict`). It costs the one-run kernel's
-compilation once (1.8-2.3 s on the development machine, beside the block kernel's, on the
-other core) and about 0.1 s of timing each time.
+(:data:`LOW` to :data:`MARGIN`) trains in blocks and is measured again by the next sweeps,
+while the kernels are cached, until :data:`TRIES` processes agree (:func:`verdict`). It
+costs the one-run kernel's compilation once (1.8-2.3 s on the development machine, beside
+the block kernel's, on the other core) and about 0.1 s of timing each time.
 
 ``python -m fastbp.calibrate`` does the same, for every block size, dtype and optimizer,
 with longer timings. ``FASTBP_LANES`` pins a size over any measurement.
@@ -46,12 +46,13 @@ SECONDS = 0.004  # the block form's time in each round: several blocks' worth of
 # 61 and 179 in two others, against 66-73 one at a time): one process's timing is good to
 # about this much.
 MARGIN = 0.15
-# Blocks that gain less than LOW are not worth it: one run at a time, settled. A gain
-# between LOW and MARGIN is not settled by one process: runs train one at a time, and the
-# next sweeps measure again (only where the block kernel is cached), until TRIES
-# processes have each timed blocks more than LOW faster; then blocks (emulated AVX2,
-# 8-3-8 float64: blocks 12% faster in one measurement, 18-21% in six others, 65 against
-# 77 ns a run-step in a benchmark's processes).
+# Blocks that gain LOW or less are not worth it: one run at a time, settled. A gain
+# between LOW and MARGIN is not settled by one process: runs train in blocks, the faster
+# form there, and the next sweeps measure again (only where both kernels are cached)
+# until TRIES processes have each timed blocks more than LOW faster, which settles
+# blocks, or one finds LOW or less, which settles one run at a time (emulated AVX2, 8-3-8
+# float64: blocks 12% faster in one measurement, 16-22% in eight others, 65 against 77 ns
+# a run-step in a benchmark's processes).
 LOW = 0.05
 TRIES = 3
 
@@ -59,10 +60,11 @@ TRIES = 3
 @dataclass(frozen=True)
 class Choice:
     """Runs per block, and why: "pinned" (FASTBP_LANES), "measured" (on this host),
-    "not measured" (the default: one vector register's worth), "not settled" (one run at a
-    time until blocks are measured again: LOW, MARGIN), "large network" and "exp per lane"
-    (one run at a time is faster: codegen), "mini-batches" (one run at a time), "not
-    worth compiling blocks" (a sweep's plan: :func:`fastbp.planner.blocks_unpaid`)."""
+    "not measured" (the default: one vector register's worth), "not settled" (blocks,
+    measured again by the next sweeps: LOW, MARGIN; one run at a time where an older file
+    chose it), "large network" and "exp per lane" (one run at a time is faster: codegen),
+    "mini-batches" (one run at a time), "not worth compiling blocks" (a sweep's plan:
+    :func:`fastbp.planner.blocks_unpaid`)."""
 
     lanes: int
     why: str
