@@ -334,7 +334,9 @@ def blocks_unpaid(runs, loops=frozenset()) -> tuple:
         if key == "loops" or not full_batch(run):
             continue
         choice = block_choice(run)
-        lanes = tuning.default_lanes(run.dtype) if choice.why == "not settled" else choice.lanes
+        lanes = choice.lanes
+        if choice.why == "not settled" and lanes == 1:  # an older file's: measured again
+            lanes = tuning.default_lanes(run.dtype)
         if lanes > 1 and choice.why in ("measured", "not measured", "not settled"):
             if not codegen.is_cached(kernel_of(run, lanes)):
                 kernels.setdefault(_key(run), set()).add(key)
@@ -366,8 +368,8 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
     dtype and optimizer on this host, and return it: blocks where more than tuning.MARGIN
     faster in two measurements, or more than tuning.LOW faster here and in the processes
     that measured before (:func:`fastbp.engine.tuning.verdict`); blocks, not settled, where
-    more than LOW faster in fewer processes. Each size trains the same
-    runs, for about ``seconds`` per timing."""
+    more than LOW faster in fewer processes. Each size trains the same runs, for about
+    ``seconds`` per timing."""
     default = tuning.default_lanes(run.dtype)
     sizes = sorted(set(sizes or (default, 1)))
     count = max(sizes)
@@ -393,8 +395,8 @@ def measure(run: RunConfig, sizes=None, rounds=tuning.ROUNDS, seconds=tuning.SEC
 
     trainers = {lanes: trainer(lanes) for lanes in sizes}
     ns = {lanes: t * 1e9 for lanes, t in tuning.time_forms(trainers, rounds).items()}
-    # One run at a time is the safe choice: blocks must be clearly faster, twice (the
-    # choice is kept for good on this host: a lucky or busy spell must not decide it).
+    # Blocks settle at once only where clearly faster, twice (a settled choice is kept
+    # for good on this host: a lucky or busy spell must not decide it).
     if tuning.fastest(ns, 1, tuning.MARGIN) != 1:
         again = {k: t * 1e9 for k, t in tuning.time_forms(trainers, rounds).items()}
         ns = {k: min(ns[k], again[k]) if k == 1 else max(ns[k], again[k]) for k in ns}
